@@ -1,0 +1,568 @@
+"""The node snapshot: typed dataclasses, and their JSON form.
+
+A snapshot is everything one swarm node knows about its routing mesh. It is a
+plain tree of dataclasses whose fields are JSON types (str, int, float, bool,
+None, lists, dicts with str keys, other dataclasses), so ``to_dict`` and
+``from_dict`` round-trip it exactly. Bump SNAPSHOT_VERSION when a field changes
+meaning or disappears; adding an optional field does not need a bump.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+SNAPSHOT_SCHEMA = "swarmscope/snapshot"
+SNAPSHOT_VERSION = 1
+
+
+# --------------------------------------------------------------------------
+# generic (de)serialisation
+
+
+def to_dict(obj: Any) -> Any:
+    """Turn a dataclass tree into JSON-ready data (dict order = field order)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _convert(args[0], value, where)
+        return value
+    if origin in (list, tuple):
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, vt = typing.get_args(tp) or (str, Any)
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
+        return {k: _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+T = typing.TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any, where: str = "$") -> T:
+    """Build a dataclass tree from JSON data; unknown keys are ignored.
+
+    Raises ValueError naming the path of the first value of the wrong shape.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
+    hints = _hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{where}.{f.name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {cls.__name__}: {exc}") from None
+
+
+# --------------------------------------------------------------------------
+# provenance: what ran, where, how it went
+
+
+@dataclass
+class Provenance:
+    what: str  # short name, e.g. "iptables-save", "ipvs-netlink", "docker:services"
+    namespace: str  # "host", or the namespace file name
+    status: str  # ok | failed | skipped | timeout | vanished
+    argv: list[str] = field(default_factory=list)  # command run; empty for netlink/API
+    exit_code: Optional[int] = None
+    duration_ms: float = 0.0
+    reason: Optional[str] = None  # why it failed or was skipped
+    truncated: bool = False
+
+
+# --------------------------------------------------------------------------
+# iptables
+
+
+@dataclass
+class RuleOption:
+    """One option of a rule, e.g. ``--dport 8000`` or ``! -d 127.0.0.0/8``."""
+
+    opt: str  # "-p", "--dport", "--to-destination", ...
+    value: Optional[str] = None  # None for flags such as "--ipvs"
+    negated: bool = False
+
+
+@dataclass
+class RuleMatch:
+    """A ``-m MODULE`` match and the options that belong to it."""
+
+    module: str
+    options: list[RuleOption] = field(default_factory=list)
+
+
+@dataclass
+class Rule:
+    chain: str
+    line: str  # the rule exactly as iptables-save printed it
+    params: list[RuleOption] = field(default_factory=list)  # -p -s -d -i -o -f before/outside -m
+    matches: list[RuleMatch] = field(default_factory=list)
+    target: Optional[str] = None  # -j / -g target; None for a rule with no target
+    goto: bool = False  # True for -g
+    target_options: list[RuleOption] = field(default_factory=list)
+    counters: Optional[list[int]] = None  # [packets, bytes] when saved with -c
+    comment: Optional[str] = None  # the text of -m comment --comment, unquoted
+
+    def option(self, opt: str) -> Optional[RuleOption]:
+        """The first option named ``opt`` among params, matches and target options."""
+        for o in self.params:
+            if o.opt == opt:
+                return o
+        for m in self.matches:
+            for o in m.options:
+                if o.opt == opt:
+                    return o
+        for o in self.target_options:
+            if o.opt == opt:
+                return o
+        return None
+
+    def value(self, opt: str) -> Optional[str]:
+        """Value of a non-negated option, else None."""
+        o = self.option(opt)
+        if o is None or o.negated:
+            return None
+        return o.value
+
+    def has_match(self, module: str) -> bool:
+        return any(m.module == module for m in self.matches)
+
+
+@dataclass
+class Chain:
+    name: str
+    policy: Optional[str] = None  # ACCEPT/DROP for built-in chains, None for user chains
+    counters: Optional[list[int]] = None
+    rules: list[Rule] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    name: str
+    chains: dict[str, Chain] = field(default_factory=dict)  # in the order iptables-save printed them
+
+    def rules(self, chain: str) -> list[Rule]:
+        c = self.chains.get(chain)
+        return c.rules if c else []
+
+
+@dataclass
+class IptablesDump:
+    """What one iptables backend holds in one namespace."""
+
+    backend: str  # "nft" or "legacy"
+    available: bool = True  # False where the save command could not run
+    reason: Optional[str] = None
+    tables: dict[str, Table] = field(default_factory=dict)
+    raw: str = ""  # the iptables-save text exactly as printed
+
+    def table(self, name: str) -> Table:
+        return self.tables.get(name) or Table(name=name)
+
+    @property
+    def rule_count(self) -> int:
+        return sum(len(c.rules) for t in self.tables.values() for c in t.chains.values())
+
+
+# --------------------------------------------------------------------------
+# IPVS
+
+
+@dataclass
+class IpvsDest:
+    address: str
+    port: int
+    forward: str  # Masq | Route | Tunnel | Local
+    weight: int
+    active: int = 0
+    inactive: int = 0
+
+
+@dataclass
+class IpvsService:
+    protocol: str  # "fwm", "tcp", "udp", "sctp"
+    scheduler: str
+    fwmark: Optional[int] = None  # for protocol == "fwm"
+    address: Optional[str] = None  # for address:port services
+    port: Optional[int] = None
+    flags: list[str] = field(default_factory=list)  # e.g. ["persistent 360"]
+    dests: list[IpvsDest] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        if self.protocol == "fwm":
+            return f"FWM {self.fwmark}"
+        return f"{self.protocol.upper()} {self.address}:{self.port}"
+
+
+@dataclass
+class IpvsTable:
+    available: bool
+    source: Optional[str] = None  # netlink | proc | ipvsadm
+    reason: Optional[str] = None  # why not available
+    services: list[IpvsService] = field(default_factory=list)
+    raw: Optional[str] = None  # text output when read from /proc or ipvsadm
+
+    def service_for_mark(self, mark: int) -> Optional[IpvsService]:
+        for s in self.services:
+            if s.protocol == "fwm" and s.fwmark == mark:
+                return s
+        return None
+
+
+# --------------------------------------------------------------------------
+# links and addresses
+
+
+@dataclass
+class Address:
+    address: str
+    prefixlen: int
+    family: int = 4  # 4 or 6
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.address}/{self.prefixlen}"
+
+
+@dataclass
+class Interface:
+    name: str
+    index: int
+    kind: Optional[str] = None  # veth, bridge, vxlan, dummy, None for plain devices
+    state: str = "unknown"  # up | down | unknown (operstate, lower-cased)
+    admin_up: bool = False
+    mtu: Optional[int] = None
+    mac: Optional[str] = None
+    master: Optional[str] = None  # name of the bridge this interface is a port of
+    master_index: Optional[int] = None
+    peer_index: Optional[int] = None  # veth: IFLA_LINK, the peer's index (in the peer's namespace)
+    peer_netns_id: Optional[int] = None
+    vxlan_id: Optional[int] = None
+    addresses: list[Address] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------
+# namespaces
+
+
+@dataclass
+class Namespace:
+    name: str  # file name under the netns directory
+    path: str
+    kind: str  # ingress_sbox | lb | overlay | container | unknown
+    network_id: Optional[str] = None  # full id when it could be joined, else the prefix
+    network_name: Optional[str] = None
+    container_id: Optional[str] = None
+    container_name: Optional[str] = None
+    task_id: Optional[str] = None
+    service_name: Optional[str] = None
+    interfaces: list[Interface] = field(default_factory=list)
+    iptables: Optional[IptablesDump] = None  # the backend the engine uses
+    iptables_other: Optional[IptablesDump] = None  # the other backend
+    ipvs: Optional[IpvsTable] = None  # load-balancer namespaces only
+    sysctls: dict[str, Optional[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # what could not be read here, and why
+    vanished: bool = False
+
+
+# --------------------------------------------------------------------------
+# DNS
+
+
+@dataclass
+class DnsAnswer:
+    service: str
+    network_id: str
+    network_name: str
+    query: str  # "whoami" or "tasks.whoami"
+    namespace: str  # the namespace the question was asked from
+    status: str  # ok | nxdomain | noanswer | timeout | error
+    answers: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+    reason: Optional[str] = None
+
+
+# --------------------------------------------------------------------------
+# the Docker API view (normalised; never env, secrets, configs, credentials)
+
+
+@dataclass
+class PortSpec:
+    protocol: str
+    target_port: int
+    published_port: Optional[int] = None
+    publish_mode: str = "ingress"  # ingress | host
+
+
+@dataclass
+class ServiceVip:
+    network_id: str
+    address: str  # CIDR as the API gives it, e.g. "10.0.1.2/24"
+
+
+@dataclass
+class Service:
+    id: str
+    name: str
+    mode: str  # replicated | global | replicated-job | global-job
+    replicas: Optional[int] = None
+    endpoint_mode: str = "vip"  # vip | dnsrr
+    ports: list[PortSpec] = field(default_factory=list)
+    vips: list[ServiceVip] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)  # network ids from the task template
+    image: Optional[str] = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TaskAttachment:
+    network_id: str
+    network_name: Optional[str]
+    addresses: list[str] = field(default_factory=list)  # CIDRs
+
+
+@dataclass
+class Task:
+    id: str
+    service_id: str
+    service_name: Optional[str] = None
+    slot: Optional[int] = None
+    node_id: Optional[str] = None
+    desired_state: Optional[str] = None
+    state: Optional[str] = None
+    error: Optional[str] = None
+    container_id: Optional[str] = None
+    attachments: list[TaskAttachment] = field(default_factory=list)
+
+
+@dataclass
+class NetworkTaskEndpoint:
+    name: str
+    endpoint_id: Optional[str] = None
+    endpoint_ip: Optional[str] = None
+    host_ip: Optional[str] = None  # Info["Host IP"]
+
+
+@dataclass
+class NetworkService:
+    name: str
+    vip: Optional[str] = None
+    local_lb_index: Optional[int] = None
+    ports: list[str] = field(default_factory=list)
+    tasks: list[NetworkTaskEndpoint] = field(default_factory=list)
+
+
+@dataclass
+class NetworkContainer:
+    key: str  # container id, or "ingress-sbox" / "lb-<name>"
+    name: Optional[str] = None
+    endpoint_id: Optional[str] = None
+    ipv4: Optional[str] = None  # CIDR
+
+
+@dataclass
+class NetworkPeer:
+    name: str
+    ip: str
+
+
+@dataclass
+class Network:
+    id: str
+    name: str
+    driver: Optional[str] = None
+    scope: Optional[str] = None
+    ingress: bool = False
+    attachable: bool = False
+    internal: bool = False
+    subnets: list[str] = field(default_factory=list)
+    gateways: list[str] = field(default_factory=list)
+    vxlan_ids: list[int] = field(default_factory=list)
+    containers: list[NetworkContainer] = field(default_factory=list)
+    services: dict[str, NetworkService] = field(default_factory=dict)  # verbose inspect, by service name
+    peers: list[NetworkPeer] = field(default_factory=list)
+    verbose: bool = False  # whether Services/Peers came from a verbose inspect
+
+
+@dataclass
+class ContainerNet:
+    network_id: Optional[str]
+    network_name: str
+    ip_address: Optional[str] = None
+    prefixlen: Optional[int] = None
+    endpoint_id: Optional[str] = None
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    sandbox_key: Optional[str] = None
+    sandbox_id: Optional[str] = None
+    service_id: Optional[str] = None
+    service_name: Optional[str] = None
+    task_id: Optional[str] = None
+    state: Optional[str] = None
+    pid: Optional[int] = None
+    networks: list[ContainerNet] = field(default_factory=list)
+
+
+@dataclass
+class SwarmNode:
+    id: str
+    hostname: str
+    role: str
+    state: Optional[str] = None
+    availability: Optional[str] = None
+    address: Optional[str] = None
+    manager_reachability: Optional[str] = None
+    engine_version: Optional[str] = None
+
+
+@dataclass
+class DockerView:
+    available: bool = True
+    reason: Optional[str] = None
+    services: list[Service] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    networks: list[Network] = field(default_factory=list)
+    containers: list[Container] = field(default_factory=list)
+    nodes: list[SwarmNode] = field(default_factory=list)  # managers only
+
+
+# --------------------------------------------------------------------------
+# the node and the host namespace
+
+
+@dataclass
+class IpvsSupport:
+    available: Optional[bool]  # None when it could not be established
+    method: str  # how it was established, e.g. "generic netlink family IPVS"
+    detail: Optional[str] = None
+
+
+@dataclass
+class IptablesBackend:
+    engine_backend: Optional[str]  # nft | legacy | None when unknown
+    method: str  # how it was decided
+    other_backend: Optional[str] = None
+    other_backend_rules: int = 0  # rules the other backend holds in the host namespace
+
+
+@dataclass
+class NodeInfo:
+    hostname: str
+    kernel_release: str
+    node_id: Optional[str] = None
+    node_addr: Optional[str] = None
+    role: Optional[str] = None  # manager | worker
+    swarm_state: Optional[str] = None  # active | inactive | pending | error | locked
+    engine_version: Optional[str] = None
+    api_version: Optional[str] = None
+    engine_os: Optional[str] = None
+    ip_vs: Optional[IpvsSupport] = None
+    iptables: Optional[IptablesBackend] = None
+    sysctls: dict[str, Optional[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Bridge:
+    name: str
+    present: bool
+    addresses: list[Address] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)  # interface names enslaved to it
+    state: Optional[str] = None
+
+
+@dataclass
+class Listener:
+    protocol: str  # tcp | udp
+    address: str
+    port: int
+    pid: Optional[int] = None
+    process: Optional[str] = None  # comm of the holder
+    inode: Optional[int] = None
+
+
+@dataclass
+class HostNamespace:
+    interfaces: list[Interface] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)  # IPv4 destination CIDRs of the main table
+    iptables: Optional[IptablesDump] = None
+    iptables_other: Optional[IptablesDump] = None
+    gwbridge: Optional[Bridge] = None
+    listeners: list[Listener] = field(default_factory=list)
+
+
+@dataclass
+class Snapshot:
+    node: NodeInfo
+    schema: str = SNAPSHOT_SCHEMA
+    version: int = SNAPSHOT_VERSION
+    tool_version: str = ""
+    collected_at: str = ""  # RFC 3339 UTC
+    duration_ms: float = 0.0
+    complete: bool = True
+    netns_dir: str = ""
+    host: HostNamespace = field(default_factory=HostNamespace)
+    namespaces: list[Namespace] = field(default_factory=list)
+    dns: list[DnsAnswer] = field(default_factory=list)
+    docker: DockerView = field(default_factory=DockerView)
+    provenance: list[Provenance] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # what made the snapshot incomplete
+
+    def namespace(self, name: str) -> Optional[Namespace]:
+        for ns in self.namespaces:
+            if ns.name == name:
+                return ns
+        return None
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Snapshot":
+        if not isinstance(data, dict) or data.get("schema") != SNAPSHOT_SCHEMA:
+            raise ValueError(f"not a swarmscope node snapshot (expected schema {SNAPSHOT_SCHEMA!r})")
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(
+                f"snapshot version {data.get('version')!r} is not supported (this swarmscope reads version {SNAPSHOT_VERSION})"
+            )
+        return from_dict(cls, data)
