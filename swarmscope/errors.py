@@ -18,6 +18,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad command line or bad input file
     COLLECT_FAILED = 3  # could not collect at all (not root, no docker, ...)
     PARTIAL = 4  # collected, but some parts failed (recorded in the snapshot)
+    INTERNAL = 70  # a bug in swarmscope (EX_SOFTWARE); --debug shows the traceback
 
 
 class SwarmscopeError(Exception):

@@ -1,0 +1,148 @@
+"""The command line: a thin click layer over collect -> correlate -> render.
+
+Known errors become one ``swarmscope: error: ...`` line and a documented exit
+code (see errors.ExitStatus); a traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+import click
+
+from swarmscope import __version__
+from swarmscope.errors import ExitStatus, SwarmscopeError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _debug(ctx: click.Context | None) -> bool:
+    while ctx is not None:
+        if ctx.obj and ctx.obj.get("debug"):
+            return True
+        ctx = ctx.parent
+    return bool(os.environ.get("SWARMSCOPE_DEBUG"))
+
+
+def collect_options(fn):
+    """Options shared by every command that collects from a live node."""
+    opts = [
+        click.option("--netns-dir", default="/var/run/docker/netns", show_default=True,
+                     help="The engine's netns directory (dockerd --exec-root DIR: DIR/netns)."),
+        click.option("-H", "--host", "docker_host", default=None, metavar="URL",
+                     help="Docker API to talk to (default: DOCKER_HOST, else the local socket)."),
+        click.option("--timeout", type=click.FloatRange(0.1, 600), default=5.0, show_default=True,
+                     help="Seconds allowed for each command run during collection."),
+        click.option("--docker-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+                     help="Seconds allowed for each Docker API call."),
+        click.option("--dns-timeout", type=click.FloatRange(0.1, 60), default=2.0, show_default=True,
+                     help="Seconds allowed for each DNS question to 127.0.0.11."),
+        click.option("--no-dns", is_flag=True, help="Do not ask the embedded DNS resolver."),
+        click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
+                     help="Namespaces collected at once."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _options(netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dns, workers):
+    from swarmscope.collect.snapshot import CollectOptions
+
+    return CollectOptions(
+        netns_dir=netns_dir,
+        docker_host=docker_host,
+        timeout=timeout,
+        docker_timeout=docker_timeout,
+        dns_timeout=dns_timeout,
+        dns=not no_dns,
+        workers=workers,
+    )
+
+
+def _warn(opts) -> None:
+    for w in opts.warnings:
+        click.echo(f"swarmscope: warning: {w}", err=True)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output in (None, "-"):
+        click.echo(text)
+        return
+    try:
+        with open(output, "w") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        raise SwarmscopeError(f"cannot write {output}: {exc.strerror}") from None
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="swarmscope")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Explain how traffic reaches a Docker Swarm service, and where it breaks."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command()
+@collect_options
+@click.option("--json", "as_json", is_flag=True, help="Print the whole node snapshot as JSON.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
+def collect(as_json, output, **kw):
+    """Collect this node's snapshot (read-only) and summarise it.
+
+    Exit code 0 when the snapshot is complete, 4 when parts could not be
+    collected (they are listed), 3 when nothing could be collected.
+    """
+    from swarmscope.collect.snapshot import collect as do_collect
+    from swarmscope.render.summary import render_summary
+
+    opts = _options(**kw)
+    snap = do_collect(opts)
+    _warn(opts)
+    if as_json:
+        _write(json.dumps(snap.to_dict(), indent=2), output)
+    else:
+        _write(render_summary(snap), output)
+    sys.exit(ExitStatus.OK if snap.complete else ExitStatus.PARTIAL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn errors into one line and an exit code."""
+    ctx = None
+    try:
+        with cli.make_context("swarmscope", list(sys.argv[1:] if argv is None else argv)) as ctx:
+            cli.invoke(ctx)
+        sys.exit(ExitStatus.OK)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitStatus.USAGE)
+    except click.exceptions.Abort:
+        click.echo("swarmscope: aborted", err=True)
+        sys.exit(130)
+    except SwarmscopeError as exc:
+        if _debug(ctx) or "--debug" in sys.argv:
+            traceback.print_exc()
+        click.echo(f"swarmscope: error: {exc}", err=True)
+        sys.exit(exc.status)
+    except KeyboardInterrupt:
+        click.echo("swarmscope: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(ExitStatus.OK)
+    except Exception as exc:  # a bug: say so in one line, traceback with --debug
+        if _debug(ctx) or "--debug" in sys.argv:
+            traceback.print_exc()
+        click.echo(
+            f"swarmscope: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback, "
+            "and please report it)",
+            err=True,
+        )
+        sys.exit(ExitStatus.INTERNAL)

@@ -1,0 +1,318 @@
+"""The Docker API view: services, tasks, networks (verbose), containers, nodes.
+
+Everything is normalised into model objects field by field, so what is not
+copied is never collected: no environment variables, secrets, configs,
+registry credentials, commands or arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from swarmscope.collect.runner import Recorder
+from swarmscope.errors import CollectError
+from swarmscope.model import (
+    Container,
+    ContainerNet,
+    DockerView,
+    Network,
+    NetworkContainer,
+    NetworkPeer,
+    NetworkService,
+    NetworkTaskEndpoint,
+    PortSpec,
+    Service,
+    ServiceVip,
+    SwarmNode,
+    Task,
+    TaskAttachment,
+)
+
+MIN_API = (1, 28)  # network inspect --verbose (Services, LocalLBIndex, Peers)
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+KEEP_LABEL_PREFIX = "com.docker."
+
+
+def _api_tuple(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in v.split("."))
+    except ValueError:
+        return (0,)
+
+
+@dataclass
+class EngineInfo:
+    hostname: str
+    node_id: Optional[str]
+    node_addr: Optional[str]
+    swarm_state: Optional[str]
+    is_manager: bool
+    engine_version: Optional[str]
+    api_version: Optional[str]
+    os: Optional[str]
+    kernel: Optional[str]
+
+
+def describe_connect_error(host: str, exc: Exception) -> str:
+    """One line: what is wrong with the Docker API, and what to do."""
+    text = str(exc)
+    path = host[len("unix://") :] if host.startswith("unix://") else None
+    if path and not os.path.exists(path):
+        return f"no Docker socket at {path}: is dockerd running? point swarmscope at it with -H/--host or DOCKER_HOST"
+    if "Permission denied" in text or "PermissionError" in text:
+        return f"permission denied on the Docker socket {path or host}: run as root (sudo) or as a member of the docker group"
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return f"the Docker API at {host} did not answer in time (raise --docker-timeout, or check dockerd)"
+    return f"cannot reach the Docker API at {host}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
+
+
+def connect(host: Optional[str], timeout: float):
+    """An APIClient for ``host`` (None: DOCKER_HOST or the default socket)."""
+    import docker
+
+    base_url = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    try:
+        client = docker.APIClient(base_url=base_url, timeout=timeout, version="auto")
+    except Exception as exc:  # version negotiation talks to the engine
+        raise CollectError(describe_connect_error(base_url, exc)) from exc
+    return client, base_url
+
+
+def engine_info(api) -> EngineInfo:
+    info = api.info()
+    ver = api.version()
+    api_version = ver.get("ApiVersion")
+    if api_version and _api_tuple(api_version) < MIN_API:
+        raise CollectError(
+            f"unsupported engine: Docker API {api_version} (engine {ver.get('Version')}); "
+            f"swarmscope needs API {'.'.join(map(str, MIN_API))} or newer (Docker 17.06+)"
+        )
+    swarm = info.get("Swarm") or {}
+    return EngineInfo(
+        hostname=info.get("Name") or "",
+        node_id=swarm.get("NodeID") or None,
+        node_addr=swarm.get("NodeAddr") or None,
+        swarm_state=swarm.get("LocalNodeState") or None,
+        is_manager=bool(swarm.get("ControlAvailable")),
+        engine_version=ver.get("Version") or info.get("ServerVersion"),
+        api_version=api_version,
+        os=info.get("OperatingSystem"),
+        kernel=info.get("KernelVersion"),
+    )
+
+
+# --------------------------------------------------------------------------
+# normalisation (pure: raw API dicts -> model)
+
+
+def norm_service(raw: dict) -> Service:
+    spec = raw.get("Spec") or {}
+    mode_spec = spec.get("Mode") or {}
+    replicas = None
+    if "Replicated" in mode_spec:
+        mode = "replicated"
+        replicas = (mode_spec["Replicated"] or {}).get("Replicas")
+    elif "Global" in mode_spec:
+        mode = "global"
+    elif "ReplicatedJob" in mode_spec:
+        mode = "replicated-job"
+    elif "GlobalJob" in mode_spec:
+        mode = "global-job"
+    else:
+        mode = "unknown"
+    endpoint = raw.get("Endpoint") or {}
+    ep_spec = endpoint.get("Spec") or spec.get("EndpointSpec") or {}
+    ports = [
+        PortSpec(
+            protocol=p.get("Protocol", "tcp"),
+            target_port=int(p.get("TargetPort") or 0),
+            published_port=p.get("PublishedPort"),
+            publish_mode=p.get("PublishMode", "ingress"),
+        )
+        for p in (endpoint.get("Ports") or ep_spec.get("Ports") or [])
+    ]
+    vips = [ServiceVip(network_id=v.get("NetworkID", ""), address=v.get("Addr", "")) for v in endpoint.get("VirtualIPs") or []]
+    template = spec.get("TaskTemplate") or {}
+    nets = [n.get("Target") for n in (template.get("Networks") or spec.get("Networks") or []) if n.get("Target")]
+    image = (template.get("ContainerSpec") or {}).get("Image")
+    labels = {k: v for k, v in (spec.get("Labels") or {}).items() if k.startswith(KEEP_LABEL_PREFIX)}
+    return Service(
+        id=raw.get("ID", ""),
+        name=spec.get("Name", ""),
+        mode=mode,
+        replicas=replicas,
+        endpoint_mode=ep_spec.get("Mode") or "vip",
+        ports=ports,
+        vips=vips,
+        networks=nets,
+        image=image,
+        labels=labels,
+    )
+
+
+def norm_task(raw: dict, service_names: dict[str, str]) -> Task:
+    status = raw.get("Status") or {}
+    cstatus = status.get("ContainerStatus") or {}
+    atts = []
+    for a in raw.get("NetworksAttachments") or []:
+        net = a.get("Network") or {}
+        atts.append(
+            TaskAttachment(
+                network_id=net.get("ID", ""),
+                network_name=(net.get("Spec") or {}).get("Name"),
+                addresses=list(a.get("Addresses") or []),
+            )
+        )
+    sid = raw.get("ServiceID", "")
+    return Task(
+        id=raw.get("ID", ""),
+        service_id=sid,
+        service_name=service_names.get(sid),
+        slot=raw.get("Slot"),
+        node_id=raw.get("NodeID"),
+        desired_state=raw.get("DesiredState"),
+        state=status.get("State"),
+        error=status.get("Err"),
+        container_id=cstatus.get("ContainerID"),
+        attachments=atts,
+    )
+
+
+def norm_network(raw: dict, verbose: bool) -> Network:
+    ipam = raw.get("IPAM") or {}
+    cfg = ipam.get("Config") or []
+    opts = raw.get("Options") or {}
+    vxlan = [int(x) for x in (opts.get("com.docker.network.driver.overlay.vxlanid_list") or "").split(",") if x.strip().isdigit()]
+    containers = [
+        NetworkContainer(key=k, name=v.get("Name"), endpoint_id=v.get("EndpointID"), ipv4=v.get("IPv4Address") or None)
+        for k, v in (raw.get("Containers") or {}).items()
+    ]
+    services = {}
+    for name, s in (raw.get("Services") or {}).items():
+        services[name] = NetworkService(
+            name=name,
+            vip=s.get("VIP") or None,
+            local_lb_index=s.get("LocalLBIndex"),
+            ports=list(s.get("Ports") or []),
+            tasks=[
+                NetworkTaskEndpoint(
+                    name=t.get("Name", ""),
+                    endpoint_id=t.get("EndpointID"),
+                    endpoint_ip=t.get("EndpointIP"),
+                    host_ip=(t.get("Info") or {}).get("Host IP"),
+                )
+                for t in s.get("Tasks") or []
+            ],
+        )
+    return Network(
+        id=raw.get("Id", ""),
+        name=raw.get("Name", ""),
+        driver=raw.get("Driver"),
+        scope=raw.get("Scope"),
+        ingress=bool(raw.get("Ingress")),
+        attachable=bool(raw.get("Attachable")),
+        internal=bool(raw.get("Internal")),
+        subnets=[c["Subnet"] for c in cfg if c.get("Subnet")],
+        gateways=[c["Gateway"] for c in cfg if c.get("Gateway")],
+        vxlan_ids=vxlan,
+        containers=containers,
+        services=services,
+        peers=[NetworkPeer(name=p.get("Name", ""), ip=p.get("IP", "")) for p in raw.get("Peers") or []],
+        verbose=verbose,
+    )
+
+
+def norm_container(raw: dict) -> Container:
+    ns = raw.get("NetworkSettings") or {}
+    labels = (raw.get("Config") or {}).get("Labels") or {}
+    state = raw.get("State") or {}
+    nets = [
+        ContainerNet(
+            network_id=v.get("NetworkID") or None,
+            network_name=k,
+            ip_address=v.get("IPAddress") or None,
+            prefixlen=v.get("IPPrefixLen") or None,
+            endpoint_id=v.get("EndpointID") or None,
+        )
+        for k, v in (ns.get("Networks") or {}).items()
+    ]
+    return Container(
+        id=raw.get("Id", ""),
+        name=(raw.get("Name") or "").lstrip("/"),
+        sandbox_key=ns.get("SandboxKey") or None,
+        sandbox_id=ns.get("SandboxID") or None,
+        service_id=labels.get("com.docker.swarm.service.id"),
+        service_name=labels.get("com.docker.swarm.service.name"),
+        task_id=labels.get("com.docker.swarm.task.id"),
+        state=state.get("Status"),
+        pid=state.get("Pid") or None,
+        networks=nets,
+    )
+
+
+def norm_node(raw: dict) -> SwarmNode:
+    desc = raw.get("Description") or {}
+    spec = raw.get("Spec") or {}
+    status = raw.get("Status") or {}
+    return SwarmNode(
+        id=raw.get("ID", ""),
+        hostname=desc.get("Hostname", ""),
+        role=spec.get("Role", ""),
+        state=status.get("State"),
+        availability=spec.get("Availability"),
+        address=status.get("Addr"),
+        manager_reachability=(raw.get("ManagerStatus") or {}).get("Reachability"),
+        engine_version=(desc.get("Engine") or {}).get("EngineVersion"),
+    )
+
+
+# --------------------------------------------------------------------------
+# collection
+
+
+def collect_view(api, info: EngineInfo, rec: Recorder) -> DockerView:
+    """Read the API view; a failing call is recorded and the rest goes on."""
+    view = DockerView()
+    problems: list[str] = []
+
+    def call(what: str, fn, default):
+        with rec.step(f"docker:{what}", "host") as step:
+            try:
+                return fn()
+            except Exception as exc:
+                step.status = "failed"
+                step.reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                problems.append(f"docker {what}: {step.reason}")
+                return default
+
+    service_names: dict[str, str] = {}
+    if info.is_manager:
+        raw_services = call("services", api.services, [])
+        view.services = [norm_service(s) for s in raw_services]
+        service_names = {s.id: s.name for s in view.services}
+        view.tasks = [norm_task(t, service_names) for t in call("tasks", api.tasks, [])]
+        view.nodes = [norm_node(n) for n in call("nodes", api.nodes, [])]
+    else:
+        for what in ("services", "tasks", "nodes"):
+            rec.skipped(f"docker:{what}", "host", "this node is a worker: only managers can list services, tasks and nodes")
+
+    for n in call("networks", api.networks, []):
+        nid = n.get("Id", "")
+        if n.get("Driver") == "overlay" or n.get("Name") == "docker_gwbridge":
+            raw = call(f"network inspect -v {n.get('Name')}", lambda: api.inspect_network(nid, verbose=True), None)
+            if raw is not None:
+                view.networks.append(norm_network(raw, verbose=True))
+                continue
+        view.networks.append(norm_network(n, verbose=False))
+
+    containers = []
+    for c in call("containers", lambda: api.containers(all=False), []):
+        raw = call(f"container inspect {c.get('Id', '')[:12]}", lambda: api.inspect_container(c["Id"]), None)
+        if raw is not None:
+            containers.append(norm_container(raw))
+    view.containers = containers
+    if problems:
+        view.reason = "; ".join(problems)
+    return view

@@ -1,0 +1,324 @@
+"""Collect one node's snapshot: the orchestration of every collector.
+
+Order: Docker API (to know services, networks and containers), the host
+namespace, then every namespace under the netns directory concurrently (a
+bounded pool; each namespace in a fresh thread that entered it). What fails is
+recorded in the snapshot and the rest goes on; ``Snapshot.complete`` and
+``Snapshot.errors`` say what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Optional
+
+from swarmscope import __version__
+from swarmscope.collect import docker_api, iptables, kernel
+from swarmscope.collect.dns import ask_all
+from swarmscope.collect.ipvs import read_ipvs
+from swarmscope.collect.links import read_interfaces
+from swarmscope.collect.listeners import read_listeners
+from swarmscope.collect.runner import Recorder
+from swarmscope.errors import CollectError
+from swarmscope.model import (
+    Bridge,
+    DockerView,
+    HostNamespace,
+    IpvsSupport,
+    Namespace,
+    NodeInfo,
+    Snapshot,
+)
+from swarmscope.netns import NamespaceError, run_in_netns
+
+DEFAULT_NETNS_DIR = "/var/run/docker/netns"
+_CONTAINER_NS = re.compile(r"^[0-9a-f]{12}$")
+_OVERLAY_NS = re.compile(r"^\d+-([0-9a-z]+)$")
+
+
+@dataclass
+class CollectOptions:
+    netns_dir: str = DEFAULT_NETNS_DIR
+    docker_host: Optional[str] = None
+    timeout: float = 5.0  # per command / per namespace step
+    docker_timeout: float = 10.0
+    dns_timeout: float = 2.0
+    dns: bool = True
+    workers: int = 8
+    require_root: bool = True
+    warnings: list[str] = field(default_factory=list)  # filled for the CLI to print
+
+
+def classify(name: str) -> tuple[str, Optional[str]]:
+    """(kind, network id prefix) from a namespace file name."""
+    if name == "ingress_sbox":
+        return "ingress_sbox", None
+    if name.startswith("lb_"):
+        return "lb", name[3:]
+    m = _OVERLAY_NS.match(name)
+    if m:
+        return "overlay", m.group(1)
+    if _CONTAINER_NS.match(name):
+        return "container", None
+    return "unknown", None
+
+
+def _join(ns: Namespace, view: DockerView) -> None:
+    """Attach the Docker objects a namespace belongs to."""
+    if ns.kind in ("lb", "overlay") and ns.network_id:
+        prefix = ns.network_id
+        matches = [n for n in view.networks if n.id.startswith(prefix)]
+        if len(matches) == 1:
+            ns.network_id, ns.network_name = matches[0].id, matches[0].name
+    elif ns.kind == "ingress_sbox":
+        ing = [n for n in view.networks if n.ingress]
+        if ing:
+            ns.network_id, ns.network_name = ing[0].id, ing[0].name
+    elif ns.kind == "container":
+        for c in view.containers:
+            if c.sandbox_key and os.path.basename(c.sandbox_key) == ns.name:
+                ns.container_id, ns.container_name = c.id, c.name
+                ns.task_id, ns.service_name = c.task_id, c.service_name
+                break
+
+
+def _dns_questions(view: DockerView, namespaces: list[Namespace]) -> dict[str, list[tuple[str, str, str]]]:
+    """Namespace name -> (service, network id, network name) to ask there.
+
+    Per non-ingress network present on the node, ask from its lb_ namespace,
+    or else from a container sandbox on it.
+    """
+    plan: dict[str, list[tuple[str, str, str]]] = {}
+    by_id = {n.id: n for n in view.networks}
+    for net in view.networks:
+        if net.ingress or net.driver != "overlay":
+            continue
+        names: set[str] = set(net.services)
+        for s in view.services:
+            if net.id in s.networks or any(v.network_id == net.id for v in s.vips):
+                names.add(s.name)
+        names.discard("")
+        if not names:
+            continue
+        asker = next((ns for ns in namespaces if ns.kind == "lb" and ns.network_id == net.id), None)
+        if asker is None:
+            for ns in namespaces:
+                if ns.kind != "container" or not ns.container_id:
+                    continue
+                c = next((c for c in view.containers if c.id == ns.container_id), None)
+                if c and any(cn.network_id == net.id for cn in c.networks):
+                    asker = ns
+                    break
+        if asker is None:
+            continue
+        plan.setdefault(asker.name, []).extend((n, net.id, by_id[net.id].name) for n in sorted(names))
+    return plan
+
+
+def _collect_namespace(
+    ns: Namespace,
+    rec: Recorder,
+    opts: CollectOptions,
+    backend: Optional[str],
+    support: IpvsSupport,
+    questions: list[tuple[str, str, str]],
+    dns_out: list,
+) -> None:
+    """Runs inside the namespace (in the thread run_in_netns started)."""
+    try:
+        with rec.step("links+addresses (rtnetlink)", ns.name):
+            ns.interfaces, _ = read_interfaces()
+    except Exception as exc:
+        ns.errors.append(f"interfaces: {exc}")
+    dumps = iptables.read_both(rec, ns.name)
+    main = backend or "nft"
+    ns.iptables = dumps.get(main)
+    ns.iptables_other = dumps.get(iptables.other(main))
+    for d in (ns.iptables, ns.iptables_other):
+        if d is not None and not d.available and d.reason and "not installed" not in d.reason:
+            ns.errors.append(f"iptables-{d.backend}-save: {d.reason}")
+    if ns.kind in ("ingress_sbox", "lb"):
+        ns.ipvs = read_ipvs(rec, ns.name, support)
+        with rec.step("sysctls", ns.name):
+            ns.sysctls = kernel.read_sysctls(kernel.LB_SYSCTLS)
+    if questions and opts.dns:
+        with rec.step(f"dns {len(questions) * 2} queries to 127.0.0.11", ns.name) as step:
+            answers = ask_all(questions, ns.name, opts.dns_timeout)
+            bad = [a for a in answers if a.status in ("timeout", "error")]
+            if bad:
+                step.status = "failed"
+                step.reason = f"{len(bad)} of {len(answers)} queries failed: {bad[0].query}: {bad[0].reason}"
+            dns_out.extend(answers)
+
+
+def _host(rec: Recorder, opts: CollectOptions, view: DockerView) -> tuple[HostNamespace, dict]:
+    host = HostNamespace()
+    try:
+        with rec.step("links+addresses+routes (rtnetlink)", "host"):
+            host.interfaces, host.routes = read_interfaces()
+    except Exception:
+        pass
+    dumps = iptables.read_both(rec, "host")
+    gw = next((i for i in host.interfaces if i.name == "docker_gwbridge"), None)
+    host.gwbridge = Bridge(
+        name="docker_gwbridge",
+        present=gw is not None,
+        addresses=list(gw.addresses) if gw else [],
+        members=sorted(i.name for i in host.interfaces if gw is not None and i.master_index == gw.index),
+        state=gw.state if gw else None,
+    )
+    ports: set[int] = set()
+    for s in view.services:
+        ports.update(p.published_port for p in s.ports if p.published_port)
+    for d in dumps.values():
+        for r in d.table("nat").rules("DOCKER-INGRESS"):
+            dp = r.value("--dport")
+            if dp and dp.isdigit():
+                ports.add(int(dp))
+    with rec.step("listening sockets (/proc/net)", "host"):
+        host.listeners = read_listeners(ports)
+    return host, dumps
+
+
+def preflight(opts: CollectOptions) -> None:
+    if opts.require_root and os.geteuid() != 0:
+        raise CollectError(
+            "swarmscope collect must run as root: it enters the engine's network namespaces "
+            "and reads iptables (run it with sudo)"
+        )
+    if not os.path.isdir(opts.netns_dir):
+        raise CollectError(
+            f"no network namespace directory at {opts.netns_dir}: is this a swarm node? "
+            "if dockerd runs with --exec-root DIR, pass --netns-dir DIR/netns"
+        )
+
+
+def collect(opts: CollectOptions) -> Snapshot:
+    """Collect this node's snapshot. Raises CollectError only when nothing useful can be had."""
+    t0 = time.monotonic()
+    started = _dt.datetime.now(_dt.timezone.utc)
+    preflight(opts)
+    rec = Recorder(timeout=opts.timeout)
+    errors: list[str] = []
+
+    # 1. Docker API
+    info = None
+    view = DockerView(available=False)
+    api = None
+    try:
+        with rec.step("docker:connect+info", "host"):
+            api, base_url = docker_api.connect(opts.docker_host, opts.docker_timeout)
+            try:
+                info = docker_api.engine_info(api)
+            except CollectError:
+                raise
+            except Exception as exc:
+                raise CollectError(docker_api.describe_connect_error(base_url, exc)) from exc
+    except CollectError as exc:
+        if "unsupported engine" in exc.message:
+            raise
+        view.reason = exc.message
+        errors.append(f"Docker API: {exc.message}")
+        opts.warnings.append(exc.message)
+    if info is not None:
+        if info.swarm_state not in ("active", "pending"):
+            raise CollectError(
+                f"this engine is not in swarm mode (swarm state: {info.swarm_state or 'inactive'}): "
+                "run swarmscope on a node of the swarm, or point -H at one"
+            )
+        view = docker_api.collect_view(api, info, rec)
+        if view.reason:
+            errors.append(f"Docker API: {view.reason}")
+    if api is not None:
+        api.close()
+
+    # 2. node facts
+    support = kernel.ipvs_support()
+    node = NodeInfo(
+        hostname=(info.hostname if info else None) or socket.gethostname(),
+        kernel_release=kernel.kernel_release(),
+        node_id=info.node_id if info else None,
+        node_addr=info.node_addr if info else None,
+        role=("manager" if info.is_manager else "worker") if info else None,
+        swarm_state=info.swarm_state if info else None,
+        engine_version=info.engine_version if info else None,
+        api_version=info.api_version if info else None,
+        engine_os=info.os if info else None,
+        ip_vs=support,
+    )
+
+    # 3. host namespace
+    host, host_dumps = _host(rec, opts, view)
+    backend = kernel.decide_backend(host_dumps)
+    node.iptables = backend
+    main = backend.engine_backend or "nft"
+    host.iptables = host_dumps.get(main)
+    host.iptables_other = host_dumps.get(iptables.other(main))
+    swarm_ifaces = {"docker_gwbridge"}
+    if node.node_addr:
+        swarm_ifaces.update(i.name for i in host.interfaces if any(a.address == node.node_addr for a in i.addresses))
+    names = list(kernel.NODE_SYSCTLS) + [f"net.ipv4.conf.{i}.rp_filter" for i in sorted(swarm_ifaces)]
+    node.sysctls = kernel.read_sysctls(dict.fromkeys(names))
+
+    # 4. namespaces, concurrently
+    namespaces: list[Namespace] = []
+    try:
+        entries = sorted(os.listdir(opts.netns_dir))
+    except OSError as exc:
+        entries = []
+        errors.append(f"cannot list {opts.netns_dir}: {exc.strerror}")
+    for name in entries:
+        kind, prefix = classify(name)
+        ns = Namespace(name=name, path=os.path.join(opts.netns_dir, name), kind=kind, network_id=prefix)
+        _join(ns, view)
+        namespaces.append(ns)
+    plan = _dns_questions(view, namespaces) if opts.dns else {}
+    dns_out: list = []
+
+    def one(ns: Namespace) -> None:
+        budget = opts.timeout * 4 + opts.dns_timeout * 2 * len(plan.get(ns.name, [])) + 5
+        try:
+            run_in_netns(
+                ns.path,
+                lambda: _collect_namespace(ns, rec, opts, backend.engine_backend, support, plan.get(ns.name, []), dns_out),
+                timeout=budget,
+            )
+        except NamespaceError as exc:
+            ns.vanished = exc.vanished
+            ns.errors.append(exc.reason)
+            rec.skipped("enter namespace", ns.name, exc.reason)
+        except Exception as exc:  # a collector bug must not lose the other namespaces
+            ns.errors.append(f"{type(exc).__name__}: {exc}")
+
+    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
+        list(pool.map(one, namespaces))
+    for ns in namespaces:
+        for e in ns.errors:
+            errors.append(f"namespace {ns.name}: {e}")
+
+    snap = Snapshot(
+        node=node,
+        tool_version=__version__,
+        collected_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        netns_dir=opts.netns_dir,
+        host=host,
+        namespaces=namespaces,
+        dns=sorted(dns_out, key=lambda a: (a.network_name, a.service, a.query)),
+        docker=view,
+        provenance=rec.entries,
+    )
+    for p in rec.entries:
+        if p.status in ("failed", "timeout") and p.what.startswith("dns"):
+            errors.append(f"namespace {p.namespace}: {p.reason}")
+        elif p.status == "timeout":
+            errors.append(f"{p.what} in {p.namespace}: {p.reason}")
+    snap.errors = list(dict.fromkeys(errors))
+    snap.complete = not snap.errors
+    snap.duration_ms = round((time.monotonic() - t0) * 1000, 1)
+    return snap

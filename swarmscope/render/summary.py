@@ -1,0 +1,116 @@
+"""The human summary of one node snapshot (``swarmscope collect``)."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from swarmscope.model import Namespace, Snapshot
+
+
+def _addrs(ns: Namespace) -> str:
+    out = []
+    for i in ns.interfaces:
+        if i.name == "lo":
+            continue
+        for a in i.addresses:
+            if a.family == 4:
+                out.append(f"{i.name}:{a.cidr}")
+    return " ".join(out) or "-"
+
+
+def _what(ns: Namespace) -> str:
+    if ns.kind in ("lb", "overlay", "ingress_sbox"):
+        return ns.network_name or (f"network {ns.network_id}?" if ns.network_id else "-")
+    if ns.kind == "container":
+        return ns.container_name or "(no container)"
+    return "-"
+
+
+def _ipvs(ns: Namespace) -> str:
+    if ns.ipvs is None:
+        return ""
+    if not ns.ipvs.available:
+        return "unavailable"
+    return ", ".join(f"{s.key}:{len(s.dests)}rs" for s in ns.ipvs.services) or "empty"
+
+
+def _rules(ns: Namespace) -> str:
+    if ns.vanished:
+        return "vanished"
+    d = ns.iptables
+    if d is None:
+        return "?"
+    if not d.available:
+        return "n/a"
+    n = str(d.rule_count)
+    o = ns.iptables_other
+    if o is not None and o.available and o.rule_count:
+        n += f" (+{o.rule_count} {o.backend})"
+    return n
+
+
+def render_summary(snap: Snapshot) -> str:
+    n = snap.node
+    lines = []
+    lines.append(
+        f"node {n.hostname}  id {n.node_id or '?'}  role {n.role or '?'}  swarm {n.swarm_state or '?'}"
+    )
+    lines.append(
+        f"engine {n.engine_version or '?'} (API {n.api_version or '?'})  kernel {n.kernel_release}"
+    )
+    if n.ip_vs is not None:
+        if n.ip_vs.available is False:
+            lines.append(f"ip_vs: kernel has no ip_vs — {n.ip_vs.detail}")
+        elif n.ip_vs.available:
+            lines.append(f"ip_vs: available ({n.ip_vs.method})")
+        else:
+            lines.append(f"ip_vs: unknown ({n.ip_vs.method})")
+    if n.iptables is not None:
+        b = n.iptables
+        other = f"; {b.other_backend} holds {b.other_backend_rules} rules" if b.other_backend else ""
+        lines.append(f"iptables: engine uses {b.engine_backend or '?'}{other}")
+    sys = ", ".join(f"{k.replace('net.ipv4.', '').replace('net.', '')}={v if v is not None else '-'}" for k, v in n.sysctls.items())
+    lines.append(f"sysctls: {sys}")
+    gw = snap.host.gwbridge
+    if gw is not None:
+        if gw.present:
+            addrs = ",".join(a.cidr for a in gw.addresses) or "no address"
+            lines.append(f"docker_gwbridge: {addrs}, {len(gw.members)} members")
+        else:
+            lines.append("docker_gwbridge: missing")
+    if snap.host.iptables is not None and snap.host.iptables.available:
+        lines.append(f"host iptables ({snap.host.iptables.backend}): {snap.host.iptables.rule_count} rules")
+    if snap.host.listeners:
+        ls = ", ".join(f"{l.protocol}/{l.address}:{l.port} ({l.process or '?'})" for l in snap.host.listeners)
+        lines.append(f"listening on published ports: {ls}")
+    lines.append("")
+
+    rows = [[ns.name, ns.kind, _what(ns), _addrs(ns), _rules(ns), _ipvs(ns)] for ns in snap.namespaces]
+    lines.append(f"namespaces under {snap.netns_dir}: {len(snap.namespaces)}")
+    lines.append(tabulate(rows, headers=["namespace", "kind", "network/container", "addresses", "rules", "ipvs"]))
+    lines.append("")
+
+    if snap.dns:
+        rows = [
+            [a.network_name, a.query, a.status, " ".join(a.answers) or (a.reason or "-"), a.namespace]
+            for a in snap.dns
+        ]
+        lines.append("DNS (127.0.0.11):")
+        lines.append(tabulate(rows, headers=["network", "query", "status", "answers", "asked from"]))
+        lines.append("")
+
+    d = snap.docker
+    if d.available or d.services or d.networks:
+        lines.append(
+            f"docker: {len(d.services)} services, {len(d.tasks)} tasks, {len(d.networks)} networks, "
+            f"{len(d.containers)} containers, {len(d.nodes)} nodes"
+        )
+    else:
+        lines.append(f"docker: unavailable — {d.reason}")
+    lines.append(f"collected in {snap.duration_ms / 1000:.2f}s, {len(snap.provenance)} steps")
+    if snap.errors:
+        lines.append(f"INCOMPLETE: {len(snap.errors)} problem(s):")
+        lines.extend(f"  - {e}" for e in snap.errors)
+    else:
+        lines.append("complete")
+    return "\n".join(lines)
