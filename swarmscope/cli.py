@@ -14,7 +14,7 @@ import traceback
 import click
 
 from swarmscope import __version__
-from swarmscope.errors import ExitStatus, SwarmscopeError
+from swarmscope.errors import ExitStatus, SwarmscopeError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -110,6 +110,150 @@ def collect(as_json, output, **kw):
     else:
         _write(render_summary(snap), output)
     sys.exit(ExitStatus.OK if snap.complete else ExitStatus.PARTIAL)
+
+
+def _load_or_collect(from_file, kw) -> list:
+    """Snapshots from --from FILE, or a live collection of this node."""
+    if from_file:
+        from swarmscope.dump import load
+
+        return load(from_file), True
+    from swarmscope.collect.snapshot import collect as do_collect
+
+    opts = _options(**kw)
+    snap = do_collect(opts)
+    _warn(opts)
+    return [snap], snap.complete
+
+
+def _exit_for(analysis, complete: bool) -> int:
+    if any(f.severity == "error" for f in analysis.findings):
+        return ExitStatus.FINDINGS
+    return ExitStatus.OK if complete else ExitStatus.PARTIAL
+
+
+def _colour(ctx_colour: str) -> bool:
+    if ctx_colour == "always":
+        return True
+    if ctx_colour == "never":
+        return False
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def from_option(fn):
+    return click.option("--from", "from_file", metavar="FILE",
+                        help="Read a saved dump or snapshot instead of collecting (no root, no Docker needed).")(fn)
+
+
+@cli.command()
+@click.argument("service", required=False)
+@from_option
+@collect_options
+@click.option("--node", "node", metavar="NAME", help="Show only this node's hops.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Colour in text output (auto: only on a terminal).")
+@click.option("-v", "--verbose", is_flag=True, help="Show the evidence of every hop.")
+@click.option("--all", "all_services", is_flag=True, help="Explain every service.")
+def explain(service, from_file, node, fmt, colour, verbose, all_services, **kw):
+    """Explain, hop by hop and node by node, how traffic reaches SERVICE.
+
+    Exit code 0 when nothing is wrong, 1 when there are findings of error
+    severity, 4 when the data is incomplete, 2 for a usage error, 3 when
+    nothing could be collected.
+    """
+    import difflib
+
+    from swarmscope.correlate import analyze
+    from swarmscope.model import to_dict
+    from swarmscope.render.text import render_explain
+
+    if not service and not all_services:
+        raise click.UsageError("name a SERVICE to explain, or use --all")
+    snaps, complete = _load_or_collect(from_file, kw)
+    analysis = analyze(snaps)
+    if all_services:
+        services = analysis.services
+    else:
+        services = [s for s in analysis.services if s.name == service]
+        if not services:
+            names = [s.name for s in analysis.services]
+            close = difflib.get_close_matches(service, names, n=5, cutoff=0.4)
+            if close:
+                hint = f"did you mean: {', '.join(close)}?"
+            elif names:
+                hint = f"services: {', '.join(names[:20])}"
+            else:
+                hint = "no services in the data (on a worker, run on a manager or use a dump from one)"
+            raise UsageError(f"no service named {service!r}", hint)
+    if node and node not in analysis.nodes:
+        raise UsageError(f"no node named {node!r} in the data", f"nodes: {', '.join(analysis.nodes)}")
+    if fmt == "json":
+        names = {s.name for s in services}
+        doc = {
+            "nodes": analysis.nodes,
+            "services": to_dict(services),
+            "findings": to_dict([f for f in analysis.findings if f.service in names or f.service is None]),
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(render_explain(analysis, services, colour=_colour(colour), node=node, verbose=verbose))
+    sys.exit(_exit_for(analysis, complete))
+
+
+@cli.command()
+@from_option
+@collect_options
+@click.option("--json", "as_json", is_flag=True, help="JSON output (the only format; accepted for clarity).")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
+def dump(from_file, as_json, output, **kw):
+    """Everything: node snapshots, path maps of all services, findings.
+
+    Attach the file to a bug report; `explain --from FILE` and `check --from
+    FILE` read it back anywhere. Exit code as for `check`.
+    """
+    from swarmscope.correlate import analyze
+    from swarmscope.dump import make_dump
+
+    snaps, complete = _load_or_collect(from_file, kw)
+    analysis = analyze(snaps)
+    _write(json.dumps(make_dump(snaps, analysis), indent=2), output)
+    sys.exit(_exit_for(analysis, complete))
+
+
+@cli.command()
+@from_option
+@collect_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show every evidence line.")
+def check(from_file, fmt, colour, verbose, **kw):
+    """Every service, findings only: for cron, monitoring and CI.
+
+    Exit code 0 healthy, 1 findings of error severity, 4 incomplete data.
+    """
+    from swarmscope.correlate import analyze
+    from swarmscope.model import to_dict
+    from swarmscope.render.text import render_check
+
+    snaps, complete = _load_or_collect(from_file, kw)
+    analysis = analyze(snaps)
+    if fmt == "json":
+        click.echo(json.dumps({"nodes": analysis.nodes, "complete": complete, "findings": to_dict(analysis.findings)}, indent=2))
+    else:
+        click.echo(render_check(analysis, colour=_colour(colour), verbose=verbose))
+    sys.exit(_exit_for(analysis, complete))
+
+
+@cli.command("findings")
+def findings_cmd():
+    """List every finding id swarmscope knows, with its severity and hint."""
+    from swarmscope.correlate.findings import catalogue
+
+    for c in catalogue():
+        click.echo(f"{c.id}  ({c.severity})")
+        click.echo(f"    {c.title}")
+        click.echo(f"    hint: {c.hint}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from swarmscope.collect.runner import Recorder
 from swarmscope.errors import CollectError

@@ -1,0 +1,17 @@
+"""Correlate node snapshots into path maps and findings (pure: no I/O)."""
+
+from __future__ import annotations
+
+from swarmscope.correlate.cluster import build_cluster
+from swarmscope.correlate.findings import Ctx, run_checks
+from swarmscope.correlate.paths import build_paths
+from swarmscope.correlate.types import Analysis
+from swarmscope.model import Snapshot
+
+
+def analyze(snapshots: list[Snapshot]) -> Analysis:
+    """Path maps of every service and the findings, from one or more node snapshots."""
+    cluster = build_cluster(snapshots)
+    paths = build_paths(cluster)
+    findings = run_checks(Ctx(cluster, paths))
+    return Analysis(services=paths, findings=findings, nodes=[n.name for n in cluster.nodes], api_source=cluster.api_source)

@@ -1,0 +1,235 @@
+"""One view of the swarm, joined from every node snapshot (pure).
+
+Services, tasks and nodes come from a manager's snapshot where there is one;
+without a manager they are rebuilt, as far as possible, from what workers know
+(container labels and verbose network inspects). Everything node-local —
+``LocalLBIndex`` (the firewall mark), namespaces, rules — stays per node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Optional
+
+from swarmscope.model import Namespace, Network, NetworkService, Service, ServiceVip, Snapshot, Task, TaskAttachment
+
+
+def strip_prefix(cidr: Optional[str]) -> Optional[str]:
+    if not cidr:
+        return None
+    return cidr.split("/")[0]
+
+
+def ip_key(addr: str):
+    try:
+        return (0, int(ipaddress.ip_address(addr)))
+    except ValueError:
+        return (1, addr)
+
+
+@dataclass
+class NodeCtx:
+    """One node's snapshot with lookups the checks need."""
+
+    snap: Snapshot
+    name: str
+    node_id: Optional[str]
+    networks: dict[str, Network] = field(default_factory=dict)  # by id, this node's own inspect
+
+    def ns(self, name: str) -> Optional[Namespace]:
+        return self.snap.namespace(name)
+
+    @property
+    def ingress_sbox(self) -> Optional[Namespace]:
+        return self.snap.namespace("ingress_sbox")
+
+    def lb_ns(self, network_id: str) -> Optional[Namespace]:
+        for ns in self.snap.namespaces:
+            if ns.kind == "lb" and ns.network_id and (ns.network_id == network_id or network_id.startswith(ns.network_id)):
+                return ns
+        return None
+
+    def overlay_ns(self, network_id: str) -> Optional[Namespace]:
+        for ns in self.snap.namespaces:
+            if ns.kind == "overlay" and ns.network_id and (ns.network_id == network_id or network_id.startswith(ns.network_id)):
+                return ns
+        return None
+
+    def container_ns(self, container_id: Optional[str]) -> Optional[Namespace]:
+        if not container_id:
+            return None
+        for ns in self.snap.namespaces:
+            if ns.kind == "container" and ns.container_id == container_id:
+                return ns
+        return None
+
+    def net_service(self, network_id: str, service: str) -> Optional[NetworkService]:
+        net = self.networks.get(network_id)
+        if net is None:
+            return None
+        return net.services.get(service)
+
+    def local_lb_index(self, network_id: str, service: str) -> Optional[int]:
+        s = self.net_service(network_id, service)
+        return s.local_lb_index if s else None
+
+    @property
+    def has_verbose(self) -> bool:
+        return any(n.verbose for n in self.networks.values())
+
+    @property
+    def ipvs_missing(self) -> bool:
+        v = self.snap.node.ip_vs
+        return v is not None and v.available is False
+
+
+@dataclass
+class Cluster:
+    nodes: list[NodeCtx]
+    services: list[Service]
+    tasks: list[Task]
+    networks: dict[str, Network]  # by id, merged (the first verbose one wins for globals)
+    node_names: dict[str, str]  # node id -> hostname
+    api_source: Optional[str]  # hostname of the manager snapshot used, None if rebuilt
+
+    def service(self, name: str) -> Optional[Service]:
+        for s in self.services:
+            if s.name == name:
+                return s
+        return None
+
+    def node_by_id(self, node_id: Optional[str]) -> Optional[NodeCtx]:
+        for n in self.nodes:
+            if n.node_id and n.node_id == node_id:
+                return n
+        return None
+
+    def node_name(self, node_id: Optional[str]) -> str:
+        if not node_id:
+            return "?"
+        return self.node_names.get(node_id) or node_id[:12]
+
+    @property
+    def ingress(self) -> Optional[Network]:
+        for n in self.networks.values():
+            if n.ingress:
+                return n
+        return None
+
+    def network_name(self, network_id: str) -> str:
+        n = self.networks.get(network_id)
+        return n.name if n else network_id[:12]
+
+    def running_tasks(self, service: Service) -> list[Task]:
+        return [t for t in self.tasks if t.service_id == service.id and t.state == "running" and t.desired_state == "running"]
+
+    def task_by_address(self, network_id: str, address: str) -> list[Task]:
+        """Tasks (any state) holding ``address`` on ``network_id``, running ones first."""
+        out = []
+        for t in self.tasks:
+            for a in t.attachments:
+                if a.network_id == network_id and address in (strip_prefix(x) for x in a.addresses):
+                    out.append(t)
+        out.sort(key=lambda t: (t.state != "running", t.desired_state != "running"))
+        return out
+
+    def task_name(self, task: Task) -> str:
+        svc = task.service_name or next((s.name for s in self.services if s.id == task.service_id), task.service_id[:12])
+        if task.slot is not None:
+            return f"{svc}.{task.slot}"
+        return f"{svc}.{self.node_name(task.node_id)}"
+
+
+def task_addresses(task: Task, network_id: str) -> list[str]:
+    out = []
+    for a in task.attachments:
+        if a.network_id == network_id:
+            out.extend(x for x in (strip_prefix(c) for c in a.addresses) if x)
+    return out
+
+
+def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Task]]:
+    """Without a manager: services and running tasks from container labels and network inspects."""
+    services: dict[str, Service] = {}
+    tasks: list[Task] = []
+    for n in nodes:
+        net_by_name = {net.name: net for net in n.snap.docker.networks}
+        for c in n.snap.docker.containers:
+            if not c.service_id or not c.task_id:
+                continue
+            svc = services.setdefault(c.service_id, Service(id=c.service_id, name=c.service_name or c.service_id, mode="unknown"))
+            atts = []
+            for cn in c.networks:
+                nid = cn.network_id or (net_by_name[cn.network_name].id if cn.network_name in net_by_name else "")
+                if cn.ip_address:
+                    atts.append(TaskAttachment(network_id=nid, network_name=cn.network_name, addresses=[f"{cn.ip_address}/{cn.prefixlen or 32}"]))
+                if nid and nid not in svc.networks:
+                    svc.networks.append(nid)
+            slot = None
+            parts = c.name.split(".")
+            if len(parts) >= 3 and parts[1].isdigit():
+                slot = int(parts[1])
+            tasks.append(
+                Task(
+                    id=c.task_id,
+                    service_id=c.service_id,
+                    service_name=c.service_name,
+                    slot=slot,
+                    node_id=n.node_id,
+                    desired_state="running",
+                    state="running" if c.state == "running" else c.state,
+                    container_id=c.id,
+                    attachments=atts,
+                )
+            )
+        for net in n.snap.docker.networks:
+            for name, ns in net.services.items():
+                svc = next((s for s in services.values() if s.name == name), None)
+                if svc is None or not ns.vip:
+                    continue
+                if not any(v.network_id == net.id for v in svc.vips):
+                    svc.vips.append(ServiceVip(network_id=net.id, address=ns.vip))
+    return sorted(services.values(), key=lambda s: s.name), tasks
+
+
+def build_cluster(snaps: list[Snapshot]) -> Cluster:
+    nodes = []
+    for s in snaps:
+        nodes.append(
+            NodeCtx(
+                snap=s,
+                name=s.node.hostname,
+                node_id=s.node.node_id,
+                networks={n.id: n for n in s.docker.networks},
+            )
+        )
+    manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.services), None)
+    if manager is None:
+        manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.available), None)
+    if manager is not None:
+        services, tasks = manager.snap.docker.services, manager.snap.docker.tasks
+        api_source: Optional[str] = manager.name
+    else:
+        services, tasks = _rebuild_from_workers(nodes)
+        api_source = None
+    networks: dict[str, Network] = {}
+    for n in ([manager] if manager else []) + nodes:
+        for net in n.snap.docker.networks:
+            if net.id not in networks or (net.verbose and not networks[net.id].verbose):
+                networks[net.id] = net
+    node_names: dict[str, str] = {}
+    for n in nodes:
+        for sn in n.snap.docker.nodes:
+            node_names.setdefault(sn.id, sn.hostname)
+    for n in nodes:
+        if n.node_id:
+            node_names[n.node_id] = n.name
+    return Cluster(
+        nodes=nodes,
+        services=sorted(services, key=lambda s: s.name),
+        tasks=tasks,
+        networks=networks,
+        node_names=node_names,
+        api_source=api_source,
+    )

@@ -1,0 +1,594 @@
+"""Findings: small registered checks, one function each (pure).
+
+Every check has a stable id, a severity, a title and a hint a user can act on.
+A check yields ``Hit``s (nodes, evidence, the hops it is about); the runner
+turns them into ``Finding``s, merges the same fault seen on several nodes,
+tags the hops, and groups symptoms under their root cause.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Optional
+
+from swarmscope.correlate.cluster import Cluster, NodeCtx, strip_prefix
+from swarmscope.correlate.types import MISMATCH, MISSING, Finding, Hop, NodePath, ServicePath
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+
+
+@dataclass
+class Hit:
+    nodes: list[str] = field(default_factory=list)
+    service: Optional[str] = None
+    network: Optional[str] = None
+    detail: str = ""
+    evidence: list[str] = field(default_factory=list)
+    hops: list[Hop] = field(default_factory=list)
+
+
+@dataclass
+class Ctx:
+    cluster: Cluster
+    paths: list[ServicePath]
+
+    def node_paths(self, which: str = "all") -> Iterator[tuple[ServicePath, str, Optional[str], NodePath]]:
+        """(service path, kind, network or port label, node path) for every node path."""
+        for sp in self.paths:
+            if which in ("all", "ports"):
+                for pp in sp.ports:
+                    for np in pp.nodes:
+                        yield sp, pp.mode, f"{pp.protocol}/{pp.published}", np
+            if which in ("all", "vips"):
+                for vp in sp.vip_paths:
+                    for np in vp.nodes:
+                        yield sp, "vip", vp.network, np
+
+
+@dataclass
+class CheckSpec:
+    id: str
+    severity: str
+    title: str
+    hint: str
+    fn: Callable[[Ctx], Iterable[Hit]]
+
+
+REGISTRY: list[CheckSpec] = []
+
+
+def check(id: str, severity: str, title: str, hint: str):
+    def deco(fn: Callable[[Ctx], Iterable[Hit]]):
+        REGISTRY.append(CheckSpec(id, severity, title, hint, fn))
+        return fn
+
+    return deco
+
+
+def hop_check(id: str, severity: str, title: str, hint: str, key: str, statuses=(MISSING, MISMATCH), which: str = "all"):
+    """Register a check that fires where a path hop has one of ``statuses``."""
+
+    def fn(ctx: Ctx) -> Iterator[Hit]:
+        for sp, kind, label, np in ctx.node_paths(which):
+            h = np.hop(key)
+            if h is not None and h.status in statuses:
+                net = label if kind == "vip" else None
+                where = f"{label}: " if kind != "vip" else ""
+                yield Hit([np.node], sp.name, net, f"{where}{h.detail}", list(h.evidence), [h])
+
+    fn.__name__ = "check_" + id.replace(".", "_").replace("-", "_")
+    REGISTRY.append(CheckSpec(id, severity, title, hint, fn))
+    return fn
+
+
+# --------------------------------------------------------------------------
+# node and kernel
+
+
+@check("kernel.no-ipvs", ERROR, "kernel has no ip_vs: the routing mesh cannot be programmed",
+       "Load ip_vs (`modprobe ip_vs ip_vs_rr`) or boot a kernel with CONFIG_IP_VS, then restart dockerd; "
+       "until then published ports and service VIPs do not answer on this node (DNS and tasks still work).")
+def check_no_ipvs(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        v = n.snap.node.ip_vs
+        if v is not None and v.available is False:
+            yield Hit([n.name], detail=v.detail or "", evidence=[f"{v.method}: {v.detail}"])
+
+
+@check("host.ip-forward-off", ERROR, "IP forwarding is off on the host",
+       "`sysctl -w net.ipv4.ip_forward=1` (and persist it in /etc/sysctl.d); forwarded ingress traffic is dropped without it.")
+def check_host_ip_forward(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        v = n.snap.node.sysctls.get("net.ipv4.ip_forward")
+        if v == "0":
+            yield Hit([n.name], detail="net.ipv4.ip_forward=0", evidence=["net.ipv4.ip_forward = 0"])
+
+
+def _publishes_ingress(ctx: Ctx) -> bool:
+    return any(p.publish_mode == "ingress" and p.published_port for s in ctx.cluster.services for p in s.ports)
+
+
+@check("host.route-localnet-off", WARNING, "route_localnet is off on docker_gwbridge",
+       "`sysctl -w net.ipv4.conf.docker_gwbridge.route_localnet=1`: without it 127.0.0.1:PORT on the node does not reach "
+       "the routing mesh (dockerd sets it when it programs the first ingress port).")
+def check_route_localnet(ctx: Ctx) -> Iterator[Hit]:
+    if not _publishes_ingress(ctx):
+        return
+    for n in ctx.cluster.nodes:
+        v = n.snap.node.sysctls.get("net.ipv4.conf.docker_gwbridge.route_localnet")
+        if v == "0":
+            yield Hit([n.name], detail="route_localnet=0", evidence=["net.ipv4.conf.docker_gwbridge.route_localnet = 0"])
+
+
+def _engine_at_least(n: NodeCtx, major: int, minor: int) -> bool:
+    v = n.snap.node.engine_version or ""
+    try:
+        parts = v.split("+")[0].split("-")[0].split(".")
+        return (int(parts[0]), int(parts[1])) >= (major, minor)
+    except (ValueError, IndexError):
+        return False
+
+
+# what dockerd writes in load-balancer namespaces (osl ApplyOSTweaks, 19.03+; vs.conntrack with the SNAT rule)
+LB_SYSCTLS_EXPECTED = {
+    "net.ipv4.vs.expire_nodest_conn": "1",
+    "net.ipv4.vs.expire_quiescent_template": "1",
+}
+
+
+@check("ipvs.sysctl-unexpected", WARNING, "IPVS sysctls differ from what the engine sets",
+       "Something reset the load-balancer namespace's IPVS sysctls; `docker service update --force` on an affected "
+       "service, or restarting dockerd, re-applies them. Stale connections to removed tasks can hang meanwhile.")
+def check_ipvs_sysctls(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        if n.ipvs_missing:
+            continue
+        for ns in n.snap.namespaces:
+            if ns.kind not in ("lb", "ingress_sbox") or not ns.sysctls:
+                continue
+            want = dict(LB_SYSCTLS_EXPECTED) if _engine_at_least(n, 19, 3) else {}
+            t = ns.iptables.table("nat") if ns.iptables and ns.iptables.available else None
+            if t is not None and any(r.target == "SNAT" and r.has_match("ipvs") for r in t.rules("POSTROUTING")):
+                want["net.ipv4.vs.conntrack"] = "1"
+            bad = {k: ns.sysctls.get(k) for k, v in want.items() if ns.sysctls.get(k) is not None and ns.sysctls.get(k) != v}
+            if bad:
+                yield Hit(
+                    [n.name],
+                    network=ns.network_name,
+                    detail=f"{ns.name}: " + ", ".join(f"{k}={v} (engine sets {want[k]})" for k, v in bad.items()),
+                    evidence=[f"{ns.name}: {k} = {v}" for k, v in bad.items()],
+                )
+
+
+@check("iptables.backend-split", WARNING, "rules in the iptables backend the engine does not use",
+       "The engine programs one backend; rules in the other (legacy vs nft) are evaluated too and can drop or "
+       "redirect mesh traffic unseen. Find what writes them (a firewall tool, a container with its own iptables) "
+       "and make every tool use the engine's backend.")
+def check_backend_split(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        b = n.snap.node.iptables
+        main = b.engine_backend if b else None
+        places = [("host", n.snap.host.iptables_other)] + [(ns.name, ns.iptables_other) for ns in n.snap.namespaces]
+        for where, d in places:
+            if d is not None and d.available and d.rule_count:
+                lines = [r.line for t in d.tables.values() for c in t.chains.values() for r in c.rules]
+                yield Hit(
+                    [n.name],
+                    detail=f"{where}: {d.rule_count} rules in {d.backend} while the engine uses {main or '?'}",
+                    evidence=[f"{where} ({d.backend}): {l}" for l in lines[:5]],
+                )
+
+
+# --------------------------------------------------------------------------
+# host rules for the ingress mesh
+
+
+@check("ingress.chain-missing", ERROR, "nat chain DOCKER-INGRESS is missing",
+       "The host's ingress rules are gone (a firewall reload such as `firewall-cmd --reload` or `iptables -F` "
+       "removes them, or they were never programmed). Restart dockerd on the node to re-program them.")
+def check_chain_missing(ctx: Ctx) -> Iterator[Hit]:
+    if not _publishes_ingress(ctx):
+        return
+    for n in ctx.cluster.nodes:
+        d = n.snap.host.iptables
+        if d is not None and d.available and "DOCKER-INGRESS" not in d.table("nat").chains:
+            hops = [np.hop("host.jump") for _, k, _, np in ctx.node_paths("ports") if np.node == n.name and k == "ingress"]
+            yield Hit([n.name], detail="no DOCKER-INGRESS chain in the host nat table", hops=[h for h in hops if h])
+
+
+@check("ingress.jump-missing", ERROR, "no jump to DOCKER-INGRESS from nat PREROUTING/OUTPUT",
+       "Restart dockerd on the node to re-create the jump rules; check that no firewall script deletes them.")
+def check_jump_missing(ctx: Ctx) -> Iterator[Hit]:
+    if not _publishes_ingress(ctx):
+        return
+    for n in ctx.cluster.nodes:
+        d = n.snap.host.iptables
+        if d is None or not d.available:
+            continue
+        t = d.table("nat")
+        if "DOCKER-INGRESS" not in t.chains:
+            continue
+        missing = [c for c in ("PREROUTING", "OUTPUT") if not any(r.target == "DOCKER-INGRESS" for r in t.rules(c))]
+        if missing:
+            yield Hit([n.name], detail=f"no jump from {' and '.join(missing)}")
+
+
+@check("ingress.jump-duplicated", WARNING, "jump rules to DOCKER-INGRESS are duplicated",
+       "Harmless for routing but a sign of a script re-adding rules; remove the duplicates or restart dockerd.")
+def check_jump_duplicated(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        d = n.snap.host.iptables
+        if d is None or not d.available:
+            continue
+        for tname, chains in (("nat", ("PREROUTING", "OUTPUT")), ("filter", ("FORWARD", "DOCKER-FORWARD"))):
+            t = d.table(tname)
+            for c in chains:
+                jumps = [r for r in t.rules(c) if r.target == "DOCKER-INGRESS"]
+                if len(jumps) > 1:
+                    yield Hit([n.name], detail=f"{tname} {c} jumps {len(jumps)} times", evidence=[r.line for r in jumps])
+
+
+hop_check("ingress.dnat-missing", ERROR, "no DNAT for the published port in DOCKER-INGRESS",
+          "Restart dockerd on the node (or `docker service update --force SERVICE`) to re-program the port; "
+          "check for a firewall reload that flushed the nat table.", "host.dnat", (MISSING,), "ports")
+hop_check("ingress.dnat-wrong-target", ERROR, "DNAT for the published port points to the wrong address",
+          "The DNAT target must be ingress_sbox's address on docker_gwbridge; stale rules from an older "
+          "docker_gwbridge survive. Restart dockerd on the node to flush and re-program DOCKER-INGRESS.", "host.dnat", (MISMATCH,), "ports")
+hop_check("ingress.filter-accept-missing", ERROR, "filter rules do not accept the published port",
+          "filter DOCKER-INGRESS must ACCEPT --dport and --sport ESTABLISHED for the port and be reached from "
+          "FORWARD; restart dockerd to re-program it.", "host.filter", (MISSING,), "ports")
+hop_check("ingress.forward-order", WARNING, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER",
+          "DOCKER-USER must be the first jump in FORWARD so user rules apply to published ports; re-insert "
+          "`-I FORWARD -j DOCKER-USER` or restart dockerd.", "host.filter", (MISMATCH,), "ports")
+hop_check("ingress.sandbox-missing", ERROR, "ingress_sbox namespace is missing",
+          "The node's ingress sandbox is gone: restart dockerd; if it persists, leave and re-join the swarm "
+          "or recreate the ingress network.", "ingress.sbox", (MISSING,), "ports")
+hop_check("ingress.mark-missing", ERROR, "no MARK rule for the published port in ingress_sbox",
+          "ingress_sbox mangle PREROUTING must mark the port with the service's LocalLBIndex; "
+          "`docker service update --force SERVICE` re-programs it.", "ingress.mark", (MISSING,), "ports")
+hop_check("ingress.mark-mismatch", ERROR, "ingress_sbox marks the port with a mark that is not the node's LocalLBIndex",
+          "The rule is stale (left from an earlier service using the port); `docker service update --force SERVICE` "
+          "or restarting dockerd re-programs it.", "ingress.mark", (MISMATCH,), "ports")
+hop_check("ingress.ipvs-service-missing", ERROR, "no IPVS service for the port's firewall mark in ingress_sbox",
+          "`docker service update --force SERVICE` re-creates the IPVS service; check dockerd's log for "
+          "'Failed to create a new service for vip'.", "ingress.ipvs", (MISSING,), "ports")
+hop_check("ingress.snat-missing", ERROR, "no IPVS SNAT rule in ingress_sbox",
+          "Without `-m ipvs --ipvs -d <ingress subnet> -j SNAT` replies from tasks on other nodes bypass the "
+          "sandbox; restart dockerd on the node.", "ingress.snat", (MISSING, MISMATCH), "ports")
+hop_check("ingress.vip-alias-missing", WARNING, "the service's ingress VIP is not on ingress_sbox",
+          "dockerd adds the VIP as a /32 alias when it creates the IPVS service; `docker service update --force SERVICE`.",
+          "ingress.vip_alias", (MISSING,), "ports")
+hop_check("ingress.vip-mark-missing", WARNING, "no INPUT MARK for the ingress VIP in ingress_sbox",
+          "`docker service update --force SERVICE` re-programs it.", "ingress.vip_mark", (MISSING, MISMATCH), "ports")
+hop_check("host.port-unbound", ERROR, "host-mode published port is not bound on a node that runs a task",
+          "Check the task's container: with mode=host, dockerd maps the port only while the task runs; "
+          "`docker service ps SERVICE` shows why it is not.", "host.bound", (MISSING,), "ports")
+
+
+@check("ingress.redirect-missing", ERROR, "a task sandbox has no REDIRECT from published to target port",
+       "The task's own nat PREROUTING must REDIRECT the published port to the target port; "
+       "`docker service update --force SERVICE` replaces the task.")
+def check_redirect(ctx: Ctx) -> Iterator[Hit]:
+    seen = set()
+    for sp, kind, label, np in ctx.node_paths("ports"):
+        for b in np.backends:
+            if b.redirect in (MISSING, MISMATCH) and (b.task_id, label) not in seen:
+                seen.add((b.task_id, label))
+                yield Hit([b.node or "?"], sp.name, detail=f"{label}: task {b.task} ({b.address})", evidence=list(b.redirect_evidence))
+
+
+# --------------------------------------------------------------------------
+# VIP load balancing on overlay networks
+
+
+@check("lb.namespace-missing", ERROR, "no lb_ namespace for a network with VIP services on this node",
+       "dockerd creates lb_<network> when the first task of the network starts on the node; restart dockerd, "
+       "or remove and recreate the service's tasks (`docker service update --force`).")
+def check_lb_missing(ctx: Ctx) -> Iterator[Hit]:
+    seen = set()
+    for sp, kind, net, np in ctx.node_paths("vips"):
+        h = np.hop("lb.ns")
+        if h is not None and h.status == MISSING and (np.node, net) not in seen:
+            seen.add((np.node, net))
+            yield Hit([np.node], network=net, detail=f"network {net}", hops=[h])
+
+
+hop_check("lb.ip-forward-off", ERROR, "IP forwarding is off in the load-balancer namespace",
+          "dockerd sets net.ipv4.ip_forward=1 in lb_ namespaces; set it back with "
+          "`nsenter --net=/var/run/docker/netns/lb_<id> sysctl -w net.ipv4.ip_forward=1` or restart dockerd.",
+          "lb.ip_forward", (MISMATCH,), "vips")
+hop_check("vip.alias-missing", ERROR, "the service VIP is not on its lb_ namespace",
+          "The /32 alias lets the lb_ sandbox accept VIP traffic; `docker service update --force SERVICE` re-adds it.",
+          "lb.vip_alias", (MISSING, MISMATCH), "vips")
+hop_check("vip.mark-missing", ERROR, "no MARK rule for the service VIP",
+          "lb_ mangle INPUT must mark the VIP with the service's LocalLBIndex; `docker service update --force SERVICE`.",
+          "lb.mark", (MISSING,), "vips")
+hop_check("vip.mark-mismatch", ERROR, "the VIP is marked with a value that is not the node's LocalLBIndex",
+          "A stale rule from an earlier service; `docker service update --force SERVICE` or restart dockerd.",
+          "lb.mark", (MISMATCH,), "vips")
+hop_check("vip.ipvs-service-missing", ERROR, "no IPVS service for the VIP's firewall mark",
+          "`docker service update --force SERVICE` re-creates it; check dockerd's log for IPVS errors.",
+          "lb.ipvs", (MISSING,), "vips")
+hop_check("vip.snat-missing", ERROR, "no IPVS SNAT rule in the lb_ namespace",
+          "Restart dockerd on the node to re-program the lb_ sandbox.", "lb.snat", (MISSING, MISMATCH), "vips")
+
+
+def _backend_check(id: str, severity: str, title: str, hint: str, status: str):
+    def fn(ctx: Ctx) -> Iterator[Hit]:
+        for sp, kind, label, np in ctx.node_paths():
+            for b in np.backends:
+                if b.status != status:
+                    continue
+                where = f"network {label}" if kind == "vip" else label
+                owner = f" (task {b.task} {b.task_state} of {b.service})" if b.task else ""
+                key = "ingress.backends" if kind != "vip" else "lb.backends"
+                h = np.hop(key)
+                yield Hit(
+                    [np.node],
+                    sp.name,
+                    label if kind == "vip" else None,
+                    f"{where}: {b.address}{owner}",
+                    [e for e in (h.evidence if h else []) if b.address in e] or [f"{b.address} {status}"],
+                    [h] if h else [],
+                )
+
+    fn.__name__ = "check_" + id.replace(".", "_").replace("-", "_")
+    REGISTRY.append(CheckSpec(id, severity, title, hint, fn))
+
+
+_backend_check("ipvs.backend-stale", ERROR, "IPVS real server with no running task (stale)",
+               "Connections are sent to an address nothing answers on. `docker service update --force SERVICE` "
+               "rebuilds the table; if it comes back, restart dockerd on the node.", "stale")
+_backend_check("ipvs.backend-missing", ERROR, "running task missing from IPVS",
+               "The task gets no traffic through the VIP/port on this node; `docker service update --force SERVICE`, "
+               "and look for 'Failed to create real server' in dockerd's log.", "missing")
+_backend_check("ipvs.weight-zero", WARNING, "running task has IPVS weight 0",
+               "Weight 0 is how dockerd drains a task it is removing; on a running task it gets no new connections. "
+               "`docker service update --force SERVICE` resets it.", "weight0")
+_backend_check("ipvs.weight-zero-lingering", WARNING, "weight-0 real server lingers after its task is gone",
+               "dockerd should delete drained real servers; a lingering one is harmless for traffic but shows the "
+               "engine missed the removal. Restart dockerd on the node if it persists.", "lingering")
+_backend_check("ipvs.backend-foreign", ERROR, "IPVS real server belongs to another service",
+               "Traffic for this service reaches another service's task: an address was reused while the old "
+               "entry stayed. `docker service update --force` both services.", "foreign")
+
+
+# --------------------------------------------------------------------------
+# DNS
+
+
+hop_check("dns.vip-mismatch", ERROR, "DNS for the service name does not answer its VIP",
+          "The embedded resolver (127.0.0.11) answers what the node's service discovery holds; a wrong or missing "
+          "answer means gossip is out of sync: check `docker network inspect -v NETWORK` on the node.",
+          "dns.vip", (MISSING, MISMATCH), "vips")
+hop_check("dns.rr-mismatch", ERROR, "DNS round-robin answers differ from the running tasks",
+          "With endpoint_mode dnsrr the resolver must answer every running task's address; check "
+          "`docker network inspect -v NETWORK` on the node.", "dns.rr", (MISSING, MISMATCH), "vips")
+
+
+@check("dns.tasks-mismatch", ERROR, "tasks.<service> answers differ from the running tasks",
+       "The node's service discovery is out of sync with the swarm: addresses missing or extra. "
+       "Check the network's gossip (`docker network inspect -v NETWORK`, Peers) and dockerd's log on the node.")
+def check_dns_tasks(ctx: Ctx) -> Iterator[Hit]:
+    for sp in ctx.paths:
+        for c in sp.dns:
+            if c.status in (MISSING, MISMATCH):
+                yield Hit([c.node], sp.name, c.network, f"{c.query} on {c.network}: {c.detail}",
+                          [f"{c.query} -> {' '.join(c.answers) or c.detail}", f"running tasks: {' '.join(c.expected)}"])
+
+
+@check("dns.nodes-differ", WARNING, "DNS answers differ between nodes",
+       "Nodes disagree about the service: one node's service discovery lags. Compare "
+       "`docker network inspect -v NETWORK` on the nodes; check the gossip ports (7946 tcp/udp) between them.")
+def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
+    groups: dict[tuple[str, str], dict[tuple, list[str]]] = {}
+    for n in ctx.cluster.nodes:
+        for a in n.snap.dns:
+            if a.status in ("timeout", "error"):
+                continue
+            groups.setdefault((a.network_name, a.query), {}).setdefault(tuple(a.answers), []).append(n.name)
+    for (net, query), answers in sorted(groups.items()):
+        if len(answers) > 1:
+            yield Hit(sorted({x for v in answers.values() for x in v}), query.removeprefix("tasks."), net,
+                      f"{query} on {net}: {len(answers)} different answers",
+                      [f"{', '.join(nodes)}: {' '.join(a) or 'no address'}" for a, nodes in answers.items()])
+
+
+# --------------------------------------------------------------------------
+# networks and the host
+
+
+@check("net.duplicate-ip", ERROR, "two endpoints have the same address on a network",
+       "Traffic for one of them reaches the other. Usually IPAM state left by a node that went away: remove the "
+       "stale task or container, or recreate the network.")
+def check_duplicate_ip(ctx: Ctx) -> Iterator[Hit]:
+    cl = ctx.cluster
+    owners: dict[tuple[str, str], set[str]] = {}
+    for t in cl.tasks:
+        if t.state != "running":
+            continue
+        for a in t.attachments:
+            for ip in (strip_prefix(x) for x in a.addresses):
+                if ip:
+                    owners.setdefault((a.network_id, ip), set()).add(f"task {cl.task_name(t)}")
+    for s in cl.services:
+        for v in s.vips:
+            ip = strip_prefix(v.address)
+            if ip:
+                owners.setdefault((v.network_id, ip), set()).add(f"VIP of {s.name}")
+    for n in cl.nodes:
+        for net in n.snap.docker.networks:
+            for c in net.containers:
+                ip = strip_prefix(c.ipv4)
+                if ip and (c.key == "ingress-sbox" or c.key.startswith("lb-") or c.key.endswith("-endpoint")):
+                    owners.setdefault((net.id, ip), set()).add(f"{c.key} on {n.name}")
+    for (nid, ip), who in sorted(owners.items()):
+        if len(who) > 1:
+            yield Hit([], network=cl.network_name(nid), detail=f"{ip} on {cl.network_name(nid)}: {', '.join(sorted(who))}",
+                      evidence=sorted(who))
+
+
+@check("net.subnet-overlap", ERROR, "an overlay or ingress subnet overlaps a host route",
+       "Packets for the overlapping range go to the wrong place. Recreate the overlay network with a "
+       "non-overlapping --subnet (the ingress network: `docker network rm ingress` and create it again with --ingress).")
+def check_subnet_overlap(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        routes = []
+        for r in n.snap.host.routes:
+            try:
+                net = ipaddress.ip_network(r, strict=False)
+            except ValueError:
+                continue
+            if net.prefixlen > 0:
+                routes.append(net)
+        for o in ctx.cluster.networks.values():
+            if o.driver != "overlay":
+                continue
+            for s in o.subnets:
+                try:
+                    sn = ipaddress.ip_network(s, strict=False)
+                except ValueError:
+                    continue
+                hits = [r for r in routes if r.version == sn.version and r.overlaps(sn)]
+                if hits:
+                    yield Hit([n.name], network=o.name, detail=f"{o.name} {s} overlaps host route {', '.join(map(str, hits))}",
+                              evidence=[f"host route {r}" for r in hits])
+
+
+@check("overlay.namespace-missing", ERROR, "overlay namespace missing on a node that runs tasks of the network",
+       "The node cannot carry VXLAN traffic for the network: restart dockerd on the node; check dockerd's log for overlay errors.")
+def check_overlay_missing(ctx: Ctx) -> Iterator[Hit]:
+    cl = ctx.cluster
+    for n in cl.nodes:
+        nets = {a.network_id for t in cl.tasks if t.node_id == n.node_id and t.state == "running" for a in t.attachments}
+        for nid in sorted(nets):
+            net = cl.networks.get(nid)
+            if net is None or net.driver != "overlay" or not n.snap.namespaces:
+                continue
+            if n.overlay_ns(nid) is None:
+                yield Hit([n.name], network=net.name, detail=f"no 1-{nid[:10]} namespace for {net.name}")
+
+
+@check("overlay.vxlan-down", ERROR, "the overlay's vxlan interface is missing or down",
+       "Without vxlan0 the network's traffic cannot leave the node: restart dockerd; check that UDP 4789 is open "
+       "between nodes and that the vxlan module is loaded.")
+def check_vxlan(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        for ns in n.snap.namespaces:
+            if ns.kind != "overlay" or not ns.interfaces:
+                continue
+            vx = [i for i in ns.interfaces if i.kind == "vxlan"]
+            if not vx:
+                yield Hit([n.name], network=ns.network_name, detail=f"{ns.name}: no vxlan interface")
+            elif not any(i.admin_up and i.state in ("up", "unknown") for i in vx):
+                yield Hit([n.name], network=ns.network_name, detail=f"{ns.name}: {vx[0].name} is {vx[0].state}",
+                          evidence=[f"{ns.name}: {i.name} state {i.state} admin {'up' if i.admin_up else 'down'}" for i in vx])
+
+
+ENGINE_PROCS = {"dockerd", "docker-proxy"}
+
+
+@check("host.port-conflict", ERROR, "a published port is held by another process on the host",
+       "Another program listens on the port, so the engine cannot reserve it (host mode: the task cannot start). "
+       "Stop that program or publish the service on another port.")
+def check_port_conflict(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        published = {(p.protocol, p.published_port): s.name for s in ctx.cluster.services for p in s.ports if p.published_port}
+        for l in n.snap.host.listeners:
+            svc = published.get((l.protocol, l.port))
+            if svc and l.process and l.process not in ENGINE_PROCS:
+                yield Hit([n.name], svc, detail=f"{l.protocol}/{l.port} held by {l.process} (pid {l.pid})",
+                          evidence=[f"{l.protocol} {l.address}:{l.port} pid {l.pid} {l.process}"])
+
+
+@check("host.gwbridge-missing", ERROR, "docker_gwbridge is missing",
+       "Ingress traffic and the tasks' way out go through docker_gwbridge: restart dockerd to re-create it.")
+def check_gwbridge(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        gw = n.snap.host.gwbridge
+        if gw is not None and not gw.present and (n.ingress_sbox is not None or n.snap.docker.containers):
+            yield Hit([n.name], detail="no docker_gwbridge interface in the host namespace")
+
+
+# --------------------------------------------------------------------------
+# root causes: one cause shown once, with the count of what it explains
+
+NO_IPVS_SYMPTOMS = {
+    "ingress.chain-missing", "ingress.jump-missing", "ingress.dnat-missing", "ingress.filter-accept-missing",
+    "ingress.mark-missing", "ingress.ipvs-service-missing", "ingress.snat-missing", "ingress.vip-alias-missing",
+    "ingress.vip-mark-missing", "vip.alias-missing", "vip.mark-missing", "vip.ipvs-service-missing",
+    "vip.snat-missing", "ipvs.backend-missing", "host.route-localnet-off",
+}
+ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
+    # (root id, ids it explains on the same node(s), must the network match too)
+    ("kernel.no-ipvs", NO_IPVS_SYMPTOMS, False),
+    ("ingress.sandbox-missing", {"ingress.mark-missing", "ingress.ipvs-service-missing", "ingress.snat-missing",
+                                 "ingress.vip-alias-missing", "ingress.vip-mark-missing", "ipvs.backend-missing"}, False),
+    ("ingress.chain-missing", {"ingress.jump-missing", "ingress.dnat-missing", "ingress.filter-accept-missing"}, False),
+    ("lb.namespace-missing", {"lb.ip-forward-off", "vip.alias-missing", "vip.mark-missing", "vip.ipvs-service-missing",
+                              "vip.snat-missing", "ipvs.backend-missing"}, True),
+    ("ingress.mark-missing", {"ingress.ipvs-service-missing", "ipvs.backend-missing"}, False),
+    ("vip.mark-missing", {"vip.ipvs-service-missing", "ipvs.backend-missing"}, True),
+    ("ingress.ipvs-service-missing", {"ipvs.backend-missing"}, False),
+    ("vip.ipvs-service-missing", {"ipvs.backend-missing"}, True),
+]
+
+
+def _group(findings: list[Finding]) -> None:
+    """Set caused_by on symptoms, and on each cause the count of what it explains (transitively)."""
+    parent: dict[int, Finding] = {}
+    for root_id, explains, same_net in ROOT_CAUSES:
+        roots = [f for f in findings if f.id == root_id and id(f) not in parent]
+        for f in findings:
+            if id(f) in parent or f.id not in explains:
+                continue
+            for r in roots:
+                if not set(f.nodes) <= set(r.nodes):
+                    continue
+                if same_net and r.network != f.network:
+                    continue
+                if r.service and f.service and r.service != f.service:
+                    continue
+                parent[id(f)] = r
+                f.caused_by = r.id
+                break
+    for f in findings:
+        p = parent.get(id(f))
+        while p is not None:
+            p.explains += 1
+            p.explained[f.id] = p.explained.get(f.id, 0) + 1
+            p = parent.get(id(p))
+
+
+def run_checks(ctx: Ctx, only: Optional[set[str]] = None) -> list[Finding]:
+    merged: dict[tuple, Finding] = {}
+    for spec in REGISTRY:
+        if only is not None and spec.id not in only:
+            continue
+        for hit in spec.fn(ctx):
+            key = (spec.id, hit.service, hit.network, hit.detail)
+            f = merged.get(key)
+            if f is None:
+                f = merged[key] = Finding(id=spec.id, severity=spec.severity, title=spec.title, hint=spec.hint,
+                                          service=hit.service, network=hit.network, detail=hit.detail)
+            for n in hit.nodes:
+                if n not in f.nodes:
+                    f.nodes.append(n)
+            for e in hit.evidence:
+                if e not in f.evidence:
+                    f.evidence.append(e)
+            for h in hit.hops:
+                if spec.id not in h.findings:
+                    h.findings.append(spec.id)
+    findings = list(merged.values())
+    _group(findings)
+    findings.sort(key=lambda f: (f.caused_by is not None, -f.explains if f.caused_by is None else 0,
+                                 SEVERITY_ORDER.get(f.severity, 9), f.id, f.service or "", f.network or "", f.detail))
+    return findings
+
+
+def catalogue() -> list[CheckSpec]:
+    """Every registered check, for the README and `swarmscope findings`."""
+    return sorted(REGISTRY, key=lambda c: c.id)

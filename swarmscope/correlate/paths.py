@@ -1,0 +1,621 @@
+"""The path map: hop by hop, node by node, how traffic reaches a service (pure).
+
+Marks are node-local: the expected mark on a node is that node's own
+``LocalLBIndex`` for the service on the network; marks are never compared
+across nodes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable, Optional
+
+from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix, task_addresses
+from swarmscope.correlate.types import (
+    MISMATCH,
+    MISSING,
+    NA,
+    OK,
+    UNKNOWN,
+    Backend,
+    DnsCheck,
+    Hop,
+    NodePath,
+    PortPath,
+    ServicePath,
+    TaskInfo,
+    VipPath,
+)
+from swarmscope.model import IptablesDump, IpvsService, Namespace, PortSpec, Rule, Service, Table
+from swarmscope.parse.iptables import dnat_destination, mark_value
+
+INGRESS_CHAIN = "DOCKER-INGRESS"
+
+
+# --------------------------------------------------------------------------
+# small readers over the snapshot
+
+
+def nat(d: Optional[IptablesDump]) -> Optional[Table]:
+    if d is None or not d.available:
+        return None
+    return d.table("nat")
+
+
+def table(d: Optional[IptablesDump], name: str) -> Optional[Table]:
+    if d is None or not d.available:
+        return None
+    return d.table(name)
+
+
+def proto_port(rule: Rule, proto: str, opt: str, port: int) -> bool:
+    return rule.value("-p") == proto and rule.value(opt) == str(port)
+
+
+def ns_addresses(ns: Optional[Namespace]) -> list[tuple[str, str, int]]:
+    """(interface, address, prefixlen) of IPv4 addresses in a namespace."""
+    if ns is None:
+        return []
+    return [(i.name, a.address, a.prefixlen) for i in ns.interfaces for a in i.addresses if a.family == 4]
+
+
+def in_subnet(addr: str, subnets: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    for s in subnets:
+        try:
+            if ip in ipaddress.ip_network(s, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def chain_reach_order(t: Table, start: str) -> list[str]:
+    """User chains in the order a packet entering ``start`` first reaches them."""
+    order: list[str] = []
+    seen = {start}
+
+    def walk(chain: str) -> None:
+        for r in t.rules(chain):
+            tgt = r.target
+            if tgt and tgt in t.chains and tgt not in seen:
+                seen.add(tgt)
+                order.append(tgt)
+                walk(tgt)
+
+    walk(start)
+    return order
+
+
+def ipvs_line(s: IpvsService, d=None) -> str:
+    if d is None:
+        return f"IPVS {s.key} {s.scheduler} ({len(s.dests)} real servers)"
+    return f"IPVS {s.key} -> {d.address}:{d.port} {d.forward} weight {d.weight} active {d.active} inactive {d.inactive}"
+
+
+def _kernel_hop(n: NodeCtx) -> Hop:
+    v = n.snap.node.ip_vs
+    if v is None or v.available is None:
+        return Hop("kernel.ipvs", "kernel ip_vs", UNKNOWN, "could not establish whether the kernel has ip_vs")
+    if v.available:
+        return Hop("kernel.ipvs", "kernel ip_vs", OK, v.method, [v.method])
+    return Hop("kernel.ipvs", "kernel ip_vs", MISSING, "kernel has no ip_vs", [f"{v.method}: {v.detail}"])
+
+
+def _sysctl_hop(key: str, label: str, values: dict, name: str, want: str = "1") -> Hop:
+    if name not in values:
+        return Hop(key, label, UNKNOWN, f"{name} not read")
+    v = values.get(name)
+    if v is None:
+        return Hop(key, label, UNKNOWN, f"{name} not readable")
+    st = OK if v == want else MISMATCH
+    return Hop(key, label, st, f"{name}={v}" + ("" if st == OK else f" (want {want})"), [f"{name} = {v}"])
+
+
+def _ns_hop(key: str, label: str, ns: Optional[Namespace], what: str) -> Hop:
+    if ns is None:
+        return Hop(key, label, MISSING, f"no {what} namespace on this node")
+    if ns.vanished:
+        return Hop(key, label, UNKNOWN, f"{ns.name} vanished during collection")
+    if ns.errors and not ns.interfaces:
+        return Hop(key, label, UNKNOWN, f"{ns.name}: {ns.errors[0]}")
+    return Hop(key, label, OK, ns.path, [ns.path])
+
+
+def _alias_hop(key: str, label: str, ns: Optional[Namespace], vip: Optional[str], aux: bool = False) -> Hop:
+    if ns is None or vip is None:
+        return Hop(key, label, UNKNOWN if vip is None else MISSING, "no namespace" if ns is None else "no VIP", aux=aux)
+    for iface, addr, plen in ns_addresses(ns):
+        if addr == vip:
+            st = OK if plen == 32 else MISMATCH
+            return Hop(key, label, st, f"{vip}/{plen} on {iface}", [f"{ns.name}: {iface} inet {addr}/{plen}"], aux=aux)
+    if not ns.interfaces:
+        return Hop(key, label, UNKNOWN, f"interfaces of {ns.name} not read", aux=aux)
+    have = ", ".join(f"{i}:{a}/{p}" for i, a, p in ns_addresses(ns)) or "none"
+    return Hop(key, label, MISSING, f"{vip}/32 is not on any interface of {ns.name}", [f"{ns.name} addresses: {have}"], aux=aux)
+
+
+def _mark_hop(
+    key: str, label: str, rules: list[Rule], expected: Optional[int], where: str, aux: bool = False
+) -> tuple[Hop, Optional[int]]:
+    """Judge MARK rules; returns the hop and the mark to follow into IPVS."""
+    marks = [(r, mark_value(r)) for r in rules]
+    marks = [(r, m) for r, m in marks if m is not None]
+    if not marks:
+        exp = f" (expected mark {expected} = {expected:#x})" if expected is not None else ""
+        return Hop(key, label, MISSING, f"no MARK rule in {where}{exp}", aux=aux), expected
+    ev = [r.line for r, _ in marks]
+    if expected is None:
+        m = marks[0][1]
+        return Hop(key, label, OK, f"mark {m} ({m:#x}); LocalLBIndex unknown on this node", ev, aux=aux), m
+    good = [m for _, m in marks if m == expected]
+    if good:
+        return Hop(key, label, OK, f"mark {expected} ({expected:#x}) = LocalLBIndex", ev, aux=aux), expected
+    m = marks[0][1]
+    return (
+        Hop(key, label, MISMATCH, f"marks {m} ({m:#x}) but LocalLBIndex on this node is {expected} ({expected:#x})", ev, aux=aux),
+        m,
+    )
+
+
+def _ipvs_hop(key: str, label: str, n: NodeCtx, ns: Optional[Namespace], mark: Optional[int]) -> tuple[Hop, Optional[IpvsService]]:
+    if ns is None:
+        return Hop(key, label, MISSING, "no load-balancer namespace"), None
+    t = ns.ipvs
+    if t is None:
+        return Hop(key, label, UNKNOWN, f"IPVS of {ns.name} not read"), None
+    if not t.available:
+        if n.ipvs_missing:
+            return Hop(key, label, MISSING, "kernel has no ip_vs", [f"{ns.name}: {t.reason}"]), None
+        return Hop(key, label, UNKNOWN, t.reason or "IPVS unavailable", [f"{ns.name}: {t.reason}"]), None
+    if mark is None:
+        return Hop(key, label, UNKNOWN, "no firewall mark to look up"), None
+    s = t.service_for_mark(mark)
+    if s is None:
+        have = ", ".join(x.key for x in t.services) or "no services"
+        return Hop(key, label, MISSING, f"no IPVS service FWM {mark} in {ns.name}", [f"{ns.name} IPVS: {have}"]), None
+    return Hop(key, label, OK, f"FWM {mark} {s.scheduler}, {len(s.dests)} real servers", [ipvs_line(s)]), s
+
+
+def _snat_hop(key: str, label: str, ns: Optional[Namespace], subnets: list[str], source: Optional[str]) -> Hop:
+    t = table(ns.iptables if ns else None, "nat")
+    if ns is None:
+        return Hop(key, label, MISSING, "no load-balancer namespace")
+    if t is None:
+        return Hop(key, label, UNKNOWN, f"iptables of {ns.name} not read")
+    rules = [r for r in t.rules("POSTROUTING") if r.target == "SNAT" and r.has_match("ipvs")]
+    if not rules:
+        return Hop(key, label, MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {ns.name} nat POSTROUTING")
+    ev = [r.line for r in rules]
+    for r in rules:
+        d = r.value("-d")
+        to = (r.value("--to-source") or "").split(":")[0]
+        if (not subnets or d in subnets) and (source is None or to == source):
+            return Hop(key, label, OK, f"SNAT {d} -> {to}", ev)
+    return Hop(key, label, MISMATCH, f"SNAT present but not for {', '.join(subnets)} -> {source}", ev)
+
+
+# --------------------------------------------------------------------------
+# backends: IPVS real servers against the running tasks
+
+
+def compare_backends(cl: Cluster, svc: Service, network_id: str, dests) -> list[Backend]:
+    running = cl.running_tasks(svc)
+    expected: dict[str, object] = {}
+    for t in running:
+        for a in task_addresses(t, network_id):
+            expected[a] = t
+    out: list[Backend] = []
+    seen = set()
+    for d in dests:
+        seen.add(d.address)
+        owners = cl.task_by_address(network_id, d.address)
+        live = [t for t in owners if t.state == "running" and t.desired_state == "running"]
+        b = Backend(address=d.address, port=d.port, weight=d.weight, forward=d.forward, status="ok")
+        owner = live[0] if live else (owners[0] if owners else None)
+        if owner is not None:
+            b.task_id, b.task, b.task_state = owner.id, cl.task_name(owner), owner.state
+            b.service = owner.service_name or next((s.name for s in cl.services if s.id == owner.service_id), None)
+            b.node, b.container_id = cl.node_name(owner.node_id), owner.container_id
+        if live and live[0].service_id == svc.id:
+            b.status = "ok" if d.weight > 0 else "weight0"
+        elif live:
+            b.status = "foreign"
+        elif cl.api_source is None and not owners:
+            b.status = "unknown"  # no manager view: a task on another node is not known here
+        else:
+            b.status = "lingering" if d.weight == 0 else "stale"
+        out.append(b)
+    for addr, t in expected.items():
+        if addr in seen:
+            continue
+        out.append(
+            Backend(
+                address=addr,
+                status="missing",
+                task_id=t.id,
+                task=cl.task_name(t),
+                task_state=t.state,
+                service=svc.name,
+                node=cl.node_name(t.node_id),
+                container_id=t.container_id,
+            )
+        )
+    out.sort(key=lambda b: ip_key(b.address))
+    return out
+
+
+def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: Optional[IpvsService]) -> Hop:
+    if ipvs_svc is None:
+        return Hop(key, label, UNKNOWN if not backends else MISSING, "no IPVS service to read real servers from")
+    good = [b for b in backends if b.status == "ok"]
+    bad = [b for b in backends if b.status not in ("ok", "unknown")]
+    ev = [ipvs_line(ipvs_svc, d) for d in ipvs_svc.dests]
+    summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
+    if not good:
+        return Hop(key, label, MISSING, f"no usable real server ({summary})", ev)
+    if bad:
+        return Hop(key, label, MISMATCH, summary, ev)
+    return Hop(key, label, OK, f"{len(good)} real servers = running tasks", ev)
+
+
+# --------------------------------------------------------------------------
+# ingress (published port, ingress mode)
+
+
+def gwbridge_sbox_ip(n: NodeCtx) -> tuple[Optional[str], list[str]]:
+    """The ingress sandbox's address on docker_gwbridge, and how it was found."""
+    sbox = n.ingress_sbox
+    gw = n.snap.host.gwbridge
+    subnets = []
+    if gw is not None:
+        subnets = [f"{a.address}/{a.prefixlen}" for a in gw.addresses if a.family == 4]
+    for iface, addr, plen in ns_addresses(sbox):
+        if subnets and in_subnet(addr, subnets):
+            return addr, [f"ingress_sbox: {iface} inet {addr}/{plen} (docker_gwbridge {', '.join(subnets)})"]
+    for net in n.snap.docker.networks:
+        if net.name == "docker_gwbridge":
+            for c in net.containers:
+                if c.key == "ingress-sbox" and c.ipv4:
+                    return strip_prefix(c.ipv4), [f"docker network inspect docker_gwbridge: ingress-sbox {c.ipv4}"]
+    return None, []
+
+
+def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> NodePath:
+    np = NodePath(node=n.name, node_id=n.node_id)
+    P, proto = port.published_port, port.protocol
+    ingress = cl.ingress
+    hops = np.hops
+    hops.append(_kernel_hop(n))
+    hops.append(_sysctl_hop("host.ip_forward", "host ip_forward", n.snap.node.sysctls, "net.ipv4.ip_forward"))
+
+    hnat = nat(n.snap.host.iptables)
+    if hnat is None:
+        hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", UNKNOWN, "host iptables not read"))
+        hops.append(Hop("host.dnat", f"host DNAT :{P}", UNKNOWN, "host iptables not read"))
+    else:
+        jumps = {c: [r for r in hnat.rules(c) if r.target == INGRESS_CHAIN] for c in ("PREROUTING", "OUTPUT")}
+        ev = [r.line for c in jumps for r in jumps[c]]
+        if INGRESS_CHAIN not in hnat.chains:
+            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISSING, "nat chain DOCKER-INGRESS does not exist"))
+        elif not jumps["PREROUTING"] or not jumps["OUTPUT"]:
+            miss = " and ".join(c for c in jumps if not jumps[c])
+            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISSING, f"no jump from {miss}", ev))
+        else:
+            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", OK, "PREROUTING and OUTPUT jump (dst-type LOCAL)", ev))
+        gw_ip, gw_ev = gwbridge_sbox_ip(n)
+        dnats = [r for r in hnat.rules(INGRESS_CHAIN) if r.target == "DNAT" and proto_port(r, proto, "--dport", P)]
+        label = f"host DNAT :{P} -> {gw_ip or 'ingress_sbox'}:{P}"
+        if not dnats:
+            hops.append(Hop("host.dnat", label, MISSING, f"no DNAT for {proto}/{P} in nat DOCKER-INGRESS", gw_ev))
+        else:
+            dest = dnat_destination(dnats[0]) or (None, None)
+            ev = [r.line for r in dnats] + gw_ev
+            if gw_ip and dest[0] != gw_ip:
+                hops.append(Hop("host.dnat", label, MISMATCH, f"DNAT to {dest[0]}, but ingress_sbox is {gw_ip} on docker_gwbridge", ev))
+            elif dest[1] not in (None, P):
+                hops.append(Hop("host.dnat", label, MISMATCH, f"DNAT to port {dest[1]}, expected {P}", ev))
+            else:
+                hops.append(Hop("host.dnat", label, OK, f"DNAT to {dest[0]}:{dest[1] or P}", ev))
+
+    hfilter = table(n.snap.host.iptables, "filter")
+    if hfilter is None:
+        hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", UNKNOWN, "host iptables not read"))
+    else:
+        acc = [r for r in hfilter.rules(INGRESS_CHAIN) if r.target == "ACCEPT" and proto_port(r, proto, "--dport", P)]
+        back = [r for r in hfilter.rules(INGRESS_CHAIN) if r.target == "ACCEPT" and proto_port(r, proto, "--sport", P)]
+        order = chain_reach_order(hfilter, "FORWARD")
+        ev = [r.line for r in acc + back]
+        if INGRESS_CHAIN not in order:
+            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", MISSING, "FORWARD never reaches filter DOCKER-INGRESS", ev))
+        elif not acc or not back:
+            what = "--dport" if not acc else "--sport ESTABLISHED"
+            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", MISSING, f"no {what} {P} ACCEPT in filter DOCKER-INGRESS", ev))
+        elif "DOCKER-USER" in order and order.index("DOCKER-USER") > order.index(INGRESS_CHAIN):
+            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", MISMATCH, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER", ev + [f"FORWARD order: {' -> '.join(order)}"]))
+        else:
+            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", OK, "accepted in filter DOCKER-INGRESS, after DOCKER-USER", ev))
+
+    sbox = n.ingress_sbox
+    hops.append(_ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox"))
+    expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
+    mangle = table(sbox.iptables if sbox else None, "mangle")
+    if sbox is None:
+        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", MISSING, "no ingress_sbox"))
+        mark = expected
+    elif mangle is None:
+        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", UNKNOWN, "ingress_sbox iptables not read"))
+        mark = expected
+    else:
+        rules = [r for r in mangle.rules("PREROUTING") if r.target == "MARK" and proto_port(r, proto, "--dport", P)]
+        h, mark = _mark_hop("ingress.mark", f"ingress_sbox MARK :{P}", rules, expected, "ingress_sbox mangle PREROUTING")
+        hops.append(h)
+    h, ipvs_svc = _ipvs_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
+    hops.append(h)
+    if ingress is not None:
+        np.backends = compare_backends(cl, svc, ingress.id, ipvs_svc.dests if ipvs_svc else [])
+        if ipvs_svc is None:
+            np.backends = [b for b in np.backends if b.status == "missing"]
+        for b in np.backends:
+            _redirect(cl, b, svc, port, ingress.id)
+    hops.append(_backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc))
+    sbox_ip = next((a for i, a, p in ns_addresses(sbox) if ingress and in_subnet(a, ingress.subnets)), None)
+    hops.append(_snat_hop("ingress.snat", "ingress_sbox SNAT", sbox, ingress.subnets if ingress else [], sbox_ip))
+    vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
+    hops.append(_alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True))
+    if mangle is not None and vip:
+        rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
+        h, _ = _mark_hop("ingress.vip_mark", f"ingress VIP {vip} INPUT MARK", rules, expected, "ingress_sbox mangle INPUT", aux=True)
+        hops.append(h)
+    verdict(np)
+    return np
+
+
+def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id: str) -> None:
+    """The task sandbox's REDIRECT published -> target port, on the task's node."""
+    if b.status in ("stale", "lingering", "foreign", "unknown") or not b.container_id:
+        b.redirect = NA if b.status != "unknown" else UNKNOWN
+        return
+    task = next((t for t in cl.tasks if t.id == b.task_id), None)
+    node = cl.node_by_id(task.node_id) if task else None
+    if node is None:
+        b.redirect = UNKNOWN
+        b.redirect_evidence = [f"no snapshot of node {b.node}"]
+        return
+    ns = node.container_ns(b.container_id)
+    t = table(ns.iptables if ns else None, "nat")
+    if t is None:
+        b.redirect = UNKNOWN if ns is None or ns.vanished else UNKNOWN
+        b.redirect_evidence = [f"task sandbox of {b.task} not read on {node.name}"]
+        return
+    rules = [
+        r
+        for r in t.rules("PREROUTING")
+        if r.target == "REDIRECT" and proto_port(r, port.protocol, "--dport", port.published_port)
+        and (r.value("-d") or "").split("/")[0] == b.address
+    ]
+    if not rules:
+        b.redirect = MISSING
+        b.redirect_evidence = [f"{ns.name}: no REDIRECT {port.protocol}/{port.published_port} -> {port.target_port} for {b.address}"]
+        return
+    to = rules[0].value("--to-ports") or rules[0].value("--to-port")
+    b.redirect = OK if to == str(port.target_port) else MISMATCH
+    b.redirect_evidence = [f"{ns.name}: {rules[0].line}"]
+
+
+def host_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> NodePath:
+    np = NodePath(node=n.name, node_id=n.node_id)
+    here = [t for t in cl.running_tasks(svc) if t.node_id == n.node_id]
+    if not here:
+        np.hops.append(Hop("task.here", "task on this node", NA, "no running task here: host-mode ports are served only where a task runs"))
+        np.verdict, np.reason = NA, "no task on this node (host mode)"
+        return np
+    np.hops.append(Hop("task.here", "task on this node", OK, ", ".join(cl.task_name(t) for t in here)))
+    ls = [l for l in n.snap.host.listeners if l.port == port.published_port and l.protocol == port.protocol]
+    hnat = nat(n.snap.host.iptables)
+    dnats = [r for r in hnat.rules("DOCKER") if r.target == "DNAT" and proto_port(r, port.protocol, "--dport", port.published_port)] if hnat else []
+    ev = [f"{l.protocol} {l.address}:{l.port} held by {l.process or '?'} (pid {l.pid})" for l in ls] + [r.line for r in dnats]
+    if ls or dnats:
+        np.hops.append(Hop("host.bound", f"host port {port.published_port}", OK, "bound on the host", ev))
+    else:
+        np.hops.append(Hop("host.bound", f"host port {port.published_port}", MISSING, "nothing bound and no DNAT for the port"))
+    verdict(np)
+    return np
+
+
+# --------------------------------------------------------------------------
+# VIP on an overlay network
+
+
+def nodes_on_network(cl: Cluster, network_id: str) -> list[NodeCtx]:
+    out = []
+    for n in cl.nodes:
+        if n.lb_ns(network_id) or n.overlay_ns(network_id):
+            out.append(n)
+            continue
+        if any(cn.network_id == network_id for c in n.snap.docker.containers for cn in c.networks):
+            out.append(n)
+    return out
+
+
+def _dns_answer(n: NodeCtx, network_id: str, query: str):
+    for a in n.snap.dns:
+        if a.network_id == network_id and a.query == query:
+            return a
+    return None
+
+
+def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeCtx) -> NodePath:
+    np = NodePath(node=n.name, node_id=n.node_id)
+    hops = np.hops
+    net = cl.networks.get(network_id)
+    hops.append(_kernel_hop(n))
+    a = _dns_answer(n, network_id, svc.name)
+    if a is None:
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", UNKNOWN, "not asked on this node"))
+    elif a.status != "ok":
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", MISSING, f"{a.status}{': ' + a.reason if a.reason else ''}", [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"]))
+    elif a.answers == [vip]:
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", OK, vip, [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
+    else:
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", MISMATCH, f"answers {' '.join(a.answers)}", [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
+    lb = n.lb_ns(network_id)
+    hops.append(_ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_"))
+    hops.append(_sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward") if lb else Hop("lb.ip_forward", "lb_ ip_forward", MISSING, "no lb_ namespace"))
+    hops.append(_alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip))
+    expected = n.local_lb_index(network_id, svc.name)
+    mangle = table(lb.iptables if lb else None, "mangle")
+    mark_ns = lb
+    if lb is None:
+        hops.append(Hop("lb.mark", f"MARK for {vip}", MISSING, "no lb_ namespace"))
+        mark = expected
+    elif mangle is None:
+        hops.append(Hop("lb.mark", f"MARK for {vip}", UNKNOWN, f"iptables of {lb.name} not read"))
+        mark = expected
+    else:
+        rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
+        where = f"{lb.name} mangle INPUT"
+        if not rules:
+            # engines before 18.06: the VIP mark is in each task sandbox's mangle OUTPUT
+            for c in n.snap.namespaces:
+                if c.kind != "container":
+                    continue
+                ct = table(c.iptables, "mangle")
+                old = [r for r in ct.rules("OUTPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")] if ct else []
+                if old:
+                    rules, where, mark_ns = old, f"{c.name} mangle OUTPUT (pre-18.06 layout)", c
+                    break
+        h, mark = _mark_hop("lb.mark", f"MARK for {vip}", rules, expected, where)
+        hops.append(h)
+    h, ipvs_svc = _ipvs_hop("lb.ipvs", f"IPVS in {mark_ns.name if mark_ns else 'lb_'}", n, mark_ns, mark)
+    hops.append(h)
+    np.backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [])
+    if ipvs_svc is None:
+        np.backends = [b for b in np.backends if b.status == "missing"]
+    hops.append(_backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc))
+    lb_ip = next((a for i, a, p in ns_addresses(lb) if net and in_subnet(a, net.subnets) and a != vip), None)
+    hops.append(_snat_hop("lb.snat", "lb_ SNAT", lb, net.subnets if net else [], lb_ip))
+    verdict(np)
+    return np
+
+
+def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> NodePath:
+    np = NodePath(node=n.name, node_id=n.node_id)
+    expected = sorted({a for t in cl.running_tasks(svc) for a in task_addresses(t, network_id)}, key=ip_key)
+    a = _dns_answer(n, network_id, svc.name)
+    label = f"DNS {svc.name} -> task addresses"
+    if a is None:
+        np.hops.append(Hop("dns.rr", label, UNKNOWN, "not asked on this node"))
+    elif a.status != "ok":
+        np.hops.append(Hop("dns.rr", label, MISSING, a.status, [f"{a.query}: {a.status}"]))
+    elif set(a.answers) == set(expected):
+        np.hops.append(Hop("dns.rr", label, OK, " ".join(a.answers), [f"{a.query} -> {' '.join(a.answers)}"]))
+    else:
+        np.hops.append(Hop("dns.rr", label, MISMATCH, f"answers {' '.join(a.answers)}, running tasks {' '.join(expected)}", [f"{a.query} -> {' '.join(a.answers)}"]))
+    np.backends = [
+        Backend(address=x, status="ok", task=cl.task_name(t), task_id=t.id, task_state=t.state, service=svc.name, node=cl.node_name(t.node_id), container_id=t.container_id)
+        for t in cl.running_tasks(svc)
+        for x in task_addresses(t, network_id)
+    ]
+    verdict(np)
+    return np
+
+
+def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsCheck]:
+    expected = sorted({a for t in cl.running_tasks(svc) for a in task_addresses(t, network_id)}, key=ip_key)
+    out = []
+    for n in cl.nodes:
+        a = _dns_answer(n, network_id, f"tasks.{svc.name}")
+        if a is None:
+            continue
+        c = DnsCheck(node=n.name, network_id=network_id, network=cl.network_name(network_id), query=a.query, status=OK, answers=a.answers, expected=expected)
+        if a.status != "ok":
+            c.status = MISSING if expected else OK
+            c.detail = a.status + (f": {a.reason}" if a.reason else "")
+            c.missing = list(expected)
+        else:
+            c.missing = [x for x in expected if x not in a.answers]
+            c.extra = [x for x in a.answers if x not in expected]
+            if c.missing or c.extra:
+                c.status = MISMATCH
+                c.detail = "; ".join(p for p in (f"missing {' '.join(c.missing)}" if c.missing else "", f"extra {' '.join(c.extra)}" if c.extra else "") if p)
+        out.append(c)
+    return out
+
+
+# --------------------------------------------------------------------------
+# verdict and assembly
+
+
+def verdict(np: NodePath) -> None:
+    for h in np.hops:
+        if h.aux:
+            continue
+        if h.status in (MISSING, MISMATCH):
+            np.verdict, np.broken_at = "broken", h.label
+            np.reason = f"{h.label}: {h.detail}"
+            return
+    redirects = [b.redirect for b in np.backends if b.status == "ok" and b.redirect is not None]
+    if redirects and all(r in (MISSING, MISMATCH) for r in redirects):
+        np.verdict, np.broken_at, np.reason = "broken", "task REDIRECT", "no running backend has its REDIRECT rule"
+        return
+    if any(h.status == UNKNOWN for h in np.hops if not h.aux):
+        h = next(h for h in np.hops if h.status == UNKNOWN and not h.aux)
+        np.verdict, np.reason = UNKNOWN, f"{h.label}: {h.detail}"
+        return
+    np.verdict, np.reason = OK, "every hop ok"
+
+
+def service_path(cl: Cluster, svc: Service) -> ServicePath:
+    sp = ServicePath(
+        id=svc.id,
+        name=svc.name,
+        mode=svc.mode,
+        replicas=svc.replicas,
+        endpoint_mode=svc.endpoint_mode,
+    )
+    net_ids = list(dict.fromkeys(list(svc.networks) + [v.network_id for v in svc.vips]))
+    sp.networks = [cl.network_name(i) for i in net_ids]
+    sp.vips = {cl.network_name(v.network_id): strip_prefix(v.address) or "" for v in svc.vips}
+    for t in sorted((t for t in cl.tasks if t.service_id == svc.id), key=lambda t: (t.slot or 0, t.state != "running")):
+        if t.desired_state != "running" and t.state != "running":
+            continue
+        sp.tasks.append(
+            TaskInfo(
+                id=t.id,
+                name=cl.task_name(t),
+                node=cl.node_name(t.node_id),
+                state=t.state,
+                desired_state=t.desired_state,
+                container_id=t.container_id,
+                addresses={(a.network_name or cl.network_name(a.network_id)): [strip_prefix(x) or "" for x in a.addresses] for a in t.attachments},
+            )
+        )
+    for p in svc.ports:
+        if not p.published_port:
+            continue
+        pp = PortPath(protocol=p.protocol, published=p.published_port, target=p.target_port, mode=p.publish_mode)
+        for n in cl.nodes:
+            pp.nodes.append(ingress_node_path(cl, svc, p, n) if p.publish_mode == "ingress" else host_node_path(cl, svc, p, n))
+        sp.ports.append(pp)
+    for nid in net_ids:
+        net = cl.networks.get(nid)
+        if net is None or net.ingress:
+            continue
+        vip = next((strip_prefix(v.address) for v in svc.vips if v.network_id == nid), None)
+        vp = VipPath(network_id=nid, network=net.name, vip=vip, endpoint_mode=svc.endpoint_mode)
+        for n in nodes_on_network(cl, nid):
+            if svc.endpoint_mode == "dnsrr" or not vip:
+                vp.nodes.append(dnsrr_node_path(cl, svc, nid, n))
+            else:
+                vp.nodes.append(vip_node_path(cl, svc, nid, vip, n))
+        sp.vip_paths.append(vp)
+        sp.dns.extend(dns_tasks_checks(cl, svc, nid))
+    return sp
+
+
+def build_paths(cl: Cluster) -> list[ServicePath]:
+    return [service_path(cl, s) for s in cl.services]

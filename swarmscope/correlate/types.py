@@ -1,0 +1,143 @@
+"""The path map and findings: what the correlator produces (plain dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+OK = "ok"
+MISSING = "missing"
+MISMATCH = "mismatch"
+NA = "n/a"
+UNKNOWN = "unknown"
+
+STATUSES = (OK, MISSING, MISMATCH, NA, UNKNOWN)
+
+
+@dataclass
+class Hop:
+    key: str  # stable, e.g. "host.dnat"
+    label: str  # what a user reads, e.g. "host DNAT 8000 -> 172.18.0.2:8000"
+    status: str
+    detail: str = ""
+    evidence: list[str] = field(default_factory=list)  # exact rule lines, IPVS entries, addresses, answers
+    findings: list[str] = field(default_factory=list)  # ids of findings about this hop
+    aux: bool = False  # shown, but not part of the verdict
+
+
+@dataclass
+class Backend:
+    """One real server of an IPVS service, or a running task that should be one."""
+
+    address: str
+    status: str  # ok | missing | stale | lingering | weight0 | foreign | unknown
+    port: Optional[int] = None
+    weight: Optional[int] = None
+    forward: Optional[str] = None
+    task_id: Optional[str] = None
+    task: Optional[str] = None  # service.slot
+    task_state: Optional[str] = None
+    service: Optional[str] = None
+    node: Optional[str] = None
+    container_id: Optional[str] = None
+    redirect: Optional[str] = None  # ingress only: ok | missing | unknown | n/a, on the task's node
+    redirect_evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NodePath:
+    node: str
+    node_id: Optional[str]
+    hops: list[Hop] = field(default_factory=list)
+    backends: list[Backend] = field(default_factory=list)
+    verdict: str = UNKNOWN  # ok | broken | unknown | n/a
+    broken_at: Optional[str] = None  # label of the first broken hop
+    reason: str = ""
+
+    def hop(self, key: str) -> Optional[Hop]:
+        for h in self.hops:
+            if h.key == key:
+                return h
+        return None
+
+
+@dataclass
+class PortPath:
+    protocol: str
+    published: int
+    target: int
+    mode: str  # ingress | host
+    nodes: list[NodePath] = field(default_factory=list)
+
+
+@dataclass
+class VipPath:
+    network_id: str
+    network: str
+    vip: Optional[str]  # None for dnsrr
+    endpoint_mode: str
+    nodes: list[NodePath] = field(default_factory=list)
+
+
+@dataclass
+class DnsCheck:
+    node: str
+    network_id: str
+    network: str
+    query: str
+    status: str  # ok | missing | mismatch | unknown
+    answers: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass
+class TaskInfo:
+    id: str
+    name: str
+    node: str
+    state: Optional[str]
+    desired_state: Optional[str]
+    container_id: Optional[str]
+    addresses: dict[str, list[str]] = field(default_factory=dict)  # network name -> addresses
+
+
+@dataclass
+class ServicePath:
+    id: str
+    name: str
+    mode: str
+    replicas: Optional[int]
+    endpoint_mode: str
+    networks: list[str] = field(default_factory=list)  # names
+    vips: dict[str, str] = field(default_factory=dict)  # network name -> VIP
+    tasks: list[TaskInfo] = field(default_factory=list)
+    ports: list[PortPath] = field(default_factory=list)
+    vip_paths: list[VipPath] = field(default_factory=list)
+    dns: list[DnsCheck] = field(default_factory=list)
+
+
+@dataclass
+class Finding:
+    id: str
+    severity: str  # error | warning | info
+    title: str
+    hint: str
+    nodes: list[str] = field(default_factory=list)
+    service: Optional[str] = None
+    network: Optional[str] = None
+    detail: str = ""
+    evidence: list[str] = field(default_factory=list)
+    caused_by: Optional[str] = None  # id of the root-cause finding that explains this one
+    explains: int = 0  # for a root cause: how many other findings it explains
+    explained: dict[str, int] = field(default_factory=dict)  # finding id -> count explained
+
+
+@dataclass
+class Analysis:
+    services: list[ServicePath]
+    findings: list[Finding]  # root causes first, then by severity
+    nodes: list[str]
+    api_source: Optional[str]

@@ -1,0 +1,193 @@
+"""Text rendering of the path map and findings, for an 80-column terminal."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Optional
+
+from tabulate import tabulate
+
+from swarmscope.correlate.types import Analysis, Finding, NodePath, ServicePath
+
+WIDTH = 80
+_COLOURS = {
+    "ok": "green",
+    "missing": "red",
+    "mismatch": "red",
+    "broken": "red",
+    "stale": "red",
+    "foreign": "red",
+    "weight0": "yellow",
+    "lingering": "yellow",
+    "unknown": "yellow",
+    "error": "red",
+    "warning": "yellow",
+    "info": "cyan",
+}
+
+
+class Style:
+    def __init__(self, colour: bool):
+        self.colour = colour
+
+    def __call__(self, text: str, key: Optional[str] = None, bold: bool = False) -> str:
+        if not self.colour:
+            return text
+        import click
+
+        return click.style(text, fg=_COLOURS.get(key or text), bold=bold)
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False) or [indent]
+
+
+def _verdict_line(np: NodePath, st: Style) -> str:
+    if np.verdict == "ok":
+        return f"node {np.node}: {st('SERVES', 'ok', True)} (every hop ok)"
+    if np.verdict == "broken":
+        return f"node {np.node}: {st('BROKEN', 'broken', True)} at {np.broken_at}"
+    if np.verdict == "n/a":
+        return f"node {np.node}: n/a ({np.reason})"
+    return f"node {np.node}: {st('UNKNOWN', 'unknown', True)} ({np.reason})"
+
+
+def _hops_table(np: NodePath, st: Style, verbose: bool) -> list[str]:
+    rows = []
+    for h in np.hops:
+        label = h.label + (" *" if h.aux else "")
+        rows.append([label, st(h.status), h.detail])
+    out = tabulate(rows, headers=["hop", "status", "detail"], maxcolwidths=[30, None, 34], disable_numparse=True).splitlines()
+    out = ["  " + line for line in out]
+    for h in np.hops:
+        if h.evidence and (verbose or h.status in ("missing", "mismatch")):
+            out.append(f"  evidence for {h.label}:")
+            for e in h.evidence[:8 if not verbose else None]:
+                out.extend(_wrap(e, WIDTH - 2, "    "))
+    return out
+
+
+def _backends_table(np: NodePath, st: Style, show_redirect: bool) -> list[str]:
+    if not np.backends:
+        return []
+    rows = []
+    for b in np.backends:
+        row = [b.address, "" if b.weight is None else b.weight, st(b.status), b.task or "-", b.node or "-"]
+        if show_redirect:
+            row.append(st(b.redirect) if b.redirect else "-")
+        rows.append(row)
+    headers = ["real server", "weight", "status", "task", "node"] + (["redirect"] if show_redirect else [])
+    return ["  " + line for line in tabulate(rows, headers=headers, disable_numparse=True).splitlines()]
+
+
+def render_service(sp: ServicePath, st: Style, node: Optional[str] = None, verbose: bool = False) -> list[str]:
+    out: list[str] = []
+    rep = f"{sp.mode}" + (f" {len([t for t in sp.tasks if t.state == 'running'])}/{sp.replicas}" if sp.replicas is not None else "")
+    out.append(st(f"service {sp.name}", bold=True) + f"  ({rep}, endpoint mode {sp.endpoint_mode})")
+    ports = ", ".join(f"{p.protocol} {p.published} -> {p.target} ({p.mode})" for p in sp.ports) or "none"
+    out.extend(_wrap(f"ports:    {ports}", WIDTH, "  "))
+    nets = ", ".join(f"{n}" + (f" (VIP {sp.vips[n]})" if sp.vips.get(n) else "") for n in sp.networks) or "none"
+    out.extend(_wrap(f"networks: {nets}", WIDTH, "  "))
+    if sp.tasks:
+        rows = [[t.name, t.state or "?", t.node, " ".join(f"{a}({n})" for n, addrs in t.addresses.items() for a in addrs)] for t in sp.tasks]
+        out.append("  tasks:")
+        out.extend("    " + l for l in tabulate(rows, tablefmt="plain", maxcolwidths=[None, None, None, 44], disable_numparse=True).splitlines())
+    else:
+        out.append("  tasks:    none running")
+
+    for pp in sp.ports:
+        out.append("")
+        out.append(st(f"published port {pp.protocol}/{pp.published} -> {pp.target} ({pp.mode} mode)", bold=True))
+        for np in pp.nodes:
+            if node and np.node != node:
+                continue
+            out.append("  " + _verdict_line(np, st))
+            out.extend(_hops_table(np, st, verbose))
+            out.extend(_backends_table(np, st, show_redirect=pp.mode == "ingress"))
+    for vp in sp.vip_paths:
+        out.append("")
+        if vp.vip:
+            out.append(st(f"VIP {vp.vip} on network {vp.network}", bold=True))
+        else:
+            out.append(st(f"DNS round robin on network {vp.network} (no VIP)", bold=True))
+        if not vp.nodes:
+            out.append("  no node with this network in the data")
+        for np in vp.nodes:
+            if node and np.node != node:
+                continue
+            out.append("  " + _verdict_line(np, st))
+            out.extend(_hops_table(np, st, verbose))
+            out.extend(_backends_table(np, st, show_redirect=False))
+    checks = [c for c in sp.dns if not node or c.node == node]
+    if checks:
+        out.append("")
+        out.append(st("DNS tasks." + sp.name, bold=True))
+        rows = [[c.node, c.network, st(c.status), " ".join(c.answers) or c.detail or "-", c.detail if c.status != "ok" else ""] for c in checks]
+        out.extend("  " + l for l in tabulate(rows, headers=["node", "network", "status", "answers", "problem"], maxcolwidths=[16, 12, None, 24, 18], disable_numparse=True).splitlines())
+    return out
+
+
+def render_findings(findings: list[Finding], st: Style, verbose: bool = False) -> list[str]:
+    roots = [f for f in findings if f.caused_by is None]
+    if not roots:
+        return ["findings: none"]
+    out = [st(f"findings ({len(roots)}, root causes first):", bold=True)]
+    for f in roots:
+        where = []
+        if f.nodes:
+            where.append("node " + ", ".join(f.nodes))
+        if f.service:
+            where.append(f"service {f.service}")
+        if f.network:
+            where.append(f"network {f.network}")
+        head = f"{st(f.severity.upper(), f.severity, True)} {f.id}"
+        out.append(f"  {head} [{'; '.join(where)}]" if where else f"  {head}")
+        out.extend(_wrap(f.title + (f": {f.detail}" if f.detail else ""), WIDTH - 4, "    "))
+        if f.explains:
+            parts = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(f.explained.items()))
+            out.extend(_wrap(f"explains {f.explains} more: {parts}", WIDTH - 4, "    "))
+        for e in f.evidence[: None if verbose else 3]:
+            out.extend(_wrap(f"evidence: {e}", WIDTH - 4, "    "))
+        if len(f.evidence) > 3 and not verbose:
+            out.append(f"    (+{len(f.evidence) - 3} more evidence lines: -v or --format json)")
+        out.extend(_wrap(f"hint: {f.hint}", WIDTH - 4, "    "))
+    return out
+
+
+def render_explain(analysis: Analysis, services: list[ServicePath], colour: bool = False, node: Optional[str] = None, verbose: bool = False) -> str:
+    st = Style(colour)
+    out: list[str] = []
+    src = f"; services and tasks from {analysis.api_source}" if analysis.api_source else "; no manager in the data: tasks rebuilt from the nodes' containers"
+    out.append(f"nodes: {', '.join(analysis.nodes)}{src}")
+    for sp in services:
+        out.append("")
+        out.extend(render_service(sp, st, node, verbose))
+    names = {s.name for s in services}
+    relevant = [f for f in analysis.findings if f.service in names or f.service is None]
+    if node:
+        relevant = [f for f in relevant if not f.nodes or node in f.nodes]
+    out.append("")
+    out.extend(render_findings(relevant, st, verbose))
+    return "\n".join(out)
+
+
+def render_check(analysis: Analysis, colour: bool = False, verbose: bool = False) -> str:
+    st = Style(colour)
+    out = [f"nodes: {', '.join(analysis.nodes)}; services: {len(analysis.services)}"]
+    broken = []
+    for sp in analysis.services:
+        for pp in sp.ports:
+            for np in pp.nodes:
+                if np.verdict == "broken":
+                    broken.append(f"{sp.name} {pp.protocol}/{pp.published} on {np.node}: broken at {np.broken_at}")
+        for vp in sp.vip_paths:
+            for np in vp.nodes:
+                if np.verdict == "broken":
+                    broken.append(f"{sp.name} on {vp.network} via node {np.node}: broken at {np.broken_at}")
+    if broken:
+        out.append(f"broken paths: {len(broken)}")
+        out.extend(f"  {b}" for b in broken[:20])
+        if len(broken) > 20:
+            out.append(f"  (+{len(broken) - 20} more)")
+    out.extend(render_findings(analysis.findings, st, verbose))
+    return "\n".join(out)
