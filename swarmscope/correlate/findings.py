@@ -465,7 +465,8 @@ def check_overlay_missing(ctx: Ctx) -> Iterator[Hit]:
         nets = {a.network_id for t in cl.tasks if t.node_id == n.node_id and t.state == "running" for a in t.attachments}
         for nid in sorted(nets):
             net = cl.networks.get(nid)
-            if net is None or net.driver != "overlay" or not n.snap.namespaces:
+            # only a snapshot that listed its netns directory can say a namespace is absent
+            if net is None or net.driver != "overlay" or not n.snap.netns_dir:
                 continue
             if n.overlay_ns(nid) is None:
                 yield Hit([n.name], network=net.name, detail=f"no 1-{nid[:10]} namespace for {net.name}")
@@ -479,7 +480,8 @@ def check_vxlan(ctx: Ctx) -> Iterator[Hit]:
         for ns in n.snap.namespaces:
             if ns.kind != "overlay" or not ns.interfaces:
                 continue
-            vx = [i for i in ns.interfaces if i.kind == "vxlan"]
+            # kind comes from rtnetlink; text captures (`ip addr`) only give the name
+            vx = [i for i in ns.interfaces if i.kind == "vxlan" or (i.kind is None and i.name.startswith("vxlan"))]
             if not vx:
                 yield Hit([n.name], network=ns.network_name, detail=f"{ns.name}: no vxlan interface")
             elif not any(i.admin_up and i.state in ("up", "unknown") for i in vx):

@@ -248,9 +248,22 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests) -> list[
     return out
 
 
-def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: Optional[IpvsService]) -> Hop:
+def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: Optional[IpvsService], ipvs_hop: Hop) -> list[Backend]:
+    """Backends of a path: with no IPVS service, the running tasks, missing (or unknown when IPVS was not read)."""
+    backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [])
     if ipvs_svc is None:
-        return Hop(key, label, UNKNOWN if not backends else MISSING, "no IPVS service to read real servers from")
+        backends = [b for b in backends if b.status == "missing"]
+        if ipvs_hop.status == UNKNOWN:
+            for b in backends:
+                b.status = "unknown"
+    return backends
+
+
+def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: Optional[IpvsService], ipvs_hop: Hop) -> Hop:
+    if ipvs_svc is None:
+        if ipvs_hop.status == UNKNOWN:
+            return Hop(key, label, UNKNOWN, "IPVS not read: real servers unknown")
+        return Hop(key, label, MISSING, "no IPVS service to read real servers from")
     good = [b for b in backends if b.status == "ok"]
     bad = [b for b in backends if b.status not in ("ok", "unknown")]
     ev = [ipvs_line(ipvs_svc, d) for d in ipvs_svc.dests]
@@ -356,12 +369,10 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     h, ipvs_svc = _ipvs_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
     hops.append(h)
     if ingress is not None:
-        np.backends = compare_backends(cl, svc, ingress.id, ipvs_svc.dests if ipvs_svc else [])
-        if ipvs_svc is None:
-            np.backends = [b for b in np.backends if b.status == "missing"]
+        np.backends = _backends_for(cl, svc, ingress.id, ipvs_svc, h)
         for b in np.backends:
             _redirect(cl, b, svc, port, ingress.id)
-    hops.append(_backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc))
+    hops.append(_backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     sbox_ip = next((a for i, a, p in ns_addresses(sbox) if ingress and in_subnet(a, ingress.subnets)), None)
     hops.append(_snat_hop("ingress.snat", "ingress_sbox SNAT", sbox, ingress.subnets if ingress else [], sbox_ip))
     vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
@@ -492,10 +503,8 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(h)
     h, ipvs_svc = _ipvs_hop("lb.ipvs", f"IPVS in {mark_ns.name if mark_ns else 'lb_'}", n, mark_ns, mark)
     hops.append(h)
-    np.backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [])
-    if ipvs_svc is None:
-        np.backends = [b for b in np.backends if b.status == "missing"]
-    hops.append(_backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc))
+    np.backends = _backends_for(cl, svc, network_id, ipvs_svc, h)
+    hops.append(_backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     lb_ip = next((a for i, a, p in ns_addresses(lb) if net and in_subnet(a, net.subnets) and a != vip), None)
     hops.append(_snat_hop("lb.snat", "lb_ SNAT", lb, net.subnets if net else [], lb_ip))
     verdict(np)

@@ -1,0 +1,76 @@
+"""Parse ``ip addr`` / ``ip -d addr`` text into interfaces (pure).
+
+swarmscope reads links over rtnetlink when it runs; this parser is for text
+captured by hand (a bug report, ``nsenter ... ip addr``), so such captures can
+be turned into snapshots and explained the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+from swarmscope.errors import ParseError
+from swarmscope.model import Address, Interface
+
+_HEAD = re.compile(r"^(\d+):\s+([^:@\s]+)(?:@(\S+?))?:\s+<([^>]*)>(.*)$")
+_INET = re.compile(r"^\s+(inet6?)\s+(\S+?)/(\d+)\b")
+_LINK = re.compile(r"^\s+link/(\S+)(?:\s+(\S+))?")
+_KINDS = ("veth", "bridge", "vxlan", "dummy", "ipip", "macvlan", "ipvlan")
+
+
+def parse_ip_addr(text: str) -> list[Interface]:
+    out: list[Interface] = []
+    cur: Interface | None = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _HEAD.match(line)
+        if m:
+            idx, name, link, flags, rest = m.groups()
+            words = rest.split()
+            attrs = {words[i]: words[i + 1] for i in range(0, len(words) - 1) if words[i] in ("mtu", "master", "state")}
+            flagset = set(flags.split(","))
+            peer = None
+            if link and link.startswith("if") and link[2:].isdigit():
+                peer = int(link[2:])
+            cur = Interface(
+                name=name,
+                index=int(idx),
+                state=attrs.get("state", "unknown").lower(),
+                admin_up="UP" in flagset,
+                mtu=int(attrs["mtu"]) if attrs.get("mtu", "").isdigit() else None,
+                master=attrs.get("master"),
+                peer_index=peer,
+            )
+            if name.startswith("vxlan"):
+                cur.kind = "vxlan"  # plain `ip addr` names no kind; docker's overlay calls it vxlan0
+            elif peer is not None:
+                cur.kind = "veth"
+            out.append(cur)
+            continue
+        if cur is None:
+            raise ParseError("ip addr", lineno, line, "address line before any interface line")
+        m = _INET.match(line)
+        if m:
+            fam, addr, plen = m.groups()
+            cur.addresses.append(Address(address=addr, prefixlen=int(plen), family=6 if fam == "inet6" else 4))
+            continue
+        m = _LINK.match(line)
+        if m:
+            if m.group(1) == "ether":
+                cur.mac = m.group(2)
+            if "link-netnsid" in line:
+                tail = line.split("link-netnsid", 1)[1].split()
+                if tail and tail[0].isdigit():
+                    cur.peer_netns_id = int(tail[0])
+            continue
+        stripped = line.strip()
+        first = stripped.split()[0] if stripped else ""
+        if first in _KINDS:
+            cur.kind = first
+            if first == "vxlan" and " id " in f" {stripped} ":
+                words = stripped.split()
+                cur.vxlan_id = int(words[words.index("id") + 1])
+            continue
+        # valid_lft lines, bridge_slave/altname/other -d details: nothing we keep
+    return out
