@@ -1,0 +1,499 @@
+"""The correlator on snapshots built from real healthy output, then with one fault each.
+
+Healthy inputs: the lab-vm captures (a real ip_vs kernel, engine 20.10),
+moby maintainer's dump (fixture 25, current engines) and fixture 19 (the same
+VIP with different marks on two nodes). Each fault is made by editing the data
+the way the fault edits the node, and must give exactly the expected finding.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import rawsnap
+
+from swarmscope.correlate import analyze
+from swarmscope.correlate.findings import REGISTRY
+from swarmscope.model import Address, IpvsDest, Listener, PortSpec, Rule, RuleOption, Service, Task, TaskAttachment
+from swarmscope.parse.iptables import parse_iptables_save
+
+
+def roots(analysis):
+    return sorted({f.id for f in analysis.findings if f.caused_by is None})
+
+
+def finding(analysis, fid):
+    found = [f for f in analysis.findings if f.id == fid]
+    assert found, f"no {fid} in {[f.id for f in analysis.findings]}"
+    return found[0]
+
+
+def all_hops(analysis, service="whoami"):
+    sp = next(s for s in analysis.services if s.name == service)
+    for pp in sp.ports:
+        for np in pp.nodes:
+            yield f"port {pp.published}", np
+    for vp in sp.vip_paths:
+        for np in vp.nodes:
+            yield f"vip {vp.network}", np
+
+
+@pytest.fixture
+def snap():
+    return rawsnap.lab_vm("with-overlay")
+
+
+def ns(snap, kind, network=None):
+    return rawsnap.find_ns(snap, kind, network)
+
+
+def drop_rules(dump, table, chain, pred):
+    c = dump.tables[table].chains[chain]
+    before = len(c.rules)
+    c.rules = [r for r in c.rules if not pred(r)]
+    assert len(c.rules) < before, f"nothing dropped from {table} {chain}"
+
+
+def set_rule(dump, table, chain, pred, text):
+    """Replace the first rule matching pred with the rule in ``text`` (one -A line)."""
+    new = parse_iptables_save(f"*{table}\n:{chain} - [0:0]\n{text}\nCOMMIT\n").tables[table].chains[chain].rules[0]
+    rules = dump.tables[table].chains[chain].rules
+    for i, r in enumerate(rules):
+        if pred(r):
+            rules[i] = new
+            return
+    raise AssertionError("no rule to replace")
+
+
+def ingress_dests(snap):
+    return ns(snap, "ingress_sbox").ipvs.services[0].dests
+
+
+def lb_dests(snap):
+    return ns(snap, "lb", "appnet").ipvs.services[0].dests
+
+
+# --------------------------------------------------------------------------
+# healthy
+
+
+@pytest.mark.parametrize("which", ["ingress-only", "with-overlay"])
+def test_lab_vm_healthy_every_hop_ok(which):
+    a = analyze([rawsnap.lab_vm(which)])
+    assert a.findings == []
+    paths = list(all_hops(a))
+    assert paths and any(k.startswith("port") for k, _ in paths)
+    if which == "with-overlay":
+        assert any(k == "vip appnet" for k, _ in paths)
+    for kind, np in paths:
+        assert np.verdict == "ok", (kind, np.reason)
+        for h in np.hops:
+            assert h.status == "ok" or (h.aux and h.status == "unknown"), (kind, h)
+        real = {b.address for b in np.backends}
+        assert real and all(b.status == "ok" for b in np.backends)
+
+
+def test_lab_vm_real_servers_are_the_running_tasks(snap):
+    a = analyze([snap])
+    sp = a.services[0]
+    port = sp.ports[0].nodes[0]
+    assert {b.address for b in port.backends} == {t.addresses["ingress"][0] for t in sp.tasks}
+    assert {b.task for b in port.backends} == {"whoami.1", "whoami.2"}
+    assert all(b.redirect == "ok" for b in port.backends)
+    mark = port.hop("ingress.mark")
+    assert "256" in mark.detail and mark.evidence == ["-A PREROUTING -p tcp -m tcp --dport 8000 -j MARK --set-xmark 0x100/0xffffffff"]
+    vip = sp.vip_paths[0].nodes[0]
+    assert {b.address for b in vip.backends} == {t.addresses["appnet"][0] for t in sp.tasks}
+
+
+def test_moby_25_healthy_tcp_and_udp_ports():
+    a = analyze([rawsnap.moby_25()])
+    assert a.findings == []
+    sp = a.services[0]
+    assert [(p.protocol, p.published) for p in sp.ports] == [("tcp", 3000), ("udp", 3001)]
+    for p in sp.ports:
+        np = p.nodes[0]
+        assert np.verdict == "ok", np.reason
+        assert np.hop("host.dnat").evidence[0].endswith(f"--to-destination 172.19.0.2:{p.published}")
+    # the lb_ namespace's IPVS is not in the source: the VIP path says unknown, not broken
+    vip = sp.vip_paths[0].nodes[0]
+    assert vip.verdict == "unknown" and vip.hop("lb.ipvs").status == "unknown"
+
+
+def test_fixture_19_marks_are_node_local():
+    a = analyze(rawsnap.public_19())
+    assert a.findings == []
+    nodes = a.services[0].vip_paths[0].nodes
+    marks = {np.node: np.hop("lb.mark").detail for np in nodes}
+    assert "268" in marks["host1"] and "269" in marks["host2"]
+    assert all(np.verdict == "ok" for np in nodes)
+
+
+def test_every_registered_check_has_a_hint_and_a_unique_id():
+    ids = [c.id for c in REGISTRY]
+    assert len(ids) == len(set(ids))
+    for c in REGISTRY:
+        assert c.severity in ("error", "warning", "info") and len(c.hint) > 20 and c.title
+
+
+# --------------------------------------------------------------------------
+# one fault each
+
+
+def test_dnat_missing(snap):
+    drop_rules(snap.host.iptables, "nat", "DOCKER-INGRESS", lambda r: r.target == "DNAT")
+    a = analyze([snap])
+    assert roots(a) == ["ingress.dnat-missing"]
+    np = a.services[0].ports[0].nodes[0]
+    assert np.verdict == "broken" and np.broken_at.startswith("host DNAT")
+    assert "ingress.dnat-missing" in np.hop("host.dnat").findings
+
+
+def test_dnat_to_wrong_address(snap):
+    set_rule(snap.host.iptables, "nat", "DOCKER-INGRESS", lambda r: r.target == "DNAT",
+             "-A DOCKER-INGRESS -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.18.0.9:8000")
+    a = analyze([snap])
+    assert roots(a) == ["ingress.dnat-wrong-target"]
+    f = finding(a, "ingress.dnat-wrong-target")
+    assert "172.18.0.9" in f.detail and any("--to-destination 172.18.0.9:8000" in e for e in f.evidence)
+
+
+def test_firewall_reload_removes_chain_and_jumps(snap):
+    nat = snap.host.iptables.tables["nat"]
+    del nat.chains["DOCKER-INGRESS"]
+    for c in ("PREROUTING", "OUTPUT"):
+        drop_rules(snap.host.iptables, "nat", c, lambda r: r.target == "DOCKER-INGRESS")
+    a = analyze([snap])
+    assert roots(a) == ["ingress.chain-missing"]
+    f = finding(a, "ingress.chain-missing")
+    assert f.explained.get("ingress.dnat-missing") == 1
+
+
+def test_jump_missing_from_prerouting(snap):
+    drop_rules(snap.host.iptables, "nat", "PREROUTING", lambda r: r.target == "DOCKER-INGRESS")
+    assert roots(analyze([snap])) == ["ingress.jump-missing"]
+
+
+def test_jump_duplicated(snap):
+    pre = snap.host.iptables.tables["nat"].chains["PREROUTING"].rules
+    pre.append(copy.deepcopy(next(r for r in pre if r.target == "DOCKER-INGRESS")))
+    a = analyze([snap])
+    assert roots(a) == ["ingress.jump-duplicated"]
+    assert finding(a, "ingress.jump-duplicated").severity == "warning"
+
+
+def test_filter_accept_missing(snap):
+    drop_rules(snap.host.iptables, "filter", "DOCKER-INGRESS", lambda r: r.value("--dport") == "8000")
+    assert roots(analyze([snap])) == ["ingress.filter-accept-missing"]
+
+
+def test_docker_ingress_before_docker_user(snap):
+    fwd = snap.host.iptables.tables["filter"].chains["FORWARD"].rules
+    user = next(r for r in fwd if r.target == "DOCKER-USER")
+    fwd.remove(user)
+    fwd.insert(2, user)
+    a = analyze([snap])
+    assert roots(a) == ["ingress.forward-order"]
+    assert any("FORWARD order" in e for e in finding(a, "ingress.forward-order").evidence)
+
+
+def test_ingress_sbox_missing_is_the_root_cause(snap):
+    snap.namespaces = [n for n in snap.namespaces if n.kind != "ingress_sbox"]
+    a = analyze([snap])
+    assert roots(a) == ["ingress.sandbox-missing"]
+    assert finding(a, "ingress.sandbox-missing").explains >= 3
+
+
+def test_ingress_mark_mismatch(snap):
+    sbox = ns(snap, "ingress_sbox")
+    set_rule(sbox.iptables, "mangle", "PREROUTING", lambda r: r.target == "MARK",
+             "-A PREROUTING -p tcp -m tcp --dport 8000 -j MARK --set-xmark 0x105/0xffffffff")
+    a = analyze([snap])
+    # the stale mark leads to an IPVS service that does not exist
+    assert roots(a) == ["ingress.mark-mismatch"] or roots(a) == ["ingress.ipvs-service-missing", "ingress.mark-mismatch"]
+    f = finding(a, "ingress.mark-mismatch")
+    assert "261" in f.detail and "256" in f.detail
+
+
+def test_ingress_mark_missing(snap):
+    drop_rules(ns(snap, "ingress_sbox").iptables, "mangle", "PREROUTING", lambda r: r.target == "MARK")
+    assert roots(analyze([snap])) == ["ingress.mark-missing"]
+
+
+def test_ingress_snat_missing(snap):
+    drop_rules(ns(snap, "ingress_sbox").iptables, "nat", "POSTROUTING", lambda r: r.target == "SNAT")
+    assert roots(analyze([snap])) == ["ingress.snat-missing"]
+
+
+def test_lb_namespace_missing(snap):
+    snap.namespaces = [n for n in snap.namespaces if n.kind != "lb"]
+    a = analyze([snap])
+    assert roots(a) == ["lb.namespace-missing"]
+    assert finding(a, "lb.namespace-missing").network == "appnet"
+
+
+def test_vip_alias_missing(snap):
+    eth0 = next(i for i in ns(snap, "lb", "appnet").interfaces if i.name == "eth0")
+    eth0.addresses = [a for a in eth0.addresses if a.prefixlen != 32]
+    a = analyze([snap])
+    assert roots(a) == ["vip.alias-missing"]
+    assert finding(a, "vip.alias-missing").network == "appnet"
+
+
+def test_vip_mark_mismatch(snap):
+    lb = ns(snap, "lb", "appnet")
+    set_rule(lb.iptables, "mangle", "INPUT", lambda r: r.target == "MARK",
+             "-A INPUT -d 10.0.1.2/32 -j MARK --set-xmark 0x109/0xffffffff")
+    a = analyze([snap])
+    assert "vip.mark-mismatch" in roots(a)
+    assert set(roots(a)) <= {"vip.mark-mismatch", "vip.ipvs-service-missing"}
+
+
+def test_vip_ipvs_service_missing(snap):
+    ns(snap, "lb", "appnet").ipvs.services = []
+    a = analyze([snap])
+    assert roots(a) == ["vip.ipvs-service-missing"]
+    assert finding(a, "vip.ipvs-service-missing").explains == 2  # the two tasks without a real server
+
+
+def test_vip_snat_missing(snap):
+    drop_rules(ns(snap, "lb", "appnet").iptables, "nat", "POSTROUTING", lambda r: r.target == "SNAT")
+    assert roots(analyze([snap])) == ["vip.snat-missing"]
+
+
+def test_old_layout_marks_in_task_sandbox_are_accepted(snap):
+    """Engines before 18.06 marked VIPs in each task sandbox's mangle OUTPUT."""
+    lb = ns(snap, "lb", "appnet")
+    rule = next(r for r in lb.iptables.tables["mangle"].chains["INPUT"].rules if r.target == "MARK")
+    drop_rules(lb.iptables, "mangle", "INPUT", lambda r: r.target == "MARK")
+    task_ns = next(n for n in snap.namespaces if n.kind == "container" and n.container_id)
+    mangle = task_ns.iptables.tables.setdefault("mangle", parse_iptables_save("*mangle\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n").tables["mangle"])
+    mangle.chains["OUTPUT"].rules.append(Rule(chain="OUTPUT", line="-A OUTPUT -d 10.0.1.2/32 -j MARK --set-xmark 0x101/0xffffffff",
+                                              params=[RuleOption("-d", "10.0.1.2/32")], target="MARK",
+                                              target_options=[RuleOption("--set-xmark", "0x101/0xffffffff")]))
+    # ... and IPVS lived there too
+    task_ns.ipvs, lb.ipvs = lb.ipvs, None
+    a = analyze([snap])
+    vip = a.services[0].vip_paths[0].nodes[0]
+    assert vip.hop("lb.mark").status == "ok"
+    assert vip.hop("lb.mark").evidence == ["-A OUTPUT -d 10.0.1.2/32 -j MARK --set-xmark 0x101/0xffffffff"]
+    assert rule.line not in vip.hop("lb.mark").evidence
+    assert vip.hop("lb.ipvs").status == "ok" and vip.hop("lb.ipvs").label == f"IPVS in {task_ns.name}"
+    assert a.findings == []
+
+
+def test_stale_real_server(snap):
+    ingress_dests(snap).append(IpvsDest("10.0.0.250", 0, "Masq", 1))
+    a = analyze([snap])
+    assert roots(a) == ["ipvs.backend-stale"]
+    f = finding(a, "ipvs.backend-stale")
+    assert "10.0.0.250" in f.detail and any("10.0.0.250" in e for e in f.evidence)
+
+
+def test_real_server_missing_for_running_task(snap):
+    dests = ingress_dests(snap)
+    dests.remove(next(d for d in dests if d.address == "10.0.0.7"))
+    a = analyze([snap])
+    assert roots(a) == ["ipvs.backend-missing"]
+    assert "10.0.0.7" in finding(a, "ipvs.backend-missing").detail
+    np = a.services[0].ports[0].nodes[0]
+    assert np.verdict == "broken" and np.hop("ingress.backends").status == "mismatch"
+
+
+def test_weight_zero_on_running_task(snap):
+    lb_dests(snap)[0].weight = 0
+    a = analyze([snap])
+    assert roots(a) == ["ipvs.weight-zero"]
+    assert finding(a, "ipvs.weight-zero").network == "appnet"
+
+
+def test_weight_zero_lingering_after_task_gone(snap):
+    svc = snap.docker.services[0]
+    ingress_id = next(n.id for n in snap.docker.networks if n.ingress)
+    snap.docker.tasks.append(Task(id="oldtask", service_id=svc.id, service_name="whoami", slot=1, node_id=snap.node.node_id,
+                                  desired_state="shutdown", state="shutdown",
+                                  attachments=[TaskAttachment(ingress_id, "ingress", ["10.0.0.4/24"])]))
+    ingress_dests(snap).append(IpvsDest("10.0.0.4", 0, "Masq", 0))
+    a = analyze([snap])
+    assert roots(a) == ["ipvs.weight-zero-lingering"]
+
+
+def test_real_server_of_another_service(snap):
+    appnet = next(n for n in snap.docker.networks if n.name == "appnet")
+    other = Service(id="otherservice", name="other", mode="replicated", replicas=1, networks=[appnet.id])
+    snap.docker.services.append(other)
+    snap.docker.tasks.append(Task(id="othertask", service_id="otherservice", service_name="other", slot=1,
+                                  node_id=snap.node.node_id, desired_state="running", state="running",
+                                  attachments=[TaskAttachment(appnet.id, "appnet", ["10.0.1.9/24"])]))
+    lb_dests(snap).append(IpvsDest("10.0.1.9", 0, "Masq", 1))
+    a = analyze([snap])
+    f = finding(a, "ipvs.backend-foreign")
+    assert f.service == "whoami" and "other" in f.detail
+    assert "ipvs.backend-foreign" in roots(a)
+
+
+def test_dns_tasks_missing_address(snap):
+    a0 = next(d for d in snap.dns if d.query == "tasks.whoami")
+    a0.answers = a0.answers[:1]
+    a = analyze([snap])
+    assert roots(a) == ["dns.tasks-mismatch"]
+    assert "missing" in finding(a, "dns.tasks-mismatch").detail
+
+
+def test_dns_service_not_answering_vip(snap):
+    d = next(d for d in snap.dns if d.query == "whoami")
+    d.answers = ["10.0.1.77"]
+    a = analyze([snap])
+    assert roots(a) == ["dns.vip-mismatch"]
+
+
+def test_dns_answers_differ_between_nodes(snap):
+    other = copy.deepcopy(snap)
+    other.node.hostname, other.node.node_id, other.node.role = "lab-vm2", "labvmnode2", "worker"
+    other.docker.services, other.docker.tasks = [], []
+    d = next(d for d in other.dns if d.query == "tasks.whoami")
+    d.answers = d.answers + ["10.0.1.99"]
+    a = analyze([snap, other])
+    assert "dns.nodes-differ" in roots(a)
+    f = finding(a, "dns.nodes-differ")
+    assert set(f.nodes) == {"lab-vm", "lab-vm2"}
+    assert finding(a, "dns.tasks-mismatch").nodes == ["lab-vm2"]
+
+
+def test_duplicate_endpoint_address(snap):
+    t = snap.docker.tasks[1]
+    appnet = next(x for x in t.attachments if x.network_name == "appnet")
+    appnet.addresses = list(next(x for x in snap.docker.tasks[0].attachments if x.network_name == "appnet").addresses)
+    a = analyze([snap])
+    assert "net.duplicate-ip" in roots(a)
+
+
+def test_subnet_overlaps_host_route(snap):
+    snap.host.routes.append("10.0.0.0/16")
+    a = analyze([snap])
+    assert roots(a) == ["net.subnet-overlap"]
+    assert len(finding(a, "net.subnet-overlap").evidence) == 1
+
+
+def test_overlay_namespace_missing(snap):
+    snap.namespaces = [n for n in snap.namespaces if not (n.kind == "overlay" and n.network_name == "appnet")]
+    assert roots(analyze([snap])) == ["overlay.namespace-missing"]
+
+
+def test_vxlan_down(snap):
+    ov = ns(snap, "overlay", "appnet")
+    vx = next(i for i in ov.interfaces if i.name.startswith("vxlan"))
+    vx.admin_up, vx.state = False, "down"
+    assert roots(analyze([snap])) == ["overlay.vxlan-down"]
+
+
+def test_ip_forward_off_on_host(snap):
+    snap.node.sysctls["net.ipv4.ip_forward"] = "0"
+    assert roots(analyze([snap])) == ["host.ip-forward-off"]
+
+
+def test_ip_forward_off_in_lb(snap):
+    ns(snap, "lb", "appnet").sysctls["net.ipv4.ip_forward"] = "0"
+    a = analyze([snap])
+    assert roots(a) == ["lb.ip-forward-off"]
+    assert a.services[0].vip_paths[0].nodes[0].broken_at == "lb_ ip_forward"
+
+
+def test_route_localnet_off(snap):
+    snap.node.sysctls["net.ipv4.conf.docker_gwbridge.route_localnet"] = "0"
+    assert roots(analyze([snap])) == ["host.route-localnet-off"]
+
+
+def test_ipvs_sysctl_unexpected(snap):
+    ns(snap, "ingress_sbox").sysctls["net.ipv4.vs.expire_nodest_conn"] = "0"
+    a = analyze([snap])
+    assert roots(a) == ["ipvs.sysctl-unexpected"]
+    assert "expire_nodest_conn=0" in finding(a, "ipvs.sysctl-unexpected").detail
+
+
+def test_rules_in_the_other_backend(snap):
+    sbox = ns(snap, "ingress_sbox")
+    sbox.iptables_other = parse_iptables_save("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 8000 -j DROP\nCOMMIT\n", backend="legacy")
+    a = analyze([snap])
+    assert roots(a) == ["iptables.backend-split"]
+    f = finding(a, "iptables.backend-split")
+    assert "ingress_sbox: 1 rules in legacy while the engine uses nft" in f.detail
+    assert any("-j DROP" in e for e in f.evidence)
+
+
+def test_published_port_held_by_another_process(snap):
+    snap.host.listeners.append(Listener("tcp", "0.0.0.0", 8000, pid=4242, process="nginx"))
+    a = analyze([snap])
+    assert roots(a) == ["host.port-conflict"]
+    assert "nginx" in finding(a, "host.port-conflict").detail
+
+
+def test_dockerd_holding_the_port_is_fine(snap):
+    snap.host.listeners.append(Listener("tcp", "::", 8000, pid=10, process="dockerd"))
+    assert analyze([snap]).findings == []
+
+
+def test_host_mode_port_not_bound(snap):
+    svc = snap.docker.services[0]
+    svc.ports.append(PortSpec("tcp", 80, 8081, "host"))
+    a = analyze([snap])
+    assert roots(a) == ["host.port-unbound"]
+    snap.host.listeners.append(Listener("tcp", "0.0.0.0", 8081, pid=11, process="docker-proxy"))
+    a = analyze([snap])
+    assert a.findings == []
+    hp = next(p for p in a.services[0].ports if p.mode == "host")
+    assert hp.nodes[0].verdict == "ok"
+
+
+def test_task_redirect_missing(snap):
+    task_ns = next(n for n in snap.namespaces if n.kind == "container" and n.container_id
+                   and any(a.address == "10.0.0.6" for i in n.interfaces for a in i.addresses))
+    drop_rules(task_ns.iptables, "nat", "PREROUTING", lambda r: r.target == "REDIRECT")
+    a = analyze([snap])
+    assert roots(a) == ["ingress.redirect-missing"]
+    np = a.services[0].ports[0].nodes[0]
+    assert {b.address: b.redirect for b in np.backends} == {"10.0.0.6": "missing", "10.0.0.7": "ok"}
+
+
+def test_gwbridge_missing(snap):
+    snap.host.gwbridge.present = False
+    assert "host.gwbridge-missing" in roots(analyze([snap]))
+
+
+def test_no_ipvs_is_one_root_cause_with_its_count(snap):
+    """A kernel without ip_vs: nothing programmed; one finding that explains the rest."""
+    snap.node.ip_vs.available = False
+    snap.node.ip_vs.detail = "kernel has no ip_vs"
+    nat = snap.host.iptables.tables["nat"]
+    del nat.chains["DOCKER-INGRESS"]
+    for c in ("PREROUTING", "OUTPUT"):
+        drop_rules(snap.host.iptables, "nat", c, lambda r: r.target == "DOCKER-INGRESS")
+    for n in snap.namespaces:
+        if n.kind in ("ingress_sbox", "lb"):
+            n.ipvs.available, n.ipvs.services, n.ipvs.reason = False, [], "kernel has no ip_vs"
+            for t in n.iptables.tables.values():
+                for c in t.chains.values():
+                    c.rules = [r for r in c.rules if r.target not in ("MARK", "SNAT")]
+            for i in n.interfaces:
+                i.addresses = [x for x in i.addresses if x.prefixlen != 32]
+    a = analyze([snap])
+    assert roots(a) == ["kernel.no-ipvs"]
+    f = finding(a, "kernel.no-ipvs")
+    assert f.explains >= 8
+    assert {"ingress.chain-missing", "vip.alias-missing", "ipvs.backend-missing"} <= set(f.explained)
+    # what still works is still shown
+    sp = a.services[0]
+    assert sp.vip_paths[0].nodes[0].hop("dns.vip").status == "ok"
+    assert [c.status for c in sp.dns] == ["ok"]
+
+
+def test_findings_sorted_root_causes_first(snap):
+    snap.node.sysctls["net.ipv4.ip_forward"] = "0"
+    ns(snap, "ingress_sbox").sysctls["net.ipv4.vs.expire_nodest_conn"] = "0"
+    snap.namespaces = [n for n in snap.namespaces if n.kind != "lb"]
+    a = analyze([snap])
+    ids = [f.id for f in a.findings if f.caused_by is None]
+    assert ids[0] == "lb.namespace-missing"  # explains the most
+    sev = [f.severity for f in a.findings if f.caused_by is None and not f.explains]
+    assert sev == sorted(sev, key=lambda s: {"error": 0, "warning": 1}[s])
