@@ -34,7 +34,7 @@ def collect_options(fn):
                      help="The engine's netns directory (dockerd --exec-root DIR: DIR/netns)."),
         click.option("-H", "--host", "docker_host", default=None, metavar="URL",
                      help="Docker API to talk to (default: DOCKER_HOST, else the local socket)."),
-        click.option("--timeout", type=click.FloatRange(0.1, 600), default=5.0, show_default=True,
+        click.option("--timeout", type=click.FloatRange(0.001, 600), default=5.0, show_default=True,
                      help="Seconds allowed for each command run during collection."),
         click.option("--docker-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
                      help="Seconds allowed for each Docker API call."),
@@ -117,13 +117,21 @@ def _load_or_collect(from_file, kw) -> list:
     if from_file:
         from swarmscope.dump import load
 
-        return load(from_file), True
+        snaps = load(from_file)
+        return snaps, all(s.complete for s in snaps)
     from swarmscope.collect.snapshot import collect as do_collect
 
     opts = _options(**kw)
     snap = do_collect(opts)
     _warn(opts)
     return [snap], snap.complete
+
+
+def _save(path, snaps, analysis) -> None:
+    if path:
+        from swarmscope.dump import make_dump
+
+        _write(json.dumps(make_dump(snaps, analysis), indent=2), path)
 
 
 def _exit_for(analysis, complete: bool) -> int:
@@ -155,7 +163,8 @@ def from_option(fn):
               help="Colour in text output (auto: only on a terminal).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the evidence of every hop.")
 @click.option("--all", "all_services", is_flag=True, help="Explain every service.")
-def explain(service, from_file, node, fmt, colour, verbose, all_services, **kw):
+@click.option("--save", metavar="FILE", help="Also write the dump this explanation was made from (for --from later).")
+def explain(service, from_file, node, fmt, colour, verbose, all_services, save, **kw):
     """Explain, hop by hop and node by node, how traffic reaches SERVICE.
 
     Exit code 0 when nothing is wrong, 1 when there are findings of error
@@ -172,6 +181,7 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, **kw):
         raise click.UsageError("name a SERVICE to explain, or use --all")
     snaps, complete = _load_or_collect(from_file, kw)
     analysis = analyze(snaps)
+    _save(save, snaps, analysis)
     if all_services:
         services = analysis.services
     else:
@@ -227,7 +237,8 @@ def dump(from_file, as_json, output, **kw):
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Show every evidence line.")
-def check(from_file, fmt, colour, verbose, **kw):
+@click.option("--save", metavar="FILE", help="Also write the dump the check was made from.")
+def check(from_file, fmt, colour, verbose, save, **kw):
     """Every service, findings only: for cron, monitoring and CI.
 
     Exit code 0 healthy, 1 findings of error severity, 4 incomplete data.
@@ -238,6 +249,7 @@ def check(from_file, fmt, colour, verbose, **kw):
 
     snaps, complete = _load_or_collect(from_file, kw)
     analysis = analyze(snaps)
+    _save(save, snaps, analysis)
     if fmt == "json":
         click.echo(json.dumps({"nodes": analysis.nodes, "complete": complete, "findings": to_dict(analysis.findings)}, indent=2))
     else:

@@ -208,8 +208,8 @@ class IptablesDump:
 class IpvsDest:
     address: str
     port: int
-    forward: str  # Masq | Route | Tunnel | Local
-    weight: int
+    forward: str  # Masq | Route | Tunnel | Local ("" where the listing does not say: ipvsadm --stats)
+    weight: Optional[int]  # None where the listing does not say (ipvsadm --stats/--rate)
     active: int = 0
     inactive: int = 0
 

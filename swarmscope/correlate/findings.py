@@ -396,6 +396,27 @@ def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
                       [f"{', '.join(nodes)}: {' '.join(a) or 'no address'}" for a, nodes in answers.items()])
 
 
+@check("service.replicas-short", WARNING, "fewer tasks running than the service asks for",
+       "Some replicas are not running: `docker service ps --no-trunc SERVICE` shows why (the error is in the "
+       "evidence). Until they run, the service's VIP and published ports balance over fewer backends.")
+def check_replicas(ctx: Ctx) -> Iterator[Hit]:
+    cl = ctx.cluster
+    if cl.api_source is None:
+        return
+    for s in cl.services:
+        if s.mode != "replicated" or not s.replicas:
+            continue
+        running = cl.running_tasks(s)
+        if len(running) >= s.replicas:
+            continue
+        others = [t for t in cl.tasks if t.service_id == s.id and t not in running]
+        others.sort(key=lambda t: (t.desired_state != "running", t.slot or 0))
+        ev = [f"{cl.task_name(t)} {t.id[:12]} on {cl.node_name(t.node_id)}: {t.state} (desired {t.desired_state})"
+              + (f": {t.error}" if t.error else "") for t in others[:6]]
+        yield Hit(sorted({cl.node_name(t.node_id) for t in others if t.node_id}), s.name,
+                  detail=f"{len(running)} of {s.replicas} running", evidence=ev)
+
+
 # --------------------------------------------------------------------------
 # networks and the host
 

@@ -221,7 +221,7 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests) -> list[
             b.service = owner.service_name or next((s.name for s in cl.services if s.id == owner.service_id), None)
             b.node, b.container_id = cl.node_name(owner.node_id), owner.container_id
         if live and live[0].service_id == svc.id:
-            b.status = "ok" if d.weight > 0 else "weight0"
+            b.status = "weight0" if d.weight == 0 else "ok"
         elif live:
             b.status = "foreign"
         elif cl.api_source is None and not owners:

@@ -1,0 +1,197 @@
+"""`swarmscope explain` / `check` on the real lab swarm, healthy and with faults injected for real.
+
+The kernel here has no ip_vs: that is the root cause swarmscope must name,
+while still showing what works (tasks, VIPs, DNS equal to the API). Each fault
+test breaks the lab where this kernel allows it, asserts the finding, and
+repairs what it broke.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+
+def explain(lab, *args, timeout=180):
+    return lab.swarmscope("explain", "--netns-dir", str(lab.netns_dir), *args, timeout=timeout)
+
+
+def check_json(lab):
+    cp = lab.swarmscope("check", "--netns-dir", str(lab.netns_dir), "--format", "json", timeout=180)
+    assert cp.returncode in (0, 1, 4), cp.stderr
+    return json.loads(cp.stdout)
+
+
+def roots(doc):
+    return {f["id"] for f in doc["findings"] if f["caused_by"] is None}
+
+
+def wait(pred, timeout=90, step=1.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
+def test_explain_names_no_ipvs_and_shows_what_works(lab):
+    cp = explain(lab, "whoami", "--format", "json")
+    assert cp.returncode == 1, cp.stderr  # kernel.no-ipvs is an error
+    doc = json.loads(cp.stdout)
+    top = [f for f in doc["findings"] if f["caused_by"] is None]
+    assert top[0]["id"] == "kernel.no-ipvs" and top[0]["explains"] >= 10
+    sp = doc["services"][0]
+    assert [t["state"] for t in sp["tasks"]] == ["running", "running"]
+    assert set(sp["vips"]) == {"demo", "ingress"}
+    vip = sp["vip_paths"][0]["nodes"][0]
+    hops = {h["key"]: h for h in vip["hops"]}
+    assert hops["dns.vip"]["status"] == "ok" and hops["lb.ns"]["status"] == "ok"
+    assert hops["kernel.ipvs"]["status"] == "missing"
+    assert [c["status"] for c in sp["dns"]] == ["ok"]
+    port = sp["ports"][0]["nodes"][0]
+    assert port["verdict"] == "broken" and port["broken_at"] == "kernel ip_vs"
+    # the task sandboxes' REDIRECT rules do not need ip_vs and are there
+    assert {b["redirect"] for b in port["backends"]} == {"ok"}
+
+
+def test_explain_text_fits_80_columns(lab):
+    cp = explain(lab, "whoami")
+    assert cp.returncode == 1
+    assert "ERROR kernel.no-ipvs" in cp.stdout and "explains" in cp.stdout
+    assert max(len(l) for l in cp.stdout.splitlines()) <= 80
+
+
+def test_explain_from_saved_dump_is_byte_identical(lab, tmp_path):
+    dump = tmp_path / "lab.json"
+    live = explain(lab, "whoami", "--save", str(dump))
+    assert live.returncode == 1
+    again = subprocess.run([sys.executable, "-m", "swarmscope", "explain", "--from", str(dump), "whoami"],
+                           capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert again.returncode == 1
+    assert again.stdout == live.stdout
+
+
+def test_unknown_service_lists_close_names(lab):
+    cp = explain(lab, "whoam")
+    assert cp.returncode == 2
+    assert cp.stderr.strip() == "swarmscope: error: no service named 'whoam' (did you mean: whoami?)"
+
+
+def test_dump_from_lab_validates(lab, tmp_path):
+    import jsonschema
+
+    from swarmscope.schema import load_schema
+
+    out = tmp_path / "dump.json"
+    cp = lab.swarmscope("dump", "--json", "--netns-dir", str(lab.netns_dir), "-o", str(out), timeout=180)
+    assert cp.returncode == 1, cp.stderr
+    doc = json.loads(out.read_text())
+    jsonschema.validate(doc, load_schema())
+    assert doc["nodes"][0]["node"]["ip_vs"]["available"] is False
+    assert {s["name"] for s in doc["services"]} == {"whoami", "client", "dnsrr", "hostport", "glob"}
+
+
+# --------------------------------------------------------------------------
+# faults, injected for real
+
+
+def _task_containers(lab, service):
+    cp = lab.docker("ps", "-q", "--no-trunc", "--filter", f"label=com.docker.swarm.service.name={service}")
+    return cp.stdout.split()
+
+
+def test_task_container_killed_behind_swarms_back(lab):
+    """kill -9 of a task's process: swarm notices, and the restart delay keeps it down for a while."""
+    assert lab.docker("service", "update", "-d", "--restart-delay", "120s", "whoami").returncode == 0
+    try:
+        assert wait(lambda: len(_task_containers(lab, "whoami")) == 2)
+        victim = _task_containers(lab, "whoami")[0]
+        pid = int(lab.docker("inspect", "-f", "{{.State.Pid}}", victim).stdout)
+        os.kill(pid, 9)
+        assert wait(lambda: victim not in _task_containers(lab, "whoami"), 60)
+        doc = check_json(lab)
+        f = next(f for f in doc["findings"] if f["id"] == "service.replicas-short")
+        assert f["service"] == "whoami" and f["detail"] == "1 of 2 running"
+        assert any("failed" in e or "shutdown" in e for e in f["evidence"])
+        # DNS follows the swarm: one address left for tasks.whoami
+        snap = json.loads(lab.swarmscope("collect", "--json", "--netns-dir", str(lab.netns_dir), timeout=180).stdout)
+        tasks = next(a for a in snap["dns"] if a["query"] == "tasks.whoami")
+        assert len(tasks["answers"]) == 1
+    finally:
+        lab.docker("service", "update", "-d", "--restart-delay", "1s", "--force", "whoami")
+        assert wait(lambda: len(_task_containers(lab, "whoami")) == 2, 120)
+
+
+def test_ip_forward_off_in_lb_namespace_of_a_throwaway_network(lab):
+    assert lab.docker("network", "create", "-d", "overlay", "throwaway").returncode == 0
+    try:
+        assert lab.docker("service", "create", "-d", "--name", "tw", "--network", "throwaway",
+                          "swarmscope-lab/busybox:latest", "sleep", "1000000").returncode == 0
+        nid = lab.docker("network", "inspect", "-f", "{{.Id}}", "throwaway").stdout.strip()
+        lb = lab.netns_dir / f"lb_{nid[:9]}"
+        assert wait(lambda: lb.exists() and len(_task_containers(lab, "tw")) == 1, 120)
+        cp = lab.in_node(["nsenter", f"--net={lb}", "sysctl", "-w", "net.ipv4.ip_forward=0"], check=False)
+        assert cp.returncode == 0, cp.stderr
+        doc = check_json(lab)
+        f = next(f for f in doc["findings"] if f["id"] == "lb.ip-forward-off")
+        assert f["network"] == "throwaway" and f["caused_by"] is None
+        assert "net.ipv4.ip_forward = 0" in f["evidence"]
+    finally:
+        lab.docker("service", "rm", "tw")
+        wait(lambda: not _task_containers(lab, "tw"), 60)
+        wait(lambda: lab.docker("network", "rm", "throwaway").returncode == 0, 60, 2)
+
+
+def _legacy_works(lab):
+    cp = lab.in_node(["iptables-legacy-save"], check=False)
+    return cp.returncode == 0
+
+
+def test_rule_in_the_other_backend(lab):
+    snap = json.loads(lab.swarmscope("collect", "--json", "--netns-dir", str(lab.netns_dir), "--no-dns", timeout=180).stdout)
+    engine = snap["node"]["iptables"]["engine_backend"]
+    other = "legacy" if engine == "nft" else "nft"
+    target = next(n for n in snap["namespaces"] if n["kind"] == "container" and n["service_name"] == "client")
+    path = target["path"]
+    add = ["nsenter", f"--net={path}", f"iptables-{other}", "-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"]
+    cp = lab.in_node(add, check=False)
+    if cp.returncode != 0:
+        pytest.skip(f"iptables-{other} cannot add a rule on this kernel: {cp.stderr.strip()}")
+    try:
+        doc = check_json(lab)
+        f = next(f for f in doc["findings"] if f["id"] == "iptables.backend-split")
+        assert f["detail"] == f"{target['name']}: 1 rules in {other} while the engine uses {engine}"
+        assert any("--dport 9" in e and "-j DROP" in e for e in f["evidence"])
+    finally:
+        lab.in_node(["nsenter", f"--net={path}", f"iptables-{other}", "-D", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"], check=False)
+
+
+def test_host_mode_port_bound_by_another_process(lab):
+    """Something else listens on hostport's published port: the task cannot start."""
+    assert lab.docker("service", "scale", "-d", "hostport=0").returncode == 0
+    assert wait(lambda: not _task_containers(lab, "hostport"))
+    proc = subprocess.Popen(["nsenter", f"--net={lab.netns_path}", sys.executable, "-c",
+                             "import socket,time;s=socket.socket();s.bind(('0.0.0.0',8081));s.listen();"
+                             "print('ok',flush=True);time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ok"
+        assert lab.docker("service", "scale", "-d", "hostport=1").returncode == 0
+        time.sleep(5)
+        doc = check_json(lab)
+        ids = roots(doc)
+        assert "host.port-conflict" in ids
+        f = next(f for f in doc["findings"] if f["id"] == "host.port-conflict")
+        assert f["service"] == "hostport" and "tcp/8081 held by python3" in f["detail"]
+    finally:
+        proc.kill()
+        proc.wait()
+        lab.docker("service", "update", "-d", "--force", "hostport")
+        assert wait(lambda: len(_task_containers(lab, "hostport")) == 1, 120)
