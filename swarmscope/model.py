@@ -300,6 +300,7 @@ class Namespace:
     sysctls: dict[str, Optional[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # what could not be read here, and why
     vanished: bool = False
+    stale: bool = False  # the file is not a mounted namespace: left behind by a sandbox that is gone
 
 
 # --------------------------------------------------------------------------

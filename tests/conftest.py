@@ -35,3 +35,8 @@ def lab():
         yield the_lab
     finally:
         the_lab.down()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that break the shared lab (and repair it as well as they can) run last."""
+    items.sort(key=lambda item: item.get_closest_marker("lab_fault") is not None)

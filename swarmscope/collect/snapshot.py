@@ -186,6 +186,47 @@ def _host(rec: Recorder, opts: CollectOptions, view: DockerView) -> tuple[HostNa
     return host, dumps
 
 
+STALE_REASON = "not a mounted namespace: a file left behind by a sandbox that is gone (dockerd did not clean it up)"
+
+
+def _mark_stale(namespaces: list[Namespace], rec: Recorder, errors: list[str], netns_dir: str) -> None:
+    """Tell namespace files from leftovers before entering any of them.
+
+    A live namespace file is an nsfs bind mount. A plain file is what a removed
+    sandbox leaves behind (stale; not an error). When *no* file is a mount, the
+    directory is seen without its mounts — the agent's container lacks
+    bind-propagation=rslave — and that is an error.
+    """
+    try:
+        nsfs = os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return
+    plain = []
+    for ns in namespaces:
+        try:
+            st = os.stat(ns.path)
+        except FileNotFoundError:
+            ns.vanished = True
+            ns.errors.append("namespace file vanished (the container or network went away during collection)")
+            rec.skipped("enter namespace", ns.name, ns.errors[-1])
+            continue
+        except OSError as exc:
+            ns.errors.append(f"cannot stat: {exc.strerror}")
+            continue
+        if st.st_dev != nsfs:
+            plain.append(ns)
+    if plain and len(plain) == len(namespaces):
+        errors.append(
+            f"none of the {len(plain)} files under {netns_dir} is a mounted namespace: the directory is seen "
+            "without dockerd's mounts (in a container, bind-mount it with bind-propagation=rslave); "
+            "entering them fails with 'reassociate to namespace: Invalid argument'"
+        )
+        return
+    for ns in plain:
+        ns.stale = True
+        rec.skipped("enter namespace", ns.name, STALE_REASON)
+
+
 def preflight(opts: CollectOptions) -> None:
     if opts.require_root and os.geteuid() != 0:
         raise CollectError(
@@ -278,10 +319,13 @@ def collect(opts: CollectOptions) -> Snapshot:
         ns = Namespace(name=name, path=os.path.join(opts.netns_dir, name), kind=kind, network_id=prefix)
         _join(ns, view)
         namespaces.append(ns)
+    _mark_stale(namespaces, rec, errors, opts.netns_dir)
     plan = _dns_questions(view, namespaces) if opts.dns else {}
     dns_out: list = []
 
     def one(ns: Namespace) -> None:
+        if ns.stale or ns.vanished:
+            return
         budget = opts.timeout * 4 + opts.dns_timeout * 2 * len(plan.get(ns.name, [])) + 5
         try:
             run_in_netns(

@@ -37,6 +37,8 @@ def _ipvs(ns: Namespace) -> str:
 def _rules(ns: Namespace) -> str:
     if ns.vanished:
         return "vanished"
+    if ns.stale:
+        return "stale file"
     d = ns.iptables
     if d is None:
         return "?"
