@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Time a full `swarmscope collect` on the lab swarm; print namespaces, wall time and peak memory.
+
+Usage (root):  python3 benchmarks/bench_collect.py [--runs 5] [--replicas 2,10,30] [--workers 8] [--keep]
+
+For each replica count of `whoami` (more replicas -> more task sandboxes), it
+scales the lab, waits for convergence, then runs `python -m swarmscope collect
+--json` inside the lab node `--runs` times as a separate process and reports
+the median/min/max wall time, the peak RSS of the collecting process, the number
+of namespaces and the snapshot size. Also times `analyze()` on the snapshot.
+The lab (contrib/lab/swarmlab.py, name "bench") is brought up if needed and torn
+down at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "contrib" / "lab")]
+
+import swarmlab  # noqa: E402
+
+from swarmscope.correlate import analyze  # noqa: E402
+from swarmscope.model import Snapshot  # noqa: E402
+
+# peak RSS of the child, measured by the child itself right before it exits
+CHILD = (
+    "import resource, sys, runpy\n"
+    "sys.argv = ['swarmscope'] + sys.argv[1:]\n"
+    "try:\n"
+    "    runpy.run_module('swarmscope', run_name='__main__')\n"
+    "finally:\n"
+    "    sys.stderr.write('peak_rss_kb=%d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+)
+
+
+def wait_replicas(lab, n: int, timeout: float = 300) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        cp = lab.docker("service", "ps", "--filter", "desired-state=running", "--format", "{{.CurrentState}}", "whoami")
+        running = [l for l in cp.stdout.splitlines() if l.startswith("Running")]
+        if len(running) == n:
+            return
+        time.sleep(1)
+    raise SystemExit(f"whoami did not reach {n} running replicas in {timeout}s")
+
+
+def one_run(lab, workers: int) -> tuple[float, int, dict]:
+    argv = [sys.executable, "-c", CHILD, "collect", "--json", "--netns-dir", str(lab.netns_dir), "--workers", str(workers)]
+    env = dict(os.environ, DOCKER_HOST=lab.docker_host, PYTHONPATH=str(REPO))
+    t0 = time.monotonic()
+    cp = subprocess.run(["nsenter", f"--net={lab.netns_path}", *argv], capture_output=True, text=True, env=env, cwd=REPO)
+    wall = time.monotonic() - t0
+    if cp.returncode not in (0, 4):
+        raise SystemExit(f"collect failed ({cp.returncode}): {cp.stderr}")
+    rss = int(next(l.split("=")[1] for l in cp.stderr.splitlines() if l.startswith("peak_rss_kb=")))
+    return wall, rss, json.loads(cp.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--replicas", default="2,10,30", help="comma-separated whoami replica counts")
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--keep", action="store_true", help="leave the lab up")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (the lab and the collection need it)")
+    lab = swarmlab.Lab("bench")
+    lab.up()
+    rows = []
+    try:
+        for n in [int(x) for x in args.replicas.split(",")]:
+            lab.docker("service", "scale", "-d", f"whoami={n}", check=True)
+            wait_replicas(lab, n)
+            time.sleep(2)
+            walls, rsss = [], []
+            snap = None
+            for _ in range(args.runs):
+                wall, rss, snap = one_run(lab, args.workers)
+                walls.append(wall)
+                rsss.append(rss)
+            s = Snapshot.from_dict(snap)
+            t0 = time.perf_counter()
+            analyze([s])
+            corr = time.perf_counter() - t0
+            rows.append((n, len(s.namespaces), statistics.median(walls), min(walls), max(walls), max(rsss) / 1024,
+                         len(json.dumps(snap)) / 1024, s.duration_ms / 1000, corr * 1000))
+    finally:
+        if not args.keep:
+            lab.down()
+        else:
+            lab.docker("service", "scale", "-d", "whoami=2")
+    print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs, {args.runs} runs each, --workers {args.workers}")
+    print(f"{'replicas':>8} {'netns':>5} {'wall median':>11} {'min':>6} {'max':>6} {'peak RSS':>9} {'snapshot':>9} {'in-process':>10} {'analyze':>8}")
+    for n, ns, med, lo, hi, rss, size, inproc, corr in rows:
+        print(f"{n:>8} {ns:>5} {med:>10.2f}s {lo:>5.2f}s {hi:>5.2f}s {rss:>7.1f}MB {size:>7.0f}KB {inproc:>9.2f}s {corr:>6.0f}ms")
+
+
+if __name__ == "__main__":
+    main()
