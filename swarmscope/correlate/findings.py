@@ -94,7 +94,8 @@ def check_no_ipvs(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         v = n.snap.node.ip_vs
         if v is not None and v.available is False:
-            yield Hit([n.name], detail=v.detail or "", evidence=[f"{v.method}: {v.detail}"])
+            hops = [np.hop("kernel.ipvs") for _, _, _, np in ctx.node_paths() if np.node == n.name]
+            yield Hit([n.name], detail=v.detail or "", evidence=[f"{v.method}: {v.detail}"], hops=[h for h in hops if h])
 
 
 @check("host.ip-forward-off", ERROR, "IP forwarding is off on the host",
@@ -559,8 +560,11 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
 ]
 
 
-def _group(findings: list[Finding]) -> None:
-    """Set caused_by on symptoms, and on each cause the count of what it explains (transitively)."""
+def _group(findings: list[Finding]) -> dict[int, Finding]:
+    """Set caused_by on symptoms, and on each cause the count of what it explains (transitively).
+
+    Returns, for each explained finding (by id()), its top root cause.
+    """
     parent: dict[int, Finding] = {}
     for root_id, explains, same_net in ROOT_CAUSES:
         roots = [f for f in findings if f.id == root_id and id(f) not in parent]
@@ -577,16 +581,20 @@ def _group(findings: list[Finding]) -> None:
                 parent[id(f)] = r
                 f.caused_by = r.id
                 break
+    top: dict[int, Finding] = {}
     for f in findings:
         p = parent.get(id(f))
         while p is not None:
             p.explains += 1
             p.explained[f.id] = p.explained.get(f.id, 0) + 1
+            top[id(f)] = p
             p = parent.get(id(p))
+    return top
 
 
 def run_checks(ctx: Ctx, only: Optional[set[str]] = None) -> list[Finding]:
     merged: dict[tuple, Finding] = {}
+    hops_of: dict[tuple, list[Hop]] = {}
     for spec in REGISTRY:
         if only is not None and spec.id not in only:
             continue
@@ -605,8 +613,19 @@ def run_checks(ctx: Ctx, only: Optional[set[str]] = None) -> list[Finding]:
             for h in hit.hops:
                 if spec.id not in h.findings:
                     h.findings.append(spec.id)
+                hops_of.setdefault(key, []).append(h)
     findings = list(merged.values())
-    _group(findings)
+    top = _group(findings)
+    # a hop whose findings are all explained by one root cause says so
+    causes: dict[int, set] = {}
+    for key, f in merged.items():
+        for h in hops_of.get(key, []):
+            causes.setdefault(id(h), set()).add(top[id(f)].id if id(f) in top else None)
+    for key in merged:
+        for h in hops_of.get(key, []):
+            c = causes.get(id(h), {None})
+            if len(c) == 1 and None not in c:
+                h.root_cause = next(iter(c))
     findings.sort(key=lambda f: (f.caused_by is not None, -f.explains if f.caused_by is None else 0,
                                  SEVERITY_ORDER.get(f.severity, 9), f.id, f.service or "", f.network or "", f.detail))
     return findings

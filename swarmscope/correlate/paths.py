@@ -122,7 +122,7 @@ def _ns_hop(key: str, label: str, ns: Optional[Namespace], what: str) -> Hop:
         return Hop(key, label, UNKNOWN, f"{ns.name} vanished during collection")
     if ns.errors and not ns.interfaces:
         return Hop(key, label, UNKNOWN, f"{ns.name}: {ns.errors[0]}")
-    return Hop(key, label, OK, ns.path, [ns.path])
+    return Hop(key, label, OK, ns.name, [ns.path])
 
 
 def _alias_hop(key: str, label: str, ns: Optional[Namespace], vip: Optional[str], aux: bool = False) -> Hop:

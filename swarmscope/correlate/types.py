@@ -23,6 +23,7 @@ class Hop:
     evidence: list[str] = field(default_factory=list)  # exact rule lines, IPVS entries, addresses, answers
     findings: list[str] = field(default_factory=list)  # ids of findings about this hop
     aux: bool = False  # shown, but not part of the verdict
+    root_cause: Optional[str] = None  # id of the root-cause finding that explains this hop's findings
 
 
 @dataclass

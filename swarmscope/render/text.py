@@ -56,11 +56,13 @@ def _hops_table(np: NodePath, st: Style, verbose: bool) -> list[str]:
     rows = []
     for h in np.hops:
         label = h.label + (" *" if h.aux else "")
-        rows.append([label, st(h.status), h.detail])
+        detail = h.detail + (f" (cause: {h.root_cause})" if h.root_cause else "")
+        rows.append([label, st(h.status), detail])
     out = tabulate(rows, headers=["hop", "status", "detail"], maxcolwidths=[30, None, 34], disable_numparse=True).splitlines()
     out = ["  " + line for line in out]
     for h in np.hops:
-        if h.evidence and (verbose or h.status in ("missing", "mismatch")):
+        # evidence of broken hops, except those a root cause explains (its own hop shows it); all with -v
+        if h.evidence and (verbose or (h.status in ("missing", "mismatch") and not h.root_cause)):
             out.append(f"  evidence for {h.label}:")
             for e in h.evidence[:8 if not verbose else None]:
                 out.extend(_wrap(e, WIDTH - 2, "    "))
