@@ -198,3 +198,12 @@ def test_collect_without_netns_dir():
 def test_debug_shows_the_traceback(tmp_path):
     p = run("--debug", "check", "--from", str(tmp_path / "missing.json"))
     assert p.returncode == 2 and "Traceback" in p.stderr
+
+
+def test_example_dumps_are_current():
+    sys.path.insert(0, str(REPO / "examples"))
+    import make_examples
+
+    for name, doc in make_examples.examples().items():
+        assert (REPO / "examples" / name).read_text() == make_examples.text(doc), \
+            "run: python3 examples/make_examples.py"
