@@ -258,10 +258,18 @@ def check(from_file, fmt, colour, verbose, save, **kw):
 
 
 @cli.command("findings")
-def findings_cmd():
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True)
+def findings_cmd(fmt):
     """List every finding id swarmscope knows, with its severity and hint."""
     from swarmscope.correlate.findings import catalogue
 
+    if fmt == "markdown":
+        click.echo("| id | severity | meaning | hint |")
+        click.echo("| --- | --- | --- | --- |")
+        for c in catalogue():
+            cell = lambda t: t.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
+            click.echo(f"| `{c.id}` | {c.severity} | {cell(c.title)} | {cell(c.hint)} |")
+        return
     for c in catalogue():
         click.echo(f"{c.id}  ({c.severity})")
         click.echo(f"    {c.title}")

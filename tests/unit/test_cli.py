@@ -207,3 +207,16 @@ def test_example_dumps_are_current():
     for name, doc in make_examples.examples().items():
         assert (REPO / "examples" / name).read_text() == make_examples.text(doc), \
             "run: python3 examples/make_examples.py"
+
+
+def test_readme_documents_every_finding():
+    p = run("findings", "--format", "markdown")
+    assert p.returncode == 0
+    assert p.stdout.strip() in (REPO / "README.md").read_text(), \
+        "README's findings table is stale: paste `swarmscope findings --format markdown`"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    assert "sudo contrib/run-tests.sh" in readme
+    assert "bash contrib/run-tests.sh" in (REPO / ".ci" / "run").read_text()
