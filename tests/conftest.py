@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ for _path in (REPO_ROOT, REPO_ROOT / "contrib" / "lab"):
 
 @pytest.fixture(scope="session")
 def lab():
-    """The real single-node lab swarm (name ``pytest``), up once per session.
+    """The real single-node lab swarm (one per pytest session), up once per session.
 
     Skipped, with the reason, where it cannot run (not root, no dockerd, the
     engine does not start, ...).
@@ -25,8 +26,15 @@ def lab():
     reason = swarmlab.Lab.preflight()
     if reason:
         pytest.skip(f"lab swarm unavailable: {reason}")
-    the_lab = swarmlab.Lab("pytest")
+    # one lab per pytest session, so two sessions on one machine do not tear down each other's lab;
+    # SWARMSCOPE_LAB_NAME pins the name (e.g. to reuse a lab brought up by hand)
+    name = os.environ.get("SWARMSCOPE_LAB_NAME") or f"pt{os.getpid()}"
+    _sweep_dead_session_labs(swarmlab)
+    the_lab = swarmlab.Lab(name)
+    owner = the_lab.dir.parent / f"{name}.owner"
     try:
+        owner.parent.mkdir(parents=True, exist_ok=True)
+        owner.write_text(str(os.getpid()))
         the_lab.down()  # whatever an interrupted earlier session left
         the_lab.up()  # tears itself down when it fails
     except swarmlab.EngineStartError as exc:
@@ -35,6 +43,26 @@ def lab():
         yield the_lab
     finally:
         the_lab.down()
+        owner.unlink(missing_ok=True)
+
+
+def _sweep_dead_session_labs(swarmlab) -> None:
+    """Tear down labs of pytest sessions that died without cleaning up."""
+    parent = swarmlab.Lab("pt0").dir.parent
+    for owner in parent.glob("pt*.owner") if parent.is_dir() else []:
+        try:
+            pid = int(owner.read_text().strip())
+            os.kill(pid, 0)
+            continue  # that session is still running
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        try:
+            swarmlab.Lab(owner.stem).down()
+            owner.unlink(missing_ok=True)
+        except swarmlab.LabError:
+            pass
 
 
 def pytest_collection_modifyitems(config, items):
