@@ -274,6 +274,16 @@ def parse_rule(
     return rule
 
 
+def _append(table: Table, rule: Rule, lenient: bool, undeclared: ParseError) -> None:
+    """Add a rule to its chain; a chain never declared is an error, or (lenient) declared on the fly."""
+    chain = table.chains.get(rule.chain)
+    if chain is None:
+        if not lenient:
+            raise undeclared
+        chain = table.chains[rule.chain] = Chain(name=rule.chain)
+    chain.rules.append(rule)
+
+
 def parse_iptables_save(text: str, backend: str = "nft", *, lenient: bool = False) -> IptablesDump:
     """Parse the output of ``iptables-save`` / ``iptables-nft-save`` / ``iptables-legacy-save``.
 
@@ -332,12 +342,7 @@ def parse_iptables_save(text: str, backend: str = "nft", *, lenient: bool = Fals
             if table is None:
                 raise ParseError(what, lineno, line, "rule outside a table (no '*TABLE' line before it, or after COMMIT)")
             rule = parse_rule(s, what=what, lineno=lineno, line=line, lenient=lenient)
-            chain = table.chains.get(rule.chain)
-            if chain is None:
-                if not lenient:
-                    raise ParseError(what, lineno, line, f"rule for chain {rule.chain!r}, which table {table.name!r} does not declare")
-                chain = table.chains[rule.chain] = Chain(name=rule.chain)
-            chain.rules.append(rule)
+            _append(table, rule, lenient, ParseError(what, lineno, line, f"rule for chain {rule.chain!r}, which table {table.name!r} does not declare"))
             continue
         raise ParseError(what, lineno, line, "unrecognised line")
     if table is not None and not lenient:
@@ -387,12 +392,7 @@ def parse_iptables_rules(text: str, table: str = "filter", *, lenient: bool = Fa
             continue
         if head in ("-A", "--append"):
             rule = parse_rule(s, what=what, lineno=lineno, line=s, lenient=lenient)
-            chain = t.chains.get(rule.chain)
-            if chain is None:
-                if not lenient:
-                    raise ParseError(what, lineno, line, f"rule for chain {rule.chain!r}, which no -P/-N line declares")
-                chain = t.chains[rule.chain] = Chain(name=rule.chain)
-            chain.rules.append(rule)
+            _append(t, rule, lenient, ParseError(what, lineno, line, f"rule for chain {rule.chain!r}, which no -P/-N line declares"))
             continue
         raise ParseError(what, lineno, line, "unrecognised line (expected -P, -N or -A)")
     return t
