@@ -53,3 +53,11 @@ if "$PYTHON" -c 'import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.
     pip_args+=(--break-system-packages)
 fi
 quiet "$PYTHON" -m pip "${pip_args[@]}"
+
+# the picture checks: Graphviz renders the DOT form; chromium + mermaid (pinned in
+# tests/render/package.json) render the Mermaid form in a headless browser
+apt_install graphviz chromium fonts-dejavu-core
+command -v npm >/dev/null 2>&1 || apt_install npm
+if [[ ! -f tests/render/node_modules/mermaid/dist/mermaid.min.js ]]; then
+    quiet npm ci --prefix tests/render --no-audit --no-fund --ignore-scripts
+fi

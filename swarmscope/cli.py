@@ -150,15 +150,59 @@ def _colour(ctx_colour: str) -> bool:
 
 def from_option(fn):
     return click.option("--from", "from_file", metavar="FILE",
-                        help="Read a saved dump or snapshot instead of collecting (no root, no Docker needed).")(fn)
+                        help="Read a saved dump, snapshot or report bundle instead of collecting (no root, no Docker needed).")(fn)
+
+
+def redact_options(fn):
+    """--redact and its companions (explain, dump, report)."""
+    opts = [
+        click.option("--redact", is_flag=True,
+                     help="Replace addresses, MACs, ids, node, service, network and container names with consistent "
+                          "pseudonyms (after collection, before anything is computed or written)."),
+        click.option("--keep-names", is_flag=True, help="With --redact: keep service and network names."),
+        click.option("--redact-map", metavar="FILE",
+                     help="With --redact: save what was replaced by what to FILE (mode 600; for you, never attach it)."),
+        click.option("--redact-seed", metavar="TEXT",
+                     help="With --redact: derive the pseudonyms from TEXT instead of a random key (same TEXT, same pseudonyms)."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _pop_redact(kw: dict) -> dict:
+    return {k: kw.pop(k, None) for k in ("redact", "keep_names", "redact_map", "redact_seed")}
+
+
+def _apply_redact(snaps: list, red: dict):
+    """(snapshots, redactor or None): the redaction layer, between collection and correlation."""
+    if not red.get("redact"):
+        if red.get("keep_names") or red.get("redact_map") or red.get("redact_seed"):
+            raise UsageError("--keep-names, --redact-map and --redact-seed go with --redact")
+        return snaps, None
+    from swarmscope.redact import redact_snapshots
+
+    snaps, redactor = redact_snapshots(snaps, keep_names=bool(red.get("keep_names")), seed=red.get("redact_seed"))
+    if red.get("redact_map"):
+        path = red["redact_map"]
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(redactor.mapping(), fh, indent=2)
+                fh.write("\n")
+        except OSError as exc:
+            raise SwarmscopeError(f"cannot write {path}: {exc.strerror}") from None
+    return snaps, redactor
 
 
 @cli.command()
 @click.argument("service", required=False)
 @from_option
+@redact_options
 @collect_options
 @click.option("--node", "node", metavar="NAME", help="Show only this node's hops.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot"]), default="text", show_default=True,
+              help="mermaid: a flowchart for a GitHub issue; dot: Graphviz (dot -Tsvg).")
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Colour in text output (auto: only on a terminal).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the evidence of every hop.")
@@ -179,7 +223,11 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
 
     if not service and not all_services:
         raise click.UsageError("name a SERVICE to explain, or use --all")
+    red = _pop_redact(kw)
     snaps, complete = _load_or_collect(from_file, kw)
+    snaps, redactor = _apply_redact(snaps, red)
+    if redactor is not None and service:
+        service = redactor.name(service)
     analysis = analyze(snaps)
     _save(save, snaps, analysis)
     if all_services:
@@ -206,6 +254,14 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
             "findings": to_dict([f for f in analysis.findings if f.service in names or f.service is None]),
         }
         click.echo(json.dumps(doc, indent=2))
+    elif fmt == "mermaid":
+        from swarmscope.render.mermaid import render_mermaid
+
+        click.echo(render_mermaid(services, node=node), nl=False)
+    elif fmt == "dot":
+        from swarmscope.render.dot import render_dot
+
+        click.echo(render_dot(services, node=node), nl=False)
     else:
         click.echo(render_explain(analysis, services, colour=_colour(colour), node=node, verbose=verbose))
     sys.exit(_exit_for(analysis, complete))
@@ -213,6 +269,7 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
 
 @cli.command()
 @from_option
+@redact_options
 @collect_options
 @click.option("--json", "as_json", is_flag=True, help="JSON output (the only format; accepted for clarity).")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
@@ -225,7 +282,9 @@ def dump(from_file, as_json, output, **kw):
     from swarmscope.correlate import analyze
     from swarmscope.dump import make_dump
 
+    red = _pop_redact(kw)
     snaps, complete = _load_or_collect(from_file, kw)
+    snaps, _ = _apply_redact(snaps, red)
     analysis = analyze(snaps)
     _write(json.dumps(make_dump(snaps, analysis), indent=2), output)
     sys.exit(_exit_for(analysis, complete))
@@ -255,6 +314,35 @@ def check(from_file, fmt, colour, verbose, save, **kw):
     else:
         click.echo(render_check(analysis, colour=_colour(colour), verbose=verbose))
     sys.exit(_exit_for(analysis, complete))
+
+
+@cli.command()
+@from_option
+@collect_options
+@(globals().get("cluster_options") or (lambda fn: fn))  # every node of the swarm, where cluster mode exists
+@redact_options
+@click.option("-o", "--output", metavar="FILE", default="swarmscope-report.tar.gz", show_default=True,
+              help="Where to write the bundle (a tar.gz).")
+@click.option("--no-svg", is_flag=True, help="Do not run Graphviz `dot` for SVG pictures.")
+def report(from_file, output, no_svg, **kw):
+    """One tar.gz for a bug report: dump, raw command output, explain text,
+    pictures, manifest and SUMMARY.txt. With --redact it is safe to publish.
+
+    `explain --from BUNDLE` and `check --from BUNDLE` read it back offline.
+    Exit code as for `check`.
+    """
+    from swarmscope.report import run_report
+
+    red = _pop_redact(kw)
+    say = lambda m: click.echo(f"swarmscope: {m}", err=True)  # noqa: E731
+    say("collecting" if not from_file else f"reading {from_file}")
+    res = _load_or_collect(from_file, kw)
+    snaps, complete = res[0], res[1]
+    failed = res[2] if len(res) > 2 else None
+    snaps, redactor = _apply_redact(snaps, red)
+    analysis = run_report(snaps, output, from_file=from_file, failed_nodes=failed, redactor=redactor,
+                          keep_names=bool(red.get("keep_names")), svg=not no_svg, say=say)
+    sys.exit(_exit_for(analysis, complete and not failed))
 
 
 @cli.command("findings")

@@ -1,7 +1,7 @@
 """The dump document: node snapshots + path maps + findings, and reading it back.
 
-``swarmscope dump --json`` writes it; ``--from FILE`` reads a dump, or a single
-node snapshot (``collect --json``), so a saved file can be explained anywhere,
+``swarmscope dump --json`` writes it; ``--from FILE`` reads a dump, a single
+node snapshot (``collect --json``) or a report bundle (``report``), so a saved file can be explained anywhere,
 without root and without Docker.
 """
 
@@ -61,24 +61,63 @@ def snapshots_from_data(data: Any, source: str) -> list[Snapshot]:
     )
 
 
-def load(path: str) -> list[Snapshot]:
-    """Read ``path`` (a dump or a snapshot; '-' for standard input)."""
+def read_document(path: str) -> Any:
+    """The parsed JSON of ``path``: a dump, a snapshot, or the dump inside a report bundle
+    (``swarmscope report``, a tar.gz); '-' for standard input."""
     import sys
 
     try:
         if path == "-":
-            text = sys.stdin.read()
+            raw = sys.stdin.buffer.read()
         else:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            with open(path, "rb") as fh:
+                raw = fh.read()
     except FileNotFoundError:
         raise InputError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise InputError(f"{path} is a directory; give the dump file written by `swarmscope dump --json -o FILE`") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if raw[:2] == b"\x1f\x8b":  # gzip: a report bundle
+        raw = _dump_from_bundle(raw, path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    return snapshots_from_data(data, path)
+
+
+def _dump_from_bundle(raw: bytes, path: str) -> bytes:
+    import io
+    import tarfile
+
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+            for m in tar.getmembers():
+                if m.isfile() and m.name.count("/") <= 1 and m.name.rsplit("/", 1)[-1] == "dump.json":
+                    fh = tar.extractfile(m)
+                    if fh is not None:
+                        return fh.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InputError(f"{path} is gzip-compressed but not a readable swarmscope report bundle ({exc})") from None
+    raise InputError(f"{path} is an archive without dump.json: not a swarmscope report bundle")
+
+
+def load(path: str) -> list[Snapshot]:
+    """Read ``path`` (a dump, a snapshot or a report bundle; '-' for standard input)."""
+    return snapshots_from_data(read_document(path), path)
+
+
+def failed_nodes_of(data: Any) -> list[dict]:
+    """The failed_nodes of a dump document (none for a snapshot)."""
+    if isinstance(data, dict) and data.get("schema") == DUMP_SCHEMA and isinstance(data.get("failed_nodes"), list):
+        return data["failed_nodes"]
+    return []
+
+
+def load_failed(path: str) -> list[dict]:
+    """The nodes a saved dump (or report bundle) says could not be collected."""
+    return failed_nodes_of(read_document(path))

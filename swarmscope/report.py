@@ -1,0 +1,324 @@
+"""The bug-report bundle: one tar.gz to attach to an issue, explainable offline.
+
+Layout (every member under ``swarmscope-report/``)::
+
+    SUMMARY.txt                 root-cause findings first, broken paths, what failed
+    MANIFEST.json               tool and schema versions, when, nodes, failures, every file
+    dump.json                   the full dump (explain/check --from read it, or the bundle)
+    explain/<service>.txt       `swarmscope explain` text of every service
+    pictures/<service>.mmd      Mermaid flowchart (paste into a GitHub issue in ```mermaid)
+    pictures/<service>.dot      Graphviz DOT; .svg too where `dot` is installed
+    raw/<node>/<namespace>/...  what the commands printed: iptables-<backend>-save.txt,
+                                ipvsadm-Ln.txt / proc-net-ip_vs.txt as read; where read over
+                                netlink, *.rendered.txt made from the parsed data (the
+                                manifest says which)
+
+Built from snapshots that are already redacted when redaction is asked for,
+so every file carries the same substitutes; the redaction map is never added.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from swarmscope import __version__
+from swarmscope.correlate import analyze
+from swarmscope.correlate.types import Analysis
+from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION, make_dump
+from swarmscope.model import SNAPSHOT_VERSION, Interface, IpvsTable, Namespace, Snapshot
+
+REPORT_SCHEMA = "swarmscope/report"
+REPORT_VERSION = 1
+TOP = "swarmscope-report"
+
+
+@dataclass
+class Bundle:
+    files: dict[str, bytes] = field(default_factory=dict)  # path under TOP -> content
+    entries: list[dict] = field(default_factory=list)  # manifest "files"
+
+    def add(self, path: str, text: str | bytes, what: str, origin: str = "made", **info) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        self.files[path] = data
+        self.entries.append({"path": path, "what": what, "origin": origin, "bytes": len(data), **info})
+
+
+def safe_name(name: str) -> str:
+    """A file name from a service, node or namespace name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "_"
+
+
+# --------------------------------------------------------------------------
+# text rendered from parsed data, for what was read over netlink
+
+
+def render_ipvsadm(table: IpvsTable) -> str:
+    """An ``ipvsadm -Ln``-style listing of a parsed IPVS table."""
+    out = ["Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"]
+    for s in table.services:
+        if s.protocol == "fwm":
+            head = f"FWM  {s.fwmark} {s.scheduler}"
+        else:
+            head = f"{s.protocol.upper():<4} {s.address}:{s.port} {s.scheduler}"
+        out.append(" ".join([head] + s.flags))
+        for d in s.dests:
+            weight = "?" if d.weight is None else str(d.weight)
+            out.append(f"  -> {d.address + ':' + str(d.port):<28} {d.forward or '?':<7} {weight:<6} {d.active:<10} {d.inactive}")
+    return "\n".join(out) + "\n"
+
+
+def render_ip_addr(interfaces: list[Interface]) -> str:
+    """An ``ip -d addr``-style listing of the interfaces read over rtnetlink."""
+    out = []
+    for i in sorted(interfaces, key=lambda i: i.index):
+        flags = ["UP"] if i.admin_up else []
+        if i.state == "up":
+            flags.append("LOWER_UP")
+        link = f"@if{i.peer_index}" if i.peer_index is not None else ""
+        attrs = [f"mtu {i.mtu}"] if i.mtu is not None else []
+        if i.master:
+            attrs.append(f"master {i.master}")
+        attrs.append(f"state {i.state.upper()}")
+        out.append(f"{i.index}: {i.name}{link}: <{','.join(flags)}> {' '.join(attrs)}")
+        if i.mac:
+            out.append(f"    link/ether {i.mac}")
+        if i.kind:
+            out.append(f"    {i.kind}" + (f" id {i.vxlan_id}" if i.vxlan_id is not None else ""))
+        for a in i.addresses:
+            out.append(f"    {'inet' if a.family == 4 else 'inet6'} {a.address}/{a.prefixlen}")
+    return "\n".join(out) + "\n"
+
+
+def _raw_files(b: Bundle, snap: Snapshot) -> None:
+    node = safe_name(snap.node.hostname or snap.node.node_id or "node")
+
+    def one(nsname: str, ns: Optional[Namespace], interfaces, ipt, ipt_other, ipvs, sysctls) -> None:
+        base = f"raw/{node}/{safe_name(nsname)}"
+        info = {"node": snap.node.hostname, "namespace": nsname}
+        for d in (ipt, ipt_other):
+            if d is None:
+                continue
+            if d.raw:
+                b.add(f"{base}/iptables-{d.backend}-save.txt", d.raw, f"iptables-{d.backend}-save", "captured", **info)
+            elif not d.available and d.reason:
+                b.entries.append({"path": None, "what": f"iptables-{d.backend}-save", "origin": "not read", "reason": d.reason, **info})
+        if ipvs is not None:
+            if ipvs.raw:
+                name = "proc-net-ip_vs.txt" if ipvs.source == "proc" else "ipvsadm-Ln.txt"
+                b.add(f"{base}/{name}", ipvs.raw, f"ipvs ({ipvs.source})", "captured", **info)
+            elif ipvs.available:
+                b.add(f"{base}/ipvsadm-Ln.rendered.txt", render_ipvsadm(ipvs), f"ipvs ({ipvs.source})", "rendered",
+                      note=f"read over {ipvs.source}; rendered by swarmscope in ipvsadm -Ln form from the parsed table", **info)
+            else:
+                b.entries.append({"path": None, "what": "ipvs", "origin": "not read", "reason": ipvs.reason, **info})
+        if interfaces:
+            b.add(f"{base}/ip-addr.rendered.txt", render_ip_addr(interfaces), "links and addresses", "rendered",
+                  note="read over rtnetlink; rendered by swarmscope in ip -d addr form", **info)
+        if sysctls:
+            b.add(f"{base}/sysctl.rendered.txt", "".join(f"{k} = {v}\n" for k, v in sorted(sysctls.items())), "sysctls", "rendered",
+                  note="read from /proc/sys; one `key = value` per line", **info)
+        if ns is not None and ns.errors:
+            b.add(f"{base}/errors.txt", "\n".join(ns.errors) + "\n", "what could not be read here", "made", **info)
+
+    h = snap.host
+    one("host", None, h.interfaces, h.iptables, h.iptables_other, None, snap.node.sysctls)
+    for ns in snap.namespaces:
+        one(ns.name, ns, ns.interfaces, ns.iptables, ns.iptables_other, ns.ipvs, ns.sysctls)
+
+
+# --------------------------------------------------------------------------
+# summary and manifest
+
+
+def render_summary_txt(analysis: Analysis, snaps: list[Snapshot], failed_nodes: list[dict], redacted: bool, created: str) -> str:
+    from swarmscope.render.text import Style, render_check
+
+    out = [f"swarmscope {__version__} report, {created}" + (" (redacted: addresses, names and ids are pseudonyms)" if redacted else "")]
+    out.append(f"nodes: {', '.join(analysis.nodes) or 'none'}" + (f"; failed: {len(failed_nodes)}" if failed_nodes else ""))
+    out.append("")
+    roots = [f for f in analysis.findings if f.caused_by is None]
+    if roots:
+        out.append(f"ROOT CAUSES ({len(roots)}):")
+        for f in roots:
+            where = "; ".join(x for x in (f"node {', '.join(f.nodes)}" if f.nodes else "", f"service {f.service}" if f.service else "",
+                                           f"network {f.network}" if f.network else "") if x)
+            out.append(f"  {f.severity.upper()} {f.id}" + (f" [{where}]" if where else "") + (f" (explains {f.explains} more)" if f.explains else ""))
+            out.append(f"    {f.title}" + (f": {f.detail}" if f.detail else ""))
+            out.append(f"    hint: {f.hint}")
+    else:
+        out.append("ROOT CAUSES: none found")
+    out.append("")
+    out.append(render_check(analysis, colour=False))
+    problems = []
+    for s in snaps:
+        for e in s.errors:
+            problems.append(f"{s.node.hostname}: {e}")
+        for p in s.provenance:
+            if p.status != "ok":
+                problems.append(f"{s.node.hostname}: {p.what} in {p.namespace}: {p.status}" + (f" ({p.reason})" if p.reason else ""))
+    for fn in failed_nodes:
+        problems.append(f"node {fn.get('node') or fn.get('name') or '?'} not collected: {fn.get('reason') or fn.get('error') or fn}")
+    out.append("")
+    out.append(f"COLLECTION PROBLEMS ({len(problems)}):" if problems else "COLLECTION PROBLEMS: none")
+    out.extend(f"  {p}" for p in problems[:50])
+    if len(problems) > 50:
+        out.append(f"  (+{len(problems) - 50} more in MANIFEST.json)")
+    out.append("")
+    out.append("Explain offline: swarmscope explain --from THIS-FILE.tar.gz SERVICE   (or check --from)")
+    return "\n".join(out) + "\n"
+
+
+def _manifest(snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, created: str, redaction: Optional[dict], pictures: dict) -> dict:
+    nodes = []
+    failures = []
+    for s in snaps:
+        nodes.append({"hostname": s.node.hostname, "node_id": s.node.node_id, "role": s.node.role, "collected_at": s.collected_at,
+                      "complete": s.complete, "duration_ms": s.duration_ms, "engine_version": s.node.engine_version,
+                      "kernel_release": s.node.kernel_release, "errors": s.errors})
+        for p in s.provenance:
+            if p.status != "ok":
+                failures.append({"node": s.node.hostname, "what": p.what, "namespace": p.namespace, "status": p.status,
+                                 "argv": p.argv, "exit_code": p.exit_code, "reason": p.reason})
+    return {
+        "schema": REPORT_SCHEMA,
+        "version": REPORT_VERSION,
+        "tool_version": __version__,
+        "dump_schema": DUMP_SCHEMA,
+        "dump_version": DUMP_VERSION,
+        "snapshot_version": SNAPSHOT_VERSION,
+        "created_at": created,
+        "redaction": redaction or {"redacted": False},
+        "nodes": nodes,
+        "failed_nodes": failed_nodes,
+        "failures": failures,
+        "commands": [{"node": s.node.hostname, "what": p.what, "namespace": p.namespace, "status": p.status, "argv": p.argv,
+                      "exit_code": p.exit_code, "duration_ms": p.duration_ms, "truncated": p.truncated}
+                     for s in snaps for p in s.provenance],
+        "pictures": pictures,
+        "files": b.entries,
+    }
+
+
+# --------------------------------------------------------------------------
+# the bundle
+
+
+def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = None, *, redaction: Optional[dict] = None,
+                 progress: Callable[[str], None] = lambda msg: None, svg: Optional[bool] = None,
+                 dot_timeout: float = 30.0) -> tuple[bytes, Analysis]:
+    """The tar.gz bytes of a report on ``snaps`` (already redacted if asked), and the analysis."""
+    from swarmscope.render.dot import render_dot
+    from swarmscope.render.mermaid import render_mermaid
+    from swarmscope.render.text import render_explain
+
+    failed_nodes = failed_nodes or []
+    created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    progress("correlating")
+    analysis = analyze(snaps)
+    b = Bundle()
+    b.add("dump.json", json.dumps(make_dump(snaps, analysis, failed_nodes), indent=2) + "\n", "the full dump (explain/check --from)")
+    progress(f"explaining {len(analysis.services)} services")
+    dot_bin = shutil.which("dot") if svg is not False else None
+    pictures = {"mermaid": True, "dot": True, "svg": bool(dot_bin), "svg_reason": None if dot_bin else "Graphviz `dot` not installed"}
+    used: set[str] = set()
+    for sp in analysis.services:
+        name = safe_name(sp.name)
+        while name in used:
+            name += "_"
+        used.add(name)
+        b.add(f"explain/{name}.txt", render_explain(analysis, [sp], colour=False, verbose=True) + "\n", f"explain {sp.name}", service=sp.name)
+        b.add(f"pictures/{name}.mmd", render_mermaid([sp]), f"path picture of {sp.name} (Mermaid)", service=sp.name)
+        dot = render_dot([sp])
+        b.add(f"pictures/{name}.dot", dot, f"path picture of {sp.name} (Graphviz DOT)", service=sp.name)
+        if dot_bin:
+            try:
+                cp = subprocess.run([dot_bin, "-Tsvg"], input=dot.encode(), capture_output=True, timeout=dot_timeout)
+                if cp.returncode == 0:
+                    b.add(f"pictures/{name}.svg", cp.stdout, f"path picture of {sp.name} (SVG, from dot)", service=sp.name)
+                else:
+                    b.entries.append({"path": None, "what": f"svg of {sp.name}", "origin": "not made",
+                                      "reason": cp.stderr.decode(errors="replace").strip()[:300]})
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                b.entries.append({"path": None, "what": f"svg of {sp.name}", "origin": "not made", "reason": str(exc)})
+    progress("adding raw command output")
+    for s in snaps:
+        _raw_files(b, s)
+    b.add("SUMMARY.txt", render_summary_txt(analysis, snaps, failed_nodes, bool(redaction and redaction.get("redacted")), created),
+          "summary: root causes first")
+    manifest = _manifest(snaps, failed_nodes, b, created, redaction, pictures)
+    data = json.dumps(manifest, indent=2) + "\n"
+    files = {"SUMMARY.txt": b.files.pop("SUMMARY.txt"), "MANIFEST.json": data.encode(), **b.files}
+    buf = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path, content in files.items():
+            info = tarfile.TarInfo(f"{TOP}/{path}")
+            info.size = len(content)
+            info.mtime = int(now)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue(), analysis
+
+
+def read_member(path: str, member: str) -> Optional[bytes]:
+    """One file of a report bundle (``member`` relative to the top directory), or None."""
+    with tarfile.open(path, mode="r:*") as tar:
+        for m in tar.getmembers():
+            if m.isfile() and (m.name == member or m.name.endswith("/" + member)) and m.name.count("/") <= 1:
+                fh = tar.extractfile(m)
+                return fh.read() if fh else None
+    return None
+
+
+def run_report(snaps: list[Snapshot], output: str, *, from_file: Optional[str] = None, failed_nodes: Optional[list[dict]] = None,
+               redactor=None, keep_names: bool = False, svg: bool = True,
+               say: Callable[[str], None] = lambda msg: None) -> Analysis:
+    """Build the bundle of ``snaps`` (redacted already when ``redactor`` is given) and write it to ``output``."""
+    from swarmscope.dump import failed_nodes_of, read_document
+    from swarmscope.errors import SwarmscopeError
+
+    if failed_nodes is None:
+        failed_nodes = failed_nodes_of(read_document(from_file)) if from_file else []
+    if redactor is not None and failed_nodes:
+        failed_nodes = redactor.tree(failed_nodes)
+    for s in snaps:
+        prov = s.provenance
+        bad = [p for p in prov if p.status != "ok"]
+        say(f"node {s.node.hostname}: {len(s.namespaces)} namespaces, {len(prov)} commands and calls"
+            + (f", {len(bad)} not ok" if bad else "") + ("" if s.complete else " (incomplete)"))
+    redaction = {"redacted": redactor is not None}
+    if redactor is not None:
+        redaction.update({
+            "keep_names": keep_names,
+            "what": "IPv4/IPv6 addresses (prefix-preserving, private stays private, public -> 240.0.0.0/4 and 2001:db8::/32), "
+                    "MAC addresses, swarm/container/network/endpoint ids (prefix-preserving), node hostnames, "
+                    + ("container names, image references, tokens in labels"
+                       if keep_names else "service, network, stack and container names, image references, tokens in labels"),
+            "kept": "127.0.0.0/8 (the resolver 127.0.0.11), 0.0.0.0/0, 255.255.255.255, netmasks, multicast; Docker's own names "
+                    "(ingress, docker_gwbridge, ingress_sbox); ports, marks, protocols, states, rule structure, versions, times",
+            "map": "not in this bundle (--redact-map FILE keeps it for the owner)",
+        })
+    data, analysis = build_report(snaps, failed_nodes, redaction=redaction, progress=say, svg=svg)
+    try:
+        if output == "-":
+            import sys
+
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            with open(output, "wb") as fh:
+                fh.write(data)
+    except OSError as exc:
+        raise SwarmscopeError(f"cannot write {output}: {exc.strerror}") from None
+    roots = [f.id for f in analysis.findings if f.caused_by is None]
+    say(f"wrote {output} ({len(data) // 1024 + 1} KiB)" + (f"; root causes: {', '.join(roots)}" if roots else "; no findings"))
+    return analysis
