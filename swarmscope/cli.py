@@ -49,7 +49,23 @@ def collect_options(fn):
     return fn
 
 
-def _options(netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dns, workers):
+def cluster_options(fn):
+    """Options of the commands that gather every node of the swarm from a manager."""
+    opts = [
+        click.option("--local", is_flag=True,
+                     help="Only the node this runs on (default on a worker; on a manager every node is gathered)."),
+        click.option("--image", default=lambda: os.environ.get("SWARMSCOPE_IMAGE") or "swarmscope:latest",
+                     show_default="SWARMSCOPE_IMAGE or swarmscope:latest", metavar="IMAGE",
+                     help="The swarmscope image the other nodes run (it must be on every node or in a registry)."),
+        click.option("--node-timeout", type=click.FloatRange(5, 3600), default=180.0, show_default=True,
+                     help="Seconds each node has to answer when gathering the swarm."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _options(netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dns, workers, **_cluster):
     from swarmscope.collect.snapshot import CollectOptions
 
     return CollectOptions(
@@ -112,26 +128,33 @@ def collect(as_json, output, **kw):
     sys.exit(ExitStatus.OK if snap.complete else ExitStatus.PARTIAL)
 
 
-def _load_or_collect(from_file, kw) -> list:
-    """Snapshots from --from FILE, or a live collection of this node."""
+def _load_or_collect(from_file, kw) -> tuple[list, bool, list]:
+    """(snapshots, complete, failed nodes) from --from FILE, from every node of
+    the swarm (on a manager), or from this node (--local, or on a worker)."""
     if from_file:
+        from swarmscope.cluster.run import failed_nodes_in
         from swarmscope.dump import load
 
         snaps = load(from_file)
-        return snaps, all(s.complete for s in snaps)
-    from swarmscope.collect.snapshot import collect as do_collect
+        failed = failed_nodes_in(from_file)
+        return snaps, all(s.complete for s in snaps) and not failed, failed
+    from swarmscope.cluster.run import collect_swarm
 
     opts = _options(**kw)
-    snap = do_collect(opts)
+    snaps, failed = collect_swarm(opts, local=kw.get("local", True), image=kw.get("image") or "swarmscope:latest",
+                                  node_timeout=kw.get("node_timeout") or 180.0,
+                                  say=lambda m: click.echo(f"swarmscope: {m}", err=True))
     _warn(opts)
-    return [snap], snap.complete
+    for f in failed:
+        click.echo(f"swarmscope: warning: node {f['node']} did not answer: {f['reason']}", err=True)
+    return snaps, all(s.complete for s in snaps) and not failed, failed
 
 
-def _save(path, snaps, analysis) -> None:
+def _save(path, snaps, analysis, failed=None) -> None:
     if path:
         from swarmscope.dump import make_dump
 
-        _write(json.dumps(make_dump(snaps, analysis), indent=2), path)
+        _write(json.dumps(make_dump(snaps, analysis, failed), indent=2), path)
 
 
 def _exit_for(analysis, complete: bool) -> int:
@@ -200,6 +223,7 @@ def _apply_redact(snaps: list, red: dict):
 @from_option
 @redact_options
 @collect_options
+@cluster_options
 @click.option("--node", "node", metavar="NAME", help="Show only this node's hops.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot"]), default="text", show_default=True,
               help="mermaid: a flowchart for a GitHub issue; dot: Graphviz (dot -Tsvg).")
@@ -224,12 +248,12 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     if not service and not all_services:
         raise click.UsageError("name a SERVICE to explain, or use --all")
     red = _pop_redact(kw)
-    snaps, complete = _load_or_collect(from_file, kw)
+    snaps, complete, failed = _load_or_collect(from_file, kw)
     snaps, redactor = _apply_redact(snaps, red)
     if redactor is not None and service:
         service = redactor.name(service)
     analysis = analyze(snaps)
-    _save(save, snaps, analysis)
+    _save(save, snaps, analysis, failed)
     if all_services:
         services = analysis.services
     else:
@@ -271,6 +295,7 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
 @from_option
 @redact_options
 @collect_options
+@cluster_options
 @click.option("--json", "as_json", is_flag=True, help="JSON output (the only format; accepted for clarity).")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 def dump(from_file, as_json, output, **kw):
@@ -283,16 +308,17 @@ def dump(from_file, as_json, output, **kw):
     from swarmscope.dump import make_dump
 
     red = _pop_redact(kw)
-    snaps, complete = _load_or_collect(from_file, kw)
+    snaps, complete, failed = _load_or_collect(from_file, kw)
     snaps, _ = _apply_redact(snaps, red)
     analysis = analyze(snaps)
-    _write(json.dumps(make_dump(snaps, analysis), indent=2), output)
+    _write(json.dumps(make_dump(snaps, analysis, failed), indent=2), output)
     sys.exit(_exit_for(analysis, complete))
 
 
 @cli.command()
 @from_option
 @collect_options
+@cluster_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Show every evidence line.")
@@ -306,14 +332,42 @@ def check(from_file, fmt, colour, verbose, save, **kw):
     from swarmscope.model import to_dict
     from swarmscope.render.text import render_check
 
-    snaps, complete = _load_or_collect(from_file, kw)
+    snaps, complete, failed = _load_or_collect(from_file, kw)
     analysis = analyze(snaps)
-    _save(save, snaps, analysis)
+    _save(save, snaps, analysis, failed)
     if fmt == "json":
-        click.echo(json.dumps({"nodes": analysis.nodes, "complete": complete, "findings": to_dict(analysis.findings)}, indent=2))
+        click.echo(json.dumps({"nodes": analysis.nodes, "complete": complete, "failed_nodes": failed,
+                               "findings": to_dict(analysis.findings)}, indent=2))
     else:
         click.echo(render_check(analysis, colour=_colour(colour), verbose=verbose))
     sys.exit(_exit_for(analysis, complete))
+
+
+@cli.command()
+@collect_options
+@click.option("--once", is_flag=True, help="Collect once, print the snapshot as chunk lines and exit (the gather job).")
+@click.option("--run-id", default="manual", show_default=True, help="With --once: the run the chunk lines belong to.")
+@click.option("--check", "check_only", is_flag=True, help="Only check what the agent needs, say what is missing, exit.")
+@click.option("--interval", type=click.FloatRange(5, 86400), default=60.0, show_default=True,
+              help="Seconds between collections.")
+@click.option("--listen", metavar="ADDR:PORT", help="Serve /metrics and /snapshot over HTTP (needs --token-file).")
+@click.option("--token-file", metavar="FILE", help="Bearer token for --listen (a swarm secret: /run/secrets/NAME).")
+def agent(once, run_id, check_only, interval, listen, token_file, **kw):
+    """The per-node agent: standing (logs findings as they appear and clear), or --once.
+
+    Runs as a global swarm service (contrib/swarmscope-stack.yml), as a
+    systemd unit (contrib/swarmscope-agent.service), or as the job that
+    `dump`/`explain`/`check` start on every node.
+    """
+    from swarmscope import agent as ag
+
+    opts = _options(**kw)
+    if check_only:
+        sys.exit(ExitStatus.OK if ag.report_checks(ag.check_environment(opts), stream=sys.stdout) == 0
+                 else ExitStatus.PARTIAL)
+    if once:
+        sys.exit(ag.run_once(opts, run_id))
+    sys.exit(ag.run_standing(opts, interval, listen, token_file))
 
 
 @cli.command()

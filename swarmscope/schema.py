@@ -82,7 +82,16 @@ def dump_schema() -> dict:
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "properties": {"node": {"type": "string"}, "reason": {"type": "string"}},
+                    "properties": {
+                        "node": {"type": "string", "description": "the node's hostname"},
+                        "reason": {"type": "string"},
+                        "node_id": {"type": ["string", "null"]},
+                        "kind": {
+                            "enum": ["down", "drained", "image-missing", "rejected", "failed", "timeout", "output", None],
+                            "description": "why the node did not answer (cluster gathering)",
+                        },
+                        "task_state": {"type": "string", "description": "the gather task's last state"},
+                    },
                     "required": ["node", "reason"],
                 },
             },

@@ -68,3 +68,33 @@ def _sweep_dead_session_labs(swarmlab) -> None:
 def pytest_collection_modifyitems(config, items):
     """Tests that break the shared lab (and repair it as well as they can) run last."""
     items.sort(key=lambda item: item.get_closest_marker("lab_fault") is not None)
+
+
+@pytest.fixture(scope="session")
+def multilab():
+    """A real three-node lab swarm (name ``pytest-multi``): one manager and two
+    workers, each a dockerd in its own network, mount and UTS namespaces, with
+    the swarmscope image built offline and loaded on every node.
+
+    Skipped, with the reason, where it cannot run (not root, no dockerd, no
+    debootstrap or no Debian mirror for the image's base, ...).
+    """
+    import swarmlab
+
+    reason = swarmlab.Lab.preflight()
+    if reason:
+        pytest.skip(f"multi-node lab unavailable: {reason}")
+    the_lab = swarmlab.Lab("pytest-multi", nodes=3)
+    try:
+        the_lab.down()
+        the_lab.up()
+    except swarmlab.EngineStartError as exc:
+        pytest.skip(f"multi-node lab unavailable: {exc}")
+    try:
+        try:
+            the_lab.image = the_lab.load_swarmscope_image()
+        except swarmlab.LabError as exc:
+            pytest.skip(f"multi-node lab: the swarmscope image cannot be built here: {exc}")
+        yield the_lab
+    finally:
+        the_lab.down()

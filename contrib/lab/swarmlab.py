@@ -235,24 +235,39 @@ class Node:
     """One swarm node: a network namespace with a dockerd of its own.
 
     The node's namespace is linked to the lab's switch by a veth pair (``eth0``
-    inside the node). Only network namespaces are separate today; a node may
-    later get its own mount and UTS namespaces too.
+    inside the node). A node of the single-node lab has only its network
+    namespace; an *isolated* node (the multi-node lab) also has its own mount
+    and UTS namespaces (hostname ``<lab>-<node>``): dockerd's netns bind
+    mounts and overlay mounts then exist only inside it, and every isolated
+    node sees its own directory at the same path, ``<lab dir>/node``, so one
+    swarm service spec (bind mounts of the socket and the netns directory)
+    fits every node. Run commands "on the node" with :meth:`in_node`, which
+    enters dockerd's mount, network and UTS namespaces.
     """
 
     def __init__(self, lab: Lab, name: str, index: int, netns: str, directory: Path,
-                 role: str = "manager") -> None:
+                 role: str = "manager", isolated: bool = False) -> None:
         self.lab = lab
         self.name = name
         self.index = index
         self.role = role
+        self.isolated = isolated
         self.netns = netns
         self.netns_path = f"/run/netns/{netns}"
         self.dir = directory
-        self.data_root = directory / "data"
-        self.exec_root = directory / "exec"
+        #: where the node's own directory is, as seen from inside the node
+        self.inner_dir = lab.dir / "node" if isolated else directory
+        self.hostname = f"{lab.name}-{name}" if isolated else None
+        self.data_root = self.inner_dir / "data"
+        self.exec_root = self.inner_dir / "exec"
+        #: the engine's netns directory, as seen from inside the node
         self.netns_dir = self.exec_root / "netns"
         self.socket = directory / "docker.sock"
+        #: the Docker API from this (root) mount namespace
         self.docker_host = f"unix://{self.socket}"
+        #: the Docker API from inside the node (the same socket)
+        self.inner_socket = self.inner_dir / "docker.sock"
+        self.inner_docker_host = f"unix://{self.inner_socket}"
         self.pidfile = directory / "docker.pid"
         self.log = directory / "dockerd.log"
         self.config_file = directory / "daemon.json"
@@ -272,8 +287,21 @@ class Node:
         return run(["docker", "-H", self.docker_host, *args], check=check, timeout=timeout,
                    input=input, text=text)
 
+    def enter_argv(self) -> list[str]:
+        """The nsenter prefix that puts a command on this node.
+
+        Single-node lab: its network namespace only (root mount namespace
+        kept). Isolated node: dockerd's mount, network and UTS namespaces.
+        """
+        if self.isolated:
+            pid = self.dockerd_pid()
+            if pid is None:
+                raise LabError(f"node {self.name}: dockerd is not running; cannot enter its namespaces")
+            return ["nsenter", "-t", str(pid), "-m", "-n", "-u"]
+        return ["nsenter", f"--net={self.netns_path}"]
+
     def in_node(self, argv: list[str] | tuple[str, ...], **kw) -> subprocess.CompletedProcess:
-        """Run argv in this node's network namespace (root mount namespace kept).
+        """Run argv on this node (see :meth:`enter_argv`).
 
         Keyword arguments go to subprocess.run; output is captured as text
         unless told otherwise. The default environment is ours with
@@ -284,8 +312,20 @@ class Node:
         kw.setdefault("timeout", CMD_TIMEOUT)
         kw.setdefault("check", False)
         if "env" not in kw:
-            kw["env"] = {**_env(), "DOCKER_HOST": self.docker_host}
-        return subprocess.run(["nsenter", f"--net={self.netns_path}", *argv], **kw)  # noqa: PLW1510
+            kw["env"] = {**_env(), "DOCKER_HOST": self.inner_docker_host}
+        return subprocess.run([*self.enter_argv(), *argv], **kw)  # noqa: PLW1510
+
+    def swarmscope_argv(self, *args: str) -> list[str]:
+        """argv running this checkout's swarmscope on the node (cwd must be REPO_ROOT)."""
+        return [*self.enter_argv(), "env", f"DOCKER_HOST={self.inner_docker_host}",
+                sys.executable, "-m", "swarmscope", *args]
+
+    def swarmscope(self, *args: str, timeout: float = CMD_TIMEOUT, **kw) -> subprocess.CompletedProcess:
+        """``python3 -m swarmscope ARGS`` of this checkout, on this node, with
+        DOCKER_HOST set to its engine (``--netns-dir`` is the caller's)."""
+        env = {**_env(), "DOCKER_HOST": self.inner_docker_host, **kw.pop("env", {})}
+        return self.in_node([sys.executable, "-m", "swarmscope", *args], cwd=REPO_ROOT,
+                            env=env, timeout=timeout, **kw)
 
     # -- network ------------------------------------------------------------------
 
@@ -310,7 +350,8 @@ class Node:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc.pid
         pid = _read_pid(self.pidfile)
-        if pid and _pid_alive(pid) and f"--exec-root {self.exec_root} " in _cmdline(pid) + " ":
+        if pid and _pid_alive(pid) and f"--exec-root {self.exec_root} " in _cmdline(pid) + " " \
+                and (not self.isolated or _ns_id(f"/proc/{pid}/ns/net") == _ns_id(self.netns_path)):
             return pid
         return None
 
@@ -322,7 +363,7 @@ class Node:
 
     def start_engine(self, timeout: float = ENGINE_TIMEOUT) -> None:
         """Start dockerd in the node's netns and wait until its socket answers."""
-        for d in (self.dir, self.data_root, self.exec_root):
+        for d in (self.dir, self.dir / "data", self.dir / "exec", self.inner_dir):
             d.mkdir(parents=True, exist_ok=True)
         if len(str(self.containerd_address)) > MAX_SOCKET_PATH:
             raise EngineStartError(f"lab dir too long for a unix socket path: {self.containerd_address}")
@@ -332,12 +373,23 @@ class Node:
             "shutdown-timeout": 5,
             "log-level": "info",
         }, indent=2) + "\n")
-        argv = ["nsenter", f"--net={self.netns_path}", "dockerd",
-                "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
-                "-H", f"unix://{self.socket}", "--pidfile", str(self.pidfile),
-                "--config-file", str(self.config_file)]
+        dockerd = ["dockerd",
+                   "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
+                   "-H", f"unix://{self.inner_socket}", "--pidfile", str(self.inner_dir / "docker.pid"),
+                   "--config-file", str(self.config_file)]
+        if self.isolated:
+            # own mount namespace, a slave of the root one (nothing mounted in the
+            # node leaks out), made rshared inside like a systemd host, so that
+            # bind-propagation=rslave works for the node's containers; own UTS
+            # namespace for a hostname of its own
+            script = (f"set -e; mount --bind {shlex.quote(str(self.dir))} {shlex.quote(str(self.inner_dir))}; "
+                      f"mount --make-rshared /; hostname {shlex.quote(self.hostname)}; exec {shlex.join(dockerd)}")
+            argv = ["nsenter", f"--net={self.netns_path}", "unshare", "--mount", "--uts",
+                    "--propagation", "slave", "sh", "-c", script]
+        else:
+            argv = ["nsenter", f"--net={self.netns_path}", *dockerd]
         with open(self.log, "ab") as log:
-            # nsenter execs dockerd: the pid is dockerd's. Own session: it outlives `up`.
+            # nsenter (unshare, sh) exec dockerd: the pid is dockerd's. Own session: it outlives `up`.
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                           cwd=self.dir, env=_env(), start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -369,13 +421,42 @@ class Node:
             _log(f"node {self.name}: {exc}; stopping dockerd anyway")
         _terminate([pid], timeout)
 
+    def kill_engine(self) -> None:
+        """SIGKILL dockerd alone, like a crash: its containers and containerd are left running."""
+        pid = self.dockerd_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 15
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self._proc = None
+
+    def restart_engine(self) -> None:
+        """Kill whatever of this node still runs (engine, containerd, containers) and start
+        dockerd again on the same data root: it rejoins the swarm by itself."""
+        pid = self.dockerd_pid()
+        pids = ([pid] if pid else []) + _pids_in_namespaces(self.namespace_ids()) + _pids_in_cgroups(self.cgroup_dirs())
+        if pids:
+            _terminate(sorted(set(pids)), 10.0)
+        for sock in self.shim_sockets():
+            sock.unlink(missing_ok=True)
+        self._proc = None
+        self.start_engine()
+
     # -- what is left after the engine ------------------------------------------------
 
     def namespace_ids(self) -> set[tuple[int, int]]:
         """Every network namespace of this node: its own and dockerd's under exec-root."""
         ids = {_ns_id(self.netns_path)}
-        if self.netns_dir.is_dir():
-            ids.update(_ns_id(p) for p in self.netns_dir.iterdir())
+        netns_dir = self.netns_dir
+        if self.isolated:  # the mounts are only in dockerd's mount namespace
+            pid = self.dockerd_pid()
+            netns_dir = Path(f"/proc/{pid}/root{self.netns_dir}") if pid else Path("/nonexistent")
+        try:
+            if netns_dir.is_dir():
+                ids.update(_ns_id(p) for p in netns_dir.iterdir())
+        except OSError:
+            pass
         ids.discard(None)
         return ids  # type: ignore[return-value]
 
@@ -420,6 +501,19 @@ def _terminate(pids: list[int], timeout: float) -> None:
         raise LabError(f"processes survived SIGKILL: {left}")
 
 
+def _pids_in_cgroups(dirs: list[Path]) -> list[int]:
+    me = os.getpid()
+    found = set()
+    for d in dirs:
+        for procs in d.rglob("cgroup.procs"):
+            try:
+                found.update(int(x) for x in procs.read_text().split())
+            except (OSError, ValueError):
+                pass
+    found.discard(me)
+    return sorted(p for p in found if _pid_alive(p))
+
+
 def _pids_in_namespaces(ids: set[tuple[int, int]]) -> list[int]:
     me = os.getpid()
     found = []
@@ -436,23 +530,37 @@ def _pids_in_namespaces(ids: set[tuple[int, int]]) -> list[int]:
 
 
 class Lab:
-    """A lab swarm: a switch namespace and its nodes (one manager today).
+    """A lab swarm: a switch namespace and its nodes.
+
+    ``Lab(name)`` is the single-node lab: one manager in a network namespace
+    of its own (root mount namespace). ``Lab(name, nodes=N)`` with N > 1 is a
+    multi-node swarm: one manager and N-1 workers, each an isolated node (own
+    network, mount and UTS namespaces; see :class:`Node`), joined over the
+    switch; ``whoami`` then runs one task per node.
 
     Attributes of the first (manager) node are mirrored on the lab:
     ``docker_host``, ``netns_path``, ``exec_root``, ``netns_dir``, ``node_addr``.
     """
 
-    def __init__(self, name: str = "default", parent: str | os.PathLike | None = None) -> None:
+    def __init__(self, name: str = "default", parent: str | os.PathLike | None = None,
+                 nodes: int | None = None) -> None:
         if not NAME_RE.match(name):
             raise LabError(f"bad lab name {name!r}: use 1-20 of a-z, 0-9 and '-'")
         self.name = name
         self.dir = Path(parent if parent is not None else _lab_parent()) / name
         self.state_file = self.dir / "lab.json"
+        if nodes is None:  # what an existing lab of this name has, else 1
+            nodes = len(self._read_state().get("nodes") or [None])
+        if not 1 <= nodes <= 9:
+            raise LabError(f"bad node count {nodes}: 1 to 9")
         self.switch_netns = f"{NETNS_PREFIX}{name}-sw"
         self.switch_netns_path = f"/run/netns/{self.switch_netns}"
-        # More nodes (workers) would be Node(self, "worker1", 1, f"{NETNS_PREFIX}{name}-worker1",
-        # self.dir / "worker1", role="worker"), plugged into the same switch, joined in init_swarm.
-        self.nodes: list[Node] = [Node(self, "manager", 0, f"{NETNS_PREFIX}{name}", self.dir)]
+        if nodes == 1:
+            self.nodes: list[Node] = [Node(self, "manager", 0, f"{NETNS_PREFIX}{name}", self.dir)]
+        else:
+            self.nodes = [Node(self, "manager", 0, f"{NETNS_PREFIX}{name}", self.dir / "manager", isolated=True)]
+            self.nodes += [Node(self, f"worker{i}", i, f"{NETNS_PREFIX}{name}-w{i}", self.dir / f"worker{i}",
+                                role="worker", isolated=True) for i in range(1, nodes)]
 
     def __repr__(self) -> str:
         return f"Lab({self.name!r}, dir={str(self.dir)!r})"
@@ -484,8 +592,31 @@ class Lab:
         return self.manager.addr
 
     @property
+    def multi(self) -> bool:
+        return len(self.nodes) > 1
+
+    @property
+    def workers(self) -> list[Node]:
+        return self.nodes[1:]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name or n.hostname == name:
+                return n
+        raise LabError(f"lab {self.name} has no node {name!r}")
+
+    @property
     def services(self) -> tuple[ServiceSpec, ...]:
-        return SERVICES
+        if not self.multi:
+            return SERVICES
+        n = len(self.nodes)
+        out = []
+        for s in SERVICES:
+            if s.name == "whoami":  # one task per node
+                s = ServiceSpec("whoami", ("--replicas", str(n), "--replicas-max-per-node", "1",
+                                           "--publish", "8000:80", "--network", OVERLAY_NETWORK), HTTPD, n)
+            out.append(s)
+        return tuple(out)
 
     def docker(self, *args: str, **kw) -> subprocess.CompletedProcess:
         """docker -H <manager socket> ARGS (check=False unless told)."""
@@ -499,9 +630,7 @@ class Lab:
         """``python3 -m swarmscope ARGS`` of this checkout, inside the manager's
         network namespace, with DOCKER_HOST set to the lab's socket.
         ``--netns-dir`` is the caller's to pass (``lab.netns_dir``)."""
-        env = {**_env(), "DOCKER_HOST": self.docker_host, **kw.pop("env", {})}
-        return self.in_node([sys.executable, "-m", "swarmscope", *args], cwd=REPO_ROOT,
-                            env=env, timeout=timeout, **kw)
+        return self.manager.swarmscope(*args, timeout=timeout, **kw)
 
     # -- checks ----------------------------------------------------------------------
 
@@ -558,6 +687,8 @@ class Lab:
                 self._create()
             self.build_image()
             self.init_swarm()
+            if self.multi:
+                self.join_workers()
             if services:
                 self.create_services()
                 self.wait_converged(timeout)
@@ -589,7 +720,7 @@ class Lab:
         state = {
             "name": self.name,
             "switch_netns": self.switch_netns,
-            "nodes": [{"name": n.name, "role": n.role, "netns": n.netns, "addr": n.addr,
+            "nodes": [{"name": n.name, "role": n.role, "netns": n.netns, "addr": n.addr, "hostname": n.hostname,
                        "docker_host": n.docker_host, "netns_dir": str(n.netns_dir)} for n in self.nodes],
         }
         old = self._read_state()
@@ -604,11 +735,56 @@ class Lab:
             return {}
 
     def build_image(self) -> None:
-        """Import IMAGE from a tarball of /bin/busybox made on the fly (idempotent)."""
-        if self.docker("image", "inspect", IMAGE).returncode == 0:
-            return
-        self.docker("import", "--change", 'CMD ["/bin/sh"]', "-", IMAGE,
-                    input=busybox_rootfs_tar(), text=False, check=True)
+        """Import IMAGE on every node from a tarball of /bin/busybox made on the fly (idempotent)."""
+        for node in self.nodes:
+            if node.docker("image", "inspect", IMAGE).returncode == 0:
+                continue
+            node.docker("import", "--change", 'CMD ["/bin/sh"]', "-", IMAGE,
+                        input=busybox_rootfs_tar(), text=False, check=True)
+
+    def load_swarmscope_image(self, nodes: list[Node] | None = None) -> str:
+        """Build (offline, cached; see image.py) and load the swarmscope image into nodes; its tag."""
+        import image as _image
+
+        key = _image.sources_key()
+        fmt = "{{index .Config.Labels \"%s\"}}" % _image.KEY_LABEL
+
+        def current(n: Node) -> bool:
+            cp = n.docker("image", "inspect", "--format", fmt, _image.IMAGE)
+            return cp.returncode == 0 and cp.stdout.strip() == key
+
+        missing = [n for n in (nodes or self.nodes) if not current(n)]
+        if missing:
+            try:
+                tarball = _image.image_tarball(self.manager.docker_host)
+            except _image.ImageError as exc:
+                raise LabError(f"cannot build the swarmscope image: {exc}") from exc
+            for n in missing:
+                if not current(n):
+                    n.docker("load", "-q", "-i", str(tarball), check=True, timeout=600)
+        return _image.IMAGE
+
+    def join_workers(self, timeout: float = ENGINE_TIMEOUT) -> None:
+        """Join every worker to the manager's swarm; wait until all nodes are ready."""
+        m = self.manager
+        token = m.docker("swarm", "join-token", "-q", "worker", check=True).stdout.strip()
+        for w in self.workers:
+            state = w.docker("info", "--format", "{{.Swarm.LocalNodeState}}", check=True).stdout.strip()
+            if state != "active":
+                w.docker("swarm", "join", "--token", token, "--advertise-addr", w.addr,
+                         "--listen-addr", f"{w.addr}:2377", f"{m.addr}:2377", check=True)
+        self.wait_nodes_ready(timeout)
+
+    def wait_nodes_ready(self, timeout: float = ENGINE_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}", timeout=30).stdout
+            ready = {line.split()[0] for line in out.splitlines() if line.endswith(" Ready")}
+            if {n.hostname for n in self.nodes} <= ready:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"lab {self.name}: nodes not ready within {timeout:.0f}s:\n{out}")
+            time.sleep(1.0)
 
     def init_swarm(self) -> None:
         m = self.manager
@@ -620,7 +796,7 @@ class Lab:
 
     def create_services(self) -> None:
         existing = set(self.docker("service", "ls", "--format", "{{.Name}}", check=True).stdout.split())
-        for svc in SERVICES:
+        for svc in self.services:
             if svc.name in existing:
                 continue
             self.docker("service", "create", "--detach", "--no-resolve-image", "--name", svc.name,
@@ -639,7 +815,7 @@ class Lab:
 
     def wait_converged(self, timeout: float = CONVERGE_TIMEOUT) -> None:
         """Wait until every lab service runs its expected number of tasks."""
-        want = {s.name: s.expected_tasks(len(self.nodes)) for s in SERVICES}
+        want = {s.name: s.expected_tasks(len(self.nodes)) for s in self.services}
         deadline = time.monotonic() + timeout
         state: dict[str, tuple[int, int]] = {}
         while True:
@@ -681,6 +857,8 @@ class Lab:
             ids.add(sw)
         stray = [pid for node in self.nodes if (pid := node.dockerd_pid())]
         stray += _pids_in_namespaces(ids)
+        for node in self.nodes:  # containers of isolated nodes: their netns files are not visible here
+            stray += _pids_in_cgroups(node.cgroup_dirs())
         if stray:  # the engine is gone or did not stop them: nothing graceful is left to wait for
             try:
                 _terminate(sorted(set(stray)), 3.0)
@@ -809,9 +987,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swarmlab.py", description="swarmscope's lab swarm (needs root).")
     parser.add_argument("command", choices=("up", "down", "status", "env", "preflight"))
     parser.add_argument("--name", default="default", help="lab name (default: %(default)s)")
+    parser.add_argument("--nodes", type=int, default=None,
+                        help="1: the single-node lab; N > 1: a manager and N-1 workers "
+                             "(default: what the running lab has, else 1)")
     opts = parser.parse_args(argv)
     try:
-        lab = Lab(opts.name)
+        lab = Lab(opts.name, nodes=opts.nodes)
         if opts.command == "up":
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 signal.signal(sig, _raise_interrupt)

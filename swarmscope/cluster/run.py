@@ -1,0 +1,51 @@
+"""Which nodes a command collects: every node (from a manager) or only this one."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from swarmscope.collect.snapshot import CollectOptions
+from swarmscope.model import Snapshot
+
+WORKER_NOTE = ("note: this node is a worker: only it is collected; run on a manager to see every node "
+               "of the swarm (--local silences this note)")
+
+
+def collect_swarm(opts: CollectOptions, local: bool, image: str, node_timeout: float,
+                  say: Callable[[str], None]) -> tuple[list[Snapshot], list[dict]]:
+    """(snapshots, failed nodes).
+
+    --local, an engine that is not a swarm manager, or a swarm of one node:
+    this node only, collected in-process. Otherwise every node, through a
+    global job (see gather.py).
+    """
+    from swarmscope.collect.snapshot import collect, preflight
+
+    if not local:
+        from swarmscope.cluster.gather import GatherOptions, count_nodes, gather, role
+
+        info = role(opts.docker_host, opts.docker_timeout)
+        if info is not None and info.swarm_state == "active":
+            if not info.is_manager:
+                say(WORKER_NOTE)
+            elif count_nodes(opts.docker_host, opts.docker_timeout) > 1:
+                preflight(opts)  # the local part needs root and the netns directory, like collect
+                res = gather(GatherOptions(collect=opts, image=image, node_timeout=node_timeout, progress=say),
+                             lambda: collect(opts))
+                return res.snapshots, res.failed_nodes
+    return [collect(opts)], []
+
+
+def failed_nodes_in(path: str) -> list[dict]:
+    """The failed_nodes of a saved dump (after dump.load() accepted it); [] when there are none."""
+    import json
+
+    if path == "-":
+        return []
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read())
+    except (OSError, ValueError):
+        return []  # a report bundle or the like: load() has read it, with no failed nodes to show
+    nodes = data.get("failed_nodes") if isinstance(data, dict) else None
+    return [f for f in nodes if isinstance(f, dict) and "node" in f] if isinstance(nodes, list) else []
