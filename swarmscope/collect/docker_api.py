@@ -180,6 +180,13 @@ def norm_task(raw: dict, service_names: dict[str, str]) -> Task:
     )
 
 
+def _vip(value) -> Optional[str]:
+    """A service's VIP from a verbose network inspect; dnsrr services have none (the engine prints "<nil>")."""
+    if not value or value in ("<nil>", "nil"):
+        return None
+    return value
+
+
 def norm_network(raw: dict, verbose: bool) -> Network:
     ipam = raw.get("IPAM") or {}
     cfg = ipam.get("Config") or []
@@ -193,7 +200,7 @@ def norm_network(raw: dict, verbose: bool) -> Network:
     for name, s in (raw.get("Services") or {}).items():
         services[name] = NetworkService(
             name=name,
-            vip=s.get("VIP") or None,
+            vip=_vip(s.get("VIP")),
             local_lb_index=s.get("LocalLBIndex"),
             ports=list(s.get("Ports") or []),
             tasks=[

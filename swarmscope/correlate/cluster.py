@@ -186,7 +186,11 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
         for net in n.snap.docker.networks:
             for name, ns in net.services.items():
                 svc = next((s for s in services.values() if s.name == name), None)
-                if svc is None or not ns.vip:
+                if svc is None or not net.verbose:
+                    continue
+                if not ns.vip:
+                    if not net.ingress:
+                        svc.endpoint_mode = "dnsrr"  # the engine lists dnsrr services with no VIP
                     continue
                 if not any(v.network_id == net.id for v in svc.vips):
                     svc.vips.append(ServiceVip(network_id=net.id, address=ns.vip))

@@ -9,13 +9,26 @@ the way the fault edits the node, and must give exactly the expected finding.
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import rawsnap
 
 from swarmscope.correlate import analyze
 from swarmscope.correlate.findings import REGISTRY
-from swarmscope.model import Address, IpvsDest, Listener, PortSpec, Rule, RuleOption, Service, Task, TaskAttachment
+from swarmscope.model import (
+    Container,
+    ContainerNet,
+    DnsAnswer,
+    IpvsDest,
+    Listener,
+    PortSpec,
+    Rule,
+    RuleOption,
+    Service,
+    Task,
+    TaskAttachment,
+)
 from swarmscope.parse.iptables import parse_iptables_save
 
 
@@ -497,3 +510,29 @@ def test_findings_sorted_root_causes_first(snap):
     assert ids[0] == "lb.namespace-missing"  # explains the most
     sev = [f.severity for f in a.findings if f.caused_by is None and not f.explains]
     assert sev == sorted(sev, key=lambda s: {"error": 0, "warning": 1}[s])
+
+
+def test_worker_view_without_a_manager_rebuilds_dnsrr_and_vip_services():
+    """A worker cannot list services: they are rebuilt from its containers and verbose network inspects,
+    where a dnsrr service is listed with VIP "<nil>"."""
+    from swarmscope.collect.docker_api import norm_network
+
+    snap = rawsnap.lab_vm()
+    raw = json.loads(rawsnap._strip_comment((rawsnap.LAB_VM / "with-overlay" / "docker-network-inspect-v-appnet.txt").read_text()))[0]
+    raw["Services"]["rr"] = {"VIP": "<nil>", "Ports": [], "LocalLBIndex": 300, "Tasks": []}
+    appnet = norm_network(raw, verbose=True)
+    assert appnet.services["rr"].vip is None
+    snap.docker.networks = [appnet if n.name == "appnet" else n for n in snap.docker.networks]
+    snap.docker.containers.append(Container(id="c" * 64, name="rr.1.rrtask", service_id="rrsvc", service_name="rr",
+                                            task_id="rrtask", state="running",
+                                            networks=[ContainerNet(appnet.id, "appnet", "10.0.1.50", 24)]))
+    snap.dns.append(DnsAnswer("rr", appnet.id, "appnet", "rr", "lb_odns2ld5k", "ok", ["10.0.1.50"]))
+    snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
+    a = analyze([snap])
+    assert a.api_source is None
+    rr = next(s for s in a.services if s.name == "rr")
+    assert rr.endpoint_mode == "dnsrr" and rr.vip_paths[0].vip is None
+    assert rr.vip_paths[0].nodes[0].hop("dns.rr").status == "ok"
+    who = next(s for s in a.services if s.name == "whoami")
+    assert who.vips["appnet"] == "10.0.1.2"
+    assert not [f for f in a.findings if f.service == "rr"]
