@@ -15,7 +15,6 @@ exactly what is missing.
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import hmac
 import json
 import os

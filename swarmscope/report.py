@@ -140,7 +140,7 @@ def _raw_files(b: Bundle, snap: Snapshot) -> None:
 
 
 def render_summary_txt(analysis: Analysis, snaps: list[Snapshot], failed_nodes: list[dict], redacted: bool, created: str) -> str:
-    from swarmscope.render.text import Style, render_check
+    from swarmscope.render.text import render_check
 
     out = [f"swarmscope {__version__} report, {created}" + (" (redacted: addresses, names and ids are pseudonyms)" if redacted else "")]
     out.append(f"nodes: {', '.join(analysis.nodes) or 'none'}" + (f"; failed: {len(failed_nodes)}" if failed_nodes else ""))

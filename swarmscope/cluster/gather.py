@@ -204,13 +204,7 @@ def gather(opts: GatherOptions, collect_local: Callable[[], Snapshot]) -> Gather
     """Every node's snapshot: this one locally, the others through a global job."""
     t0 = time.monotonic()
     progress = opts.progress
-    api, base_url = docker_api.connect(opts.collect.docker_host, opts.collect.docker_timeout)
-    try:
-        info = docker_api.engine_info(api)
-    except CollectError:
-        raise
-    except Exception as exc:
-        raise CollectError(docker_api.describe_connect_error(base_url, exc)) from exc
+    api, _, info = docker_api.connect_info(opts.collect.docker_host, opts.collect.docker_timeout)
     if not info.is_manager:
         raise CollectError("cluster gathering needs a manager: this node is not one (use --local, or run on a manager)")
     # global-job exists from API 1.41, but before swarmkit#3112 (moby#44312) removing a

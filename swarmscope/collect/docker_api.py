@@ -103,6 +103,19 @@ def engine_info(api) -> EngineInfo:
     )
 
 
+def connect_info(host: Optional[str], timeout: float):
+    """(client, base URL, EngineInfo); any failure is a CollectError with a message for the user."""
+    api, base_url = connect(host, timeout)
+    try:
+        return api, base_url, engine_info(api)
+    except CollectError:
+        api.close()
+        raise
+    except Exception as exc:
+        api.close()
+        raise CollectError(describe_connect_error(base_url, exc)) from exc
+
+
 # --------------------------------------------------------------------------
 # normalisation (pure: raw API dicts -> model)
 

@@ -254,13 +254,7 @@ def collect(opts: CollectOptions) -> Snapshot:
     api = None
     try:
         with rec.step("docker:connect+info", "host"):
-            api, base_url = docker_api.connect(opts.docker_host, opts.docker_timeout)
-            try:
-                info = docker_api.engine_info(api)
-            except CollectError:
-                raise
-            except Exception as exc:
-                raise CollectError(docker_api.describe_connect_error(base_url, exc)) from exc
+            api, _, info = docker_api.connect_info(opts.docker_host, opts.docker_timeout)
     except CollectError as exc:
         if "unsupported engine" in exc.message:
             raise
