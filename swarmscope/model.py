@@ -286,7 +286,7 @@ class Interface:
 class Namespace:
     name: str  # file name under the netns directory
     path: str
-    kind: str  # ingress_sbox | lb | overlay | container | unknown
+    kind: str  # ingress_sbox | lb | overlay | container | host ("default": the host namespace) | unknown
     network_id: Optional[str] = None  # full id when it could be joined, else the prefix
     network_name: Optional[str] = None
     container_id: Optional[str] = None

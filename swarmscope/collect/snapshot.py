@@ -59,6 +59,8 @@ def classify(name: str) -> tuple[str, Optional[str]]:
     """(kind, network id prefix) from a namespace file name."""
     if name == "ingress_sbox":
         return "ingress_sbox", None
+    if name == "default":
+        return "host", None  # dockerd's handle on the host namespace, for --network host containers
     if name.startswith("lb_"):
         return "lb", name[3:]
     m = _OVERLAY_NS.match(name)
@@ -318,8 +320,8 @@ def collect(opts: CollectOptions) -> Snapshot:
     dns_out: list = []
 
     def one(ns: Namespace) -> None:
-        if ns.stale or ns.vanished:
-            return
+        if ns.stale or ns.vanished or ns.kind == "host":
+            return  # the host namespace is collected once, as `host`
         budget = opts.timeout * 4 + opts.dns_timeout * 2 * len(plan.get(ns.name, [])) + 5
         try:
             run_in_netns(
