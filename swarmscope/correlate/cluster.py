@@ -9,10 +9,11 @@ without a manager they are rebuilt, as far as possible, from what workers know
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from swarmscope.model import Namespace, Network, NetworkService, Service, ServiceVip, Snapshot, Task, TaskAttachment
+from swarmscope.model import Namespace, Network, NetworkService, PortSpec, Service, ServiceVip, Snapshot, Task, TaskAttachment
 
 
 def strip_prefix(cidr: Optional[str]) -> Optional[str]:
@@ -149,6 +150,28 @@ def task_addresses(task: Task, network_id: str) -> list[str]:
     return out
 
 
+_PORT = re.compile(r"Target:\s*(\d+),\s*Publish:\s*(\d+)")
+
+
+def _ingress_ports(specs: list[str], n: NodeCtx) -> list[PortSpec]:
+    """Published ports from a verbose inspect of the ingress network ("Target: 80, Publish: 8000").
+
+    The text has no protocol: it is udp where ingress_sbox marks the port for udp only, else tcp.
+    """
+    sbox = n.ingress_sbox
+    mangle = sbox.iptables.table("mangle") if sbox and sbox.iptables and sbox.iptables.available else None
+    out = []
+    for spec in specs:
+        m = _PORT.search(spec)
+        if not m:
+            continue
+        target, published = int(m.group(1)), int(m.group(2))
+        protos = {r.value("-p") for r in (mangle.rules("PREROUTING") if mangle else []) if r.value("--dport") == str(published)}
+        proto = "udp" if protos == {"udp"} else "tcp"
+        out.append(PortSpec(protocol=proto, target_port=target, published_port=published, publish_mode="ingress"))
+    return out
+
+
 def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Task]]:
     """Without a manager: services and running tasks from container labels and network inspects."""
     services: dict[str, Service] = {}
@@ -194,6 +217,8 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                     continue
                 if not any(v.network_id == net.id for v in svc.vips):
                     svc.vips.append(ServiceVip(network_id=net.id, address=ns.vip))
+                if net.ingress and not svc.ports:
+                    svc.ports = _ingress_ports(ns.ports, n)
     return sorted(services.values(), key=lambda s: s.name), tasks
 
 

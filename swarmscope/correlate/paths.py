@@ -268,6 +268,8 @@ def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: Optio
     bad = [b for b in backends if b.status not in ("ok", "unknown")]
     ev = [ipvs_line(ipvs_svc, d) for d in ipvs_svc.dests]
     summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
+    if not good and any(b.status == "unknown" for b in backends) and not bad:
+        return Hop(key, label, UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})", ev)
     if not good:
         return Hop(key, label, MISSING, f"no usable real server ({summary})", ev)
     if bad:

@@ -536,3 +536,17 @@ def test_worker_view_without_a_manager_rebuilds_dnsrr_and_vip_services():
     who = next(s for s in a.services if s.name == "whoami")
     assert who.vips["appnet"] == "10.0.1.2"
     assert not [f for f in a.findings if f.service == "rr"]
+
+
+def test_worker_without_manager_data_does_not_call_remote_real_servers_stale(snap):
+    """On a worker the tasks of other nodes are not known: their real servers are unknown, not stale."""
+    snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
+    gone = next(c for c in snap.docker.containers if c.name.startswith("whoami.2."))
+    snap.docker.containers.remove(gone)  # whoami.2 runs on another node, as far as this worker knows
+    a = analyze([snap])
+    assert a.api_source is None
+    who = next(s for s in a.services if s.name == "whoami")
+    for np in [who.ports[0].nodes[0], who.vip_paths[0].nodes[0]]:
+        assert sorted(b.status for b in np.backends) == ["ok", "unknown"], np.backends
+        assert np.verdict == "ok"
+    assert not [f for f in a.findings if f.id.startswith("ipvs.")]
