@@ -194,10 +194,11 @@ class Redactor:
         b = bytes(int(x, 16) for x in mac.split(":"))
         if b in (b"\x00" * 6, b"\xff" * 6) or b[0] & 1:
             return mac
-        if b[:2] == b"\x02\x42":
-            new4 = self.ipv4(".".join(str(x) for x in b[2:]))
+        ip4 = ".".join(str(x) for x in b[2:])
+        new4 = self.ipv4(ip4) if b[:2] == b"\x02\x42" else ip4
+        if new4 != ip4:  # an endpoint MAC derived from its address follows the address
             nb = b[:2] + bytes(int(x) for x in new4.split("."))
-        else:
+        else:  # any other MAC (bridges' 02:42 MACs are random; their bytes may look like a kept address)
             h = self._prf("mac", b.hex())
             nb = bytes([(h[0] & 0xFC) | (b[0] & 0x03)]) + h[1:6]
         out = ":".join(f"{x:02x}" for x in nb)

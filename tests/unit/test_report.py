@@ -387,3 +387,13 @@ def test_dot_marks_broken_hops():
     line = next(l for l in text.splitlines() if "finding: ingress.dnat-missing" in l)
     assert 'color="#c62828"' in line and "dashed" in line
     assert re.search(r"s0p0n0h2 -> s0p0n0h3 \[color=\"#c62828\", style=dashed", text)
+
+
+def test_random_docker_bridge_mac_that_looks_like_a_kept_address_is_still_replaced():
+    """docker0/docker_gwbridge get random 02:42 MACs; 02:42:ee:.. reads as multicast 238.x, which is kept."""
+    from swarmscope.redact import Redactor
+
+    r = Redactor(seed="t")
+    for mac in ("02:42:ee:09:f8:d2", "02:42:7f:00:00:01", "02:42:00:00:00:00"):
+        assert r.mac(mac) != mac
+    assert r.mac("02:42:0a:00:00:04")[:6] == "02:42:" and r.mac("02:42:0a:00:00:04") != "02:42:0a:00:00:04"
