@@ -1,0 +1,291 @@
+#!/bin/bash
+# scenario.sh - runs inside the VM guest (as root, no network device but a dummy eth0).
+#   /scenario  this directory (9p, read-only)     /src     the swarmscope checkout (9p, read-only)
+#   /wheels    the host's wheelhouse (9p, ro)      /out     results (9p, read-write)
+# Steps: install swarmscope from the checkout -> dockerd -> swarm init -> busybox image -> lab services
+# -> phase "healthy" -> one fault at a time (capture + swarmscope + repair).  Every phase writes
+# /out/phases/<phase>/ ; /out/phases.txt lists the phases in order with their outcome.
+# /sbin/vm-run (baked into the image) shuts the guest down after this script, whatever happens.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# run from a private copy: bash reads a script as it goes, and /scenario is the live checkout's directory
+if [ "${SCENARIO_COPY:-}" != 1 ]; then
+  rm -rf /tmp/scenario && cp -r /scenario /tmp/scenario && SCENARIO_COPY=1 exec /bin/bash /tmp/scenario/scenario.sh "$@"
+fi
+export DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 LC_ALL=C
+O=/out
+NS=/var/run/docker/netns
+VENV=/opt/swarmscope-venv
+GC="python3 /tmp/scenario/guestcheck.py"
+ADVERTISE=192.168.76.15
+
+# ---- the swarmscope commands run in every phase (arguments to `python -m swarmscope`).  Extend here.
+SWARMSCOPE_COMMANDS=(
+  "collect --json"
+  # TODO(swarmscope): once the path map exists, add:
+  # "explain whoami --format json"
+  # "check"
+)
+# ---- the faults, in order (name = directory under /out/phases); FAULTS in /out/params.env may pick a subset
+ALL_FAULTS="a-dnat-flushed b-backend-deleted c-unknown-backend d-weight-zero e-mark-deleted f-vip-removed g-lb-ip-forward-off h-task-killed"
+FAULTS=${FAULTS:-$ALL_FAULTS}
+# ---- repair ladder, tried in order after each fault until the mesh is healthy again: first the step that
+# worked for that fault when the whole ladder was tried from the cheapest up (LEARN_REPAIRS=1 does that
+# again), then the rest.  force = `docker service update --force whoami`; recreate = `docker service rm`
+# + create whoami; reset = remove all services and the demo network, create again; restart = restart
+# dockerd; manual = undo the fault by hand; wait = let swarm heal by itself.
+REPAIRS=${REPAIRS:-"force recreate reset restart manual"}
+LEARN_REPAIRS=${LEARN_REPAIRS:-0}
+first_repair() {
+  case $1 in
+    b-backend-deleted|d-weight-zero) echo force ;;       # task replacement re-adds/re-weights backends
+    a-*|c-*|e-*|f-*)                 echo recreate ;;    # only a service's first/last backend (re)programs these
+    g-lb-ip-forward-off)             echo reset ;;       # the lb_ namespace must be recreated
+    h-task-killed)                   echo wait ;;        # swarm replaces the task itself
+  esac
+}
+[ -f $O/params.env ] && . $O/params.env
+
+mark() { local u; u=$(cut -d' ' -f1 /proc/uptime); echo "VM-MARK $* uptime=$u"; printf '%-40s %8s s guest uptime\n' "$*" "$u" >> $O/timings-guest.txt; }
+waitfor() { # timeout_s cmd...
+  local t=$1; shift; local end=$((SECONDS+t))
+  until "$@" >/dev/null 2>&1; do [ $SECONDS -ge $end ] && return 1; sleep 1; done
+}
+fail() { echo "VM-FAIL $*"; echo "FAILED: $*" >> $O/FAILED.txt; exit 1; }
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+mkdir -p $O/phases $O/setup
+: > $O/phases.txt
+mark scenario_started
+uname -a > $O/setup/guest-uname.txt
+
+# ---------------------------------------------------------------- dockerd (in the background) + swarmscope install
+start_dockerd() {
+  dockerd --log-level=info >> /var/log/dockerd.log 2>&1 &
+  waitfor 300 docker info
+}
+start_dockerd & DSTART=$!
+
+# install swarmscope from a copy of the read-only checkout (pip writes build files next to the sources)
+rm -rf /tmp/src; mkdir -p /tmp/src
+cp -r /src/swarmscope /src/pyproject.toml /tmp/src/
+for f in README.md README.rst LICENSE; do [ -f /src/$f ] && cp /src/$f /tmp/src/; done
+[ -f /tmp/src/README.md ] || { echo "(README.md missing in the checkout: placeholder used)" > /tmp/src/README.md; echo "README.md missing in checkout" >> $O/setup/pip-install.log; }
+find /tmp/src -name __pycache__ -prune -exec rm -rf {} +
+( cd /tmp && $VENV/bin/pip install --no-index --no-cache-dir --find-links /wheels --no-build-isolation /tmp/src ) >> $O/setup/pip-install.log 2>&1
+echo $? > $O/setup/pip-install.rc
+$VENV/bin/pip freeze > $O/setup/pip-freeze.txt 2>&1
+mark swarmscope_installed rc=$(cat $O/setup/pip-install.rc)
+
+wait $DSTART || fail "dockerd not ready"
+mark dockerd_ready
+
+# ---------------------------------------------------------------- swarm + image + services
+docker swarm init --advertise-addr $ADVERTISE > $O/setup/swarm-init.txt 2>&1 || fail "swarm init: $(cat $O/setup/swarm-init.txt)"
+mark swarm_init_done
+rm -rf /tmp/bbroot; mkdir -p /tmp/bbroot/bin /tmp/bbroot/www
+cp /bin/busybox /tmp/bbroot/bin/busybox
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox /tmp/bbroot/bin/$a; done
+tar -C /tmp/bbroot -c . | docker import - bb:1 > $O/setup/docker-import.txt 2>&1 || fail "docker import"
+mark image_imported
+
+SVC_OPTS="--detach --no-resolve-image --stop-grace-period 1s"
+HTTPD='mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 80 -h /www'
+create_whoami() { docker service create $SVC_OPTS --name whoami --replicas 2 --publish 8000:80 --network demo bb:1 sh -c "$HTTPD"; }
+create_all() {
+  docker network create -d overlay --attachable demo
+  create_whoami
+  docker service create $SVC_OPTS --name client --network demo bb:1 sleep 2147483647
+  docker service create $SVC_OPTS --name dnsrr --endpoint-mode dnsrr --network demo bb:1 sleep 2147483647
+  docker service create $SVC_OPTS --name hostport --publish mode=host,published=8081,target=80 bb:1 sh -c "$HTTPD"
+  docker service create $SVC_OPTS --name glob --mode global --network demo bb:1 sleep 2147483647
+}
+remove_all() {
+  docker service rm whoami client dnsrr hostport glob
+  waitfor 120 sh -c '[ -z "$(docker ps -q)" ]'
+  docker network rm demo
+  waitfor 60 sh -c "! ls $NS/lb_* >/dev/null 2>&1"
+}
+create_all > $O/setup/services-create.txt 2>&1 || fail "service create: $(tail -3 $O/setup/services-create.txt)"
+mark services_created
+
+health() { # -> /tmp/health.txt (also /out/health-last.txt, to follow a run from the host)
+  local t0=$SECONDS rc
+  $GC health --baseline $O/baseline.json > /tmp/health.txt 2>&1; rc=$?
+  echo "# health check exit $rc, $((SECONDS-t0)) s, uptime $(uptime_s)" >> /tmp/health.txt
+  cp /tmp/health.txt $O/health-last.txt
+  return $rc
+}
+wait_healthy() { # timeout_s [copy-last-report-to]
+  local end=$((SECONDS+$1)) rc=1
+  while :; do health && { rc=0; break; }; [ $SECONDS -ge $end ] && break; sleep 2; done
+  [ -n "${2:-}" ] && cp /tmp/health.txt "$2"
+  return $rc
+}
+wait_healthy 420 $O/setup/health-initial.txt || fail "lab never became healthy: $(grep -v '^ok' /tmp/health.txt | head -5)"
+mark lab_healthy
+
+# ---------------------------------------------------------------- captures
+capture() { # dir [full]   (full: also the docker CLI's info/version text; the healthy phase)
+  local d=$1 full=${2:-} p
+  mkdir -p $d/ns $d/docker
+  ls -l $NS > $d/netns-list.txt 2>&1
+  bash /tmp/scenario/nscap.sh $d/ns/host host & p=$!
+  ls $NS | xargs -P 3 -I{} nsenter --net=$NS/{} bash /tmp/scenario/nscap.sh $d/ns/{}
+  wait $p
+  local dd=$d/docker
+  $GC dump $dd ${full:+--full} 2>> $dd/commands.txt   # the API's view, also writes $d/sandboxes.txt
+  dc() { local f=$1; shift; "$@" > $dd/$f 2>&1; echo "$f: $* (exit $?)" >> $dd/commands.txt; }
+  if [ -n "$full" ]; then
+    dc docker-info.txt            docker info
+    dc docker-version.txt         docker version
+  fi
+  dc service-ps.txt               docker service ps --no-trunc $(docker service ls -q)
+  # DNS from the client container (embedded resolver 127.0.0.11), and the VIP path
+  local client; client=$(docker ps -q -f label=com.docker.swarm.service.name=client | head -1)
+  if [ -n "$client" ]; then
+    docker exec $client sh -c 'for q in whoami tasks.whoami dnsrr tasks.dnsrr; do echo "=== $q"; nslookup $q 2>&1; echo "=== exit $?"; done' > $dd/dns-all.txt 2>&1
+    awk '/^=== exit/{next} /^=== /{f="'$dd'/dns-" $2 ".txt"; next} {print > f}' $dd/dns-all.txt
+    rm -f $dd/dns-all.txt
+    { for i in 1 2; do docker exec $client timeout 3 wget -qO- http://whoami/ || echo "FAILED (exit $?)"; done; } > $d/wget-client-to-whoami-vip.txt 2>&1
+  fi
+  { for i in 1 2 3 4; do timeout 3 busybox wget -qO- http://127.0.0.1:8000/ || echo "FAILED (exit $?)"; done; } > $d/wget-127.0.0.1-8000.txt 2>&1
+  { for i in 1 2; do timeout 3 busybox wget -qO- http://$ADVERTISE:8000/ || echo "FAILED (exit $?)"; done; } > $d/wget-eth0-8000.txt 2>&1
+  { timeout 3 busybox wget -qO- http://127.0.0.1:8081/ || echo "FAILED (exit $?)"; } > $d/wget-127.0.0.1-8081.txt 2>&1
+}
+run_swarmscope() { # dir
+  local d=$1/swarmscope cmd slug t0
+  mkdir -p $d
+  for cmd in "${SWARMSCOPE_COMMANDS[@]}"; do
+    slug=$(echo "$cmd" | tr -s ' -' '__' | sed 's/^_*//; s/_*$//')
+    t0=$SECONDS
+    ( cd / && timeout 300 $VENV/bin/python -m swarmscope $cmd > $d/$slug.stdout 2> $d/$slug.stderr )
+    echo $? > $d/$slug.rc
+    echo "python -m swarmscope $cmd: exit $(cat $d/$slug.rc), $((SECONDS-t0)) s" >> $d/commands.txt
+  done
+}
+
+# ---------------------------------------------------------------- phase: healthy
+$GC facts --json $O/baseline.json > /dev/null
+P=$O/phases/healthy
+mkdir -p $P; cp /tmp/health.txt $P/health-before.txt; cp $O/baseline.json $P/facts.json
+run_swarmscope $P & SS=$!
+capture $P full
+mark healthy_captured
+wait $SS
+mark healthy_swarmscope_done
+echo "healthy ok" >> $O/phases.txt
+
+# ---------------------------------------------------------------- faults
+nsx() { local n=$1; shift; nsenter --net=$NS/$n "$@"; }
+apply_fault() { # name -> runs the fault, commands and output into $P/fault.txt
+  case $1 in
+    a-dnat-flushed)      echo "flush DOCKER-INGRESS in the host nat table (what a firewall reload does)"
+                         iptables -t nat -F DOCKER-INGRESS ;;
+    b-backend-deleted)   echo "delete real server $T1_INGRESS_IP from the ingress FWM $INGRESS_MARK service"
+                         nsx ingress_sbox ipvsadm -d -f $INGRESS_MARK -r $T1_INGRESS_IP:0 ;;
+    c-unknown-backend)   echo "add real server $UNKNOWN_BACKEND (no task owns it) to the ingress FWM $INGRESS_MARK service"
+                         nsx ingress_sbox ipvsadm -a -f $INGRESS_MARK -r $UNKNOWN_BACKEND:0 -m ;;
+    d-weight-zero)       echo "set the weight of real server $T1_INGRESS_IP in the ingress FWM $INGRESS_MARK service to 0"
+                         nsx ingress_sbox ipvsadm -e -f $INGRESS_MARK -r $T1_INGRESS_IP:0 -m -w 0 ;;
+    e-mark-deleted)      local rule; rule=$(nsx ingress_sbox iptables -t mangle -S PREROUTING | grep -- '--dport 8000' | grep -m1 MARK)
+                         echo "delete the ingress_sbox mangle PREROUTING rule: $rule"
+                         nsx ingress_sbox iptables -t mangle ${rule/-A /-D } ;;
+    f-vip-removed)       echo "remove whoami's VIP $WHOAMI_VIP_DEMO/32 from eth0 in $LB_NS (demo's load balancer)"
+                         nsx $LB_NS ip addr del $WHOAMI_VIP_DEMO/32 dev eth0 ;;
+    g-lb-ip-forward-off) echo "net.ipv4.ip_forward=0 in $LB_NS (demo's load balancer)"
+                         nsx $LB_NS sysctl -w net.ipv4.ip_forward=0 ;;
+    h-task-killed)       echo "kill -9 of whoami task container ${T1_CONTAINER:0:12}'s init, host PID $T1_PID (behind swarm's back; ingress $T1_INGRESS_IP, demo $T1_DEMO_IP)"
+                         kill -9 $T1_PID ;;
+    *) echo "unknown fault $1"; return 2 ;;
+  esac
+}
+# what the load balancers look like, sampled every ~0.5 s (stale entries after a kill show up here)
+timeline() { # seconds file
+  local end=$((SECONDS+$1))
+  while [ $SECONDS -lt $end ]; do
+    { echo "--- t=$(uptime_s)"
+      echo "ingress_sbox:"; nsx ingress_sbox ipvsadm -Ln | grep -E 'FWM|->.*(Masq|Route|Tunnel)'
+      echo "$LB_NS:"; nsx $LB_NS ipvsadm -Ln | grep -A3 -E "FWM +$DEMO_MARK " | grep -E 'FWM|->.*Masq'
+    } >> $2 2>&1
+    sleep 0.2
+  done
+}
+undo_fault() { # manual undo (last rung of the ladder), needs the facts taken before the fault
+  case $1 in
+    a-dnat-flushed)      iptables -t nat -A DOCKER-INGRESS -p tcp --dport 8000 -j DNAT --to-destination $(docker network inspect docker_gwbridge -f '{{(index .Containers "ingress-sbox").IPv4Address}}' | cut -d/ -f1):8000
+                         iptables -t nat -A DOCKER-INGRESS -j RETURN ;;
+    b-backend-deleted)   nsx ingress_sbox ipvsadm -a -f $INGRESS_MARK -r $T1_INGRESS_IP:0 -m -w 1 ;;
+    c-unknown-backend)   nsx ingress_sbox ipvsadm -d -f $INGRESS_MARK -r $UNKNOWN_BACKEND:0 ;;
+    d-weight-zero)       nsx ingress_sbox ipvsadm -e -f $INGRESS_MARK -r $T1_INGRESS_IP:0 -m -w 1 ;;
+    e-mark-deleted)      nsx ingress_sbox iptables -t mangle -A PREROUTING -p tcp --dport 8000 -j MARK --set-mark $INGRESS_MARK ;;
+    f-vip-removed)       nsx $LB_NS ip addr add $WHOAMI_VIP_DEMO/32 dev eth0 ;;
+    g-lb-ip-forward-off) nsx $LB_NS sysctl -w net.ipv4.ip_forward=1 ;;
+    h-task-killed)       : ;;
+  esac
+}
+restart_dockerd() {
+  local p; p=$(cat /var/run/docker.pid)
+  kill -TERM $p; waitfor 120 sh -c "! kill -0 $p" || kill -9 $p
+  start_dockerd
+}
+repair_step() { # step fault -> 0 when the step ran (health is judged by the caller)
+  case $1 in
+    wait)     : ;;
+    force)    docker service update --detach --force whoami
+              waitfor 180 sh -c '[ "$(docker service inspect -f "{{.UpdateStatus.State}}" whoami)" = completed ]' ;;
+    recreate) docker service rm whoami
+              waitfor 120 sh -c '[ -z "$(docker ps -q -f label=com.docker.swarm.service.name=whoami)" ]'
+              sleep 2; create_whoami ;;
+    reset)    remove_all; sleep 2; create_all ;;
+    restart)  restart_dockerd ;;
+    manual)   undo_fault $2 ;;
+  esac
+}
+step_grace() { case $1 in wait) echo 90;; force) echo 15;; recreate|reset) echo 150;; restart) echo 240;; manual) echo 20;; esac; }
+
+for F in $FAULTS; do
+  P=$O/phases/$F; mkdir -p $P
+  if ! health; then
+    echo "# not healthy before the fault" > $P/NOT-HEALTHY-BEFORE.txt; cat /tmp/health.txt >> $P/NOT-HEALTHY-BEFORE.txt
+  fi
+  $GC facts --json $P/facts-before.json > $P/facts-before.sh
+  . $P/facts-before.sh
+  mark "fault $F"
+  TL=
+  case $F in h-*) timeline 30 $P/timeline.txt & TL=$!;; esac
+  { apply_fault $F; echo "(fault command exit $?, at uptime $(uptime_s))"; } > $P/fault.txt 2>&1
+  sleep 1
+  run_swarmscope $P & SS=$!       # read-only, like the capture: both see the same broken state
+  capture $P
+  mark "fault $F captured"
+  wait $SS
+  [ -n "$TL" ] && wait $TL
+  $GC facts --json $P/facts-after-fault.json > /dev/null
+  health; cp /tmp/health.txt $P/health-after-fault.txt
+  # repair ladder
+  if [ "$LEARN_REPAIRS" = 1 ]; then ladder=$REPAIRS; case $F in h-*) ladder="wait $REPAIRS";; esac
+  else ladder=$(first_repair $F); for step in $REPAIRS; do [[ " $ladder " == *" $step "* ]] || ladder="$ladder $step"; done
+  fi
+  outcome="NOT-REPAIRED"
+  for step in $ladder; do
+    t0=$SECONDS
+    repair_step $step $F >> $P/repair-$step.log 2>&1
+    if wait_healthy $(step_grace $step) $P/repair-$step-health.txt; then
+      echo "$step: REPAIRED ($((SECONDS-t0)) s)" >> $P/repair.txt; outcome="repaired-by-$step"; break
+    fi
+    echo "$step: not repaired ($((SECONDS-t0)) s): $(grep FAIL /tmp/health.txt | cut -c1-200 | tr '\n' ';')" >> $P/repair.txt
+  done
+  mark "fault $F $outcome"
+  echo "$F $outcome" >> $O/phases.txt
+  if [ "$F" = h-task-killed ] && [ "${outcome#repaired}" != "$outcome" ]; then
+    # the same through the engine (`docker kill`), load balancers sampled the same way, for comparison
+    $GC facts > /tmp/facts.sh; . /tmp/facts.sh
+    { echo "docker kill ${T1_CONTAINER:0:12} (ingress $T1_INGRESS_IP, demo $T1_DEMO_IP) at uptime $(uptime_s)"
+      timeline 20 $P/docker-kill-timeline.txt & TL=$!
+      docker kill $T1_CONTAINER; wait $TL
+      wait_healthy 120 && echo "healthy again at uptime $(uptime_s)"; } > $P/docker-kill.txt 2>&1
+    mark "fault $F docker-kill comparison done"
+  fi
+done
+mark scenario_done
+touch $O/DONE
