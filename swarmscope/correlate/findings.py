@@ -67,8 +67,13 @@ def check(id: str, severity: str, title: str, hint: str):
     return deco
 
 
-def hop_check(id: str, severity: str, title: str, hint: str, key: str, statuses=(MISSING, MISMATCH), which: str = "all"):
-    """Register a check that fires where a path hop has one of ``statuses``."""
+def hop_check(id: str, severity: str, title: str, hint: str, key: str, statuses=(MISSING, MISMATCH), which: str = "all",
+              per_service: bool = True):
+    """Register a check that fires where a path hop has one of ``statuses``.
+
+    ``per_service=False`` for hops that belong to the network on the node, not to one service (the
+    lb_ namespace's sysctls): every service's path crosses them, and the finding is one per network.
+    """
 
     def fn(ctx: Ctx) -> Iterator[Hit]:
         for sp, kind, label, np in ctx.node_paths(which):
@@ -76,7 +81,7 @@ def hop_check(id: str, severity: str, title: str, hint: str, key: str, statuses=
             if h is not None and h.status in statuses:
                 net = label if kind == "vip" else None
                 where = f"{label}: " if kind != "vip" else ""
-                yield Hit([np.node], sp.name, net, f"{where}{h.detail}", list(h.evidence), [h])
+                yield Hit([np.node], sp.name if per_service else None, net, f"{where}{h.detail}", list(h.evidence), [h])
 
     fn.__name__ = "check_" + id.replace(".", "_").replace("-", "_")
     REGISTRY.append(CheckSpec(id, severity, title, hint, fn))
@@ -299,7 +304,7 @@ def check_lb_missing(ctx: Ctx) -> Iterator[Hit]:
 hop_check("lb.ip-forward-off", ERROR, "IP forwarding is off in the load-balancer namespace",
           "dockerd sets net.ipv4.ip_forward=1 in lb_ namespaces; set it back with "
           "`nsenter --net=/var/run/docker/netns/lb_<id> sysctl -w net.ipv4.ip_forward=1` or restart dockerd.",
-          "lb.ip_forward", (MISMATCH,), "vips")
+          "lb.ip_forward", (MISMATCH,), "vips", per_service=False)
 hop_check("vip.alias-missing", ERROR, "the service VIP is not on its lb_ namespace",
           "The /32 alias lets the lb_ sandbox accept VIP traffic; `docker service update --force SERVICE` re-adds it.",
           "lb.vip_alias", (MISSING, MISMATCH), "vips")

@@ -562,13 +562,22 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
 
 
 def verdict(np: NodePath) -> None:
+    """ok, broken (the first broken hop), degraded (serves, but some real servers are wrong), unknown."""
+    degraded = None
     for h in np.hops:
         if h.aux:
+            continue
+        if h.status == MISMATCH and h.key.endswith(".backends") and any(b.status == "ok" for b in np.backends):
+            degraded = degraded or h  # traffic still reaches a good backend
             continue
         if h.status in (MISSING, MISMATCH):
             np.verdict, np.broken_at = "broken", h.label
             np.reason = f"{h.label}: {h.detail}"
             return
+    if degraded is not None:
+        np.verdict, np.broken_at = "degraded", degraded.label
+        np.reason = f"{degraded.label}: {degraded.detail}"
+        return
     redirects = [b.redirect for b in np.backends if b.status == "ok" and b.redirect is not None]
     if redirects and all(r in (MISSING, MISMATCH) for r in redirects):
         np.verdict, np.broken_at, np.reason = "broken", "task REDIRECT", "no running backend has its REDIRECT rule"

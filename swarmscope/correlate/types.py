@@ -51,8 +51,8 @@ class NodePath:
     node_id: Optional[str]
     hops: list[Hop] = field(default_factory=list)
     backends: list[Backend] = field(default_factory=list)
-    verdict: str = UNKNOWN  # ok | broken | unknown | n/a
-    broken_at: Optional[str] = None  # label of the first broken hop
+    verdict: str = UNKNOWN  # ok | broken | degraded (serves, some real servers wrong) | unknown | n/a
+    broken_at: Optional[str] = None  # label of the first broken (or, when degraded, the degraded) hop
     reason: str = ""
 
     def hop(self, key: str) -> Optional[Hop]:

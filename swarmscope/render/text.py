@@ -15,6 +15,7 @@ _COLOURS = {
     "missing": "red",
     "mismatch": "red",
     "broken": "red",
+    "degraded": "yellow",
     "stale": "red",
     "foreign": "red",
     "weight0": "yellow",
@@ -47,6 +48,8 @@ def _verdict_line(np: NodePath, st: Style) -> str:
         return f"node {np.node}: {st('SERVES', 'ok', True)} (every hop ok)"
     if np.verdict == "broken":
         return f"node {np.node}: {st('BROKEN', 'broken', True)} at {np.broken_at}"
+    if np.verdict == "degraded":
+        return f"node {np.node}: {st('DEGRADED', 'degraded', True)} (serves) at {np.broken_at}"
     if np.verdict == "n/a":
         return f"node {np.node}: n/a ({np.reason})"
     return f"node {np.node}: {st('UNKNOWN', 'unknown', True)} ({np.reason})"
@@ -180,14 +183,14 @@ def render_check(analysis: Analysis, colour: bool = False, verbose: bool = False
     for sp in analysis.services:
         for pp in sp.ports:
             for np in pp.nodes:
-                if np.verdict == "broken":
-                    broken.append(f"{sp.name} {pp.protocol}/{pp.published} on {np.node}: broken at {np.broken_at}")
+                if np.verdict in ("broken", "degraded"):
+                    broken.append(f"{sp.name} {pp.protocol}/{pp.published} on {np.node}: {np.verdict} at {np.broken_at}")
         for vp in sp.vip_paths:
             for np in vp.nodes:
-                if np.verdict == "broken":
-                    broken.append(f"{sp.name} on {vp.network} via node {np.node}: broken at {np.broken_at}")
+                if np.verdict in ("broken", "degraded"):
+                    broken.append(f"{sp.name} on {vp.network} via node {np.node}: {np.verdict} at {np.broken_at}")
     if broken:
-        out.append(f"broken paths: {len(broken)}")
+        out.append(f"broken or degraded paths: {len(broken)}")
         out.extend(f"  {b}" for b in broken[:20])
         if len(broken) > 20:
             out.append(f"  (+{len(broken) - 20} more)")

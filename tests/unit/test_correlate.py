@@ -26,6 +26,7 @@ from swarmscope.model import (
     Rule,
     RuleOption,
     Service,
+    ServiceVip,
     Task,
     TaskAttachment,
 )
@@ -300,6 +301,7 @@ def test_stale_real_server(snap):
     ingress_dests(snap).append(IpvsDest("10.0.0.250", 0, "Masq", 1))
     a = analyze([snap])
     assert roots(a) == ["ipvs.backend-stale"]
+    assert a.services[0].ports[0].nodes[0].verdict == "degraded"
     f = finding(a, "ipvs.backend-stale")
     assert "10.0.0.250" in f.detail and any("10.0.0.250" in e for e in f.evidence)
 
@@ -311,7 +313,9 @@ def test_real_server_missing_for_running_task(snap):
     assert roots(a) == ["ipvs.backend-missing"]
     assert "10.0.0.7" in finding(a, "ipvs.backend-missing").detail
     np = a.services[0].ports[0].nodes[0]
-    assert np.verdict == "broken" and np.hop("ingress.backends").status == "mismatch"
+    # one task still gets the traffic: the node serves the port, degraded
+    assert np.verdict == "degraded" and np.hop("ingress.backends").status == "mismatch"
+    assert np.broken_at == "real servers -> tasks"
 
 
 def test_weight_zero_on_running_task(snap):
@@ -550,3 +554,17 @@ def test_worker_without_manager_data_does_not_call_remote_real_servers_stale(sna
         assert sorted(b.status for b in np.backends) == ["ok", "unknown"], np.backends
         assert np.verdict == "ok"
     assert not [f for f in a.findings if f.id.startswith("ipvs.")]
+
+
+def test_ip_forward_off_in_lb_is_one_finding_for_the_network():
+    """Every VIP service on the network crosses the lb_ namespace: one finding, not one per service."""
+    snap = rawsnap.lab_vm()
+    appnet = next(n for n in snap.docker.networks if n.name == "appnet")
+    snap.docker.services.append(Service(id="second", name="second", mode="replicated", replicas=0, networks=[appnet.id],
+                                        vips=[ServiceVip(appnet.id, "10.0.1.40/24")]))
+    ns(snap, "lb", "appnet").sysctls["net.ipv4.ip_forward"] = "0"
+    a = analyze([snap])
+    crossing = [sp.name for sp in a.services if sp.vip_paths and sp.vip_paths[0].nodes[0].hop("lb.ip_forward")]
+    assert sorted(crossing) == ["second", "whoami"]
+    fs = [f for f in a.findings if f.id == "lb.ip-forward-off"]
+    assert len(fs) == 1 and fs[0].service is None and fs[0].network == "appnet"

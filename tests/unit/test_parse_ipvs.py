@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -275,3 +276,29 @@ def test_errors_name_the_line(parse, text, lineno, bad, reason):
     assert (err.lineno, err.line) == (lineno, bad)
     assert reason in err.reason
     assert f"line {lineno}" in str(err) and repr(bad) in str(err)
+
+
+def _vm_ipvs_dirs():
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "vm"
+    return sorted(d for d in root.glob("*/ns/*") if (d / "ipvsadm-S-n.txt").exists() and (d / "proc-net-ip_vs.txt").exists()
+                  and (d / "ipvsadm-Ln.txt").exists())
+
+
+def _shape(services):
+    """What the three formats share: services and their real servers (not connection counts)."""
+    return sorted((s.protocol, s.fwmark, s.address, s.port, s.scheduler,
+                   tuple(sorted((d.address, d.port, d.forward, d.weight) for d in s.dests))) for s in services)
+
+
+@pytest.mark.parametrize("d", _vm_ipvs_dirs(), ids=lambda d: f"{d.parts[-3]}/{d.name}")
+def test_three_ipvs_formats_agree_on_the_vm_captures(d):
+    """ipvsadm -Ln, ipvsadm -S -n and /proc/net/ip_vs, captured together on a real ip_vs kernel, parse alike."""
+    listed = parse_ipvsadm_list(d.joinpath("ipvsadm-Ln.txt").read_text())
+    assert _shape(listed) == _shape(parse_ipvsadm_save(d.joinpath("ipvsadm-S-n.txt").read_text()))
+    assert _shape(listed) == _shape(parse_proc_ip_vs(d.joinpath("proc-net-ip_vs.txt").read_text()))
+
+
+def test_vm_captures_include_load_balancers_with_real_servers():
+    dirs = _vm_ipvs_dirs()
+    assert any(d.name == "ingress_sbox" for d in dirs) and any(d.name.startswith("lb_") for d in dirs)
+    assert any(s.dests for d in dirs for s in parse_ipvsadm_list(d.joinpath("ipvsadm-Ln.txt").read_text()))

@@ -24,21 +24,21 @@ pytestmark = pytest.mark.vm
 FAULTS = vmlab.ALL_FAULTS
 PHASES = ["healthy", *FAULTS]
 
-# TODO(swarmscope): once the path map exists, the scenario (guest/scenario.sh, SWARMSCOPE_COMMANDS) also
-# runs `python -m swarmscope explain whoami --format json` and `python -m swarmscope check` in every
-# phase; fill in the finding id each phase must produce (None = no finding, i.e. healthy) and
-# test_swarmscope_finding below starts asserting it.
+# In every phase the scenario runs, in the guest, `swarmscope explain whoami --format json --save dump.json`
+# (one collection) and `swarmscope check --format json --from dump.json`. Each phase must give exactly
+# this root-cause finding (None: healthy, no finding at all), and check's exit code must say so.
 EXPECTED_FINDINGS: dict[str, str | None] = {
-    # "healthy": None,
-    # "a-dnat-flushed": "...",
-    # "b-backend-deleted": "...",
-    # "c-unknown-backend": "...",
-    # "d-weight-zero": "...",
-    # "e-mark-deleted": "...",
-    # "f-vip-removed": "...",
-    # "g-lb-ip-forward-off": "...",
-    # "h-task-killed": "...",
+    "healthy": None,
+    "a-dnat-flushed": "ingress.dnat-missing",
+    "b-backend-deleted": "ipvs.backend-missing",
+    "c-unknown-backend": "ipvs.backend-stale",
+    "d-weight-zero": "ipvs.weight-zero",
+    "e-mark-deleted": "ingress.mark-missing",
+    "f-vip-removed": "vip.alias-missing",
+    "g-lb-ip-forward-off": "lb.ip-forward-off",
+    "h-task-killed": "service.replicas-short",
 }
+EXIT = {None: 0, "ipvs.weight-zero": 0, "service.replicas-short": 0}  # warnings; every other finding is an error
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -101,23 +101,81 @@ def test_swarmscope_installed_in_guest_from_checkout(vm_out):
     assert re.search(r"^swarmscope[ =@]", read(vm_out / "setup" / "pip-freeze.txt"), re.M)
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_swarmscope_ran_in_phase(vm_out, phase):
-    """Every phase ran each swarmscope command and kept its output and exit code (any exit code, for now)."""
+def swarmscope_out(vm_out: Path, phase: str, slug: str) -> tuple[int, dict]:
     d = phase_dir(vm_out, phase) / "swarmscope"
-    assert (d / "collect_json.rc").exists()
-    assert (d / "collect_json.stdout").exists()
+    rc = int(read(d / f"{slug}.rc").strip())
+    assert rc in (0, 1), f"{phase}: swarmscope {slug} exit {rc}: {read(d / f'{slug}.stderr')[-2000:]}"
+    return rc, load_json(d / f"{slug}.stdout")
 
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_swarmscope_finding(vm_out, phase):
-    if phase not in EXPECTED_FINDINGS:
-        pytest.skip("TODO: expected swarmscope finding not defined yet (needs explain/check)")
-    d = phase_dir(vm_out, phase) / "swarmscope"
-    report = load_json(d / "explain_whoami_format_json.stdout")
-    ids = {f.get("id") for f in report.get("findings", [])}
+    """check, on the dump explain collected in the guest: exactly the expected root cause, and its exit code."""
     want = EXPECTED_FINDINGS[phase]
-    assert (want in ids) if want else not ids, f"{phase}: findings {ids}, want {want}"
+    rc, doc = swarmscope_out(vm_out, phase, "check_format_json")
+    roots = sorted({f["id"] for f in doc["findings"] if f["caused_by"] is None})
+    assert roots == ([want] if want else []), f"{phase}: root causes {roots}, want {want}"
+    assert rc == EXIT.get(want, 1)
+    assert doc["complete"] is True, f"{phase}: the snapshot is incomplete"
+    erc, explain = swarmscope_out(vm_out, phase, "explain_whoami_format_json")
+    assert erc == rc
+    if want:
+        # the finding carries its evidence, and explain names it on the path
+        f = next(f for f in doc["findings"] if f["id"] == want)
+        assert f["evidence"] and f["hint"]
+        assert want in {f["id"] for f in explain["findings"]}
+
+
+def _paths(explain: dict):
+    sp = explain["services"][0]
+    assert sp["name"] == "whoami"
+    yield "ingress", sp["ports"][0]["nodes"][0]
+    for vp in sp["vip_paths"]:
+        for np in vp["nodes"]:
+            yield f"vip {vp['network']}", np
+
+
+def test_swarmscope_healthy_every_hop_ok(vm_out):
+    _, explain = swarmscope_out(vm_out, "healthy", "explain_whoami_format_json")
+    seen = set()
+    for kind, np in _paths(explain):
+        seen.add(kind.split()[0])
+        assert np["verdict"] == "ok", (kind, np["reason"])
+        bad = [(h["label"], h["status"], h["detail"]) for h in np["hops"] if h["status"] != "ok"]
+        assert not bad, (kind, bad)
+    assert seen == {"ingress", "vip"}
+
+
+def test_swarmscope_healthy_real_servers_are_the_running_tasks(vm_out):
+    d = phase_dir(vm_out, "healthy")
+    tasks = whoami_containers(d)
+    ingress = {c["NetworkSettings"]["Networks"]["ingress"]["IPAddress"] for c in tasks}
+    demo = {c["NetworkSettings"]["Networks"]["demo"]["IPAddress"] for c in tasks}
+    assert len(ingress) == 2 and len(demo) == 2
+    _, explain = swarmscope_out(vm_out, "healthy", "explain_whoami_format_json")
+    for kind, np in _paths(explain):
+        got = {b["address"] for b in np["backends"]}
+        assert got == (ingress if kind == "ingress" else demo), kind
+        assert {b["status"] for b in np["backends"]} == {"ok"} and {b["weight"] for b in np["backends"]} == {1}
+        if kind == "ingress":
+            assert {b["redirect"] for b in np["backends"]} == {"ok"}
+    # the IPVS tables were read over netlink, on a real ip_vs kernel
+    dump = load_json(d / "swarmscope" / "dump.json")
+    ipvs = [n["ipvs"] for n in dump["nodes"][0]["namespaces"] if n["kind"] in ("ingress_sbox", "lb")]
+    assert ipvs and {t["source"] for t in ipvs} == {"netlink"}
+
+
+def test_swarmscope_broken_hop_is_the_fault(vm_out):
+    """The verdict names the hop each fault broke."""
+    where = {"a-dnat-flushed": ("ingress", "host.dnat"), "e-mark-deleted": ("ingress", "ingress.mark"),
+             "f-vip-removed": ("vip", "lb.vip_alias"), "g-lb-ip-forward-off": ("vip", "lb.ip_forward"),
+             "b-backend-deleted": ("ingress", "ingress.backends"), "c-unknown-backend": ("ingress", "ingress.backends")}
+    for phase, (kind, key) in where.items():
+        _, explain = swarmscope_out(vm_out, phase, "explain_whoami_format_json")
+        np = next(np for k, np in _paths(explain) if k.startswith(kind))
+        hop = next(h for h in np["hops"] if h["key"] == key)
+        want = "degraded" if key.endswith(".backends") else "broken"  # one task still answers
+        assert np["verdict"] == want and np["broken_at"] == hop["label"], (phase, np["reason"])
 
 
 # ------------------------------------------------------------------------------------------ healthy
