@@ -132,11 +132,9 @@ def _load_or_collect(from_file, kw) -> tuple[list, bool, list]:
     """(snapshots, complete, failed nodes) from --from FILE, from every node of
     the swarm (on a manager), or from this node (--local, or on a worker)."""
     if from_file:
-        from swarmscope.cluster.run import failed_nodes_in
-        from swarmscope.dump import load
+        from swarmscope.dump import load_with_failed
 
-        snaps = load(from_file)
-        failed = failed_nodes_in(from_file)
+        snaps, failed = load_with_failed(from_file)
         return snaps, all(s.complete for s in snaps) and not failed, failed
     from swarmscope.cluster.run import collect_swarm
 

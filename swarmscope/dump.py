@@ -118,6 +118,7 @@ def failed_nodes_of(data: Any) -> list[dict]:
     return []
 
 
-def load_failed(path: str) -> list[dict]:
-    """The nodes a saved dump (or report bundle) says could not be collected."""
-    return failed_nodes_of(read_document(path))
+def load_with_failed(path: str) -> tuple[list[Snapshot], list[dict]]:
+    """The snapshots of a saved dump, snapshot or bundle, and the nodes it says could not be collected."""
+    data = read_document(path)
+    return snapshots_from_data(data, path), failed_nodes_of(data)

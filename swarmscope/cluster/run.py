@@ -35,17 +35,3 @@ def collect_swarm(opts: CollectOptions, local: bool, image: str, node_timeout: f
                 return res.snapshots, res.failed_nodes
     return [collect(opts)], []
 
-
-def failed_nodes_in(path: str) -> list[dict]:
-    """The failed_nodes of a saved dump (after dump.load() accepted it); [] when there are none."""
-    import json
-
-    if path == "-":
-        return []
-    try:
-        with open(path, "rb") as fh:
-            data = json.loads(fh.read())
-    except (OSError, ValueError):
-        return []  # a report bundle or the like: load() has read it, with no failed nodes to show
-    nodes = data.get("failed_nodes") if isinstance(data, dict) else None
-    return [f for f in nodes if isinstance(f, dict) and "node" in f] if isinstance(nodes, list) else []
