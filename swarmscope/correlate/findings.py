@@ -201,7 +201,8 @@ def check_chain_missing(ctx: Ctx) -> Iterator[Hit]:
         d = n.snap.host.iptables
         if d is not None and d.available and "DOCKER-INGRESS" not in d.table("nat").chains:
             hops = [np.hop("host.jump") for _, k, _, np in ctx.node_paths("ports") if np.node == n.name and k == "ingress"]
-            yield Hit([n.name], detail="no DOCKER-INGRESS chain in the host nat table", hops=[h for h in hops if h])
+            yield Hit([n.name], detail="no DOCKER-INGRESS chain in the host nat table",
+                      evidence=[f"host nat chains: {', '.join(d.table('nat').chains)}"], hops=[h for h in hops if h])
 
 
 @check("ingress.jump-missing", ERROR, "no jump to DOCKER-INGRESS from nat PREROUTING/OUTPUT",
@@ -218,7 +219,8 @@ def check_jump_missing(ctx: Ctx) -> Iterator[Hit]:
             continue
         missing = [c for c in ("PREROUTING", "OUTPUT") if not any(r.target == "DOCKER-INGRESS" for r in t.rules(c))]
         if missing:
-            yield Hit([n.name], detail=f"no jump from {' and '.join(missing)}")
+            ev = [f"host nat {c}: {r.line}" for c in missing for r in t.rules(c)] or [f"host nat {' and '.join(missing)}: no rules"]
+            yield Hit([n.name], detail=f"no jump from {' and '.join(missing)}", evidence=ev)
 
 
 @check("ingress.jump-duplicated", WARNING, "jump rules to DOCKER-INGRESS are duplicated",
@@ -298,7 +300,7 @@ def check_lb_missing(ctx: Ctx) -> Iterator[Hit]:
         h = np.hop("lb.ns")
         if h is not None and h.status == MISSING and (np.node, net) not in seen:
             seen.add((np.node, net))
-            yield Hit([np.node], network=net, detail=f"network {net}", hops=[h])
+            yield Hit([np.node], network=net, detail=f"network {net}", evidence=list(h.evidence), hops=[h])
 
 
 hop_check("lb.ip-forward-off", ERROR, "IP forwarding is off in the load-balancer namespace",
@@ -496,7 +498,9 @@ def check_overlay_missing(ctx: Ctx) -> Iterator[Hit]:
             if net is None or net.driver != "overlay" or not n.snap.netns_dir:
                 continue
             if n.overlay_ns(nid) is None:
-                yield Hit([n.name], network=net.name, detail=f"no 1-{nid[:10]} namespace for {net.name}")
+                have = [ns.name for ns in n.snap.namespaces if ns.kind == "overlay"] or ["none"]
+                yield Hit([n.name], network=net.name, detail=f"no 1-{nid[:10]} namespace for {net.name}",
+                          evidence=[f"overlay namespaces on {n.name}: {', '.join(have)}"])
 
 
 @check("overlay.vxlan-down", ERROR, "the overlay's vxlan interface is missing or down",
@@ -538,7 +542,8 @@ def check_gwbridge(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         gw = n.snap.host.gwbridge
         if gw is not None and not gw.present and (n.ingress_sbox is not None or n.snap.docker.containers):
-            yield Hit([n.name], detail="no docker_gwbridge interface in the host namespace")
+            yield Hit([n.name], detail="no docker_gwbridge interface in the host namespace",
+                      evidence=[f"host interfaces: {', '.join(i.name for i in n.snap.host.interfaces) or 'not read'}"])
 
 
 # --------------------------------------------------------------------------

@@ -115,9 +115,14 @@ def _sysctl_hop(key: str, label: str, values: dict, name: str, want: str = "1") 
     return Hop(key, label, st, f"{name}={v}" + ("" if st == OK else f" (want {want})"), [f"{name} = {v}"])
 
 
-def _ns_hop(key: str, label: str, ns: Optional[Namespace], what: str) -> Hop:
+def ns_listing(n: NodeCtx) -> str:
+    names = [ns.name for ns in n.snap.namespaces]
+    return f"{n.snap.netns_dir or 'netns directory'} lists: {', '.join(names) if names else 'nothing'}"
+
+
+def _ns_hop(key: str, label: str, ns: Optional[Namespace], what: str, n: NodeCtx) -> Hop:
     if ns is None:
-        return Hop(key, label, MISSING, f"no {what} namespace on this node")
+        return Hop(key, label, MISSING, f"no {what} namespace on this node", [ns_listing(n)])
     if ns.vanished:
         return Hop(key, label, UNKNOWN, f"{ns.name} vanished during collection")
     if ns.errors and not ns.interfaces:
@@ -139,14 +144,19 @@ def _alias_hop(key: str, label: str, ns: Optional[Namespace], vip: Optional[str]
 
 
 def _mark_hop(
-    key: str, label: str, rules: list[Rule], expected: Optional[int], where: str, aux: bool = False
+    key: str, label: str, rules: list[Rule], expected: Optional[int], where: str, aux: bool = False,
+    chain: Optional[list[Rule]] = None,
 ) -> tuple[Hop, Optional[int]]:
-    """Judge MARK rules; returns the hop and the mark to follow into IPVS."""
+    """Judge MARK rules; returns the hop and the mark to follow into IPVS.
+
+    ``chain``: every rule of the chain looked in, the evidence when no MARK rule is found.
+    """
     marks = [(r, mark_value(r)) for r in rules]
     marks = [(r, m) for r, m in marks if m is not None]
     if not marks:
         exp = f" (expected mark {expected} = {expected:#x})" if expected is not None else ""
-        return Hop(key, label, MISSING, f"no MARK rule in {where}{exp}", aux=aux), expected
+        ev = [f"{where}: {r.line}" for r in chain or []] or [f"{where}: no rules"]
+        return Hop(key, label, MISSING, f"no MARK rule in {where}{exp}", ev, aux=aux), expected
     ev = [r.line for r, _ in marks]
     if expected is None:
         m = marks[0][1]
@@ -188,7 +198,8 @@ def _snat_hop(key: str, label: str, ns: Optional[Namespace], subnets: list[str],
         return Hop(key, label, UNKNOWN, f"iptables of {ns.name} not read")
     rules = [r for r in t.rules("POSTROUTING") if r.target == "SNAT" and r.has_match("ipvs")]
     if not rules:
-        return Hop(key, label, MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {ns.name} nat POSTROUTING")
+        ev = [f"{ns.name} nat POSTROUTING: {r.line}" for r in t.rules("POSTROUTING")] or [f"{ns.name} nat POSTROUTING: no rules"]
+        return Hop(key, label, MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {ns.name} nat POSTROUTING", ev)
     ev = [r.line for r in rules]
     for r in rules:
         d = r.value("-d")
@@ -315,9 +326,11 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         jumps = {c: [r for r in hnat.rules(c) if r.target == INGRESS_CHAIN] for c in ("PREROUTING", "OUTPUT")}
         ev = [r.line for c in jumps for r in jumps[c]]
         if INGRESS_CHAIN not in hnat.chains:
-            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISSING, "nat chain DOCKER-INGRESS does not exist"))
+            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISSING, "nat chain DOCKER-INGRESS does not exist",
+                            [f"host nat chains: {', '.join(hnat.chains)}"]))
         elif not jumps["PREROUTING"] or not jumps["OUTPUT"]:
             miss = " and ".join(c for c in jumps if not jumps[c])
+            ev = [f"host nat {c}: {r.line}" for c in jumps for r in hnat.rules(c)] or ["host nat PREROUTING/OUTPUT: no rules"]
             hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISSING, f"no jump from {miss}", ev))
         else:
             hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", OK, "PREROUTING and OUTPUT jump (dst-type LOCAL)", ev))
@@ -355,7 +368,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", OK, "accepted in filter DOCKER-INGRESS, after DOCKER-USER", ev))
 
     sbox = n.ingress_sbox
-    hops.append(_ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox"))
+    hops.append(_ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
     expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
     mangle = table(sbox.iptables if sbox else None, "mangle")
     if sbox is None:
@@ -366,7 +379,8 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         mark = expected
     else:
         rules = [r for r in mangle.rules("PREROUTING") if r.target == "MARK" and proto_port(r, proto, "--dport", P)]
-        h, mark = _mark_hop("ingress.mark", f"ingress_sbox MARK :{P}", rules, expected, "ingress_sbox mangle PREROUTING")
+        h, mark = _mark_hop("ingress.mark", f"ingress_sbox MARK :{P}", rules, expected, "ingress_sbox mangle PREROUTING",
+                            chain=mangle.rules("PREROUTING"))
         hops.append(h)
     h, ipvs_svc = _ipvs_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
     hops.append(h)
@@ -381,7 +395,8 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     hops.append(_alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True))
     if mangle is not None and vip:
         rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
-        h, _ = _mark_hop("ingress.vip_mark", f"ingress VIP {vip} INPUT MARK", rules, expected, "ingress_sbox mangle INPUT", aux=True)
+        h, _ = _mark_hop("ingress.vip_mark", f"ingress VIP {vip} INPUT MARK", rules, expected, "ingress_sbox mangle INPUT",
+                         aux=True, chain=mangle.rules("INPUT"))
         hops.append(h)
     verdict(np)
     return np
@@ -434,7 +449,10 @@ def host_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> Nod
     if ls or dnats:
         np.hops.append(Hop("host.bound", f"host port {port.published_port}", OK, "bound on the host", ev))
     else:
-        np.hops.append(Hop("host.bound", f"host port {port.published_port}", MISSING, "nothing bound and no DNAT for the port"))
+        held = ", ".join(f"{l.protocol}/{l.port}" for l in n.snap.host.listeners) or "none"
+        np.hops.append(Hop("host.bound", f"host port {port.published_port}", MISSING, "nothing bound and no DNAT for the port",
+                           [f"sockets bound on published ports: {held}",
+                            f"host nat DOCKER: {len(hnat.rules('DOCKER')) if hnat else 0} rules, none for {port.protocol}/{port.published_port}"]))
     verdict(np)
     return np
 
@@ -476,7 +494,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     else:
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", MISMATCH, f"answers {' '.join(a.answers)}", [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
     lb = n.lb_ns(network_id)
-    hops.append(_ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_"))
+    hops.append(_ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_", n))
     hops.append(_sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward") if lb else Hop("lb.ip_forward", "lb_ ip_forward", MISSING, "no lb_ namespace"))
     hops.append(_alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip))
     expected = n.local_lb_index(network_id, svc.name)
@@ -501,7 +519,8 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
                 if old:
                     rules, where, mark_ns = old, f"{c.name} mangle OUTPUT (pre-18.06 layout)", c
                     break
-        h, mark = _mark_hop("lb.mark", f"MARK for {vip}", rules, expected, where)
+        h, mark = _mark_hop("lb.mark", f"MARK for {vip}", rules, expected, where,
+                            chain=mangle.rules("INPUT") if mark_ns is lb else None)
         hops.append(h)
     h, ipvs_svc = _ipvs_hop("lb.ipvs", f"IPVS in {mark_ns.name if mark_ns else 'lb_'}", n, mark_ns, mark)
     hops.append(h)

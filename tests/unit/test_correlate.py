@@ -34,7 +34,10 @@ from swarmscope.parse.iptables import parse_iptables_save
 
 
 def roots(analysis):
-    return sorted({f.id for f in analysis.findings if f.caused_by is None})
+    top = [f for f in analysis.findings if f.caused_by is None]
+    for f in top:  # every finding a user sees carries the evidence it was judged on
+        assert f.evidence, f"{f.id} has no evidence"
+    return sorted({f.id for f in top})
 
 
 def finding(analysis, fid):
