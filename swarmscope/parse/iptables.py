@@ -274,6 +274,15 @@ def parse_rule(
     return rule
 
 
+def _content_lines(text: str, lenient: bool):
+    """(line number, line, stripped line) of every line that is not blank, a comment, or (lenient) an elision."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if not s or s.startswith("#") or (lenient and _ELISION_RE.match(s)):
+            continue
+        yield lineno, line, s
+
+
 def _append(table: Table, rule: Rule, lenient: bool, undeclared: ParseError) -> None:
     """Add a rule to its chain; a chain never declared is an error, or (lenient) declared on the fly."""
     chain = table.chains.get(rule.chain)
@@ -304,12 +313,7 @@ def parse_iptables_save(text: str, backend: str = "nft", *, lenient: bool = Fals
     table: Optional[Table] = None
     open_line = (0, "")
     lineno = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        if lenient and _ELISION_RE.match(s):
-            continue
+    for lineno, line, s in _content_lines(text, lenient):
         if s.startswith("*"):
             name = s[1:].strip()
             if not name or " " in name:
@@ -362,12 +366,7 @@ def parse_iptables_rules(text: str, table: str = "filter", *, lenient: bool = Fa
     trailing ``# remarks`` are dropped too).
     """
     t = Table(name=table)
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        if lenient and _ELISION_RE.match(s):
-            continue
+    for lineno, line, s in _content_lines(text, lenient):
         words = split_words(s, what=what, lineno=lineno, line=line)
         head = words[0]
         if head in ("-P", "--policy", "-N", "--new-chain"):

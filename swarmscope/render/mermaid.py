@@ -26,27 +26,13 @@ LINKS = {
 }
 
 
+# what Mermaid's label syntax would read, as its entity codes
+_ENTITIES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;", "\r": " ", "\n": " "}
+
+
 def escape(text: str) -> str:
     """Text for inside a quoted Mermaid label: entity codes for what the syntax would read."""
-    out = []
-    for ch in text:
-        if ch == "#":
-            out.append("#35;")
-        elif ch == '"':
-            out.append("#quot;")
-        elif ch == "<":
-            out.append("#lt;")
-        elif ch == ">":
-            out.append("#gt;")
-        elif ch == "&":
-            out.append("#amp;")
-        elif ch == "`":
-            out.append("#96;")
-        elif ch in "\r\n":
-            out.append(" ")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return "".join(_ENTITIES.get(ch, ch) for ch in text)
 
 
 def _label(lines: list[str]) -> str:
