@@ -83,7 +83,7 @@ def _mount_of(path: str) -> Optional[tuple[str, list[str]]]:
 def check_environment(opts: CollectOptions) -> list[Check]:
     """What the agent needs, each with ok and an exact statement of what is missing."""
     from swarmscope.collect import docker_api
-    from swarmscope.netns import NamespaceError, run_in_netns
+    from swarmscope.netns import NamespaceError, is_mounted_namespace, run_in_netns
 
     out: list[Check] = []
     caps = _capabilities()
@@ -99,11 +99,8 @@ def check_environment(opts: CollectOptions) -> list[Check]:
     # the Docker API
     info = None
     try:
-        api, url = docker_api.connect(opts.docker_host, opts.docker_timeout)
-        try:
-            info = docker_api.engine_info(api)
-        finally:
-            api.close()
+        api, url, info = docker_api.connect_info(opts.docker_host, opts.docker_timeout)
+        api.close()
         out.append(Check("docker API", True, f"{url}: engine {info.engine_version}, swarm {info.swarm_state}"))
     except Exception as exc:  # noqa: BLE001
         msg = exc.message if isinstance(exc, SwarmscopeError) else str(exc)
@@ -141,11 +138,7 @@ def check_environment(opts: CollectOptions) -> list[Check]:
             out.append(Check("netns propagation", False, f"{d} is bind-mounted private: namespaces created after the "
                              "agent started will not be visible here, and entering them fails with 'reassociate to "
                              "namespace: Invalid argument' (mount it with bind-propagation=rslave)"))
-    try:
-        nsfs = os.stat("/proc/self/ns/net").st_dev
-    except OSError:
-        nsfs = None
-    live = [f for f in files if nsfs is not None and _stat_dev(os.path.join(d, f)) == nsfs]
+    live = [f for f in files if is_mounted_namespace(os.path.join(d, f))]
     if files and not live:
         out.append(Check("netns files", False, f"none of the {len(files)} files under {d} is a mounted namespace: "
                          "the directory is seen without dockerd's mounts (bind-propagation=rslave, and on the node the "
@@ -163,13 +156,6 @@ def check_environment(opts: CollectOptions) -> list[Check]:
         if shutil.which(tool) is None:
             out.append(Check(tool, False, f"{tool} not found (install iptables)"))
     return out
-
-
-def _stat_dev(path: str) -> Optional[int]:
-    try:
-        return os.stat(path).st_dev
-    except OSError:
-        return None
 
 
 def report_checks(checks: list[Check], stream=None) -> int:

@@ -14,7 +14,7 @@ import ctypes
 import errno
 import os
 import threading
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 CLONE_NEWNET = 0x40000000
 
@@ -58,6 +58,19 @@ def explain_setns_error(exc: OSError) -> str:
             "directory with bind-propagation=rslave and run with the host PID namespace"
         )
     return f"cannot enter namespace: {exc.strerror or exc}"
+
+
+def is_mounted_namespace(path: str) -> Optional[bool]:
+    """Whether ``path`` is a live namespace (an nsfs bind mount) and not a plain file.
+
+    None when it cannot be told (the file is gone, or /proc is not readable).
+    A plain file is what a removed sandbox leaves behind, or what a netns
+    directory looks like from a container that sees it without its mounts.
+    """
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return None
 
 
 def run_in_netns(path: str, fn: Callable[[], T], timeout: float | None = None) -> T:

@@ -87,13 +87,6 @@ class GatherResult:
         return [n.failed_entry() for n in self.nodes if n.snapshot is None]
 
 
-def _api_at_least(version: Optional[str], want: tuple[int, int]) -> bool:
-    try:
-        return tuple(int(x) for x in (version or "0").split(".")[:2]) >= want
-    except ValueError:
-        return False
-
-
 def socket_source(docker_host: Optional[str]) -> str:
     """The Docker socket's path on the nodes (the same layout as this one's is assumed)."""
     import os
@@ -209,7 +202,7 @@ def gather(opts: GatherOptions, collect_local: Callable[[], Snapshot]) -> Gather
         raise CollectError("cluster gathering needs a manager: this node is not one (use --local, or run on a manager)")
     # global-job exists from API 1.41, but before swarmkit#3112 (moby#44312) removing a
     # job leaves its tasks and containers behind for good: use it only where that is fixed
-    job_mode = _api_at_least(info.api_version, JOB_MIN_API)
+    job_mode = docker_api.api_at_least(info.api_version, JOB_MIN_API)
     result = GatherResult(mode="global-job" if job_mode else "global service (removed afterwards)")
     raw_nodes = api.nodes()
     results: dict[str, NodeResult] = {}
@@ -403,28 +396,18 @@ def _remove_job(api, service_id: str, progress, name: Optional[str]) -> None:
     progress(f"removed {name}")
 
 
-def role(docker_host: Optional[str], timeout: float):
-    """The engine's EngineInfo, or None when the API cannot be reached."""
-    try:
-        api, _ = docker_api.connect(docker_host, timeout)
-    except CollectError:
-        return None
-    try:
-        return docker_api.engine_info(api)
-    except Exception:  # noqa: BLE001 - the collector reports it properly
-        return None
-    finally:
-        api.close()
+def probe(docker_host: Optional[str], timeout: float):
+    """(EngineInfo, number of swarm nodes) over one connection; (None, 0) when the API cannot be reached.
 
-
-def count_nodes(docker_host: Optional[str], timeout: float) -> int:
+    The collector itself reports an unreachable API properly; this only decides whom to collect.
+    """
     try:
-        api, _ = docker_api.connect(docker_host, timeout)
+        api, _, info = docker_api.connect_info(docker_host, timeout)
     except CollectError:
-        return 0
+        return None, 0
     try:
-        return len(api.nodes())
+        return info, (len(api.nodes()) if info.is_manager else 1)
     except Exception:  # noqa: BLE001
-        return 0
+        return info, 0
     finally:
         api.close()

@@ -22,13 +22,13 @@ def collect_swarm(opts: CollectOptions, local: bool, image: str, node_timeout: f
     from swarmscope.collect.snapshot import collect, preflight
 
     if not local:
-        from swarmscope.cluster.gather import GatherOptions, count_nodes, gather, role
+        from swarmscope.cluster.gather import GatherOptions, gather, probe
 
-        info = role(opts.docker_host, opts.docker_timeout)
+        info, nodes = probe(opts.docker_host, opts.docker_timeout)
         if info is not None and info.swarm_state == "active":
             if not info.is_manager:
                 say(WORKER_NOTE)
-            elif count_nodes(opts.docker_host, opts.docker_timeout) > 1:
+            elif nodes > 1:
                 preflight(opts)  # the local part needs root and the netns directory, like collect
                 res = gather(GatherOptions(collect=opts, image=image, node_timeout=node_timeout, progress=say),
                              lambda: collect(opts))

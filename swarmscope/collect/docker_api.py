@@ -35,11 +35,12 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 KEEP_LABEL_PREFIX = "com.docker."
 
 
-def _api_tuple(v: str) -> tuple[int, ...]:
+def api_at_least(version: Optional[str], want: tuple[int, ...]) -> bool:
+    """Whether an API version string ("1.41") is at least ``want``; False when unreadable."""
     try:
-        return tuple(int(x) for x in v.split("."))
+        return tuple(int(x) for x in (version or "0").split(".")) >= want
     except ValueError:
-        return (0,)
+        return False
 
 
 @dataclass
@@ -84,7 +85,7 @@ def engine_info(api) -> EngineInfo:
     info = api.info()
     ver = api.version()
     api_version = ver.get("ApiVersion")
-    if api_version and _api_tuple(api_version) < MIN_API:
+    if api_version and not api_at_least(api_version, MIN_API):
         raise CollectError(
             f"unsupported engine: Docker API {api_version} (engine {ver.get('Version')}); "
             f"swarmscope needs API {'.'.join(map(str, MIN_API))} or newer (Docker 17.06+)"

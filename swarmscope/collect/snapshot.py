@@ -35,7 +35,7 @@ from swarmscope.model import (
     NodeInfo,
     Snapshot,
 )
-from swarmscope.netns import NamespaceError, run_in_netns
+from swarmscope.netns import NamespaceError, is_mounted_namespace, run_in_netns
 
 DEFAULT_NETNS_DIR = "/var/run/docker/netns"
 _CONTAINER_NS = re.compile(r"^[0-9a-f]{12}$")
@@ -199,23 +199,13 @@ def _mark_stale(namespaces: list[Namespace], rec: Recorder, errors: list[str], n
     directory is seen without its mounts — the agent's container lacks
     bind-propagation=rslave — and that is an error.
     """
-    try:
-        nsfs = os.stat("/proc/self/ns/net").st_dev
-    except OSError:
-        return
     plain = []
     for ns in namespaces:
-        try:
-            st = os.stat(ns.path)
-        except FileNotFoundError:
+        if not os.path.exists(ns.path):
             ns.vanished = True
             ns.errors.append("namespace file vanished (the container or network went away during collection)")
             rec.skipped("enter namespace", ns.name, ns.errors[-1])
-            continue
-        except OSError as exc:
-            ns.errors.append(f"cannot stat: {exc.strerror}")
-            continue
-        if st.st_dev != nsfs:
+        elif is_mounted_namespace(ns.path) is False:
             plain.append(ns)
     if plain and len(plain) == len(namespaces):
         errors.append(
