@@ -15,17 +15,20 @@ exactly what is missing.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hmac
 import json
+import math
 import os
+import selectors
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
+from typing import Any, Optional
 
 from swarmscope.collect.snapshot import CollectOptions
 from swarmscope.errors import SwarmscopeError, UsageError
@@ -210,9 +213,44 @@ def run_once(opts: CollectOptions, run: str) -> int:
 class State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     snapshot_json: Optional[bytes] = None
-    metrics: str = ""
+    metrics: str = ""  # the Prometheus text form of the last collection (for the log and the tests)
+    registry: Any = None  # a prometheus_client registry holding the last collection's metrics
+    exposition: dict = field(default_factory=dict)  # content type -> bytes, made on demand per collection
     collections: int = 0
     failures: int = 0
+
+    def publish(self, snapshot_json: bytes, registry) -> None:
+        from prometheus_client import generate_latest
+
+        text = generate_latest(registry).decode()
+        with self.lock:
+            self.snapshot_json = snapshot_json
+            self.registry = registry
+            self.metrics = text
+            self.exposition = {}
+
+    def publish_failure(self, registry) -> None:
+        """New metrics (the failure counts), the last snapshot kept."""
+        from prometheus_client import generate_latest
+
+        text = generate_latest(registry).decode()
+        with self.lock:
+            self.registry, self.metrics, self.exposition = registry, text, {}
+
+    def metrics_for(self, accept: str) -> Optional[tuple[bytes, str]]:
+        """(body, content type) of the last collection's metrics in the format ``accept`` negotiates."""
+        from prometheus_client.exposition import choose_encoder
+
+        with self.lock:
+            registry, cache = self.registry, self.exposition
+            if registry is None:
+                if not self.metrics:
+                    return None
+                return self.metrics.encode(), "text/plain; version=0.0.4; charset=utf-8"
+            encoder, ctype = choose_encoder(accept)
+            if ctype not in cache:
+                cache[ctype] = encoder(registry)
+            return cache[ctype], ctype
 
 
 def _finding_key(f) -> tuple:
@@ -225,89 +263,510 @@ def _describe(f) -> str:
     return f"{f.id} [{f.severity}] {where} {f.title}".replace("  ", " ")
 
 
-def _esc(v) -> str:
-    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+class _CollectionMetrics:
+    """A prometheus_client collector over one collection's results (fixed at construction)."""
+
+    def __init__(self, snap, analysis, collections: int, failures: int, finished: float):
+        self.snap, self.analysis = snap, analysis
+        self.collections, self.failures, self.finished = collections, failures, finished
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        findings = GaugeMetricFamily("swarmscope_findings", "Findings of the last collection, by id and severity.",
+                                     labels=["id", "severity"])
+        counts: dict[tuple[str, str], int] = {}
+        for f in self.analysis.findings:
+            counts[(f.id, f.severity)] = counts.get((f.id, f.severity), 0) + 1
+        for (fid, sev), n in sorted(counts.items()):
+            findings.add_metric([fid, sev], n)
+        yield findings
+        labels = ["service", "path", "node"]
+        rs = GaugeMetricFamily("swarmscope_real_servers",
+                               "Real servers (IPVS destinations present) per service and path on this node.", labels=labels)
+        miss = GaugeMetricFamily("swarmscope_real_servers_missing",
+                                 "Running tasks missing from the service's IPVS table on this node.", labels=labels)
+        for s in self.analysis.services:
+            paths = [(f"ingress:{p.published}/{p.protocol}", p.nodes) for p in s.ports if p.mode == "ingress"]
+            paths += [(f"vip:{v.network}", v.nodes) for v in s.vip_paths if v.vip]
+            for label, nodes in paths:
+                for np in nodes:
+                    rs.add_metric([s.name, label, np.node], sum(1 for b in np.backends if b.status != "missing"))
+                    miss.add_metric([s.name, label, np.node], sum(1 for b in np.backends if b.status == "missing"))
+        yield rs
+        yield miss
+        yield GaugeMetricFamily("swarmscope_collection_duration_seconds", "How long the last collection took.",
+                                value=self.snap.duration_ms / 1000)
+        yield GaugeMetricFamily("swarmscope_collection_complete", "1 when the last snapshot is complete.",
+                                value=1 if self.snap.complete else 0)
+        yield GaugeMetricFamily("swarmscope_last_collection_timestamp_seconds", "When the last collection finished.",
+                                value=int(self.finished))
+        yield CounterMetricFamily("swarmscope_collections", "Collections since the agent started.", value=self.collections)
+        yield CounterMetricFamily("swarmscope_collection_failures", "Collections that failed outright.", value=self.failures)
+
+
+class _CounterMetrics:
+    def __init__(self, collections: int, failures: int):
+        self.collections, self.failures = collections, failures
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        yield CounterMetricFamily("swarmscope_collections", "Collections since the agent started.", value=self.collections)
+        yield CounterMetricFamily("swarmscope_collection_failures", "Collections that failed outright.", value=self.failures)
+
+
+def failure_registry(state: State):
+    """Metrics before any collection succeeded: the counters only."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_CounterMetrics(state.collections, state.failures))
+    return registry
+
+
+def metrics_registry(snap, analysis, state: State):
+    """A prometheus_client registry with the metrics of one collection (pure)."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_CollectionMetrics(snap, analysis, state.collections, state.failures, time.time()))
+    return registry
 
 
 def metrics_text(snap, analysis, state: State) -> str:
-    """Prometheus text exposition of one collection (pure)."""
-    lines = ["# HELP swarmscope_findings Findings of the last collection, by id and severity.",
-             "# TYPE swarmscope_findings gauge"]
-    counts: dict[tuple[str, str], int] = {}
-    for f in analysis.findings:
-        counts[(f.id, f.severity)] = counts.get((f.id, f.severity), 0) + 1
-    for (fid, sev), n in sorted(counts.items()):
-        lines.append(f'swarmscope_findings{{id="{_esc(fid)}",severity="{_esc(sev)}"}} {n}')
-    lines += ["# HELP swarmscope_real_servers Real servers (IPVS destinations present) per service and path on this node.",
-              "# TYPE swarmscope_real_servers gauge",
-              "# HELP swarmscope_real_servers_missing Running tasks missing from the service's IPVS table on this node.",
-              "# TYPE swarmscope_real_servers_missing gauge"]
-    rs, miss = [], []
-    for s in analysis.services:
-        paths = [(f"ingress:{p.published}/{p.protocol}", p.nodes) for p in s.ports if p.mode == "ingress"]
-        paths += [(f"vip:{v.network}", v.nodes) for v in s.vip_paths if v.vip]
-        for label, nodes in paths:
-            for np in nodes:
-                present = sum(1 for b in np.backends if b.status != "missing")
-                missing = sum(1 for b in np.backends if b.status == "missing")
-                lab = f'service="{_esc(s.name)}",path="{_esc(label)}",node="{_esc(np.node)}"'
-                rs.append(f"swarmscope_real_servers{{{lab}}} {present}")
-                miss.append(f"swarmscope_real_servers_missing{{{lab}}} {missing}")
-    lines += rs + miss
-    lines += ["# HELP swarmscope_collection_duration_seconds How long the last collection took.",
-              "# TYPE swarmscope_collection_duration_seconds gauge",
-              f"swarmscope_collection_duration_seconds {snap.duration_ms / 1000:.3f}",
-              "# HELP swarmscope_collection_complete 1 when the last snapshot is complete.",
-              "# TYPE swarmscope_collection_complete gauge",
-              f"swarmscope_collection_complete {1 if snap.complete else 0}",
-              "# HELP swarmscope_last_collection_timestamp_seconds When the last collection finished.",
-              "# TYPE swarmscope_last_collection_timestamp_seconds gauge",
-              f"swarmscope_last_collection_timestamp_seconds {time.time():.0f}",
-              "# HELP swarmscope_collections_total Collections since the agent started.",
-              "# TYPE swarmscope_collections_total counter",
-              f"swarmscope_collections_total {state.collections}",
-              "# HELP swarmscope_collection_failures_total Collections that failed outright.",
-              "# TYPE swarmscope_collection_failures_total counter",
-              f"swarmscope_collection_failures_total {state.failures}"]
-    return "\n".join(lines) + "\n"
+    """Prometheus text exposition (format 0.0.4) of one collection, made by prometheus_client (pure)."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(metrics_registry(snap, analysis, state)).decode()
 
 
-def make_handler(state: State, token: str):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "swarmscope-agent"
+# --------------------------------------------------------------------------- the HTTP side
 
-        def log_message(self, fmt, *args):  # quiet: the log is the fault history
+
+@dataclass
+class HttpLimits:
+    """What one client may hold. A connection that has not sent a whole request head within
+    ``header_timeout`` seconds is closed; one whose response does not drain within ``write_timeout``
+    too. At most ``max_connections`` are open at once (fewer when the descriptor limit is low);
+    past that the oldest connection still sending its request head (for at least ``evict_after``
+    seconds) is closed to make room, else the new one gets a 503."""
+
+    max_connections: int = 256
+    header_timeout: float = 5.0
+    write_timeout: float = 10.0
+    max_request_bytes: int = 8192  # request line and headers; no body is accepted
+    max_headers: int = 64
+    backlog: int = 128
+    evict_after: float = 1.0
+    log_interval: float = 60.0  # at most one line about refused or unauthenticated clients per interval
+
+    ENV = {"max_connections": "SWARMSCOPE_HTTP_MAX_CONNECTIONS", "header_timeout": "SWARMSCOPE_HTTP_HEADER_TIMEOUT",
+           "write_timeout": "SWARMSCOPE_HTTP_WRITE_TIMEOUT", "log_interval": "SWARMSCOPE_HTTP_LOG_INTERVAL"}
+
+    @classmethod
+    def from_env(cls, environ=None) -> "HttpLimits":
+        """The defaults, with any of ENV's variables set to a positive number instead."""
+        environ = os.environ if environ is None else environ
+        lim = cls()
+        for name, var in cls.ENV.items():
+            raw = environ.get(var)
+            if raw is None or raw == "":
+                continue
+            kind = type(getattr(lim, name))
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or not math.isfinite(value) or value <= 0 or value > 1e6:
+                raise UsageError(f"{var}={raw!r} is not a positive number (unset it for the default {getattr(lim, name)})")
+            setattr(lim, name, value)
+        return lim
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 413: "Content Too Large", 431: "Request Header Fields Too Large",
+            503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+_NOISE = {  # counter -> how the periodic log line says it
+    "unauthorized": "without a valid token (401)",
+    "early_close": "closed or reset before a whole request",
+    "timeout": "timed out (no whole request within {header_timeout:g}s, or the response did not drain)",
+    "bad_request": "sent a malformed or oversized request",
+    "refused": "refused at the cap of {max_connections} connections (503)",
+    "evicted": "closed to make room (idle past {evict_after:g}s while at the cap)",
+    "no_descriptors": "refused: out of file descriptors",
+}
+
+
+def _response(code: int, body: bytes, ctype: str = "text/plain; charset=utf-8", extra: Optional[dict] = None,
+              head_only: bool = False) -> bytes:
+    lines = [f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}", "Server: swarmscope-agent", f"Content-Type: {ctype}",
+             f"Content-Length: {len(body)}", "Connection: close", "Cache-Control: no-store"]
+    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body)
+
+
+def bearer_token(authorization: str) -> str:
+    """The credentials of an ``Authorization: Bearer <token>`` header (the scheme is case-insensitive)."""
+    scheme, _, cred = authorization.strip().partition(" ")
+    return cred.strip() if scheme.lower() == "bearer" else ""
+
+
+def handle_request(head: bytes, state: State, token: str) -> tuple[bytes, str]:
+    """The whole response to one request head (request line and headers, no body), and what to count it as."""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        return _response(400, b"bad request: not ASCII\n"), "bad_request"
+    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[1].startswith("/"):
+        return _response(400, b"bad request line\n"), "bad_request"
+    method, target, version = parts
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        return _response(505, b"HTTP/1.0 or HTTP/1.1 only\n"), "bad_request"
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip() or line[0] in " \t":
+            return _response(400, b"bad header line\n"), "bad_request"
+        headers[name.lower()] = value.strip()
+    if method not in ("GET", "HEAD"):
+        return _response(405, b"GET or HEAD only\n", extra={"Allow": "GET, HEAD"}), "bad_request"
+    length = headers.get("content-length", "0")
+    if "transfer-encoding" in headers or not (length.isascii() and length.isdigit()) or int(length) != 0:
+        return _response(413, b"no request body is accepted\n"), "bad_request"
+    head_only = method == "HEAD"
+    path = target.split("?", 1)[0]
+    if path == "/healthz":
+        return _response(200, b"ok\n", head_only=head_only), "ok"
+    if path not in ("/metrics", "/snapshot"):
+        return _response(404, b"not found: /metrics, /snapshot, /healthz\n", head_only=head_only), "ok"
+    given = bearer_token(headers.get("authorization", ""))
+    if not given or not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode()):
+        return _response(401, b"a bearer token is required (Authorization: Bearer <token>)\n",
+                         extra={"WWW-Authenticate": 'Bearer realm="swarmscope"'}, head_only=head_only), "unauthorized"
+    if path == "/metrics":
+        got = state.metrics_for(headers.get("accept", ""))
+        if got is None:
+            return _response(503, b"no collection yet\n", head_only=head_only), "ok"
+        return _response(200, got[0], got[1], head_only=head_only), "ok"
+    with state.lock:
+        snap = state.snapshot_json
+    if snap is None:
+        return _response(503, b"no collection yet\n", head_only=head_only), "ok"
+    return _response(200, snap, "application/json", head_only=head_only), "ok"
+
+
+class _Conn:
+    __slots__ = ("sock", "peer", "buf", "out", "sent", "deadline", "opened", "writing")
+
+    def __init__(self, sock, peer, now: float, timeout: float):
+        self.sock, self.peer = sock, peer
+        self.buf = bytearray()
+        self.out: Optional[memoryview] = None
+        self.sent = 0
+        self.opened = now
+        self.deadline = now + timeout
+        self.writing = False
+
+
+def _nofile_limit() -> int:
+    try:
+        import resource
+
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        return 1024
+
+
+class AgentServer:
+    """The agent's HTTP endpoint: one thread, an epoll/poll loop over non-blocking sockets.
+
+    No thread per connection: a client costs one descriptor and at most ``max_request_bytes`` of
+    buffer while it sends its request head, and its response is a slice of bytes made once per
+    collection. Bounded by HttpLimits; unauthenticated or broken clients are counted and reported
+    in at most one log line per ``log_interval``, never with a traceback.
+    """
+
+    def __init__(self, address: tuple[str, int], family: int, state: State, token: str,
+                 limits: Optional[HttpLimits] = None, say=None):
+        self.state, self.token = state, token
+        self.limits = limits or HttpLimits()
+        self.say = say or log
+        # keep room for what the collector itself opens (namespace files, pipes, the Docker socket)
+        reserve = 48
+        self.cap = max(1, min(self.limits.max_connections, _nofile_limit() - reserve))
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(address)
+            self.sock.listen(self.limits.backlog)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+        self.server_address = self.sock.getsockname()
+        self.sel = selectors.DefaultSelector()
+        self.conns: dict[int, _Conn] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self.sel.register(self.sock, selectors.EVENT_READ, "listen")
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._listening = True
+        self._resume_at = 0.0
+        self._spare: Optional[int] = self._open_spare()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.counts: dict[str, int] = {k: 0 for k in _NOISE}
+        self.served = 0
+        self._pending_log: dict[str, int] = {}
+        self._last_log = time.monotonic()
+        self._last_peer = ""
+
+    # ---------------------------------------------------------------- life cycle
+
+    @staticmethod
+    def _open_spare() -> Optional[int]:
+        try:
+            return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
+    def start(self) -> "AgentServer":
+        self._thread = threading.Thread(target=self.serve_forever, name="swarmscope-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        self._close_all()
+
+    def _close_all(self) -> None:
+        for c in list(self.conns.values()):
+            self._drop(c)
+        for s in (self.sock, self._wake_r, self._wake_w):
+            try:
+                self.sel.unregister(s)
+            except (KeyError, ValueError, OSError):
+                pass
+            s.close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+
+    def serve_forever(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            timeout = 0.5
+            if self.conns:
+                timeout = max(0.0, min(timeout, min(c.deadline for c in self.conns.values()) - now))
+            if not self._listening:
+                timeout = max(0.0, min(timeout, self._resume_at - now))
+            for key, mask in self.sel.select(timeout):
+                if key.data == "listen":
+                    self._accept()
+                elif key.data == "wake":
+                    try:
+                        self._wake_r.recv(64)
+                    except OSError:
+                        pass
+                else:
+                    c = self.conns.get(key.fd)
+                    if c is None:
+                        continue
+                    if c.writing:
+                        self._write(c)
+                    else:
+                        self._read(c)
+            now = time.monotonic()
+            for c in [c for c in self.conns.values() if c.deadline <= now]:
+                self._note("timeout", c)
+                if not c.writing:
+                    self._best_effort(c.sock, _response(408, b"no whole request in time\n"))
+                self._drop(c)
+            if not self._listening and now >= self._resume_at:
+                self.sel.register(self.sock, selectors.EVENT_READ, "listen")
+                self._listening = True
+            self._flush_log(now)
+
+    # ---------------------------------------------------------------- accepting
+
+    def _pause_listening(self, seconds: float) -> None:
+        if self._listening:
+            self.sel.unregister(self.sock)
+            self._listening = False
+        self._resume_at = time.monotonic() + seconds
+
+    def _accept(self) -> None:
+        for _ in range(64):  # a bounded batch, so reading and timeouts keep their turn
+            try:
+                sock, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._out_of_descriptors()
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue
+                self._pause_listening(0.1)
+                return
+            now = time.monotonic()
+            if len(self.conns) >= self.cap and not self._evict(now):
+                self.counts["refused"] += 1
+                self._pending_log["refused"] = self._pending_log.get("refused", 0) + 1
+                self._last_peer = str(peer[0])
+                self._best_effort(sock, _response(503, b"busy: too many connections\n", extra={"Retry-After": "1"}))
+                sock.close()
+                continue
+            sock.setblocking(False)
+            c = _Conn(sock, peer, now, self.limits.header_timeout)
+            self.conns[sock.fileno()] = c
+            self.sel.register(sock, selectors.EVENT_READ, "conn")
+
+    def _out_of_descriptors(self) -> None:
+        """EMFILE: take the pending connection with the spare descriptor and close it at once,
+        so the listener does not stay readable (and the loop does not spin); then pause briefly."""
+        self.counts["no_descriptors"] += 1
+        self._pending_log["no_descriptors"] = self._pending_log.get("no_descriptors", 0) + 1
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+            try:
+                sock, _ = self.sock.accept()
+                sock.close()
+            except OSError:
+                pass
+            self._spare = self._open_spare()
+        self._pause_listening(0.05)
+
+    def _evict(self, now: float) -> bool:
+        """Close the oldest connection still sending its request head, if it has had evict_after seconds."""
+        idle = [c for c in self.conns.values() if not c.writing and now - c.opened >= self.limits.evict_after]
+        if not idle:
+            return False
+        c = min(idle, key=lambda c: c.opened)
+        self._note("evicted", c)
+        self._best_effort(c.sock, _response(408, b"closed to make room: send the request at once\n"))
+        self._drop(c)
+        return True
+
+    # ---------------------------------------------------------------- one connection
+
+    def _read(self, c: _Conn) -> None:
+        try:
+            data = c.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._note("early_close", c)
+            self._drop(c)
+            return
+        if not data:
+            self._note("early_close", c)
+            self._drop(c)
+            return
+        c.buf += data
+        end = c.buf.find(b"\r\n\r\n")
+        cut = 4
+        if end < 0:
+            end, cut = c.buf.find(b"\n\n"), 2
+        if end < 0:
+            if len(c.buf) > self.limits.max_request_bytes:
+                self._respond(c, _response(431, b"request head too large\n"), "bad_request")
+            return
+        head = bytes(c.buf[:end])
+        if end + cut > self.limits.max_request_bytes:
+            self._respond(c, _response(431, b"request head too large\n"), "bad_request")
+            return
+        if head.count(b"\n") > self.limits.max_headers:
+            self._respond(c, _response(431, b"too many header lines\n"), "bad_request")
+            return
+        try:
+            body, kind = handle_request(head, self.state, self.token)
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the endpoint; one line, no traceback
+            self.say(f"http: internal error answering a request: {type(exc).__name__}: {exc}")
+            body, kind = _response(500, b"internal error\n"), "ok"
+        self._respond(c, body, kind)
+
+    def _respond(self, c: _Conn, body: bytes, kind: str) -> None:
+        if kind != "ok":
+            self._note(kind, c)
+        else:
+            self.served += 1
+        c.writing = True
+        c.out = memoryview(body)
+        c.deadline = time.monotonic() + self.limits.write_timeout
+        self._write(c)
+        if c.writing and c.sock.fileno() in self.conns:
+            self.sel.modify(c.sock, selectors.EVENT_WRITE, "conn")
+
+    def _write(self, c: _Conn) -> None:
+        assert c.out is not None
+        while c.sent < len(c.out):
+            try:
+                n = c.sock.send(c.out[c.sent:c.sent + 262144])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._note("early_close", c)
+                self._drop(c)
+                return
+            c.sent += n
+        try:
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self._drop(c)
+
+    @staticmethod
+    def _best_effort(sock: socket.socket, data: bytes) -> None:
+        try:
+            sock.setblocking(False)
+            sock.send(data)
+        except OSError:
             pass
 
-        def _send(self, code: int, body: bytes, ctype: str, extra: Optional[dict] = None) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (extra or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
+    def _drop(self, c: _Conn) -> None:
+        fd = c.sock.fileno()
+        if fd >= 0:
+            self.conns.pop(fd, None)
+            try:
+                self.sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+        try:
+            c.sock.close()
+        except OSError:
+            pass
 
-        def do_GET(self):  # noqa: N802
-            path = self.path.split("?")[0]
-            if path == "/healthz":
-                return self._send(200, b"ok\n", "text/plain")
-            if path not in ("/metrics", "/snapshot"):
-                return self._send(404, b"not found: /metrics, /snapshot, /healthz\n", "text/plain")
-            auth = self.headers.get("Authorization", "")
-            given = auth[7:].strip() if auth.startswith("Bearer ") else ""
-            if not given or not hmac.compare_digest(given.encode(), token.encode()):
-                return self._send(401, b"a bearer token is required (Authorization: Bearer <token>)\n", "text/plain",
-                                  {"WWW-Authenticate": 'Bearer realm="swarmscope"'})
-            with state.lock:
-                snap, metrics = state.snapshot_json, state.metrics
-            if snap is None:
-                return self._send(503, b"no collection yet\n", "text/plain")
-            if path == "/metrics":
-                return self._send(200, metrics.encode(), "text/plain; version=0.0.4")
-            return self._send(200, snap, "application/json")
+    # ---------------------------------------------------------------- the log
 
-    return Handler
+    def _note(self, kind: str, c: Optional[_Conn] = None) -> None:
+        self.counts[kind] += 1
+        self._pending_log[kind] = self._pending_log.get(kind, 0) + 1
+        if c is not None:
+            self._last_peer = str(c.peer[0]) if isinstance(c.peer, tuple) else str(c.peer)
+
+    def _flush_log(self, now: float) -> None:
+        if not self._pending_log or now - self._last_log < self.limits.log_interval:
+            return
+        lim = {"header_timeout": self.limits.header_timeout, "max_connections": self.cap,
+               "evict_after": self.limits.evict_after}
+        parts = [f"{n} {_NOISE[k].format(**lim)}" for k, n in sorted(self._pending_log.items())]
+        self.say(f"http: in the last {now - self._last_log:.0f}s: clients " + "; ".join(parts)
+                 + (f" (last from {self._last_peer})" if self._last_peer else ""))
+        self._pending_log.clear()
+        self._last_log = now
 
 
 def read_token(path: Optional[str]) -> str:
@@ -316,23 +775,60 @@ def read_token(path: Optional[str]) -> str:
                          "(a swarm secret, e.g. /run/secrets/swarmscope_token)")
     try:
         with open(path, encoding="utf-8") as fh:
-            token = fh.read().strip()
-    except OSError as exc:
-        raise UsageError(f"cannot read the token file {path}: {exc.strerror}") from None
+            token = fh.read(4097).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if len(token) < 16:
         raise UsageError(f"the token in {path} is too short (use at least 16 characters, e.g. openssl rand -hex 24)")
+    if len(token) > 4096 or any(ch.isspace() or not ch.isprintable() for ch in token):
+        raise UsageError(f"the token in {path} must be one line of at most 4096 printable characters without spaces "
+                         "(e.g. openssl rand -hex 24)")
     return token
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--listen wants ADDR:PORT, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+def parse_listen(value: str) -> tuple[str, int, int]:
+    """(address, port, socket family) of ``--listen``: ``ADDR:PORT`` with an IP address, ``[IPv6]:PORT``.
+
+    The address is never implied: ``9324`` or ``:9324`` would bind every interface without saying so."""
+    import ipaddress
+
+    usage = (f"--listen wants ADDR:PORT with an explicit address, got {value!r}: 127.0.0.1:9324 (this node only), "
+             "0.0.0.0:9324 (every IPv4 interface), [::1]:9324 or [::]:9324 (IPv6)")
+    value = value.strip()
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        if not sep:
+            raise UsageError(usage)
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep or ":" in host:
+            raise UsageError(usage + " (an IPv6 address goes in brackets)" if value.count(":") > 1 else usage)
+    if not host:
+        raise UsageError(usage)
+    if not (port.isascii() and port.isdigit()) or len(port) > 5 or not 0 < int(port) < 65536:
+        raise UsageError(usage)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(usage + f" ({host!r} is not an IP address)") from None
+    if isinstance(ip, ipaddress.IPv6Address) and not value.startswith("["):
+        raise UsageError(usage)
+    return str(ip), int(port), socket.AF_INET6 if ip.version == 6 else socket.AF_INET
 
 
-class _Stop(Exception):
-    pass
+def start_server(listen: str, token_file: Optional[str], state: State, limits: Optional[HttpLimits] = None) -> AgentServer:
+    host, port, family = parse_listen(listen)
+    token = read_token(token_file)
+    try:
+        return AgentServer((host, port), family, state, token, limits or HttpLimits.from_env()).start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+
+
+def _check_interval(interval: float) -> float:
+    if not isinstance(interval, (int, float)) or not math.isfinite(interval) or interval < 5:
+        raise UsageError(f"--interval must be a number of seconds from 5 to 86400, got {interval!r}")
+    return float(interval)
 
 
 def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], token_file: Optional[str],
@@ -340,16 +836,11 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
     from swarmscope.collect.snapshot import collect
     from swarmscope.correlate import analyze
 
+    interval = _check_interval(interval)
     server = None
     state = State()
     if listen:
-        addr = parse_listen(listen)
-        token = read_token(token_file)
-        try:
-            server = ThreadingHTTPServer(addr, make_handler(state, token))
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {listen}: {exc.strerror}") from None
-        threading.Thread(target=server.serve_forever, name="swarmscope-http", daemon=True).start()
+        server = start_server(listen, token_file, state)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -358,9 +849,11 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     log(f"starting: every {interval:.0f}s, netns directory {opts.netns_dir}"
-        + (f", serving /metrics and /snapshot on {listen} (token from {token_file})" if server else ""))
+        + (f", serving /metrics and /snapshot on {listen} (token from {token_file}; at most "
+           f"{server.cap} connections, {server.limits.header_timeout:g}s to send a request)" if server else ""))
     report_checks(check_environment(opts), stream=sys.stdout)
     prev: dict[tuple, object] = {}
+    last: Optional[tuple] = None
     n = 0
     while not stop.is_set():
         t0 = time.monotonic()
@@ -371,6 +864,8 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
         except Exception as exc:  # noqa: BLE001 - keep running, say why
             state.failures += 1
             log(f"collection failed: {exc}")
+            # the failure counts are served too: a node that cannot collect is visible to Prometheus
+            state.publish_failure(metrics_registry(last[0], last[1], state) if last else failure_registry(state))
         else:
             state.collections += 1
             cur = {_finding_key(f): f for f in analysis.findings}
@@ -385,9 +880,8 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
                 log(f"collected in {snap.duration_ms / 1000:.1f}s: {len(cur)} finding(s), {errs} of error severity"
                     + ("" if snap.complete else f"; incomplete: {len(snap.errors)} part(s) could not be read"))
             prev = cur
-            with state.lock:
-                state.snapshot_json = json.dumps(snap.to_dict()).encode()
-                state.metrics = metrics_text(snap, analysis, state)
+            last = (snap, analysis)
+            state.publish(json.dumps(snap.to_dict()).encode(), metrics_registry(snap, analysis, state))
         n += 1
         if rounds is not None and n >= rounds:
             break

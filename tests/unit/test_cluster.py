@@ -118,16 +118,17 @@ def test_listen_needs_a_token(tmp_path):
         ag.read_token(str(short))
     with pytest.raises(UsageError, match="ADDR:PORT"):
         ag.parse_listen("9324x")
-    assert ag.parse_listen(":9324") == ("0.0.0.0", 9324)
+    with pytest.raises(UsageError, match="explicit address"):  # never every interface without saying so
+        ag.parse_listen(":9324")
+    assert ag.parse_listen("0.0.0.0:9324")[:2] == ("0.0.0.0", 9324)
 
 
 def test_http_serves_only_with_the_token():
-    from http.server import ThreadingHTTPServer
+    import socket
 
     state = ag.State(snapshot_json=b'{"ok": true}', metrics="swarmscope_collections_total 1\n")
     token = "0123456789abcdef0123"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ag.make_handler(state, token))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = ag.AgentServer(("127.0.0.1", 0), socket.AF_INET, state, token).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         assert urllib.request.urlopen(base + "/healthz", timeout=5).read() == b"ok\n"
@@ -159,5 +160,8 @@ def test_metrics_text_on_a_real_ip_vs_mesh():
         assert f'swarmscope_findings{{id="{f.id}",severity="{f.severity}"}}' in text
     servers = [line for line in text.splitlines() if line.startswith("swarmscope_real_servers{")]
     assert servers and any(not line.endswith(" 0") for line in servers)
+    from prometheus_client.parser import text_string_to_metric_families
+
     for line in text.splitlines():
-        assert line.startswith("#") or line.split()[-1].replace(".", "").isdigit()
+        assert line.startswith("#") or float(line.split()[-1]) >= 0
+    assert {f.name for f in text_string_to_metric_families(text)} >= {"swarmscope_findings", "swarmscope_collections"}
