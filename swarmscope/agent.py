@@ -414,13 +414,10 @@ def bearer_token(authorization: str) -> str:
 
 def handle_request(head: bytes, state: State, token: str) -> tuple[bytes, str]:
     """The whole response to one request head (request line and headers, no body), and what to count it as."""
-    try:
-        text = head.decode("ascii")
-    except UnicodeDecodeError:
-        return _response(400, b"bad request: not ASCII\n"), "bad_request"
+    text = head.decode("latin-1")  # header values may hold obs-text; the request line must be ASCII
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[1].startswith("/"):
+    if len(parts) != 3 or not parts[1].startswith("/") or not lines[0].isascii():
         return _response(400, b"bad request line\n"), "bad_request"
     method, target, version = parts
     if version not in ("HTTP/1.0", "HTTP/1.1"):
@@ -445,7 +442,7 @@ def handle_request(head: bytes, state: State, token: str) -> tuple[bytes, str]:
     if path not in ("/metrics", "/snapshot"):
         return _response(404, b"not found: /metrics, /snapshot, /healthz\n", head_only=head_only), "ok"
     given = bearer_token(headers.get("authorization", ""))
-    if not given or not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode()):
+    if not given or not hmac.compare_digest(given.encode("latin-1"), token.encode()):
         return _response(401, b"a bearer token is required (Authorization: Bearer <token>)\n",
                          extra={"WWW-Authenticate": 'Bearer realm="swarmscope"'}, head_only=head_only), "unauthorized"
     if path == "/metrics":
