@@ -350,6 +350,7 @@ class Service:
     networks: list[str] = field(default_factory=list)  # network ids from the task template
     image: Optional[str] = None
     labels: dict[str, str] = field(default_factory=dict)
+    update_state: Optional[str] = None  # UpdateStatus.State: updating, completed, rollback_started, ...
 
 
 @dataclass
@@ -371,6 +372,7 @@ class Task:
     error: Optional[str] = None
     container_id: Optional[str] = None
     attachments: list[TaskAttachment] = field(default_factory=list)
+    state_since: Optional[str] = None  # RFC 3339: when the task entered its current state (Status.Timestamp)
 
 
 @dataclass

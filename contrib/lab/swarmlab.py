@@ -228,6 +228,65 @@ def _lab_parent() -> Path:
     return Path(os.environ.get("SWARMSCOPE_LAB_DIR") or DEFAULT_PARENT)
 
 
+# --------------------------------------------------------------------------- sysctl inheritance
+
+#: ``net.core.devconf_inherit_init_net``: a global knob of the initial namespace
+INHERIT_KNOB = Path("/proc/sys/net/core/devconf_inherit_init_net")
+#: 3: a new network namespace copies the IPv4/IPv6 ``conf/{all,default}`` settings of the
+#: namespace it was created from (0, the default: IPv4 from the initial namespace)
+INHERIT_FROM_CREATOR = "3"
+
+
+class SysctlInheritance:
+    """Make the namespaces a lab dockerd creates inherit from dockerd's namespace, as on a node.
+
+    dockerd never writes ``net.ipv4.ip_forward`` in ``ingress_sbox`` or the ``lb_``
+    sandboxes (moby's osl writes only ``net.ipv4.vs.*`` there): a new namespace takes
+    its IPv4 settings at creation. On a real node dockerd runs in the initial
+    namespace and has turned ``ip_forward`` on there first, so its sandboxes start
+    with 1. A lab dockerd runs in a namespace of its own, and with the kernel's
+    default (``devconf_inherit_init_net`` = 0) its sandboxes would copy the initial
+    namespace instead -- 0 on a fresh machine -- a state no real node has. While any
+    lab is up the knob is 3 (inherit from the creating namespace, dockerd's); the
+    value found before is saved once and put back when the last lab goes down.
+    Holders are files under the lab parent, so labs of several processes share it.
+    """
+
+    def __init__(self, parent: Path) -> None:
+        self.parent = parent
+        self.saved = parent / "devconf_inherit_init_net.saved"
+
+    def _holders(self) -> list[Path]:
+        return sorted(self.parent.glob("*.inherit-holder")) if self.parent.is_dir() else []
+
+    def acquire(self, name: str) -> None:
+        if not INHERIT_KNOB.exists():
+            raise LabError(f"{INHERIT_KNOB} does not exist: this kernel cannot make lab sandboxes "
+                           "inherit dockerd's sysctls")
+        self.parent.mkdir(parents=True, exist_ok=True)
+        (self.parent / f"{name}.inherit-holder").write_text(str(os.getpid()))
+        current = INHERIT_KNOB.read_text().strip()
+        if current == INHERIT_FROM_CREATOR:
+            return
+        if not self.saved.exists():
+            self.saved.write_text(current + "\n")
+        try:
+            INHERIT_KNOB.write_text(INHERIT_FROM_CREATOR + "\n")
+        except OSError as exc:
+            raise LabError(f"cannot set {INHERIT_KNOB} to {INHERIT_FROM_CREATOR}: {exc.strerror} "
+                           "(this kernel may not accept value 3)") from exc
+
+    def release(self, name: str) -> None:
+        (self.parent / f"{name}.inherit-holder").unlink(missing_ok=True)
+        if self._holders() or not self.saved.exists():
+            return
+        try:
+            INHERIT_KNOB.write_text(self.saved.read_text().strip() + "\n")
+        except OSError as exc:
+            raise LabError(f"cannot restore {INHERIT_KNOB}: {exc.strerror}") from exc
+        self.saved.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- a node
 
 
@@ -554,6 +613,7 @@ class Lab:
         if not 1 <= nodes <= 9:
             raise LabError(f"bad node count {nodes}: 1 to 9")
         self.switch_netns = f"{NETNS_PREFIX}{name}-sw"
+        self.inheritance = SysctlInheritance(self.dir.parent)
         self.switch_netns_path = f"/run/netns/{self.switch_netns}"
         if nodes == 1:
             self.nodes: list[Node] = [Node(self, "manager", 0, f"{NETNS_PREFIX}{name}", self.dir)]
@@ -705,6 +765,7 @@ class Lab:
 
     def _create(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.inheritance.acquire(self.name)
         netns_mount_existed = _is_mountpoint("/run/netns")
         self._write_state(created_run_netns_mount=not netns_mount_existed)
         run(["ip", "netns", "add", self.switch_netns])
@@ -901,6 +962,10 @@ class Lab:
                 pass
         if self._leftovers():
             errors.append("lab network namespaces still present")
+        try:
+            self.inheritance.release(self.name)
+        except LabError as exc:
+            errors.append(str(exc))
         if self.dir.exists():
             if mounts_under(self.dir):
                 errors.append(f"not removing {self.dir}: something is still mounted there")

@@ -163,6 +163,7 @@ def norm_service(raw: dict) -> Service:
         networks=nets,
         image=image,
         labels=labels,
+        update_state=(raw.get("UpdateStatus") or {}).get("State") or None,
     )
 
 
@@ -191,6 +192,7 @@ def norm_task(raw: dict, service_names: dict[str, str]) -> Task:
         error=status.get("Err"),
         container_id=cstatus.get("ContainerID"),
         attachments=atts,
+        state_since=status.get("Timestamp"),
     )
 
 

@@ -93,6 +93,11 @@ class Cluster:
     networks: dict[str, Network]  # by id, merged (the first verbose one wins for globals)
     node_names: dict[str, str]  # node id -> hostname
     api_source: Optional[str]  # hostname of the manager snapshot used, None if rebuilt
+    #: without a manager: the networks whose every task is known (a node's verbose inspect); None: all
+    tasks_known_on: Optional[set[str]] = None
+
+    def knows_all_tasks(self, network_id: str) -> bool:
+        return self.tasks_known_on is None or network_id in self.tasks_known_on
 
     def service(self, name: str) -> Optional[Service]:
         for s in self.services:
@@ -172,45 +177,97 @@ def _ingress_ports(specs: list[str], n: NodeCtx) -> list[PortSpec]:
     return out
 
 
-def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Task]]:
-    """Without a manager: services and running tasks from container labels and network inspects."""
-    services: dict[str, Service] = {}
-    tasks: list[Task] = []
+def _parse_task_name(name: str) -> tuple[str, Optional[int], Optional[str], str]:
+    """A task's container name: ``<service>.<slot>.<task id>`` (replicated) or
+    ``<service>.<node id>.<task id>`` (global). Returns (service, slot, node id, task id)."""
+    parts = name.rsplit(".", 2)
+    if len(parts) != 3 or not parts[2]:
+        return name, None, None, name
+    svc, middle, tid = parts
+    if middle.isascii() and middle.isdigit():
+        return svc, int(middle), None, tid
+    return svc, None, middle or None, tid
+
+
+def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Task], set[str]]:
+    """Without a manager: services and running tasks from what the nodes know.
+
+    A node's own containers give its tasks with their ids and states. Its verbose
+    network inspects give every task of every service on the networks it holds,
+    on every node (the service discovery the node itself balances over), with the
+    address of the node each runs on. Returns the services, the tasks and the ids
+    of the networks whose tasks are fully known (a verbose inspect was read).
+    """
+    services: dict[str, Service] = {}  # by name: a service seen only in an inspect has no id
+    tasks: dict[str, Task] = {}
+    complete: set[str] = set()
+    node_by_addr = {n.snap.node.node_addr: n for n in nodes if n.snap.node.node_addr}
+
+    def service(name: str, sid: Optional[str] = None) -> Service:
+        svc = services.get(name)
+        if svc is None:
+            svc = services[name] = Service(id=sid or name, name=name, mode="unknown")
+        elif sid and svc.id == name and sid != name:  # the real id, learnt from a container
+            for t in tasks.values():
+                if t.service_id == svc.id:
+                    t.service_id = sid
+            svc.id = sid
+        return svc
+
+    def attach(t: Task, network_id: str, network_name: Optional[str], cidr: str) -> None:
+        for a in t.attachments:
+            if a.network_id == network_id:
+                if cidr.split("/")[0] not in (x.split("/")[0] for x in a.addresses):
+                    a.addresses.append(cidr)
+                return
+        t.attachments.append(TaskAttachment(network_id=network_id, network_name=network_name, addresses=[cidr]))
+
     for n in nodes:
         net_by_name = {net.name: net for net in n.snap.docker.networks}
         for c in n.snap.docker.containers:
             if not c.service_id or not c.task_id:
                 continue
-            svc = services.setdefault(c.service_id, Service(id=c.service_id, name=c.service_name or c.service_id, mode="unknown"))
-            atts = []
+            svc = service(c.service_name or c.service_id, c.service_id)
+            _, slot, _, _ = _parse_task_name(c.name)
+            t = tasks[c.task_id] = Task(
+                id=c.task_id,
+                service_id=svc.id,
+                service_name=svc.name,
+                slot=slot,
+                node_id=n.node_id,
+                desired_state="running",
+                state="running" if c.state == "running" else c.state,
+                container_id=c.id,
+            )
             for cn in c.networks:
                 nid = cn.network_id or (net_by_name[cn.network_name].id if cn.network_name in net_by_name else "")
                 if cn.ip_address:
-                    atts.append(TaskAttachment(network_id=nid, network_name=cn.network_name, addresses=[f"{cn.ip_address}/{cn.prefixlen or 32}"]))
+                    attach(t, nid, cn.network_name, f"{cn.ip_address}/{cn.prefixlen or 32}")
                 if nid and nid not in svc.networks:
                     svc.networks.append(nid)
-            slot = None
-            parts = c.name.split(".")
-            if len(parts) >= 3 and parts[1].isdigit():
-                slot = int(parts[1])
-            tasks.append(
-                Task(
-                    id=c.task_id,
-                    service_id=c.service_id,
-                    service_name=c.service_name,
-                    slot=slot,
-                    node_id=n.node_id,
-                    desired_state="running",
-                    state="running" if c.state == "running" else c.state,
-                    container_id=c.id,
-                    attachments=atts,
-                )
-            )
+    for n in nodes:
         for net in n.snap.docker.networks:
+            if not net.verbose:
+                continue
+            complete.add(net.id)
+            plen = next((x.split("/")[1] for x in net.subnets if "/" in x), "32")
             for name, ns in net.services.items():
-                svc = next((s for s in services.values() if s.name == name), None)
-                if svc is None or not net.verbose:
+                if not name:  # the engine's own endpoints (ingress-endpoint, <network>-endpoint): no service
                     continue
+                svc = service(name)
+                if not net.ingress and net.id not in svc.networks:
+                    svc.networks.append(net.id)
+                for ep in ns.tasks:
+                    sname, slot, node_id, tid = _parse_task_name(ep.name)
+                    if not ep.endpoint_ip or sname != name:
+                        continue
+                    t = tasks.get(tid)
+                    if t is None:
+                        host = node_by_addr.get(ep.host_ip or "")
+                        t = tasks[tid] = Task(id=tid, service_id=svc.id, service_name=name, slot=slot,
+                                              node_id=node_id or (host.node_id if host else None),
+                                              desired_state="running", state="running")
+                    attach(t, net.id, net.name, f"{ep.endpoint_ip}/{plen}")
                 if not ns.vip:
                     if not net.ingress:
                         svc.endpoint_mode = "dnsrr"  # the engine lists dnsrr services with no VIP
@@ -219,7 +276,7 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                     svc.vips.append(ServiceVip(network_id=net.id, address=ns.vip))
                 if net.ingress and not svc.ports:
                     svc.ports = _ingress_ports(ns.ports, n)
-    return sorted(services.values(), key=lambda s: s.name), tasks
+    return sorted(services.values(), key=lambda s: s.name), list(tasks.values()), complete
 
 
 def build_cluster(snaps: list[Snapshot]) -> Cluster:
@@ -236,11 +293,12 @@ def build_cluster(snaps: list[Snapshot]) -> Cluster:
     manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.services), None)
     if manager is None:
         manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.available), None)
+    tasks_known: Optional[set[str]] = None  # every network's tasks are known from the manager
     if manager is not None:
         services, tasks = manager.snap.docker.services, manager.snap.docker.tasks
         api_source: Optional[str] = manager.name
     else:
-        services, tasks = _rebuild_from_workers(nodes)
+        services, tasks, tasks_known = _rebuild_from_workers(nodes)
         api_source = None
     networks: dict[str, Network] = {}
     for n in ([manager] if manager else []) + nodes:
@@ -261,4 +319,5 @@ def build_cluster(snaps: list[Snapshot]) -> Cluster:
         networks=networks,
         node_names=node_names,
         api_source=api_source,
+        tasks_known_on=tasks_known,
     )

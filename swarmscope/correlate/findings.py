@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from swarmscope.correlate.cluster import Cluster, NodeCtx, strip_prefix
 from swarmscope.correlate.types import MISMATCH, MISSING, Finding, Hop, NodePath, ServicePath
+from swarmscope.engines import SUPPORTED_SINCE, profile_for
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
@@ -128,44 +129,63 @@ def check_route_localnet(ctx: Ctx) -> Iterator[Hit]:
             yield Hit([n.name], detail="route_localnet=0", evidence=["net.ipv4.conf.docker_gwbridge.route_localnet = 0"])
 
 
-def _engine_at_least(n: NodeCtx, major: int, minor: int) -> bool:
-    v = n.snap.node.engine_version or ""
-    try:
-        parts = v.split("+")[0].split("-")[0].split(".")
-        return (int(parts[0]), int(parts[1])) >= (major, minor)
-    except (ValueError, IndexError):
-        return False
+def _has_ipvs_snat(ns) -> bool:
+    t = ns.iptables.table("nat") if ns.iptables and ns.iptables.available else None
+    return t is not None and any(r.target == "SNAT" and r.has_match("ipvs") for r in t.rules("POSTROUTING"))
 
 
-# what dockerd writes in load-balancer namespaces (osl ApplyOSTweaks, 19.03+; vs.conntrack with the SNAT rule)
-LB_SYSCTLS_EXPECTED = {
-    "net.ipv4.vs.expire_nodest_conn": "1",
-    "net.ipv4.vs.expire_quiescent_template": "1",
-}
+def _lb_sandboxes(n: NodeCtx):
+    return [ns for ns in n.snap.namespaces if ns.kind in ("lb", "ingress_sbox") and ns.sysctls]
 
 
 @check("ipvs.sysctl-unexpected", WARNING, "IPVS sysctls differ from what the engine sets",
        "Something reset the load-balancer namespace's IPVS sysctls; `docker service update --force` on an affected "
        "service, or restarting dockerd, re-applies them. Stale connections to removed tasks can hang meanwhile.")
 def check_ipvs_sysctls(ctx: Ctx) -> Iterator[Hit]:
+    """Compared with what this node's engine version writes (engines.PROFILES), per sandbox kind."""
     for n in ctx.cluster.nodes:
-        if n.ipvs_missing:
+        prof = profile_for(n.snap.node.engine_version)
+        if n.ipvs_missing or prof is None:
             continue
-        for ns in n.snap.namespaces:
-            if ns.kind not in ("lb", "ingress_sbox") or not ns.sysctls:
-                continue
-            want = dict(LB_SYSCTLS_EXPECTED) if _engine_at_least(n, 19, 3) else {}
-            t = ns.iptables.table("nat") if ns.iptables and ns.iptables.available else None
-            if t is not None and any(r.target == "SNAT" and r.has_match("ipvs") for r in t.rules("POSTROUTING")):
+        for ns in _lb_sandboxes(n):
+            want = dict(prof.lb_sysctls if ns.kind == "lb" else prof.ingress_sysctls)
+            if prof.conntrack_with_snat and _has_ipvs_snat(ns):
                 want["net.ipv4.vs.conntrack"] = "1"
             bad = {k: ns.sysctls.get(k) for k, v in want.items() if ns.sysctls.get(k) is not None and ns.sysctls.get(k) != v}
             if bad:
                 yield Hit(
                     [n.name],
                     network=ns.network_name,
-                    detail=f"{ns.name}: " + ", ".join(f"{k}={v} (engine sets {want[k]})" for k, v in bad.items()),
+                    detail=f"{ns.name}: " + ", ".join(f"{k}={v} (engine {prof.name}+ sets {want[k]})" for k, v in bad.items()),
                     evidence=[f"{ns.name}: {k} = {v}" for k, v in bad.items()],
                 )
+
+
+@check("kernel.ipvs-no-conntrack", ERROR, "the kernel's IPVS has no connection tracking (IP_VS_NFCT)",
+       "net.ipv4.vs.conntrack does not exist, so dockerd's fwmarker fails before it adds the MARK and SNAT rules "
+       "('Failed to write to /proc/sys/net/ipv4/vs/conntrack' in dockerd's log). Use a kernel built with "
+       "CONFIG_IP_VS_NFCT=y (every distribution kernel has it), then restart dockerd; re-creating services cannot help.")
+def check_ipvs_no_conntrack(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        if n.ipvs_missing:
+            continue
+        for ns in _lb_sandboxes(n):
+            present = [k for k, v in ns.sysctls.items() if k.startswith("net.ipv4.vs.") and v is not None]
+            if present and "net.ipv4.vs.conntrack" in ns.sysctls and ns.sysctls["net.ipv4.vs.conntrack"] is None:
+                yield Hit([n.name], detail=f"{ns.name}: no net.ipv4.vs.conntrack",
+                          evidence=[f"{ns.name}: /proc/sys/net/ipv4/vs/conntrack does not exist",
+                                    f"{ns.name}: " + ", ".join(f"{k} = {ns.sysctls[k]}" for k in present)])
+
+
+@check("engine.unsupported", WARNING, "the engine is older than the layouts swarmscope reads",
+       "Engines before 18.06 balance VIPs inside every task's sandbox, not in lb_ namespaces; swarmscope does not "
+       "judge that layout, so VIP paths on this node are unknown. Upgrade the engine (18.06 is from 2018).")
+def check_engine_unsupported(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        prof = profile_for(n.snap.node.engine_version)
+        if prof is not None and not prof.lb_sandboxes:
+            yield Hit([n.name], detail=f"engine {n.snap.node.engine_version}",
+                      evidence=[f"docker version: {n.snap.node.engine_version} (supported from {SUPPORTED_SINCE})"])
 
 
 @check("iptables.backend-split", WARNING, "rules in the iptables backend the engine does not use",
@@ -558,6 +578,9 @@ NO_IPVS_SYMPTOMS = {
 ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
     # (root id, ids it explains on the same node(s), must the network match too)
     ("kernel.no-ipvs", NO_IPVS_SYMPTOMS, False),
+    # fwmarker exits before adding the MARK and SNAT rules: the IPVS services get no traffic
+    ("kernel.ipvs-no-conntrack", {"ingress.mark-missing", "ingress.snat-missing", "ingress.vip-mark-missing",
+                                  "vip.mark-missing", "vip.snat-missing", "ipvs.sysctl-unexpected"}, False),
     ("ingress.sandbox-missing", {"ingress.mark-missing", "ingress.ipvs-service-missing", "ingress.snat-missing",
                                  "ingress.vip-alias-missing", "ingress.vip-mark-missing", "ipvs.backend-missing"}, False),
     ("ingress.chain-missing", {"ingress.jump-missing", "ingress.dnat-missing", "ingress.filter-accept-missing"}, False),

@@ -26,6 +26,7 @@ from swarmscope.correlate.types import (
     TaskInfo,
     VipPath,
 )
+from swarmscope.engines import profile_for
 from swarmscope.model import IptablesDump, IpvsService, Namespace, PortSpec, Rule, Service, Table
 from swarmscope.parse.iptables import dnat_destination, mark_value
 
@@ -235,8 +236,8 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests) -> list[
             b.status = "weight0" if d.weight == 0 else "ok"
         elif live:
             b.status = "foreign"
-        elif cl.api_source is None and not owners:
-            b.status = "unknown"  # no manager view: a task on another node is not known here
+        elif not owners and not cl.knows_all_tasks(network_id):
+            b.status = "unknown"  # no manager view and no verbose inspect: a task on another node is not known here
         else:
             b.status = "lingering" if d.weight == 0 else "stale"
         out.append(b)
@@ -404,8 +405,12 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
 
 def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id: str) -> None:
     """The task sandbox's REDIRECT published -> target port, on the task's node."""
-    if b.status in ("stale", "lingering", "foreign", "unknown") or not b.container_id:
+    if b.status in ("stale", "lingering", "foreign", "unknown"):
         b.redirect = NA if b.status != "unknown" else UNKNOWN
+        return
+    if not b.container_id:  # a task known from a network inspect only: its sandbox is on a node not in the data
+        b.redirect = UNKNOWN
+        b.redirect_evidence = [f"task {b.task} runs on {b.node}, whose sandboxes are not in the data"]
         return
     task = next((t for t in cl.tasks if t.id == b.task_id), None)
     node = cl.node_by_id(task.node_id) if task else None
@@ -493,13 +498,18 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", OK, vip, [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
     else:
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", MISMATCH, f"answers {' '.join(a.answers)}", [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
+    prof = profile_for(n.snap.node.engine_version)
+    if prof is not None and not prof.lb_sandboxes:  # engine.unsupported says so once per node
+        hops.append(Hop("lb.ns", "VIP load balancing", UNKNOWN,
+                        f"engine {n.snap.node.engine_version} balances VIPs in every task sandbox (before 18.06): not judged"))
+        verdict(np)
+        return np
     lb = n.lb_ns(network_id)
     hops.append(_ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_", n))
     hops.append(_sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward") if lb else Hop("lb.ip_forward", "lb_ ip_forward", MISSING, "no lb_ namespace"))
     hops.append(_alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip))
     expected = n.local_lb_index(network_id, svc.name)
     mangle = table(lb.iptables if lb else None, "mangle")
-    mark_ns = lb
     if lb is None:
         hops.append(Hop("lb.mark", f"MARK for {vip}", MISSING, "no lb_ namespace"))
         mark = expected
@@ -508,21 +518,10 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         mark = expected
     else:
         rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
-        where = f"{lb.name} mangle INPUT"
-        if not rules:
-            # engines before 18.06: the VIP mark is in each task sandbox's mangle OUTPUT
-            for c in n.snap.namespaces:
-                if c.kind != "container":
-                    continue
-                ct = table(c.iptables, "mangle")
-                old = [r for r in ct.rules("OUTPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")] if ct else []
-                if old:
-                    rules, where, mark_ns = old, f"{c.name} mangle OUTPUT (pre-18.06 layout)", c
-                    break
-        h, mark = _mark_hop("lb.mark", f"MARK for {vip}", rules, expected, where,
-                            chain=mangle.rules("INPUT") if mark_ns is lb else None)
+        h, mark = _mark_hop("lb.mark", f"MARK for {vip}", rules, expected, f"{lb.name} mangle INPUT",
+                            chain=mangle.rules("INPUT"))
         hops.append(h)
-    h, ipvs_svc = _ipvs_hop("lb.ipvs", f"IPVS in {mark_ns.name if mark_ns else 'lb_'}", n, mark_ns, mark)
+    h, ipvs_svc = _ipvs_hop("lb.ipvs", f"IPVS in {lb.name if lb else 'lb_'}", n, lb, mark)
     hops.append(h)
     np.backends = _backends_for(cl, svc, network_id, ipvs_svc, h)
     hops.append(_backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))

@@ -130,6 +130,31 @@ def test_explain_shows_backends_on_the_other_nodes(multilab):
     assert sorted(root["nodes"]) == sorted(n.hostname for n in multilab.nodes)
 
 
+def _roots(doc):
+    return {f["id"] for f in doc["findings"] if f["caused_by"] is None}
+
+
+@pytest.mark.parametrize("which", ["manager", "worker1", "worker2"])
+def test_each_node_judged_alone_names_only_the_kernel(multilab, which):
+    """`check` on one node alone (what the standing agent does, and the default on a worker) on a
+    healthy swarm: exactly kernel.no-ipvs, nothing else. A worker's verbose network inspects list
+    the tasks on the other nodes, so their addresses in DNS and IPVS are not 'extra'."""
+    n = multilab.node(which)
+    cp = n.swarmscope("check", "--local", "--netns-dir", str(n.netns_dir), "--format", "json", timeout=300)
+    assert cp.returncode == 1, cp.stderr
+    doc = json.loads(cp.stdout)
+    assert doc["nodes"] == [n.hostname]
+    assert _roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
+    assert {f["caused_by"] for f in doc["findings"]} <= {None, "kernel.no-ipvs"}
+
+
+def test_whole_swarm_judged_together_names_only_the_kernel(multilab, swarm_dump):
+    dump, _ = swarm_dump
+    assert _roots(dump) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in dump["findings"] if f["caused_by"] is None]
+    root = next(f for f in dump["findings"] if f["id"] == "kernel.no-ipvs")
+    assert sorted(root["nodes"]) == sorted(n.hostname for n in multilab.nodes)
+
+
 def test_job_and_tasks_gone_after_a_run(multilab, swarm_dump):
     assert_job_gone(multilab)
 
@@ -230,6 +255,12 @@ def test_standing_agent_from_the_stack_file(multilab):
             assert time.monotonic() < deadline, f"agent findings from {seen} only; logs:\n{logs[-3000:]}"
             time.sleep(3)
         assert logs.count("all requirements present") >= 3, logs[-3000:]
+        # each node judges itself alone: nothing but the kernel and what it explains (no DNS or IPVS
+        # "extra" for the healthy tasks on the other nodes)
+        from swarmscope.correlate.findings import NO_IPVS_SYMPTOMS
+
+        ids = {line.split("finding: ", 1)[1].split()[0] for line in logs.splitlines() if "finding: " in line}
+        assert ids - NO_IPVS_SYMPTOMS == {"kernel.no-ipvs"}, sorted(ids)
         states = multilab.docker("service", "ps", "ssagent_agent", "--filter", "desired-state=running",
                                  "--format", "{{.Node}} {{.CurrentState}}").stdout.splitlines()
         assert sorted(s.split()[0] for s in states) == sorted(want)

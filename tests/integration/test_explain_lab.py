@@ -62,6 +62,14 @@ def test_explain_names_no_ipvs_and_shows_what_works(lab):
     assert {b["redirect"] for b in port["backends"]} == {"ok"}
 
 
+def test_healthy_lab_has_only_the_kernel_root_cause(lab):
+    """Every service healthy, the kernel without ip_vs: exactly kernel.no-ipvs, and every other
+    finding explained by it (nothing that would also be there on an ip_vs kernel)."""
+    doc = check_json(lab)
+    assert roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
+    assert {f["caused_by"] for f in doc["findings"]} <= {None, "kernel.no-ipvs"}
+
+
 def test_explain_text_fits_80_columns(lab):
     cp = explain(lab, "whoami")
     assert cp.returncode == 1
@@ -141,25 +149,63 @@ def test_task_container_killed_behind_swarms_back(lab):
         assert wait(lambda: converged(lab, "whoami", 2), 180)
 
 
+def _init_ip_forward(value=None):
+    path = "/proc/sys/net/ipv4/ip_forward"
+    with open(path) as f:
+        old = f.read().strip()
+    if value is not None:
+        with open(path, "w") as f:
+            f.write(value + "\n")
+    return old
+
+
+def _throwaway(lab):
+    """A new overlay network with one task: dockerd creates its lb_ namespace now."""
+    assert lab.docker("network", "create", "-d", "overlay", "throwaway").returncode == 0
+    assert lab.docker("service", "create", "-d", "--name", "tw", "--network", "throwaway",
+                      "swarmscope-lab/busybox:latest", "sleep", "1000000").returncode == 0
+    nid = lab.docker("network", "inspect", "-f", "{{.Id}}", "throwaway").stdout.strip()
+    lb = lab.netns_dir / f"lb_{nid[:9]}"
+    assert wait(lambda: lb.exists() and len(_task_containers(lab, "tw")) == 1, 120)
+    return lb
+
+
+def _remove_throwaway(lab):
+    lab.docker("service", "rm", "tw")
+    wait(lambda: not _task_containers(lab, "tw"), 60)
+    wait(lambda: lab.docker("network", "rm", "throwaway").returncode == 0, 60, 2)
+
+
+@pytest.mark.lab_fault
+def test_new_lb_namespace_inherits_dockerds_ip_forward_on_a_fresh_machine(lab):
+    """A fresh machine's initial namespace has ip_forward=0. dockerd never writes ip_forward in
+    lb_ namespaces; on a node they inherit it from dockerd's namespace, where dockerd turned it on.
+    The lab must show the same with the initial namespace at 0, and swarmscope must not complain."""
+    old = _init_ip_forward("0")
+    try:
+        lb = _throwaway(lab)
+        cp = lab.in_node(["nsenter", f"--net={lb}", "sysctl", "-n", "net.ipv4.ip_forward"], check=False)
+        assert cp.stdout.strip() == "1", cp.stderr
+        doc = check_json(lab)
+        assert roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
+    finally:
+        _init_ip_forward(old)
+        _remove_throwaway(lab)
+
+
 @pytest.mark.lab_fault
 def test_ip_forward_off_in_lb_namespace_of_a_throwaway_network(lab):
-    assert lab.docker("network", "create", "-d", "overlay", "throwaway").returncode == 0
     try:
-        assert lab.docker("service", "create", "-d", "--name", "tw", "--network", "throwaway",
-                          "swarmscope-lab/busybox:latest", "sleep", "1000000").returncode == 0
-        nid = lab.docker("network", "inspect", "-f", "{{.Id}}", "throwaway").stdout.strip()
-        lb = lab.netns_dir / f"lb_{nid[:9]}"
-        assert wait(lambda: lb.exists() and len(_task_containers(lab, "tw")) == 1, 120)
+        lb = _throwaway(lab)
         cp = lab.in_node(["nsenter", f"--net={lb}", "sysctl", "-w", "net.ipv4.ip_forward=0"], check=False)
         assert cp.returncode == 0, cp.stderr
         doc = check_json(lab)
-        f = next(f for f in doc["findings"] if f["id"] == "lb.ip-forward-off")
-        assert f["network"] == "throwaway" and f["caused_by"] is None
-        assert "net.ipv4.ip_forward = 0" in f["evidence"]
+        found = [f for f in doc["findings"] if f["id"] == "lb.ip-forward-off"]
+        assert [f["network"] for f in found] == ["throwaway"]  # on that network only, not on demo
+        assert found[0]["caused_by"] is None and "net.ipv4.ip_forward = 0" in found[0]["evidence"]
+        assert roots(doc) == {"kernel.no-ipvs", "lb.ip-forward-off"}
     finally:
-        lab.docker("service", "rm", "tw")
-        wait(lambda: not _task_containers(lab, "tw"), 60)
-        wait(lambda: lab.docker("network", "rm", "throwaway").returncode == 0, 60, 2)
+        _remove_throwaway(lab)
 
 
 def _legacy_works(lab):

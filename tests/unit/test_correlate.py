@@ -279,25 +279,19 @@ def test_vip_snat_missing(snap):
     assert roots(analyze([snap])) == ["vip.snat-missing"]
 
 
-def test_old_layout_marks_in_task_sandbox_are_accepted(snap):
-    """Engines before 18.06 marked VIPs in each task sandbox's mangle OUTPUT."""
-    lb = ns(snap, "lb", "appnet")
-    rule = next(r for r in lb.iptables.tables["mangle"].chains["INPUT"].rules if r.target == "MARK")
-    drop_rules(lb.iptables, "mangle", "INPUT", lambda r: r.target == "MARK")
-    task_ns = next(n for n in snap.namespaces if n.kind == "container" and n.container_id)
-    mangle = task_ns.iptables.tables.setdefault("mangle", parse_iptables_save("*mangle\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n").tables["mangle"])
-    mangle.chains["OUTPUT"].rules.append(Rule(chain="OUTPUT", line="-A OUTPUT -d 10.0.1.2/32 -j MARK --set-xmark 0x101/0xffffffff",
-                                              params=[RuleOption("-d", "10.0.1.2/32")], target="MARK",
-                                              target_options=[RuleOption("--set-xmark", "0x101/0xffffffff")]))
-    # ... and IPVS lived there too
-    task_ns.ipvs, lb.ipvs = lb.ipvs, None
+def test_engine_before_18_06_is_named_not_misjudged(snap):
+    """Engines before 18.06 have no lb_ namespaces (VIPs are balanced in every task sandbox): say the
+    engine is older than the supported range, never name a missing lb_ namespace as a root cause."""
+    snap.node.engine_version = "17.12.1-ce"
+    snap.namespaces = [n for n in snap.namespaces if n.kind != "lb"]
     a = analyze([snap])
+    assert roots(a) == ["engine.unsupported"]
+    assert finding(a, "engine.unsupported").severity == "warning"
     vip = a.services[0].vip_paths[0].nodes[0]
-    assert vip.hop("lb.mark").status == "ok"
-    assert vip.hop("lb.mark").evidence == ["-A OUTPUT -d 10.0.1.2/32 -j MARK --set-xmark 0x101/0xffffffff"]
-    assert rule.line not in vip.hop("lb.mark").evidence
-    assert vip.hop("lb.ipvs").status == "ok" and vip.hop("lb.ipvs").label == f"IPVS in {task_ns.name}"
-    assert a.findings == []
+    assert vip.verdict == "unknown" and "before 18.06" in vip.reason
+    # the same snapshot on a supported engine: the lb_ namespace really is missing
+    snap.node.engine_version = "20.10.24"
+    assert "lb.namespace-missing" in roots(analyze([snap]))
 
 
 def test_stale_real_server(snap):
@@ -432,6 +426,43 @@ def test_ipvs_sysctl_unexpected(snap):
     assert "expire_nodest_conn=0" in finding(a, "ipvs.sysctl-unexpected").detail
 
 
+@pytest.mark.parametrize("engine, kind, value, flagged", [
+    # ingress_sbox got the IPVS tuning only from 20.10.17 (SandboxTypeIngress in ApplyOSTweaks)
+    ("20.10.16", "ingress_sbox", "1", False),
+    ("20.10.24+dfsg1", "ingress_sbox", "1", True),
+    ("28.5.2", "ingress_sbox", "1", True),
+    # lb_: conn_reuse_mode=0 from 20.10.0; 19.03 wrote only expire_nodest_conn
+    ("19.03.15", "lb", "1", False),
+    ("20.10.0", "lb", "1", True),
+    ("26.1.5+dfsg1", "lb", "0", False),
+])
+def test_ipvs_sysctls_expected_per_engine_version(snap, engine, kind, value, flagged):
+    snap.node.engine_version = engine
+    target = ns(snap, "ingress_sbox") if kind == "ingress_sbox" else ns(snap, "lb", "appnet")
+    target.sysctls["net.ipv4.vs.conn_reuse_mode"] = value
+    a = analyze([snap])
+    ids = [f.id for f in a.findings]
+    assert ids == (["ipvs.sysctl-unexpected"] if flagged else []), ids
+    if flagged:
+        assert f"{target.name}: net.ipv4.vs.conn_reuse_mode={value}" in finding(a, "ipvs.sysctl-unexpected").detail
+
+
+def test_ipvs_without_connection_tracking_is_the_root_cause(snap):
+    """A kernel built without IP_VS_NFCT has no net.ipv4.vs.conntrack: dockerd's fwmarker exits before it
+    adds the MARK and SNAT rules. One root cause, not a 'value to skip' or five missing rules."""
+    sbox, lb = ns(snap, "ingress_sbox"), ns(snap, "lb", "appnet")
+    for sb in (sbox, lb):
+        sb.sysctls["net.ipv4.vs.conntrack"] = None
+        drop_rules(sb.iptables, "mangle", "INPUT", lambda r: r.target == "MARK")
+        drop_rules(sb.iptables, "nat", "POSTROUTING", lambda r: r.target == "SNAT")
+    drop_rules(sbox.iptables, "mangle", "PREROUTING", lambda r: r.target == "MARK")
+    a = analyze([snap])
+    assert roots(a) == ["kernel.ipvs-no-conntrack"]
+    f = finding(a, "kernel.ipvs-no-conntrack")
+    assert f.explains >= 4 and {"ingress.mark-missing", "vip.snat-missing"} <= set(f.explained)
+    assert any("does not exist" in e for e in f.evidence)
+
+
 def test_rules_in_the_other_backend(snap):
     sbox = ns(snap, "ingress_sbox")
     sbox.iptables_other = parse_iptables_save("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 8000 -j DROP\nCOMMIT\n", backend="legacy")
@@ -545,18 +576,23 @@ def test_worker_view_without_a_manager_rebuilds_dnsrr_and_vip_services():
     assert not [f for f in a.findings if f.service == "rr"]
 
 
-def test_worker_without_manager_data_does_not_call_remote_real_servers_stale(snap):
-    """On a worker the tasks of other nodes are not known: their real servers are unknown, not stale."""
+def test_worker_knows_remote_tasks_from_its_verbose_network_inspect(snap):
+    """A worker cannot list tasks, but its verbose network inspects list every task of every service on
+    its networks, with the address of the node each runs on: remote real servers are tasks, DNS agrees."""
     snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
     gone = next(c for c in snap.docker.containers if c.name.startswith("whoami.2."))
     snap.docker.containers.remove(gone)  # whoami.2 runs on another node, as far as this worker knows
     a = analyze([snap])
     assert a.api_source is None
     who = next(s for s in a.services if s.name == "whoami")
+    assert sorted(t.name for t in who.tasks) == ["whoami.1", "whoami.2"]
     for np in [who.ports[0].nodes[0], who.vip_paths[0].nodes[0]]:
-        assert sorted(b.status for b in np.backends) == ["ok", "unknown"], np.backends
+        assert sorted(b.status for b in np.backends) == ["ok", "ok"], np.backends
         assert np.verdict == "ok"
-    assert not [f for f in a.findings if f.id.startswith("ipvs.")]
+    remote = next(b for b in who.ports[0].nodes[0].backends if b.task == "whoami.2")
+    assert remote.redirect == "unknown" and remote.container_id is None
+    assert [c.status for c in who.dns] == ["ok"]
+    assert a.findings == []
 
 
 def test_ip_forward_off_in_lb_is_one_finding_for_the_network():
