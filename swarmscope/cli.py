@@ -27,6 +27,18 @@ def _debug(ctx: click.Context | None) -> bool:
     return bool(os.environ.get("SWARMSCOPE_DEBUG"))
 
 
+class FiniteRange(click.FloatRange):
+    """A FloatRange that also refuses nan and infinities (nan passes every comparison)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number of seconds ({self._describe_range()}).", param, ctx)
+        return rv
+
+
 def collect_options(fn):
     """Options shared by every command that collects from a live node."""
     opts = [
@@ -34,11 +46,11 @@ def collect_options(fn):
                      help="The engine's netns directory (dockerd --exec-root DIR: DIR/netns)."),
         click.option("-H", "--host", "docker_host", default=None, metavar="URL",
                      help="Docker API to talk to (default: DOCKER_HOST, else the local socket)."),
-        click.option("--timeout", type=click.FloatRange(0.001, 600), default=5.0, show_default=True,
+        click.option("--timeout", type=FiniteRange(0.001, 600), default=5.0, show_default=True,
                      help="Seconds allowed for each command run during collection."),
-        click.option("--docker-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+        click.option("--docker-timeout", type=FiniteRange(0.1, 600), default=10.0, show_default=True,
                      help="Seconds allowed for each Docker API call."),
-        click.option("--dns-timeout", type=click.FloatRange(0.1, 60), default=2.0, show_default=True,
+        click.option("--dns-timeout", type=FiniteRange(0.1, 60), default=2.0, show_default=True,
                      help="Seconds allowed for each DNS question to 127.0.0.11."),
         click.option("--no-dns", is_flag=True, help="Do not ask the embedded DNS resolver."),
         click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
@@ -57,7 +69,7 @@ def cluster_options(fn):
         click.option("--image", default=lambda: os.environ.get("SWARMSCOPE_IMAGE") or "swarmscope:latest",
                      show_default="SWARMSCOPE_IMAGE or swarmscope:latest", metavar="IMAGE",
                      help="The swarmscope image the other nodes run (it must be on every node or in a registry)."),
-        click.option("--node-timeout", type=click.FloatRange(5, 3600), default=180.0, show_default=True,
+        click.option("--node-timeout", type=FiniteRange(5, 3600), default=180.0, show_default=True,
                      help="Seconds each node has to answer when gathering the swarm."),
     ]
     for o in reversed(opts):
@@ -95,6 +107,23 @@ def _write(text: str, output: str | None) -> None:
         raise SwarmscopeError(f"cannot write {output}: {exc.strerror}") from None
 
 
+def _write_json(doc, output: str | None) -> None:
+    """Write a JSON document (dicts, lists, dataclasses) indented, streamed, as json.dumps(indent=2) prints it."""
+    from swarmscope.render.jsonout import write_json
+
+    if output in (None, "-"):
+        sys.stdout.flush()
+        out = click.get_binary_stream("stdout")
+        write_json(doc, out)
+        out.flush()
+        return
+    try:
+        with open(output, "wb") as fh:
+            write_json(doc, fh)
+    except OSError as exc:
+        raise SwarmscopeError(f"cannot write {output}: {exc.strerror}") from None
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="swarmscope")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -122,7 +151,7 @@ def collect(as_json, output, **kw):
     snap = do_collect(opts)
     _warn(opts)
     if as_json:
-        _write(json.dumps(snap.to_dict(), indent=2), output)
+        _write_json(snap, output)
     else:
         _write(render_summary(snap), output)
     sys.exit(ExitStatus.OK if snap.complete else ExitStatus.PARTIAL)
@@ -134,7 +163,7 @@ def _load_or_collect(from_file, kw) -> tuple[list, bool, list]:
     if from_file:
         from swarmscope.dump import load_with_failed
 
-        snaps, failed = load_with_failed(from_file)
+        snaps, failed = load_with_failed(from_file, kw.get("max_input"))
         return snaps, all(s.complete for s in snaps) and not failed, failed
     from swarmscope.cluster.run import collect_swarm
 
@@ -152,7 +181,7 @@ def _save(path, snaps, analysis, failed=None) -> None:
     if path:
         from swarmscope.dump import make_dump
 
-        _write(json.dumps(make_dump(snaps, analysis, failed), indent=2), path)
+        _write_json(make_dump(snaps, analysis, failed, plain=False), path)
 
 
 def _exit_for(analysis, complete: bool) -> int:
@@ -170,6 +199,11 @@ def _colour(ctx_colour: str) -> bool:
 
 
 def from_option(fn):
+    from swarmscope.dump import DEFAULT_MAX_INPUT_MB
+
+    fn = click.option("--max-input", "max_input", type=FiniteRange(1, 1 << 20), default=DEFAULT_MAX_INPUT_MB,
+                      show_default=True, metavar="MiB",
+                      help="With --from: read at most this much (and decompress at most this much from a bundle).")(fn)
     return click.option("--from", "from_file", metavar="FILE",
                         help="Read a saved dump, snapshot or report bundle instead of collecting (no root, no Docker needed).")(fn)
 
@@ -195,24 +229,20 @@ def _pop_redact(kw: dict) -> dict:
     return {k: kw.pop(k, None) for k in ("redact", "keep_names", "redact_map", "redact_seed")}
 
 
-def _apply_redact(snaps: list, red: dict):
-    """(snapshots, redactor or None): the redaction layer, between collection and correlation."""
+def _apply_redact(snaps: list, red: dict, failed: list | None = None):
+    """(snapshots, redactor or None): the redaction layer, between collection and correlation.
+    The redactor also learns the failed nodes (their names and ids), and ``redactor.failed_nodes``
+    redacts them."""
     if not red.get("redact"):
         if red.get("keep_names") or red.get("redact_map") or red.get("redact_seed"):
             raise UsageError("--keep-names, --redact-map and --redact-seed go with --redact")
         return snaps, None
-    from swarmscope.redact import redact_snapshots
+    from swarmscope.redact import redact_snapshots, write_map
 
-    snaps, redactor = redact_snapshots(snaps, keep_names=bool(red.get("keep_names")), seed=red.get("redact_seed"))
+    snaps, redactor = redact_snapshots(snaps, keep_names=bool(red.get("keep_names")), seed=red.get("redact_seed"),
+                                       failed_nodes=failed)
     if red.get("redact_map"):
-        path = red["redact_map"]
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(redactor.mapping(), fh, indent=2)
-                fh.write("\n")
-        except OSError as exc:
-            raise SwarmscopeError(f"cannot write {path}: {exc.strerror}") from None
+        write_map(red["redact_map"], redactor)
     return snaps, redactor
 
 
@@ -240,14 +270,15 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     import difflib
 
     from swarmscope.correlate import analyze
-    from swarmscope.model import to_dict
     from swarmscope.render.text import render_explain
 
     if not service and not all_services:
         raise click.UsageError("name a SERVICE to explain, or use --all")
     red = _pop_redact(kw)
     snaps, complete, failed = _load_or_collect(from_file, kw)
-    snaps, redactor = _apply_redact(snaps, red)
+    snaps, redactor = _apply_redact(snaps, red, failed)
+    if redactor is not None:
+        failed = redactor.failed_nodes(failed)
     if redactor is not None and service:
         service = redactor.name(service)
     analysis = analyze(snaps)
@@ -272,10 +303,10 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
         names = {s.name for s in services}
         doc = {
             "nodes": analysis.nodes,
-            "services": to_dict(services),
-            "findings": to_dict([f for f in analysis.findings if f.service in names or f.service is None]),
+            "services": services,
+            "findings": [f for f in analysis.findings if f.service in names or f.service is None],
         }
-        click.echo(json.dumps(doc, indent=2))
+        _write_json(doc, None)
     elif fmt == "mermaid":
         from swarmscope.render.mermaid import render_mermaid
 
@@ -307,9 +338,11 @@ def dump(from_file, as_json, output, **kw):
 
     red = _pop_redact(kw)
     snaps, complete, failed = _load_or_collect(from_file, kw)
-    snaps, _ = _apply_redact(snaps, red)
+    snaps, redactor = _apply_redact(snaps, red, failed)
+    if redactor is not None:
+        failed = redactor.failed_nodes(failed)
     analysis = analyze(snaps)
-    _write(json.dumps(make_dump(snaps, analysis, failed), indent=2), output)
+    _write_json(make_dump(snaps, analysis, failed, plain=False), output)
     sys.exit(_exit_for(analysis, complete))
 
 
@@ -327,15 +360,14 @@ def check(from_file, fmt, colour, verbose, save, **kw):
     Exit code 0 healthy, 1 findings of error severity, 4 incomplete data.
     """
     from swarmscope.correlate import analyze
-    from swarmscope.model import to_dict
     from swarmscope.render.text import render_check
 
     snaps, complete, failed = _load_or_collect(from_file, kw)
     analysis = analyze(snaps)
     _save(save, snaps, analysis, failed)
     if fmt == "json":
-        click.echo(json.dumps({"nodes": analysis.nodes, "complete": complete, "failed_nodes": failed,
-                               "findings": to_dict(analysis.findings)}, indent=2))
+        _write_json({"nodes": analysis.nodes, "complete": complete, "failed_nodes": failed,
+                     "findings": analysis.findings}, None)
     else:
         click.echo(render_check(analysis, colour=_colour(colour), verbose=verbose))
     sys.exit(_exit_for(analysis, complete))
@@ -346,7 +378,7 @@ def check(from_file, fmt, colour, verbose, save, **kw):
 @click.option("--once", is_flag=True, help="Collect once, print the snapshot as chunk lines and exit (the gather job).")
 @click.option("--run-id", default="manual", show_default=True, help="With --once: the run the chunk lines belong to.")
 @click.option("--check", "check_only", is_flag=True, help="Only check what the agent needs, say what is missing, exit.")
-@click.option("--interval", type=click.FloatRange(5, 86400), default=60.0, show_default=True,
+@click.option("--interval", type=FiniteRange(5, 86400), default=60.0, show_default=True,
               help="Seconds between collections.")
 @click.option("--listen", metavar="ADDR:PORT", help="Serve /metrics and /snapshot over HTTP (needs --token-file).")
 @click.option("--token-file", metavar="FILE", help="Bearer token for --listen (a swarm secret: /run/secrets/NAME).")
@@ -391,7 +423,7 @@ def report(from_file, output, no_svg, **kw):
     res = _load_or_collect(from_file, kw)
     snaps, complete = res[0], res[1]
     failed = res[2] if len(res) > 2 else None
-    snaps, redactor = _apply_redact(snaps, red)
+    snaps, redactor = _apply_redact(snaps, red, failed)  # run_report redacts the failed nodes it writes
     analysis = run_report(snaps, output, from_file=from_file, failed_nodes=failed, redactor=redactor,
                           keep_names=bool(red.get("keep_names")), svg=not no_svg, say=say)
     sys.exit(_exit_for(analysis, complete and not failed))

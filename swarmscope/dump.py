@@ -8,8 +8,9 @@ without root and without Docker.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
-from typing import Any
+from typing import Any, Optional
 
 from swarmscope import __version__
 from swarmscope.correlate import analyze
@@ -17,12 +18,32 @@ from swarmscope.correlate.types import Analysis
 from swarmscope.errors import InputError
 from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot, to_dict
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
 DUMP_SCHEMA = "swarmscope/dump"
 DUMP_VERSION = 1
 
 
-def make_dump(snapshots: list[Snapshot], analysis: Analysis | None = None, failed_nodes: list[dict] | None = None) -> dict:
+def make_dump(snapshots: list[Snapshot], analysis: Analysis | None = None, failed_nodes: list[dict] | None = None,
+              plain: bool = True) -> dict:
+    """The dump document. ``plain=False`` leaves the snapshots, path maps and findings as
+    dataclasses, for ``render.jsonout`` to encode directly (same text, no dict copy)."""
     analysis = analysis or analyze(snapshots)
+    if not plain:
+        return {
+            "schema": DUMP_SCHEMA,
+            "version": DUMP_VERSION,
+            "snapshot_version": SNAPSHOT_VERSION,
+            "tool_version": __version__,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "nodes": list(snapshots),
+            "failed_nodes": failed_nodes or [],
+            "services": analysis.services,
+            "findings": analysis.findings,
+        }
     return {
         "schema": DUMP_SCHEMA,
         "version": DUMP_VERSION,
@@ -36,8 +57,123 @@ def make_dump(snapshots: list[Snapshot], analysis: Analysis | None = None, faile
     }
 
 
-def snapshots_from_data(data: Any, source: str) -> list[Snapshot]:
-    """Node snapshots from a parsed dump or snapshot document."""
+# --------------------------------------------------------------------------- what is read is checked
+
+
+_MAX_INT = 2**63  # ports, marks, counters, pids: anything larger is damage, not data
+
+
+def _type_name(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _check(tp: Any, value: Any, where: str) -> None:
+    """Raise InputError naming ``where`` when ``value`` (JSON data) does not have model type ``tp``."""
+    import dataclasses
+    import math
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return
+        if len(args) == 1:
+            return _check(args[0], value, where)
+        return
+    if tp is Any:
+        return
+    if value is None:
+        raise InputError(f"{where}: expected {_expected(tp)}, got null")
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise InputError(f"{where}: expected a list, got {_type_name(value)}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        for i, v in enumerate(value):
+            _check(item, v, f"{where}[{i}]")
+        return
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected an object, got {_type_name(value)}")
+        _, vt = typing.get_args(tp) or (str, Any)
+        for k, v in value.items():
+            _check(vt, v, f"{where}.{k}")
+        return
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected an object, got {_type_name(value)}")
+        hints = _model_hints(tp)
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                _check(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InputError(f"{where}.{f.name}: missing (a {tp.__name__} needs it)")
+        return
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and -_MAX_INT <= value <= _MAX_INT
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif tp is str:
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        shown = repr(value) if isinstance(value, (int, float, bool)) and len(repr(value)) < 30 else _type_name(value)
+        raise InputError(f"{where}: expected {_expected(tp)}, got {shown}")
+
+
+def _expected(tp: Any) -> str:
+    return {bool: "true/false", int: "an integer", float: "a finite number", str: "a string"}.get(tp, "an object")
+
+
+_HINT_CACHE: dict[type, dict[str, Any]] = {}
+
+
+def _model_hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    if cls not in _HINT_CACHE:
+        _HINT_CACHE[cls] = typing.get_type_hints(cls)
+    return _HINT_CACHE[cls]
+
+
+def check_snapshot_data(data: Any, where: str) -> None:
+    """Every field of a snapshot's JSON has the model's type (InputError naming the first that does not)."""
+    _check(Snapshot, data, where)
+
+
+def check_failed_nodes(data: Any, where: str) -> list[dict]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise InputError(f"{where}: expected a list, got {_type_name(data)}")
+    for i, f in enumerate(data):
+        if not isinstance(f, dict):
+            raise InputError(f"{where}[{i}]: expected an object, got {_type_name(f)}")
+        for k, v in f.items():
+            if v is not None and not isinstance(v, str):
+                raise InputError(f"{where}[{i}].{k}: expected a string, got {_type_name(v)}")
+    return data
+
+
+def _snapshot_header(n: Any, where: str) -> None:
+    """Schema and version first: a snapshot of another version is told so, not picked apart."""
+    if not isinstance(n, dict) or n.get("schema") != SNAPSHOT_SCHEMA:
+        raise InputError(f"{where} is not a swarmscope node snapshot (expected schema {SNAPSHOT_SCHEMA!r})")
+    if n.get("version") != SNAPSHOT_VERSION:
+        raise InputError(f"{where}: snapshot version {n.get('version')!r} is not supported "
+                         f"(this swarmscope reads version {SNAPSHOT_VERSION})")
+
+
+def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[Snapshot]:
+    """Node snapshots from a parsed dump or snapshot document.
+
+    ``release``: drop each node's JSON data from ``data`` once it is converted (the caller
+    owns the document and needs only the snapshots), so both forms are not held at once."""
     if not isinstance(data, dict):
         raise InputError(f"{source} is not a swarmscope dump or snapshot (top level is not a JSON object)")
     schema = data.get("schema")
@@ -51,8 +187,20 @@ def snapshots_from_data(data: Any, source: str) -> list[Snapshot]:
             nodes = data.get("nodes")
             if not isinstance(nodes, list) or not nodes:
                 raise InputError(f"{source} is a dump with no node snapshots in it")
-            return [Snapshot.from_dict(n) for n in nodes]
+            for i, n in enumerate(nodes):
+                _snapshot_header(n, f"{source}: nodes[{i}]")
+                check_snapshot_data(n, f"{source} is damaged: nodes[{i}]")
+            check_failed_nodes(data.get("failed_nodes"), f"{source} is damaged: failed_nodes")
+            if not release:
+                return [Snapshot.from_dict(n) for n in nodes]
+            out = []
+            for i, n in enumerate(nodes):
+                out.append(Snapshot.from_dict(n))
+                nodes[i] = None
+            return out
         if schema == SNAPSHOT_SCHEMA:
+            _snapshot_header(data, source)
+            check_snapshot_data(data, f"{source} is damaged: $")
             return [Snapshot.from_dict(data)]
     except ValueError as exc:
         raise InputError(f"{source} is damaged: {exc}") from None
@@ -61,54 +209,140 @@ def snapshots_from_data(data: Any, source: str) -> list[Snapshot]:
     )
 
 
-def read_document(path: str) -> Any:
-    """The parsed JSON of ``path``: a dump, a snapshot, or the dump inside a report bundle
-    (``swarmscope report``, a tar.gz); '-' for standard input."""
+#: what --from reads at most, compressed and (for a bundle) decompressed; --max-input MiB raises it
+DEFAULT_MAX_INPUT_MB = 64
+
+
+def _limit_bytes(limit_mb: Optional[float]) -> int:
+    return int((DEFAULT_MAX_INPUT_MB if limit_mb is None else limit_mb) * 1024 * 1024)
+
+
+def _too_big(path: str, limit: int, what: str = "") -> InputError:
+    return InputError(f"{path}{what} is larger than the limit of {limit / (1024 * 1024):g} MiB for --from input "
+                      "(--max-input MiB raises it)")
+
+
+def read_input(path: str, limit_mb: Optional[float] = None) -> bytes:
+    """The bytes of ``path`` ('-': standard input): only a regular file (or standard input), at most
+    ``limit_mb`` MiB; anything else is an InputError of one line."""
+    import os
+    import stat
     import sys
 
+    limit = _limit_bytes(limit_mb)
+    if path == "-":
+        raw = sys.stdin.buffer.read(limit + 1)
+        if len(raw) > limit:
+            raise _too_big("standard input", limit)
+        return raw
     try:
-        if path == "-":
-            raw = sys.stdin.buffer.read()
-        else:
-            with open(path, "rb") as fh:
-                raw = fh.read()
+        # O_NONBLOCK: opening a FIFO does not wait for a writer; the type is checked on what was opened
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         raise InputError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory; give the dump file written by `swarmscope dump --json -o FILE`") from None
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    if raw[:2] == b"\x1f\x8b":  # gzip: a report bundle
-        raw = _dump_from_bundle(raw, path)
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{path} is a directory; give the dump file written by `swarmscope dump --json -o FILE`")
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                    else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "not a regular file")
+            raise InputError(f"{path} is {kind}: --from reads a regular file (a dump, a snapshot or a report bundle); "
+                             "for a stream use --from - and standard input")
+        if st.st_size > limit:
+            raise _too_big(path, limit)
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+        fd = -1
+        with fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(raw) > limit:  # grew while being read
+        raise _too_big(path, limit)
+    return raw
+
+
+def parse_json(raw: bytes, path: str) -> Any:
+    """JSON text -> data; bad text, nesting too deep and numbers too long are InputErrors of one line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
+        raise InputError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path} is damaged: JSON nested too deeply (a dump nests a few levels)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise InputError(f"{path} is damaged: {exc}") from None
 
 
-def _dump_from_bundle(raw: bytes, path: str) -> bytes:
-    import io
+def read_document(path: str, limit_mb: Optional[float] = None) -> Any:
+    """The parsed JSON of ``path``: a dump, a snapshot, or the dump inside a report bundle
+    (``swarmscope report``, a tar.gz); '-' for standard input. At most ``limit_mb`` MiB are read,
+    and at most as much is decompressed from a bundle."""
+    raw = read_input(path, limit_mb)
+    if raw[:2] == b"\x1f\x8b":  # gzip: a report bundle
+        raw = _dump_from_bundle(raw, path, _limit_bytes(limit_mb))
+    if _orjson is not None:
+        try:
+            return _orjson.loads(raw)
+        except _orjson.JSONDecodeError:
+            pass  # the standard parser says where, in its words (and reads what orjson refuses, e.g. NaN)
+    return parse_json(raw, path)
+
+
+class _Capped(io.RawIOBase):
+    """A decompressed stream that refuses to give more than ``limit`` bytes in all."""
+
+    def __init__(self, inner, limit: int, path: str):
+        self.inner, self.limit, self.path, self.total = inner, limit, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.inner.read(min(len(b), 1 << 20))
+        self.total += len(data)
+        if self.total > self.limit:
+            raise _too_big(self.path, self.limit, " decompressed")
+        b[: len(data)] = data
+        return len(data)
+
+
+def _dump_from_bundle(raw: bytes, path: str, limit: Optional[int] = None) -> bytes:
+    """dump.json of a report bundle, read as a stream: at most ``limit`` bytes are decompressed."""
+    import gzip
     import tarfile
+    import zlib
 
+    limit = _limit_bytes(None) if limit is None else limit
+    stream = io.BufferedReader(_Capped(gzip.GzipFile(fileobj=io.BytesIO(raw), mode="rb"), limit, path))
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-            for m in tar.getmembers():
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for m in tar:
                 if m.isfile() and m.name.count("/") <= 1 and m.name.rsplit("/", 1)[-1] == "dump.json":
+                    if m.size > limit:
+                        raise _too_big(path, limit, "'s dump.json")
                     fh = tar.extractfile(m)
                     if fh is not None:
                         return fh.read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path} is gzip-compressed but not a readable swarmscope report bundle ({exc})") from None
     raise InputError(f"{path} is an archive without dump.json: not a swarmscope report bundle")
 
 
-def load(path: str) -> list[Snapshot]:
+def load(path: str, limit_mb: Optional[float] = None) -> list[Snapshot]:
     """Read ``path`` (a dump, a snapshot or a report bundle; '-' for standard input)."""
-    return snapshots_from_data(read_document(path), path)
+    return snapshots_from_data(read_document(path, limit_mb), path, release=True)
 
 
 def failed_nodes_of(data: Any) -> list[dict]:
@@ -118,7 +352,8 @@ def failed_nodes_of(data: Any) -> list[dict]:
     return []
 
 
-def load_with_failed(path: str) -> tuple[list[Snapshot], list[dict]]:
+def load_with_failed(path: str, limit_mb: Optional[float] = None) -> tuple[list[Snapshot], list[dict]]:
     """The snapshots of a saved dump, snapshot or bundle, and the nodes it says could not be collected."""
-    data = read_document(path)
-    return snapshots_from_data(data, path), failed_nodes_of(data)
+    data = read_document(path, limit_mb)
+    failed = failed_nodes_of(data)
+    return snapshots_from_data(data, path, release=True), failed

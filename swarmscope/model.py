@@ -25,13 +25,48 @@ SNAPSHOT_VERSION = 1
 
 def to_dict(obj: Any) -> Any:
     """Turn a dataclass tree into JSON-ready data (dict order = field order)."""
+    t = type(obj)
+    if t in _SCALARS:
+        return obj
+    enc = _ENCODERS.get(t)
+    if enc is not None:
+        return enc(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return _encoder(t)(obj)
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): to_dict(v) for k, v in obj.items()}
     return obj
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_ENCODERS: dict[type, Any] = {}
+
+
+def _encoder(cls: type):
+    """A function turning one instance of dataclass ``cls`` into a dict (made once per class).
+
+    Fields whose values are scalars are copied as they are; anything else goes
+    through ``to_dict``, so the result is the same as the generic walk.
+    """
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def enc(obj: Any) -> dict:
+        out = {}
+        for name in names:
+            v = getattr(obj, name)
+            tv = type(v)
+            if tv in _SCALARS:
+                out[name] = v
+            elif tv is list:
+                out[name] = [x if type(x) in _SCALARS else to_dict(x) for x in v]
+            else:
+                out[name] = to_dict(v)
+        return out
+
+    _ENCODERS[cls] = enc
+    return enc
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -63,7 +98,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
         return {k: _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
+        return _from_dict_checked(tp, value, where)
     if tp is float and isinstance(value, int):
         return float(value)
     return value
@@ -76,7 +111,16 @@ def from_dict(cls: type[T], data: Any, where: str = "$") -> T:
     """Build a dataclass tree from JSON data; unknown keys are ignored.
 
     Raises ValueError naming the path of the first value of the wrong shape.
+    A converter compiled once per class does the work; only when it meets a
+    value of the wrong shape is the data walked again, slowly, to name the path.
     """
+    try:
+        return _decoder(cls)(data)
+    except _Mismatch:
+        return _from_dict_checked(cls, data, where)
+
+
+def _from_dict_checked(cls: type[T], data: Any, where: str = "$") -> T:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
     hints = _hints(cls)
@@ -88,6 +132,107 @@ def from_dict(cls: type[T], data: Any, where: str = "$") -> T:
         return cls(**kwargs)
     except TypeError as exc:
         raise ValueError(f"{where}: {cls.__name__}: {exc}") from None
+
+
+class _Mismatch(Exception):
+    """A value of the wrong shape: from_dict redoes the walk to name where."""
+
+
+_DECODERS: dict[type, Any] = {}
+
+
+def _identity(v: Any) -> Any:
+    return v
+
+
+def _value_decoder(tp: Any):
+    """A function JSON value -> model value for type ``tp``; None for 'take the value as it is'."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != 1:
+            return None
+        inner = _value_decoder(args[0])
+        if inner is None:
+            return None
+        return lambda v: None if v is None else inner(v)
+    if origin in (list, tuple):
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        inner = _value_decoder(item)
+
+        if inner is None:
+            def dec_list(v):
+                if type(v) is not list:
+                    raise _Mismatch
+                return list(v)
+        else:
+            def dec_list(v):
+                if type(v) is not list:
+                    raise _Mismatch
+                return [None if x is None else inner(x) for x in v]
+        return dec_list
+    if origin is dict:
+        _, vt = typing.get_args(tp) or (str, Any)
+        inner = _value_decoder(vt)
+
+        if inner is None:
+            def dec_dict(v):
+                if type(v) is not dict:
+                    raise _Mismatch
+                return dict(v)
+        else:
+            def dec_dict(v):
+                if type(v) is not dict:
+                    raise _Mismatch
+                return {k: None if x is None else inner(x) for k, x in v.items()}
+        return dec_dict
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _decoder(tp)  # the model has no recursive types: built eagerly
+    if tp is float:
+        return lambda v: float(v) if type(v) is int else v
+    return None
+
+
+def _decoder(cls: type):
+    dec = _DECODERS.get(cls)
+    if dec is not None:
+        return dec
+    hints = _hints(cls)
+    fields = []
+    missing = dataclasses.MISSING
+    for f in dataclasses.fields(cls):
+        d = _value_decoder(hints[f.name])
+        if f.default is not missing:
+            default, factory = f.default, None
+        elif f.default_factory is not missing:  # type: ignore[misc]
+            default, factory = None, f.default_factory  # type: ignore[misc]
+        else:
+            default, factory = missing, None
+        fields.append((f.name, d, default, factory))
+    fields_t = tuple(fields)
+    new = object.__new__
+
+    def dec(data: Any):
+        if type(data) is not dict:
+            raise _Mismatch
+        obj = new(cls)
+        attrs = obj.__dict__
+        for name, d, default, factory in fields_t:
+            if name in data:
+                v = data[name]
+                attrs[name] = v if d is None or v is None else d(v)
+            elif factory is not None:
+                attrs[name] = factory()
+            elif default is not missing:
+                attrs[name] = default
+            else:
+                raise _Mismatch  # a required field is absent: the checked walk says which
+        return obj
+
+    if getattr(cls, "__post_init__", None) is not None or not hasattr(object.__new__(cls), "__dict__"):
+        dec = lambda data: _from_dict_checked(cls, data)  # noqa: E731
+    _DECODERS[cls] = dec
+    return dec
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""JSON output: fast, streamed, and byte for byte what ``json.dumps(doc, indent=2)`` prints.
+
+orjson (a C encoder) serialises the dataclasses directly, without building
+dicts first. A large document (a dump: its node snapshots and path maps) is
+written one list element at a time, so the encoded text of the whole document
+never sits in memory at once. The output is ASCII with the same escapes,
+separators and indentation as the standard library's, which stays the
+fallback where orjson is missing or meets a type it does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import IO, Any, Iterator
+
+from swarmscope.model import to_dict
+
+try:  # pragma: no branch
+    import orjson
+except ImportError:  # pragma: no cover - a dependency, but keep working without it
+    orjson = None  # type: ignore[assignment]
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _escape(m: re.Match) -> str:
+    c = ord(m.group(0))
+    if c <= 0xFFFF:
+        return f"\\u{c:04x}"
+    c -= 0x10000
+    return f"\\u{0xD800 | (c >> 10):04x}\\u{0xDC00 | (c & 0x3FF):04x}"
+
+
+def _ascii(b: bytes) -> bytes:
+    """orjson writes UTF-8; json.dumps escapes non-ASCII (only ever inside strings) as \\uXXXX."""
+    if b.isascii():
+        return b
+    return _NON_ASCII.sub(_escape, b.decode("utf-8")).encode("ascii")
+
+
+def encode(obj: Any) -> bytes:
+    """``json.dumps(to_dict(obj), indent=2)`` as bytes, fast."""
+    if orjson is not None:
+        try:
+            return _ascii(orjson.dumps(obj, option=orjson.OPT_INDENT_2))
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+    return json.dumps(to_dict(obj), indent=2).encode("ascii")
+
+
+def _chunks(doc: Any) -> Iterator[bytes]:
+    """The indented text of ``doc`` in pieces: a top-level object's lists are encoded element by element."""
+    if not isinstance(doc, dict) or not doc:
+        yield encode(doc)
+        return
+    yield b"{"
+    first = True
+    for k, v in doc.items():
+        yield (b"\n  " if first else b",\n  ") + json.dumps(str(k)).encode("ascii") + b": "
+        first = False
+        if isinstance(v, list) and v:
+            yield b"["
+            for i, item in enumerate(v):
+                yield (b"\n    " if i == 0 else b",\n    ") + encode(item).replace(b"\n", b"\n    ")
+            yield b"\n  ]"
+        else:
+            yield encode(v).replace(b"\n", b"\n  ")
+    yield b"\n}"
+
+
+def write_json(doc: Any, fh: IO[bytes], newline: bool = True) -> None:
+    """Write ``doc`` (dicts, lists, dataclasses) indented by 2, as json.dumps would, to a binary stream."""
+    for chunk in _chunks(doc):
+        fh.write(chunk)
+    if newline:
+        fh.write(b"\n")
+
+
+def dumps(doc: Any) -> str:
+    """The indented text of ``doc`` as a str (for small documents)."""
+    return b"".join(_chunks(doc)).decode("ascii")
