@@ -40,11 +40,14 @@ ingress_sbox, ingress-endpoint) are kept: they carry meaning and identify no one
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
 import os
 import re
+import types
+import typing
 from typing import Any, Optional
 
 from swarmscope.model import Snapshot
@@ -67,11 +70,27 @@ ENUM_FIELDS = frozenset({
 MAP_FIELDS = frozenset({"services", "sysctls", "addresses", "vips"})
 NO_NAME_FIELDS = frozenset({"iptables", "iptables_other", "ipvs", "interfaces", "sysctls", "routes", "listeners"})
 
-_IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?:/(\d{1,2}))?(?![\d.])")
+# an address may end a sentence or begin a host name ("10.0.1.3.", "10.0.1.3.nip.io"); "1.2.3.4.5" is no address
+_IPV4 = re.compile(r"(?<!\d)(?<!\d\.)(\d{1,3}(?:\.\d{1,3}){3})(?:/(\d{1,2})(?!\d))?(?!\.?\d)")
 _IPV4_BARE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d])")
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:.])([0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})(?:/(\d{1,3}))?(?![0-9A-Za-z:.])")
-_MAC = re.compile(r"(?<![0-9A-Fa-f:])([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})(?![0-9A-Fa-f:])")
-_PROC_ADDR = re.compile(r"(?<![0-9A-Za-z])([0-9A-F]{8}):([0-9A-F]{4})(?![0-9A-Za-z])")  # /proc/net/ip_vs
+_MAC = re.compile(r"(?<![0-9A-Fa-f:-])([0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(?:\2[0-9a-fA-F]{2}){4})(?![0-9A-Fa-f:-])")
+_PROC_ADDR = re.compile(r"(?<![0-9A-Za-z])([0-9A-Fa-f]{8}):([0-9A-Fa-f]{4})(?![0-9A-Za-z])")  # /proc/net/*: either case
+_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
+_URL_CRED = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+)(?::([^/\s@]*))?@")
+_KV_SECRET = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth|bearer)(\s*[=:]\s*|\s+)"
+                        r"(\"?)([^\s\"',;]{4,})")
+_TOKEN_WORD = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_\w{16,}|glpat-[\w-]{16,}|xox[abposr]-[\w-]{10,}"
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|sk-[A-Za-z0-9_-]{16,}"
+    r"|(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[0-9])[A-Za-z0-9+/_-]{24,}={0,2})"
+    r"(?![A-Za-z0-9_\-])")
+#: quoted free text in iptables rules (comments, log prefixes) and the options that carry it
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_FREE_OPT = re.compile(r"(--comment|--log-prefix|--nflog-prefix)(\s+)([^\s\"]+)")
+FREE_TEXT_OPTS = frozenset({"--comment", "--log-prefix", "--nflog-prefix"})
+#: processes whose names the findings use (host.port-conflict): kept; any other process gets a pseudonym
+KEEP_PROCESSES = frozenset({"dockerd", "docker-proxy", "containerd", "containerd-shim", "docker-init"})
 _ID = re.compile(r"(?<![0-9A-Za-z])([0-9a-z]{4,64})(?![0-9A-Za-z])")
 _TOKENISH = re.compile(
     r"^(?:gh[pousr]_|github_pat_|glpat-|xox[abposr]-|AKIA|ASIA|eyJ|sk-|SG\.|AIza)|"  # well-known token prefixes
@@ -86,6 +105,82 @@ _PUBLIC4_TO = 0xF0000000  # 240.0.0.0/4
 _KEEP6 = [ipaddress.ip_network(n) for n in ("ff00::/8",)]
 _PREFIX6 = [(ipaddress.ip_network(n), p) for n, p in (("fe80::/10", 10), ("fc00::/7", 7))]
 _PUBLIC6_TO = int(ipaddress.IPv6Address("2001:db8::"))
+
+
+# --------------------------------------------------------------------------- how each field is redacted
+#
+# Every field of the snapshot model (swarmscope/model.py) that can hold text is declared here, by class
+# and field name; tests/unit/test_hardening_redact.py fails when a field is not, so a new field cannot
+# leak silently (meanwhile it is treated as free text, the strictest policy).
+
+KEEP = "keep"  # enumerations, versions, times, numbers: identify no one (and carry meaning)
+TEXT = "text"  # free text: addresses, MACs, ids, names, domains, images, e-mail, URL credentials, tokens
+NONAME = "noname"  # structured values where Docker writes no names (interfaces, chains, addresses): all but names
+RAW = "raw"  # command output: as NONAME, and names in comment lines, quoted words, --comment/--log-prefix values
+IMAGE = "image"  # an image reference
+LABELS = "labels"  # a label map: keys other than com.docker.* replaced, values as tokens or text
+PROCESS = "process"  # a process name: the engine's kept, any other replaced
+OPTION = "option"  # an iptables option value: TEXT for --comment/--log-prefix/--nflog-prefix, else NONAME
+
+FIELDS: dict[str, dict[str, str]] = {
+    "Snapshot": {"schema": KEEP, "tool_version": KEEP, "collected_at": KEEP, "netns_dir": TEXT, "errors": TEXT},
+    "NodeInfo": {"hostname": TEXT, "kernel_release": TEXT, "node_id": TEXT, "node_addr": NONAME, "role": KEEP,
+                 "swarm_state": KEEP, "engine_version": KEEP, "api_version": KEEP, "engine_os": TEXT, "sysctls": NONAME},
+    "IpvsSupport": {"method": TEXT, "detail": TEXT},
+    "IptablesBackend": {"engine_backend": KEEP, "method": TEXT, "other_backend": KEEP},
+    "HostNamespace": {"routes": NONAME},
+    "Interface": {"name": NONAME, "kind": KEEP, "state": KEEP, "mac": NONAME, "master": NONAME},
+    "Address": {"address": NONAME},
+    "IptablesDump": {"backend": KEEP, "reason": TEXT, "raw": RAW},
+    "Table": {"name": KEEP},
+    "Chain": {"name": NONAME, "policy": KEEP},
+    "Rule": {"chain": NONAME, "line": RAW, "target": KEEP, "comment": TEXT},
+    "RuleOption": {"opt": KEEP, "value": OPTION},
+    "RuleMatch": {"module": KEEP},
+    "Bridge": {"name": NONAME, "members": NONAME, "state": KEEP},
+    "Listener": {"protocol": KEEP, "address": NONAME, "process": PROCESS},
+    "Namespace": {"name": TEXT, "path": TEXT, "kind": KEEP, "network_id": TEXT, "network_name": TEXT,
+                  "container_id": TEXT, "container_name": TEXT, "task_id": TEXT, "service_name": TEXT,
+                  "sysctls": NONAME, "errors": TEXT},
+    "IpvsTable": {"source": KEEP, "reason": TEXT, "raw": RAW},
+    "IpvsService": {"protocol": KEEP, "scheduler": KEEP, "address": NONAME, "flags": NONAME},
+    "IpvsDest": {"address": NONAME, "forward": KEEP},
+    "DnsAnswer": {"service": TEXT, "network_id": TEXT, "network_name": TEXT, "query": TEXT, "namespace": TEXT,
+                  "status": KEEP, "answers": NONAME, "reason": TEXT},
+    "DockerView": {"reason": TEXT},
+    "Service": {"id": TEXT, "name": TEXT, "mode": KEEP, "endpoint_mode": KEEP, "networks": TEXT, "image": IMAGE,
+                "labels": LABELS, "update_state": KEEP},
+    "PortSpec": {"protocol": KEEP, "publish_mode": KEEP},
+    "ServiceVip": {"network_id": TEXT, "address": NONAME},
+    "Task": {"id": TEXT, "service_id": TEXT, "service_name": TEXT, "node_id": TEXT, "desired_state": KEEP,
+             "state": KEEP, "error": TEXT, "container_id": TEXT, "state_since": KEEP},
+    "TaskAttachment": {"network_id": TEXT, "network_name": TEXT, "addresses": NONAME},
+    "Network": {"id": TEXT, "name": TEXT, "driver": KEEP, "scope": KEEP, "subnets": NONAME, "gateways": NONAME},
+    "NetworkContainer": {"key": TEXT, "name": TEXT, "endpoint_id": TEXT, "ipv4": NONAME},
+    "NetworkService": {"name": TEXT, "vip": NONAME, "ports": NONAME},
+    "NetworkTaskEndpoint": {"name": TEXT, "endpoint_id": TEXT, "endpoint_ip": NONAME, "host_ip": NONAME},
+    "NetworkPeer": {"name": TEXT, "ip": NONAME},
+    "Container": {"id": TEXT, "name": TEXT, "sandbox_key": TEXT, "sandbox_id": TEXT, "service_id": TEXT,
+                  "service_name": TEXT, "task_id": TEXT, "state": KEEP},
+    "ContainerNet": {"network_id": TEXT, "network_name": TEXT, "ip_address": NONAME, "endpoint_id": TEXT},
+    "SwarmNode": {"id": TEXT, "hostname": TEXT, "role": KEEP, "state": KEEP, "availability": KEEP, "address": NONAME,
+                  "manager_reachability": KEEP, "engine_version": KEEP},
+    "Provenance": {"what": KEEP, "namespace": TEXT, "status": KEEP, "argv": TEXT, "reason": TEXT},
+}
+#: the keys of maps: kept unless declared here (sysctl names and table names are vocabulary)
+MAP_KEYS: dict[tuple[str, str], str] = {("Network", "services"): TEXT, ("Table", "chains"): NONAME,
+                                        ("IptablesDump", "tables"): KEEP, ("NodeInfo", "sysctls"): KEEP,
+                                        ("Namespace", "sysctls"): KEEP}
+#: a dump's failed_nodes entries (cluster/gather.py)
+FAILED_NODE: dict[str, str] = {"node": TEXT, "node_id": TEXT, "kind": KEEP, "reason": TEXT}
+
+_HINTS_CACHE: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS_CACHE:
+        _HINTS_CACHE[cls] = typing.get_type_hints(cls)
+    return _HINTS_CACHE[cls]
 
 
 def _is_mask4(v: int) -> bool:
@@ -191,7 +286,8 @@ class Redactor:
         return new
 
     def mac(self, mac: str) -> str:
-        b = bytes(int(x, 16) for x in mac.split(":"))
+        sep = "-" if "-" in mac else ":"
+        b = bytes(int(x, 16) for x in mac.split(sep))
         if b in (b"\x00" * 6, b"\xff" * 6) or b[0] & 1:
             return mac
         ip4 = ".".join(str(x) for x in b[2:])
@@ -201,7 +297,7 @@ class Redactor:
         else:  # any other MAC (bridges' 02:42 MACs are random; their bytes may look like a kept address)
             h = self._prf("mac", b.hex())
             nb = bytes([(h[0] & 0xFC) | (b[0] & 0x03)]) + h[1:6]
-        out = ":".join(f"{x:02x}" for x in nb)
+        out = sep.join(f"{x:02x}" for x in nb)
         if mac.isupper():
             out = out.upper()
         self.used["macs"][mac] = out
@@ -310,8 +406,23 @@ class Redactor:
         self.used["tokens"][value] = out
         return out
 
-    def learn(self, snaps: list[Snapshot]) -> "Redactor":
-        """Gather every name and id of ``snaps`` (all of them, before mapping any)."""
+    def _register_host(self, hostname: Optional[str]) -> None:
+        """A host name, its first label and every domain suffix of it (``corp.example.com``, ``example.com``)."""
+        if not hostname:
+            return
+        self._register_name("node", hostname)
+        labels = hostname.split(".")
+        if len(labels) > 1:
+            self._register_name("node", labels[0])
+            for i in range(1, len(labels) - 1):
+                self._register_name("domain", ".".join(labels[i:]))
+
+    def learn(self, snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = None) -> "Redactor":
+        """Gather every name and id of ``snaps`` and of the failed nodes (all of them, before mapping any)."""
+        for f in failed_nodes or []:
+            if isinstance(f, dict):
+                self._register_host(f.get("node") if isinstance(f.get("node"), str) else None)
+                self._register_id(f.get("node_id") if isinstance(f.get("node_id"), str) else None)
         services: set[str] = set()
         for s in snaps:
             d = s.docker
@@ -322,13 +433,11 @@ class Redactor:
                 services.update(net.services)
         for s in snaps:
             n = s.node
-            self._register_name("node", n.hostname)
-            if n.hostname and "." in n.hostname:
-                self._register_name("node", n.hostname.split(".")[0])
+            self._register_host(n.hostname)
             self._register_id(n.node_id)
             d = s.docker
             for sn in d.nodes:
-                self._register_name("node", sn.hostname)
+                self._register_host(sn.hostname)
                 self._register_id(sn.id)
             for svc in d.services:
                 self._register_name("svc", svc.name)
@@ -363,7 +472,7 @@ class Redactor:
                         self._register_id(te.endpoint_id)
                         self._register_container_name(te.name, services)
                 for p in net.peers:
-                    self._register_name("node", p.name)
+                    self._register_host(p.name)
             for c in d.containers:
                 self._register_id(c.id)
                 self._register_id(c.sandbox_id)
@@ -400,7 +509,7 @@ class Redactor:
             fresh = [v for v in values if v not in self._names]
             fresh.sort(key=lambda v: self._prf("order", kind, v))
             for i, v in enumerate(fresh, 1):
-                self._names[v] = f"{kind}-{i}.invalid" if kind == "registry" else f"{kind}-{i}"
+                self._names[v] = f"{kind}-{i}.invalid" if kind in ("registry", "domain") else f"{kind}-{i}"
         self._pending.clear()
         alts = sorted(self._names, key=len, reverse=True)
         self._name_re = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, alts)) + r")(?![A-Za-z0-9])") if alts else None
@@ -420,6 +529,7 @@ class Redactor:
         """Every address, MAC, id, image and (with names) name in a free text."""
         if not s:
             return s
+        s = self.secrets(s)
         if names and self._image_re is not None:
             s = self._image_re.sub(lambda m: self._img(m.group(1)), s)
         if names and self._name_re is not None:
@@ -427,8 +537,9 @@ class Redactor:
         if "." in s:
             s = _IPV4.sub(lambda m: self.cidr(m.group(1), int(m.group(2)) if m.group(2) else None, 4)
                           + (f"/{m.group(2)}" if m.group(2) else ""), s)
-        if s.count(":") >= 2:
+        if s.count(":") >= 2 or s.count("-") >= 5:
             s = _MAC.sub(lambda m: self.mac(m.group(1)), s)
+        if s.count(":") >= 2:
             s = _IPV6.sub(self._v6, s)
         if ":" in s:
             s = _PROC_ADDR.sub(self._proc, s)
@@ -453,7 +564,58 @@ class Redactor:
     def _proc(self, m: re.Match) -> str:
         v = int(m.group(1), 16)
         new = self.ipv4(str(ipaddress.IPv4Address(v)))
-        return f"{int(ipaddress.IPv4Address(new)):08X}:{m.group(2)}"
+        out = f"{int(ipaddress.IPv4Address(new)):08X}"
+        return (out.lower() if m.group(1).islower() else out) + ":" + m.group(2)
+
+    def secrets(self, s: str) -> str:
+        """E-mail addresses, credentials in URLs, ``password=...``-style values and token-like words."""
+        if "@" in s:
+            s = _URL_CRED.sub(lambda m: m.group(1) + ("redacted:redacted@" if m.group(3) is not None else "redacted@"), s)
+            s = _EMAIL.sub(lambda m: self._email(m.group(0)), s)
+        s = _KV_SECRET.sub(lambda m: m.group(1) + m.group(2) + m.group(3) + self.token(m.group(4)), s)
+        return _TOKEN_WORD.sub(lambda m: m.group(0) if m.group(0).startswith("token-") else self.token(m.group(0)), s)
+
+    def _email(self, addr: str) -> str:
+        out = "user-" + self._prf("email", addr)[:4].hex() + "@example.invalid"
+        self.used["names"][addr] = out
+        return out
+
+    def raw(self, s: str) -> str:
+        """Command output (iptables-save, ipvsadm, /proc): addresses, ids, MACs and secrets everywhere; names
+        only in free text: comment lines, quoted words and the values of --comment and --log-prefix."""
+        if not s:
+            return s
+        if self._name_re is not None:
+            out = []
+            for line in s.split("\n"):
+                if line.lstrip().startswith("#"):
+                    out.append(self._names_in(line))
+                    continue
+                line = _QUOTED.sub(lambda m: '"' + self._names_in(m.group(1)) + '"', line)
+                line = _FREE_OPT.sub(lambda m: m.group(1) + m.group(2) + self._names_in(m.group(3)), line)
+                out.append(line)
+            s = "\n".join(out)
+        return self.text(s, names=False)
+
+    def _names_in(self, s: str) -> str:
+        if self._image_re is not None:
+            s = self._image_re.sub(lambda m: self._img(m.group(1)), s)
+        return self._name_re.sub(lambda m: self.name(m.group(1)), s) if self._name_re is not None else s
+
+    def process(self, name: str) -> str:
+        if name in KEEP_PROCESSES:
+            return name
+        out = "process-" + self._prf("process", name)[:3].hex()
+        self.used["names"][name] = out
+        return out
+
+    def label_key(self, key: str) -> str:
+        """Label keys: Docker's own (com.docker.*) kept, any other replaced."""
+        if key.startswith("com.docker."):
+            return key
+        out = "label-" + self._prf("label", key)[:4].hex()
+        self.used["names"][key] = out
+        return out
 
     def label_value(self, key: str, value: str) -> str:
         if key == "com.docker.stack.image":
@@ -461,6 +623,68 @@ class Redactor:
         if _TOKENISH.search(value) and value not in self._names:
             return self.token(value)
         return self.text(value)
+
+    # ------------------------------------------------------------------ the data model, field by field
+
+    def _apply(self, how: str, value: str, sibling: Optional[dict] = None) -> str:
+        if how == KEEP:
+            return value
+        if how == TEXT:
+            return self.text(value, True)
+        if how == NONAME:
+            return self.text(value, False)
+        if how == RAW:
+            return self.raw(value)
+        if how == IMAGE:
+            return self._img(value) if value in self._images else self.text(value)
+        if how == PROCESS:
+            return self.process(value)
+        if how == OPTION:  # an iptables option's value: free text for --comment and the like
+            opt = (sibling or {}).get("opt")
+            return self.text(value, True) if opt in FREE_TEXT_OPTS else self.text(value, False)
+        return self.text(value, True)  # an unknown policy: the strictest
+
+    def _walk(self, tp: Any, value: Any, how: str, keys: str = KEEP, sibling: Optional[dict] = None) -> Any:
+        if value is None:
+            return None
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            return self._walk(args[0] if len(args) == 1 else Any, value, how, keys, sibling)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            return self._object(tp, value)
+        if isinstance(value, list):
+            item = (typing.get_args(tp) or (Any,))[0] if origin in (list, tuple) else Any
+            return [self._walk(item, v, how, keys, sibling) for v in value]
+        if isinstance(value, dict):
+            vt = (typing.get_args(tp) or (str, Any))[1] if origin is dict else Any
+            if how == LABELS:
+                return {self.label_key(k): self.label_value(k, v) if isinstance(v, str) else v for k, v in value.items()}
+            return {(self._apply(keys, k) if isinstance(k, str) else k): self._walk(vt, v, how, keys, sibling)
+                    for k, v in value.items()}
+        if isinstance(value, str):
+            return self._apply(how, value, sibling)
+        return value
+
+    def _object(self, cls: type, data: dict) -> dict:
+        policy = FIELDS.get(cls.__name__, {})
+        hints = _type_hints(cls)
+        out = {}
+        for k, v in data.items():
+            how = policy.get(k, TEXT)  # a field nobody declared is treated as free text (tests insist on a declaration)
+            out[k] = self._walk(hints.get(k, Any), v, how, MAP_KEYS.get((cls.__name__, k), KEEP), data)
+        return out
+
+    def failed_nodes(self, failed: Optional[list]) -> list:
+        """The failed nodes of a dump, each field as FAILED_NODE declares (unknown keys as free text)."""
+        out = []
+        for f in failed or []:
+            if not isinstance(f, dict):
+                out.append(self.tree(f))
+                continue
+            out.append({k: self._apply(FAILED_NODE.get(k, TEXT), v) if isinstance(v, str) else self.tree(v)
+                        for k, v in f.items()})
+        return out
 
     # ------------------------------------------------------------------ trees
 
@@ -487,7 +711,7 @@ class Redactor:
         return obj
 
     def snapshot(self, snap: Snapshot) -> Snapshot:
-        return Snapshot.from_dict(self.tree(snap.to_dict()))
+        return Snapshot.from_dict(self._object(Snapshot, snap.to_dict()))
 
     def mapping(self) -> dict:
         """What was substituted for what: for the owner only, never for the bundle."""
@@ -498,6 +722,46 @@ class Redactor:
 
 
 def redact_snapshots(snaps: list[Snapshot], keep_names: bool = False, seed: Optional[str] = None,
-                     key: Optional[bytes] = None) -> tuple[list[Snapshot], Redactor]:
-    r = Redactor(key=key, keep_names=keep_names, seed=seed).learn(snaps)
+                     key: Optional[bytes] = None, failed_nodes: Optional[list] = None) -> tuple[list[Snapshot], Redactor]:
+    r = Redactor(key=key, keep_names=keep_names, seed=seed).learn(snaps, failed_nodes)
     return [r.snapshot(s) for s in snaps], r
+
+
+def write_map(path: str, redactor: Redactor) -> None:
+    """Write the owner's map: always mode 600 (an existing file is replaced, not rewritten in place),
+    never through a symbolic link."""
+    import json
+    import stat
+    import tempfile
+
+    from swarmscope.errors import SwarmscopeError, UsageError
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise SwarmscopeError(f"cannot write {path}: {exc.strerror}") from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise UsageError(f"--redact-map {path} is a symbolic link: give the path of a regular file (the map is never "
+                         "written through a link)")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"--redact-map {path} exists and is not a regular file")
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".redact-map-", dir=directory)  # mode 600, a new inode
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            json.dump(redactor.mapping(), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise SwarmscopeError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

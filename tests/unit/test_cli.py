@@ -136,7 +136,7 @@ def test_from_a_single_snapshot(tmp_path):
         ("{not json", "swarmscope: error: {path} is not JSON (line 1, column 2: Expecting property name enclosed in double quotes)"),
         ('{"schema": "other"}', "swarmscope: error: {path} is not a swarmscope dump or snapshot (schema 'other'; expected 'swarmscope/dump' or 'swarmscope/snapshot')"),
         ('{"schema": "swarmscope/dump", "version": 99}', "swarmscope: error: {path} is a dump of version 99; this swarmscope reads version 1 (use the swarmscope release that wrote it)"),
-        ('{"schema": "swarmscope/snapshot", "version": 1, "node": {"hostname": 3}}', "swarmscope: error: {path} is damaged: $.node: NodeInfo: "),
+        ('{"schema": "swarmscope/snapshot", "version": 1, "node": {"hostname": 3}}', "swarmscope: error: {path} is damaged: $.node.hostname: expected a string, got 3"),
         ("[]", "swarmscope: error: {path} is not a swarmscope dump or snapshot (top level is not a JSON object)"),
     ],
 )
