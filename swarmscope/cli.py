@@ -185,7 +185,9 @@ def _save(path, snaps, analysis, failed=None) -> None:
 
 
 def _exit_for(analysis, complete: bool) -> int:
-    if any(f.severity == "error" for f in analysis.findings):
+    from swarmscope.correlate.findings import fails
+
+    if fails(analysis.findings, analysis.services):
         return ExitStatus.FINDINGS
     return ExitStatus.OK if complete else ExitStatus.PARTIAL
 

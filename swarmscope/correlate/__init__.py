@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from swarmscope.correlate.cluster import build_cluster
-from swarmscope.correlate.findings import Ctx, run_checks
-from swarmscope.correlate.paths import build_paths
+from swarmscope.correlate.findings import Ctx, hop_breaks, run_checks
+from swarmscope.correlate.paths import build_paths, verdict
 from swarmscope.correlate.types import Analysis
 from swarmscope.model import Snapshot
 
@@ -13,5 +13,8 @@ def analyze(snapshots: list[Snapshot]) -> Analysis:
     """Path maps of every service and the findings, from one or more node snapshots."""
     cluster = build_cluster(snapshots)
     paths = build_paths(cluster)
-    findings = run_checks(Ctx(cluster, paths))
+    ctx = Ctx(cluster, paths)
+    findings = run_checks(ctx)
+    for _, _, _, np in ctx.node_paths():  # judged again now that each bad hop's findings are known
+        verdict(np, hop_breaks)
     return Analysis(services=paths, findings=findings, nodes=[n.name for n in cluster.nodes], api_source=cluster.api_source)

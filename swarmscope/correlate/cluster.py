@@ -11,7 +11,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Optional
+
+from swarmscope.correlate.lifecycle import parse_time
 
 from swarmscope.model import Namespace, Network, NetworkService, PortSpec, Service, ServiceVip, Snapshot, Task, TaskAttachment
 
@@ -78,6 +81,11 @@ class NodeCtx:
     @property
     def has_verbose(self) -> bool:
         return any(n.verbose for n in self.networks.values())
+
+    @property
+    def now(self) -> Optional[datetime]:
+        """When this node was collected: the time its data plane is compared at."""
+        return parse_time(self.snap.collected_at)
 
     @property
     def ipvs_missing(self) -> bool:

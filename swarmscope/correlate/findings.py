@@ -12,12 +12,18 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional
 
-from swarmscope.correlate.cluster import Cluster, NodeCtx, strip_prefix
+from swarmscope.correlate import lifecycle
+from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix
+from swarmscope.correlate.paths import settling_addresses
 from swarmscope.correlate.types import MISMATCH, MISSING, Finding, Hop, NodePath, ServicePath
 from swarmscope.engines import SUPPORTED_SINCE, profile_for
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+#: the one policy for verdicts and exit codes: a finding of these severities means traffic stops. A path
+#: is broken only at a hop that carries one (or at a bad hop no check explains), and `check` fails (exit 1)
+#: exactly when there is one -- so a BROKEN path and exit 0 cannot go together.
+BREAKING = frozenset({ERROR})
 
 
 @dataclass
@@ -366,6 +372,21 @@ def _backend_check(id: str, severity: str, title: str, hint: str, status: str):
     REGISTRY.append(CheckSpec(id, severity, title, hint, fn))
 
 
+@check("ipvs.no-usable-backend", ERROR, "IPVS has real servers but none can take a connection",
+       "Every real server is drained (weight 0), stale or another service's: new connections to the port or VIP "
+       "on this node fail. `docker service update --force SERVICE` rebuilds the table; the other findings on "
+       "this path say which real servers are wrong.")
+def check_no_usable_backend(ctx: Ctx) -> Iterator[Hit]:
+    for sp, kind, label, np in ctx.node_paths():
+        key = "lb.backends" if kind == "vip" else "ingress.backends"
+        h = np.hop(key)
+        if h is None or h.status != MISSING or not np.backends or any(b.status in ("ok", "draining", "starting") for b in np.backends):
+            continue
+        if not any(b.weight is not None for b in np.backends):  # no IPVS entry at all: the other checks say why
+            continue
+        yield Hit([np.node], sp.name, label if kind == "vip" else None, f"{label}: {h.detail}", list(h.evidence), [h])
+
+
 _backend_check("ipvs.backend-stale", ERROR, "IPVS real server with no running task (stale)",
                "Connections are sent to an address nothing answers on. `docker service update --force SERVICE` "
                "rebuilds the table; if it comes back, restart dockerd on the node.", "stale")
@@ -411,12 +432,18 @@ def check_dns_tasks(ctx: Ctx) -> Iterator[Hit]:
        "Nodes disagree about the service: one node's service discovery lags. Compare "
        "`docker network inspect -v NETWORK` on the nodes; check the gossip ports (7946 tcp/udp) between them.")
 def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
+    cl = ctx.cluster
+    by_name = {s.name: s for s in cl.services}
     groups: dict[tuple[str, str], dict[tuple, list[str]]] = {}
-    for n in ctx.cluster.nodes:
+    for n in cl.nodes:
         for a in n.snap.dns:
             if a.status in ("timeout", "error"):
                 continue
-            groups.setdefault((a.network_name, a.query), {}).setdefault(tuple(a.answers), []).append(n.name)
+            svc = by_name.get(a.query.removeprefix("tasks."))
+            # addresses of tasks being replaced reach the nodes' DNS a moment apart
+            settling = settling_addresses(cl, svc, a.network_id, n.now) if svc else set()
+            answers = tuple(sorted((x for x in a.answers if x not in settling), key=ip_key))
+            groups.setdefault((a.network_name, a.query), {}).setdefault(answers, []).append(n.name)
     for (net, query), answers in sorted(groups.items()):
         if len(answers) > 1:
             yield Hit(sorted({x for v in answers.values() for x in v}), query.removeprefix("tasks."), net,
@@ -431,11 +458,15 @@ def check_replicas(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
     if cl.api_source is None:
         return
+    src = next((n for n in cl.nodes if n.name == cl.api_source), None)
+    now = src.now if src else None
     for s in cl.services:
-        if s.mode != "replicated" or not s.replicas:
-            continue
+        if s.mode != "replicated" or not s.replicas or s.update_state in lifecycle.UPDATING_STATES:
+            continue  # an update replaces tasks on purpose: one fewer while it does is not a fault
         running = cl.running_tasks(s)
-        if len(running) >= s.replicas:
+        coming = [t for t in cl.tasks if t.service_id == s.id and t.desired_state == "running"
+                  and t.state in lifecycle.STARTING_STATES and lifecycle.recent(t, now)]
+        if len(running) + len(coming) >= s.replicas:
             continue
         others = [t for t in cl.tasks if t.service_id == s.id and t not in running]
         others.sort(key=lambda t: (t.desired_state != "running", t.slot or 0))
@@ -662,6 +693,19 @@ def run_checks(ctx: Ctx, only: Optional[set[str]] = None) -> list[Finding]:
     findings.sort(key=lambda f: (f.caused_by is not None, -f.explains if f.caused_by is None else 0,
                                  SEVERITY_ORDER.get(f.severity, 9), f.id, f.service or "", f.network or "", f.detail))
     return findings
+
+
+def hop_breaks(h: Hop) -> bool:
+    """Whether a bad hop stops traffic: it carries a breaking finding, or none explains it."""
+    severity = {c.id: c.severity for c in REGISTRY}
+    return not h.findings or any(severity.get(f) in BREAKING for f in h.findings)
+
+
+def fails(findings: list[Finding], paths: list[ServicePath]) -> bool:
+    """Whether `check` fails: a breaking finding, or (belt and braces) a broken path."""
+    if any(f.severity in BREAKING for f in findings):
+        return True
+    return any(np.verdict == "broken" for _, _, _, np in Ctx(None, paths).node_paths())  # type: ignore[arg-type]
 
 
 def catalogue() -> list[CheckSpec]:

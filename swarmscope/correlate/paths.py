@@ -8,14 +8,19 @@ across nodes.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Optional
+from datetime import datetime
+from typing import Callable, Iterable, Optional
+
+from swarmscope.correlate import lifecycle
 
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix, task_addresses
 from swarmscope.correlate.types import (
+    DRAINING,
     MISMATCH,
     MISSING,
     NA,
     OK,
+    STARTING,
     UNKNOWN,
     Backend,
     DnsCheck,
@@ -214,7 +219,9 @@ def _snat_hop(key: str, label: str, ns: Optional[Namespace], subnets: list[str],
 # backends: IPVS real servers against the running tasks
 
 
-def compare_backends(cl: Cluster, svc: Service, network_id: str, dests) -> list[Backend]:
+def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Optional[datetime] = None) -> list[Backend]:
+    """IPVS real servers against the running tasks. Tasks in transition (lifecycle) are neither
+    good nor bad: a draining task's real server may linger, a starting task's may not be there yet."""
     running = cl.running_tasks(svc)
     expected: dict[str, object] = {}
     for t in running:
@@ -236,6 +243,8 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests) -> list[
             b.status = "weight0" if d.weight == 0 else "ok"
         elif live:
             b.status = "foreign"
+        elif owner is not None and owner.service_id == svc.id and lifecycle.draining(owner, now):
+            b.status = DRAINING  # dockerd drains (weight 0) before it stops, deletes after
         elif not owners and not cl.knows_all_tasks(network_id):
             b.status = "unknown"  # no manager view and no verbose inspect: a task on another node is not known here
         else:
@@ -247,7 +256,7 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests) -> list[
         out.append(
             Backend(
                 address=addr,
-                status="missing",
+                status=STARTING if lifecycle.starting(t, now) else "missing",
                 task_id=t.id,
                 task=cl.task_name(t),
                 task_state=t.state,
@@ -260,11 +269,12 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests) -> list[
     return out
 
 
-def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: Optional[IpvsService], ipvs_hop: Hop) -> list[Backend]:
+def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: Optional[IpvsService], ipvs_hop: Hop,
+                  n: NodeCtx) -> list[Backend]:
     """Backends of a path: with no IPVS service, the running tasks, missing (or unknown when IPVS was not read)."""
-    backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [])
+    backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [], n.now)
     if ipvs_svc is None:
-        backends = [b for b in backends if b.status == "missing"]
+        backends = [b for b in backends if b.status in ("missing", STARTING)]
         if ipvs_hop.status == UNKNOWN:
             for b in backends:
                 b.status = "unknown"
@@ -277,11 +287,14 @@ def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: Optio
             return Hop(key, label, UNKNOWN, "IPVS not read: real servers unknown")
         return Hop(key, label, MISSING, "no IPVS service to read real servers from")
     good = [b for b in backends if b.status == "ok"]
-    bad = [b for b in backends if b.status not in ("ok", "unknown")]
+    moving = [b for b in backends if b.status in (DRAINING, STARTING)]
+    bad = [b for b in backends if b.status not in ("ok", "unknown", DRAINING, STARTING)]
     ev = [ipvs_line(ipvs_svc, d) for d in ipvs_svc.dests]
     summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
     if not good and any(b.status == "unknown" for b in backends) and not bad:
         return Hop(key, label, UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})", ev)
+    if not good and moving and not bad:
+        return Hop(key, label, UNKNOWN, f"tasks being replaced: no settled real server yet ({summary})", ev)
     if not good:
         return Hop(key, label, MISSING, f"no usable real server ({summary})", ev)
     if bad:
@@ -386,7 +399,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     h, ipvs_svc = _ipvs_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
     hops.append(h)
     if ingress is not None:
-        np.backends = _backends_for(cl, svc, ingress.id, ipvs_svc, h)
+        np.backends = _backends_for(cl, svc, ingress.id, ipvs_svc, h, n)
         for b in np.backends:
             _redirect(cl, b, svc, port, ingress.id)
     hops.append(_backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
@@ -405,7 +418,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
 
 def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id: str) -> None:
     """The task sandbox's REDIRECT published -> target port, on the task's node."""
-    if b.status in ("stale", "lingering", "foreign", "unknown"):
+    if b.status in ("stale", "lingering", "foreign", "unknown", DRAINING, STARTING):
         b.redirect = NA if b.status != "unknown" else UNKNOWN
         return
     if not b.container_id:  # a task known from a network inspect only: its sandbox is on a node not in the data
@@ -523,7 +536,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(h)
     h, ipvs_svc = _ipvs_hop("lb.ipvs", f"IPVS in {lb.name if lb else 'lb_'}", n, lb, mark)
     hops.append(h)
-    np.backends = _backends_for(cl, svc, network_id, ipvs_svc, h)
+    np.backends = _backends_for(cl, svc, network_id, ipvs_svc, h, n)
     hops.append(_backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     lb_ip = next((a for i, a, p in ns_addresses(lb) if net and in_subnet(a, net.subnets) and a != vip), None)
     hops.append(_snat_hop("lb.snat", "lb_ SNAT", lb, net.subnets if net else [], lb_ip))
@@ -540,7 +553,7 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
         np.hops.append(Hop("dns.rr", label, UNKNOWN, "not asked on this node"))
     elif a.status != "ok":
         np.hops.append(Hop("dns.rr", label, MISSING, a.status, [f"{a.query}: {a.status}"]))
-    elif set(a.answers) == set(expected):
+    elif _dns_agrees(cl, svc, network_id, a.answers, expected, n.now):
         np.hops.append(Hop("dns.rr", label, OK, " ".join(a.answers), [f"{a.query} -> {' '.join(a.answers)}"]))
     else:
         np.hops.append(Hop("dns.rr", label, MISMATCH, f"answers {' '.join(a.answers)}, running tasks {' '.join(expected)}", [f"{a.query} -> {' '.join(a.answers)}"]))
@@ -551,6 +564,17 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
     ]
     verdict(np)
     return np
+
+
+def settling_addresses(cl: Cluster, svc: Service, network_id: str, now: Optional[datetime]) -> set[str]:
+    """Addresses of the service's tasks in transition: DNS may or may not hold them yet."""
+    return {a for t in cl.tasks if t.service_id == svc.id and lifecycle.in_transition(t, now)
+            for a in task_addresses(t, network_id)}
+
+
+def _dns_agrees(cl: Cluster, svc: Service, network_id: str, answers, expected, now) -> bool:
+    settling = settling_addresses(cl, svc, network_id, now)
+    return (set(answers) ^ set(expected)) <= settling
 
 
 def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsCheck]:
@@ -566,8 +590,9 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
             c.detail = a.status + (f": {a.reason}" if a.reason else "")
             c.missing = list(expected)
         else:
-            c.missing = [x for x in expected if x not in a.answers]
-            c.extra = [x for x in a.answers if x not in expected]
+            settling = settling_addresses(cl, svc, network_id, n.now)
+            c.missing = [x for x in expected if x not in a.answers and x not in settling]
+            c.extra = [x for x in a.answers if x not in expected and x not in settling]
             if c.missing or c.extra:
                 c.status = MISMATCH
                 c.detail = "; ".join(p for p in (f"missing {' '.join(c.missing)}" if c.missing else "", f"extra {' '.join(c.extra)}" if c.extra else "") if p)
@@ -579,14 +604,21 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
 # verdict and assembly
 
 
-def verdict(np: NodePath) -> None:
-    """ok, broken (the first broken hop), degraded (serves, but some real servers are wrong), unknown."""
+def verdict(np: NodePath, breaks: Optional[Callable[[Hop], bool]] = None) -> None:
+    """ok, broken (the first broken hop), degraded (serves, but some real servers are wrong), unknown.
+
+    ``breaks``: once findings are known, whether a bad hop stops traffic (findings.hop_breaks); a bad
+    hop that does not (only warnings: a rule order, a drained backend) makes the path degraded.
+    """
     degraded = None
     for h in np.hops:
         if h.aux:
             continue
         if h.status == MISMATCH and h.key.endswith(".backends") and any(b.status == "ok" for b in np.backends):
             degraded = degraded or h  # traffic still reaches a good backend
+            continue
+        if h.status in (MISSING, MISMATCH) and breaks is not None and not breaks(h):
+            degraded = degraded or h
             continue
         if h.status in (MISSING, MISMATCH):
             np.verdict, np.broken_at = "broken", h.label

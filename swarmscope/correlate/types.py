@@ -13,6 +13,10 @@ UNKNOWN = "unknown"
 
 STATUSES = (OK, MISSING, MISMATCH, NA, UNKNOWN)
 
+# backend states of tasks in transition (correlate.lifecycle): neither good nor a fault
+DRAINING = "draining"
+STARTING = "starting"
+
 
 @dataclass
 class Hop:
@@ -31,7 +35,7 @@ class Backend:
     """One real server of an IPVS service, or a running task that should be one."""
 
     address: str
-    status: str  # ok | missing | stale | lingering | weight0 | foreign | unknown
+    status: str  # ok | missing | stale | lingering | weight0 | foreign | unknown | draining | starting
     port: Optional[int] = None
     weight: Optional[int] = None
     forward: Optional[str] = None

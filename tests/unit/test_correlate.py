@@ -37,7 +37,39 @@ def roots(analysis):
     top = [f for f in analysis.findings if f.caused_by is None]
     for f in top:  # every finding a user sees carries the evidence it was judged on
         assert f.evidence, f"{f.id} has no evidence"
+    assert_verdicts_agree_with_exit(analysis)
     return sorted({f.id for f in top})
+
+
+def assert_verdicts_agree_with_exit(analysis):
+    """The one policy (findings.BREAKING), checked on every analysis these tests make: a broken path
+    means `check` fails; a hop tagged with a breaking finding leaves its path broken or degraded;
+    a bad hop tagged only with warnings never makes a path broken."""
+    from swarmscope.correlate.findings import BREAKING, fails
+
+    sev = {c.id: c.severity for c in REGISTRY}
+    failing = fails(analysis.findings, analysis.services)
+    assert failing == any(f.severity in BREAKING for f in analysis.findings)
+    for label, np in all_node_paths(analysis):
+        if np.verdict == "broken":
+            assert failing, f"{label} on {np.node} is broken but check would exit 0"
+        for h in np.hops:
+            if h.aux or h.status not in ("missing", "mismatch") or not h.findings:
+                continue
+            if any(sev[f] in BREAKING for f in h.findings):
+                assert np.verdict in ("broken", "degraded"), (label, h.key, np.verdict)
+            elif np.verdict == "broken" and np.broken_at == h.label:
+                raise AssertionError(f"{label}: {h.key} carries only {h.findings} but the path is broken there")
+
+
+def all_node_paths(analysis):
+    for sp in analysis.services:
+        for pp in sp.ports:
+            for np in pp.nodes:
+                yield f"{sp.name} port {pp.published}", np
+        for vp in sp.vip_paths:
+            for np in vp.nodes:
+                yield f"{sp.name} vip {vp.network}", np
 
 
 def finding(analysis, fid):
@@ -213,6 +245,22 @@ def test_docker_ingress_before_docker_user(snap):
     a = analyze([snap])
     assert roots(a) == ["ingress.forward-order"]
     assert any("FORWARD order" in e for e in finding(a, "ingress.forward-order").evidence)
+    # a warning: the port still answers, so the path is degraded, not broken, and check exits 0
+    from swarmscope.correlate.findings import fails
+
+    assert a.services[0].ports[0].nodes[0].verdict == "degraded"
+    assert not fails(a.findings, a.services)
+
+
+def test_every_real_server_drained_on_running_tasks_breaks_the_path(snap):
+    """weight 0 on one running task is a warning (the others serve); on all of them nothing serves:
+    an error, the path broken, and check fails."""
+    for d in ingress_dests(snap):
+        d.weight = 0
+    a = analyze([snap])
+    assert "ipvs.no-usable-backend" in roots(a)
+    port = a.services[0].ports[0].nodes[0]
+    assert port.verdict == "broken" and port.broken_at == "real servers -> tasks"
 
 
 def test_ingress_sbox_missing_is_the_root_cause(snap):
@@ -331,6 +379,72 @@ def test_weight_zero_lingering_after_task_gone(snap):
     ingress_dests(snap).append(IpvsDest("10.0.0.4", 0, "Masq", 0))
     a = analyze([snap])
     assert roots(a) == ["ipvs.weight-zero-lingering"]
+
+
+def _rolling_update(snap, started_ago: float):
+    """A rolling update caught half-way, as dockerd drives it: whoami.1 is told to shut down (DNS
+    record gone, real servers at weight 0 until its container stops); its replacement whoami.1 (new
+    task) became running ``started_ago`` seconds before collection and is in neither DNS nor IPVS yet."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime(2026, 11, 21, 9, 13, tzinfo=timezone.utc)
+    snap.collected_at = "2026-11-21T09:13:00Z"
+    svc = next(s for s in snap.docker.services if s.name == "whoami")
+    svc.update_state = "updating"
+    old = next(t for t in snap.docker.tasks if t.service_id == svc.id and t.slot == 1)
+    old.desired_state = "shutdown"
+    old_addrs = [a.addresses[0].split("/")[0] for a in old.attachments]
+    for sb in (ns(snap, "ingress_sbox"), ns(snap, "lb", "appnet")):
+        for d in sb.ipvs.services[0].dests:
+            if d.address in old_addrs:
+                d.weight = 0
+    for a in snap.dns:
+        a.answers = [x for x in a.answers if x not in old_addrs]
+    new = copy.deepcopy(old)
+    new.id, new.desired_state, new.state, new.container_id = "newtask1", "running", "running", None
+    new.state_since = (now - timedelta(seconds=started_ago)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    for i, a in enumerate(new.attachments):
+        a.addresses = [f"10.0.{'0' if a.network_name == 'ingress' else '1'}.{90 + i}/24"]
+    snap.docker.tasks.append(new)
+    return svc, old, new
+
+
+def test_rolling_update_in_progress_is_not_a_fault(snap):
+    """During `docker service update --force` the old task drains and the new one is not yet in the
+    data plane: no finding at all, and no path broken."""
+    svc, old, new = _rolling_update(snap, started_ago=2)
+    a = analyze([snap])
+    assert a.findings == [], [(f.id, f.detail) for f in a.findings]
+    who = next(s for s in a.services if s.name == "whoami")
+    port = who.ports[0].nodes[0]
+    assert {b.status for b in port.backends} == {"ok", "draining", "starting"}
+    assert port.verdict == "ok"
+    assert [c.status for c in who.dns] == ["ok"]
+
+
+def test_a_new_task_still_missing_once_settled_is_a_fault(snap):
+    """The same state a minute later, with the update over: the new task should have been added."""
+    svc, old, new = _rolling_update(snap, started_ago=60)
+    svc.update_state = "completed"
+    old.state = "shutdown"
+    old.state_since = "2026-11-21T09:12:00Z"
+    a = analyze([snap])
+    ids = {f.id for f in a.findings}
+    assert {"ipvs.backend-missing", "dns.tasks-mismatch", "ipvs.weight-zero-lingering"} <= ids, ids
+
+
+def test_replicas_short_while_not_updating_is_reported(snap):
+    svc = next(s for s in snap.docker.services if s.name == "whoami")
+    t = next(t for t in snap.docker.tasks if t.service_id == svc.id and t.slot == 1)
+    t.state, t.state_since = "preparing", "2026-11-21T09:05:00Z"  # stuck for 8 minutes
+    snap.collected_at = "2026-11-21T09:13:00Z"
+    for sb in (ns(snap, "ingress_sbox"), ns(snap, "lb", "appnet")):
+        sb.ipvs.services[0].dests = [d for d in sb.ipvs.services[0].dests
+                                     if d.address not in [x.split("/")[0] for a in t.attachments for x in a.addresses]]
+    a = analyze([snap])
+    assert "service.replicas-short" in {f.id for f in a.findings}
+    svc.update_state = "updating"
+    assert "service.replicas-short" not in {f.id for f in analyze([snap]).findings}
 
 
 def test_real_server_of_another_service(snap):

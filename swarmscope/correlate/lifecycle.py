@@ -1,0 +1,73 @@
+"""Task lifecycle: which tasks are between states, where the data plane lags on purpose (pure).
+
+dockerd takes a task out of the mesh before it stops it (``DisableService``:
+the DNS records go and its real servers get weight 0, then the container stops
+and the real servers are deleted), and puts a new task in only as it starts.
+Gossip carries both to the other nodes within seconds. While that happens a
+real server can be draining or not yet there, and DNS answers can hold one
+address more or less than the running tasks: none of that is a fault while it
+lasts. One place decides what "in transition" means.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Optional
+
+from swarmscope.model import Task
+
+#: seconds after a task changed state during which the data plane may still lag behind it
+SETTLE_SECONDS = 15.0
+#: states before running: the task is on its way in
+STARTING_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
+#: service update states during which tasks are replaced on purpose
+UPDATING_STATES = frozenset({"updating", "rollback_started"})
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?$")
+
+
+def parse_time(text: Optional[str]) -> Optional[datetime]:
+    """RFC 3339 as Docker writes it (nanoseconds, ``Z``) -> aware datetime; None where it does not read."""
+    m = _TS.match((text or "").strip())
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7].ljust(7, "0")
+    tz = m.group(3) or "Z"
+    tz = "+00:00" if tz == "Z" else (tz if ":" in tz else f"{tz[:3]}:{tz[3:]}")
+    try:
+        dt = datetime.fromisoformat(f"{m.group(1)}{frac}{tz}")
+    except ValueError:
+        return None
+    return dt.astimezone(timezone.utc)
+
+
+def age(task: Task, now: Optional[datetime]) -> Optional[float]:
+    """Seconds the task has been in its current state at ``now``; None where either time is unknown."""
+    since = parse_time(task.state_since)
+    if since is None or now is None:
+        return None
+    return (now - since).total_seconds()
+
+
+def recent(task: Task, now: Optional[datetime]) -> bool:
+    a = age(task, now)
+    return a is not None and a < SETTLE_SECONDS
+
+
+def draining(task: Task, now: Optional[datetime]) -> bool:
+    """On its way out: told to stop and not stopped yet, or stopped a moment ago."""
+    if task.desired_state != "running" and task.state in ("running", *STARTING_STATES):
+        return True
+    return task.state != "running" and task.state not in STARTING_STATES and recent(task, now)
+
+
+def starting(task: Task, now: Optional[datetime]) -> bool:
+    """On its way in: not running yet, or running only a moment ago (other nodes may not know it yet)."""
+    if task.desired_state != "running":
+        return False
+    return task.state in STARTING_STATES or (task.state == "running" and recent(task, now))
+
+
+def in_transition(task: Task, now: Optional[datetime]) -> bool:
+    return draining(task, now) or starting(task, now)
