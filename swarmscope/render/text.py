@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Optional
-
-from tabulate import tabulate
 
 from swarmscope.correlate.types import Analysis, Finding, NodePath, ServicePath
 
@@ -39,6 +38,51 @@ class Style:
         return click.style(text, fg=_COLOURS.get(key or text), bold=bold)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_WRAPPERS: dict[int, textwrap.TextWrapper] = {}
+
+
+def _visible(s: str) -> int:
+    return len(_ANSI.sub("", s)) if "\x1b" in s else len(s)
+
+
+def _cell_lines(v, width: Optional[int]) -> list[str]:
+    """A cell as its lines: stripped, and wrapped to ``width`` (textwrap's defaults) where the column has one."""
+    s = "" if v is None else str(v)
+    if width is not None and (len(s) > width or "\n" in s):
+        w = _WRAPPERS.get(width)
+        if w is None:
+            w = _WRAPPERS[width] = textwrap.TextWrapper(width=width)
+        s = "\n".join("\n".join(w.wrap(line)) for line in s.splitlines() if line.strip())
+    return s.strip().split("\n")
+
+
+def table(rows: list[list], headers: Optional[list[str]] = None, maxcolwidths: Optional[list[Optional[int]]] = None) -> list[str]:
+    """Rows as text columns: left-aligned, two spaces apart, under a header and a dashed rule when
+    ``headers`` are given; a cell longer than its column's ``maxcolwidths`` entry is wrapped onto
+    more lines (the other cells of the row stay on its first line). The layout of tabulate's
+    "simple" (and, without headers, "plain") format with disable_numparse, at a fraction of its cost
+    (a row whose every cell is empty stays an empty line, where tabulate may drop it; no table here has one).
+    """
+    ncols = max([len(r) for r in rows] + [len(headers or [])])
+    widths = list(maxcolwidths or []) + [None] * ncols
+    cells = [[_cell_lines(r[i] if i < len(r) else "", widths[i]) for i in range(ncols)] for r in rows]
+    colw = [max([_visible(x) for row in cells for x in row[i]] + [len(headers[i]) + 2 if headers else 0]) for i in range(ncols)]
+
+    def line(parts: list[str]) -> str:
+        return "  ".join(p + " " * (colw[i] - _visible(p)) for i, p in enumerate(parts)).rstrip()
+
+    out = []
+    if headers:
+        out.append(line(list(headers)))
+        out.append("  ".join("-" * w for w in colw))
+    for row in cells:
+        height = max(len(c) for c in row)
+        for k in range(height):
+            out.append(line([c[k] if k < len(c) else "" for c in row]))
+    return out
+
+
 def _wrap(text: str, width: int, indent: str = "") -> list[str]:
     return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False) or [indent]
 
@@ -61,8 +105,7 @@ def _hops_table(np: NodePath, st: Style, verbose: bool) -> list[str]:
         label = h.label + (" *" if h.aux else "")
         detail = h.detail + (f" (cause: {h.root_cause})" if h.root_cause else "")
         rows.append([label, st(h.status), detail])
-    out = tabulate(rows, headers=["hop", "status", "detail"], maxcolwidths=[30, None, 34], disable_numparse=True).splitlines()
-    out = ["  " + line for line in out]
+    out = ["  " + line for line in table(rows, ["hop", "status", "detail"], [30, None, 34])]
     for h in np.hops:
         # evidence of broken hops, except those a root cause explains (its own hop shows it); all with -v
         if h.evidence and (verbose or (h.status in ("missing", "mismatch") and not h.root_cause)):
@@ -82,7 +125,7 @@ def _backends_table(np: NodePath, st: Style, show_redirect: bool) -> list[str]:
             row.append(st(b.redirect) if b.redirect else "-")
         rows.append(row)
     headers = ["real server", "weight", "status", "task", "node"] + (["redirect"] if show_redirect else [])
-    return ["  " + line for line in tabulate(rows, headers=headers, disable_numparse=True).splitlines()]
+    return ["  " + line for line in table(rows, headers)]
 
 
 def render_service(sp: ServicePath, st: Style, node: Optional[str] = None, verbose: bool = False) -> list[str]:
@@ -96,7 +139,7 @@ def render_service(sp: ServicePath, st: Style, node: Optional[str] = None, verbo
     if sp.tasks:
         rows = [[t.name, t.state or "?", t.node, " ".join(f"{a}({n})" for n, addrs in t.addresses.items() for a in addrs)] for t in sp.tasks]
         out.append("  tasks:")
-        out.extend("    " + l for l in tabulate(rows, tablefmt="plain", maxcolwidths=[None, None, None, 44], disable_numparse=True).splitlines())
+        out.extend("    " + l for l in table(rows, None, [None, None, None, 44]))
     else:
         out.append("  tasks:    none running")
 
@@ -128,7 +171,7 @@ def render_service(sp: ServicePath, st: Style, node: Optional[str] = None, verbo
         out.append("")
         out.append(st("DNS tasks." + sp.name, bold=True))
         rows = [[c.node, c.network, st(c.status), " ".join(c.answers) or c.detail or "-", c.detail if c.status != "ok" else ""] for c in checks]
-        out.extend("  " + l for l in tabulate(rows, headers=["node", "network", "status", "answers", "problem"], maxcolwidths=[16, 12, None, 24, 18], disable_numparse=True).splitlines())
+        out.extend("  " + l for l in table(rows, ["node", "network", "status", "answers", "problem"], [16, 12, None, 24, 18]))
     return out
 
 

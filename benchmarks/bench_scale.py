@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Time `check`, `explain --all` and `dump --json` on generated swarms of growing size.
+
+Usage:  python3 benchmarks/bench_scale.py [--runs 3] [--sizes 3:50:250,10:100:500,25:250:1250] [--large]
+        [--commands check,explain,dump] [--repo PATH] [--keep DIR]
+
+For each size (nodes:services:tasks) it writes a healthy synthetic dump with
+benchmarks/gen_swarm.py, then runs each command `--runs` times, alternating the
+commands, as a separate `python -m swarmscope` process reading it with
+`--from`, and reports the median wall time, the peak RSS of the child
+(ru_maxrss from wait4) and, between consecutive sizes, the growth exponent
+k in time ~ size^k (size = tasks; nodes and services grow with them).
+`--large` adds 50:500:2500 and 100:1000:5000 (minutes to hours on 2 CPUs).
+`--repo PATH` runs the swarmscope of another checkout (e.g. an older commit
+unpacked with `git archive`), for before/after figures on the same dumps.
+Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import gen_swarm  # noqa: E402
+
+DEFAULT_SIZES = "3:50:250,10:100:500,25:250:1250"
+LARGE_SIZES = "50:500:2500,100:1000:5000"
+COMMANDS = {
+    "check": ["check", "--from", "{dump}"],
+    "explain": ["explain", "--all", "--from", "{dump}", "--color", "never"],
+    "dump": ["dump", "--from", "{dump}", "--json", "-o", "{out}"],
+}
+
+
+def max_input_args(repo: Path) -> list[str]:
+    """`--max-input` (MiB) where this swarmscope limits what --from reads: the large dumps exceed its default."""
+    cp = subprocess.run([sys.executable, "-m", "swarmscope", "check", "--help"], capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=str(repo)), cwd=repo)
+    return ["--max-input", "1000000"] if "--max-input" in cp.stdout else []
+
+
+def run_child(argv: list[str], repo: Path) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS in KiB, exit code) of one child process; its stdout is discarded."""
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "swarmscope", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env, cwd=repo)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    if p.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(argv)} exited {p.returncode}: {err.strip()[-500:]}")
+    return wall, ru.ru_maxrss, p.returncode
+
+
+def exponent(t1: float, t2: float, s1: float, s2: float) -> float:
+    return math.log(t2 / t1) / math.log(s2 / s1) if t1 > 0 and t2 > 0 and s1 != s2 else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated nodes:services:tasks")
+    ap.add_argument("--large", action="store_true", help=f"add {LARGE_SIZES}")
+    ap.add_argument("--commands", default="check,explain,dump")
+    ap.add_argument("--repo", default=str(REPO), help="the checkout whose swarmscope is run (default: this one)")
+    ap.add_argument("--keep", metavar="DIR", help="write (and reuse) the generated dumps in DIR")
+    args = ap.parse_args()
+    sizes = [tuple(int(x) for x in s.split(":")) for s in (args.sizes + ("," + LARGE_SIZES if args.large else "")).split(",") if s]
+    cmds = [c for c in args.commands.split(",") if c]
+    repo = Path(args.repo).resolve()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="swarmscope-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    extra = max_input_args(repo)
+
+    rows = []
+    for nodes, services, tasks in sizes:
+        dump = work / f"swarm-{nodes}-{services}-{tasks}.json"
+        if not dump.exists():
+            t0 = time.perf_counter()
+            gen_swarm.write_dump(str(dump), nodes, services, tasks)
+            print(f"generated {dump.name} ({dump.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        out = work / "out.json"
+        res: dict[str, list[tuple[float, int]]] = {c: [] for c in cmds}
+        for r in range(args.runs):
+            for c in cmds:  # alternated: one run of each command per round
+                argv = [a.format(dump=dump, out=out) for a in COMMANDS[c]] + extra
+                wall, rss, _ = run_child(argv, repo)
+                res[c].append((wall, rss))
+                print(f"  {nodes}/{services}/{tasks} {c} run {r + 1}: {wall:.2f}s {rss / 1024:.0f} MiB", file=sys.stderr)
+        out_mb = out.stat().st_size / 1e6 if out.exists() else float("nan")
+        rows.append(((nodes, services, tasks), dump.stat().st_size / 1e6, out_mb,
+                     {c: (statistics.median(w for w, _ in v), max(m for _, m in v) / 1024) for c, v in res.items()}))
+        if not args.keep:
+            dump.unlink()
+        out.unlink(missing_ok=True)
+
+    print(f"swarmscope from {repo}; {os.cpu_count()} CPUs; median of {args.runs} runs; peak RSS of the child (max)")
+    head = f"{'nodes/services/tasks':>20} {'dump MB':>8}"
+    for c in cmds:
+        head += f" {c + ' s':>10} {c + ' MiB':>10}"
+    print(head)
+    for size, mb, out_mb, r in rows:
+        line = f"{'/'.join(map(str, size)):>20} {mb:>8.1f}"
+        for c in cmds:
+            line += f" {r[c][0]:>10.2f} {r[c][1]:>10.0f}"
+        print(line)
+    if len(rows) > 1:
+        print("growth exponent k (time ~ tasks^k) between consecutive sizes:")
+        for (s1, _, _, r1), (s2, _, _, r2) in zip(rows, rows[1:]):
+            parts = [f"{c} {exponent(r1[c][0], r2[c][0], s1[2], s2[2]):.2f}" for c in cmds]
+            print(f"  {'/'.join(map(str, s1))} -> {'/'.join(map(str, s2))}: " + ", ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
