@@ -62,3 +62,31 @@ class ParseError(ValueError):
         self.line = line
         self.reason = reason
         super().__init__(f"{what}: line {lineno}: {reason}: {line!r}")
+
+
+def is_number(s: str, max_digits: int = 20) -> bool:
+    """ASCII digits only, at most ``max_digits`` of them: what ``int()`` reads back without surprise
+    (``str.isdigit`` accepts '²', which ``int`` refuses; 5000 digits exceed int's conversion limit)."""
+    return 0 < len(s) <= max_digits and s.isascii() and s.isdigit()
+
+
+def parser(what: str):
+    """Decorator for a pure parser: it fails only with ParseError. An unexpected error inside it
+    (a bug meeting input nobody foresaw) becomes a ParseError naming the parser and the error, so a
+    caller that handles ParseError records the failure and goes on."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def guarded(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except ParseError:
+                raise
+            except (ValueError, IndexError, KeyError, TypeError, OverflowError, AttributeError, RecursionError,
+                    UnicodeError) as exc:
+                raise ParseError(what, 0, "", f"unreadable input ({type(exc).__name__}: {exc})") from None
+
+        return guarded
+
+    return wrap

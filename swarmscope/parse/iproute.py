@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 
-from swarmscope.errors import ParseError
+from swarmscope.errors import ParseError, is_number, parser
 from swarmscope.model import Address, Interface
 
-_HEAD = re.compile(r"^(\d+):\s+([^:@\s]+)(?:@(\S+?))?:\s+<([^>]*)>(.*)$")
-_INET = re.compile(r"^\s+(inet6?)\s+(\S+?)/(\d+)\b")
+_HEAD = re.compile(r"^(\d{1,10}):\s+([^:@\s]+)(?:@(\S+?))?:\s+<([^>]*)>(.*)$", re.ASCII)
+_INET = re.compile(r"^\s+(inet6?)\s+(\S+?)/(\d{1,3})\b", re.ASCII)
 _LINK = re.compile(r"^\s+link/(\S+)(?:\s+(\S+))?")
 _KINDS = ("veth", "bridge", "vxlan", "dummy", "ipip", "macvlan", "ipvlan")
 
 
+@parser("ip addr")
 def parse_ip_addr(text: str) -> list[Interface]:
     out: list[Interface] = []
     cur: Interface | None = None
@@ -31,14 +32,14 @@ def parse_ip_addr(text: str) -> list[Interface]:
             attrs = {words[i]: words[i + 1] for i in range(0, len(words) - 1) if words[i] in ("mtu", "master", "state")}
             flagset = set(flags.split(","))
             peer = None
-            if link and link.startswith("if") and link[2:].isdigit():
+            if link and link.startswith("if") and is_number(link[2:], 10):
                 peer = int(link[2:])
             cur = Interface(
                 name=name,
                 index=int(idx),
                 state=attrs.get("state", "unknown").lower(),
                 admin_up="UP" in flagset,
-                mtu=int(attrs["mtu"]) if attrs.get("mtu", "").isdigit() else None,
+                mtu=int(attrs["mtu"]) if is_number(attrs.get("mtu", ""), 10) else None,
                 master=attrs.get("master"),
                 peer_index=peer,
             )
@@ -61,7 +62,7 @@ def parse_ip_addr(text: str) -> list[Interface]:
                 cur.mac = m.group(2)
             if "link-netnsid" in line:
                 tail = line.split("link-netnsid", 1)[1].split()
-                if tail and tail[0].isdigit():
+                if tail and is_number(tail[0], 10):
                     cur.peer_netns_id = int(tail[0])
             continue
         stripped = line.strip()
@@ -70,7 +71,10 @@ def parse_ip_addr(text: str) -> list[Interface]:
             cur.kind = first
             if first == "vxlan" and " id " in f" {stripped} ":
                 words = stripped.split()
-                cur.vxlan_id = int(words[words.index("id") + 1])
+                at = words.index("id") + 1
+                if at >= len(words) or not is_number(words[at], 10):
+                    raise ParseError("ip addr", lineno, line, "'vxlan id' without a number after it")
+                cur.vxlan_id = int(words[at])
             continue
         # valid_lft lines, bridge_slave/altname/other -d details: nothing we keep
     return out

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from swarmscope.errors import ParseError
+from swarmscope.errors import ParseError, is_number, parser
 from swarmscope.model import Chain, IptablesDump, Rule, RuleMatch, RuleOption, Table
 
 __all__ = [
@@ -65,9 +65,9 @@ _COUNTERS_OPT = ("-c", "--set-counters")
 # protocols whose options iptables loads as an implicit match after -p
 _IMPLICIT_PROTOS = {"tcp", "udp", "udplite", "icmp", "icmpv6", "ipv6-icmp", "sctp", "dccp", "esp", "ah", "mh"}
 
-_COUNTERS_RE = re.compile(r"^\[(\d+):(\d+)\]$")
-_CHAIN_RE = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?$")
-_RULE_COUNTERS_RE = re.compile(r"^\[(\d+):(\d+)\]\s+(.*)$")
+_COUNTERS_RE = re.compile(r"^\[(\d{1,20}):(\d{1,20})\]$", re.ASCII)
+_CHAIN_RE = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[(\d{1,20}):(\d{1,20})\])?$", re.ASCII)
+_RULE_COUNTERS_RE = re.compile(r"^\[(\d{1,20}):(\d{1,20})\]\s+(.*)$", re.ASCII)
 # what an author left in an excerpt where they cut lines
 _ELISION_RE = re.compile(r"^(\.\.\.|…|\[\.\.\.[^\]]*\])$")
 
@@ -84,6 +84,7 @@ def _word(text: str, quoted: bool) -> _Word:
     return w
 
 
+@parser("iptables rule")
 def split_words(text: str, *, what: str = "iptables rule", lineno: int = 0, line: Optional[str] = None) -> list[_Word]:
     """Split a rule into words as iptables-restore does.
 
@@ -136,6 +137,7 @@ def _is_bang(w: _Word) -> bool:
     return not w.quoted and w == "!"
 
 
+@parser("iptables rule")
 def parse_rule(
     text: str,
     *,
@@ -214,7 +216,7 @@ def parse_rule(
             i += 1
             continue
         if opt in _COUNTERS_OPT:  # iptables -S -v / -c P B: counters inside the rule
-            if pending_neg or i + 1 >= n or not (words[i].isdigit() and words[i + 1].isdigit()):
+            if pending_neg or i + 1 >= n or not (is_number(words[i]) and is_number(words[i + 1])):
                 raise fail(f"{opt} needs two numbers")
             rule.counters = [int(words[i]), int(words[i + 1])]
             i += 2
@@ -293,6 +295,7 @@ def _append(table: Table, rule: Rule, lenient: bool, undeclared: ParseError) -> 
     chain.rules.append(rule)
 
 
+@parser("iptables-save")
 def parse_iptables_save(text: str, backend: str = "nft", *, lenient: bool = False) -> IptablesDump:
     """Parse the output of ``iptables-save`` / ``iptables-nft-save`` / ``iptables-legacy-save``.
 
@@ -354,6 +357,7 @@ def parse_iptables_save(text: str, backend: str = "nft", *, lenient: bool = Fals
     return dump
 
 
+@parser("iptables -S")
 def parse_iptables_rules(text: str, table: str = "filter", *, lenient: bool = False, what: str = "iptables -S") -> Table:
     """Parse ``iptables [-t TABLE] -S [-v]`` output (``-P``, ``-N``, ``-A`` lines) into one Table.
 
@@ -383,7 +387,7 @@ def parse_iptables_rules(text: str, table: str = "filter", *, lenient: bool = Fa
                 chain.policy = str(rest[0])
                 rest = rest[1:]
             if rest:
-                if len(rest) == 3 and rest[0] in _COUNTERS_OPT and rest[1].isdigit() and rest[2].isdigit():
+                if len(rest) == 3 and rest[0] in _COUNTERS_OPT and is_number(rest[1]) and is_number(rest[2]):
                     chain.counters = [int(rest[1]), int(rest[2])]
                 else:
                     raise ParseError(what, lineno, line, "unexpected words after the chain")
@@ -402,6 +406,8 @@ def parse_iptables_rules(text: str, table: str = "filter", *, lenient: bool = Fa
 
 
 def _int(value: str) -> Optional[int]:
+    if len(value) > 24 or not value.isascii():
+        return None
     try:
         return int(value, 0)
     except ValueError:
@@ -436,7 +442,7 @@ def _split_hostport(value: str) -> tuple[str, Optional[int]]:
         host, port_s = value.split(":", 1)
     else:  # v4 without port, or a bare v6 address
         host, port_s = value, ""
-    port = int(port_s) if port_s.isdigit() else None  # None also for a port range "80-90"
+    port = int(port_s) if is_number(port_s, 5) else None  # None also for a port range "80-90"
     return host, port
 
 
@@ -475,6 +481,6 @@ def redirect_ports(rule: Rule) -> Optional[tuple[int, int]]:
     if not v:
         return None
     lo, sep, hi = v.strip().partition("-")
-    if not lo.isdigit() or (sep and not hi.isdigit()):
+    if not is_number(lo, 5) or (sep and not is_number(hi, 5)):
         return None
     return int(lo), int(hi) if sep else int(lo)

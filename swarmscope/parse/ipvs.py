@@ -19,7 +19,7 @@ import ipaddress
 import re
 from typing import Optional
 
-from swarmscope.errors import ParseError
+from swarmscope.errors import ParseError, is_number, parser
 from swarmscope.model import IpvsDest, IpvsService
 
 __all__ = [
@@ -31,7 +31,7 @@ __all__ = [
 
 _PROTOS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp", "FWM": "fwm"}
 _FORWARDS = {"Masq", "Route", "Tunnel", "Local", "Bypass"}
-_VERSION_RE = re.compile(r"^IP Virtual Server version \S+ \(size=\d+\)$")
+_VERSION_RE = re.compile(r"^IP Virtual Server version \S+ \(size=\d+\)$", re.ASCII)
 
 # ipvsadm -L layouts: service header columns -> (layout, destination header columns)
 _LAYOUTS = {
@@ -45,7 +45,7 @@ _DEST_HEADERS = {
     ("->", "RemoteAddress:Port", "Forward", "Weight", "PersistConn", "ActiveConn", "InActConn"): "persistent-conn",
     ("->", "RemoteAddress:Port"): None,  # stats, rate, thresholds
 }
-_NUM_RE = re.compile(r"^\d+[KMGT]?$")  # ipvsadm abbreviates large counters without --exact
+_NUM_RE = re.compile(r"^\d{1,20}[KMGT]?$", re.ASCII)  # ipvsadm abbreviates large counters without --exact
 
 
 def _lines(text: str):
@@ -67,7 +67,7 @@ def _hostport(value: str, what: str, lineno: int, line: str) -> tuple[str, int]:
         host, sep, port_s = value.rpartition(":")
         if not sep or not host or ":" in host:
             raise ParseError(what, lineno, line, f"bad address {value!r} (expected ADDRESS:PORT)")
-    if not port_s.isdigit():
+    if not is_number(port_s, 5):
         raise ParseError(what, lineno, line, f"port {port_s!r} is not a number (names resolved? use ipvsadm -n)")
     port = int(port_s)
     if port > 65535:
@@ -76,10 +76,10 @@ def _hostport(value: str, what: str, lineno: int, line: str) -> tuple[str, int]:
 
 
 def _int(value: str, what: str, lineno: int, line: str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ParseError(what, lineno, line, f"{name} {value!r} is not a number") from None
+    v = value[1:] if value.startswith("-") else value
+    if not is_number(v):
+        raise ParseError(what, lineno, line, f"{name} {value[:40]!r} is not a number")
+    return int(value)
 
 
 def _service_flags(words: list[str], what: str, lineno: int, line: str) -> list[str]:
@@ -101,6 +101,7 @@ def _service_flags(words: list[str], what: str, lineno: int, line: str) -> list[
     return flags
 
 
+@parser("ipvsadm -L")
 def ipvsadm_layout(text: str) -> Optional[str]:
     """Which ``ipvsadm -L`` layout ``text`` has: list, persistent-conn, stats, rate, thresholds; None if no header."""
     service_layout: Optional[str] = None
@@ -116,6 +117,7 @@ def ipvsadm_layout(text: str) -> Optional[str]:
     return None
 
 
+@parser("ipvsadm -Ln")
 def parse_ipvsadm_list(text: str) -> list[IpvsService]:
     """Parse ``ipvsadm -Ln`` (also with ``--exact``, ``--stats``, ``--rate``, ``--thresholds``, ``--persistent-conn``).
 
@@ -238,6 +240,7 @@ _SAVE_FWD = {
 }
 
 
+@parser("ipvsadm -S")
 def parse_ipvsadm_save(text: str) -> list[IpvsService]:
     """Parse ``ipvsadm -S -n`` (``ipvsadm --save``) output.
 
@@ -293,7 +296,7 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
                 sched_set = True
                 i += 2
             elif is_service and w in ("-p", "--persistent"):
-                if i + 1 < len(words) and words[i + 1].isdigit():
+                if i + 1 < len(words) and is_number(words[i + 1]):
                     svc.flags.append(f"persistent {words[i + 1]}")
                     i += 2
                 else:
@@ -360,11 +363,11 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
 _PROC_SERVICE_RE = re.compile(
     r"^(?P<proto>TCP|UDP|SCTP|AH|ESP|FWM)\s+"
     r"(?:(?P<hexaddr>[0-9A-Fa-f]{8}):(?P<hexport>[0-9A-Fa-f]{4})|\[(?P<v6>[0-9A-Fa-f:]+)\]:(?P<v6port>[0-9A-Fa-f]{4})|(?P<fwmark>[0-9A-Fa-f]{8}))"
-    r"\s+(?P<rest>.*)$"
+    r"\s+(?P<rest>.*)$", re.ASCII
 )
 _PROC_DEST_RE = re.compile(
     r"^->\s+(?:(?P<hexaddr>[0-9A-Fa-f]{8}):(?P<hexport>[0-9A-Fa-f]{4})|\[(?P<v6>[0-9A-Fa-f:]+)\]:(?P<v6port>[0-9A-Fa-f]{4}))"
-    r"\s+(?P<fwd>\S+)\s+(?P<weight>-?\d+)\s+(?P<active>\d+)\s+(?P<inactive>\d+)$"
+    r"\s+(?P<fwd>\S+)\s+(?P<weight>-?\d{1,20})\s+(?P<active>\d{1,20})\s+(?P<inactive>\d{1,20})$", re.ASCII
 )
 
 
@@ -372,6 +375,7 @@ def _hex_ipv4(h: str) -> str:
     return str(ipaddress.IPv4Address(int(h, 16)))
 
 
+@parser("/proc/net/ip_vs")
 def parse_proc_ip_vs(text: str) -> list[IpvsService]:
     """Parse ``/proc/net/ip_vs`` (hex addresses, ports and marks).
 
