@@ -127,6 +127,30 @@ def converged(lab, service, n):
 
 
 @pytest.mark.lab_fault
+def test_rolling_update_gives_no_false_alarm(lab):
+    """`check` run again and again while `docker service update --force whoami` replaces its tasks one
+    at a time (stop-first, a delay between them): never anything but the kernel root cause."""
+    assert lab.docker("service", "update", "-d", "--update-parallelism", "1", "--update-delay", "4s",
+                      "--force", "whoami").returncode == 0
+    seen_updating, runs = 0, []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            state = lab.docker("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                               "whoami").stdout.strip()
+            doc = check_json(lab)
+            runs.append((state, sorted(roots(doc)), sorted({f["caused_by"] for f in doc["findings"] if f["caused_by"]})))
+            seen_updating += state == "updating"
+            if state != "updating" and seen_updating:
+                break
+        assert seen_updating >= 2, runs
+        bad = [r for r in runs if r[1] != ["kernel.no-ipvs"] or r[2] not in ([], ["kernel.no-ipvs"])]
+        assert not bad, bad
+    finally:
+        assert wait(lambda: converged(lab, "whoami", 2), 180)
+
+
+@pytest.mark.lab_fault
 def test_task_container_killed_behind_swarms_back(lab):
     """kill -9 of a task's process: swarm notices, and the restart delay keeps it down for a while."""
     assert lab.docker("service", "update", "-d", "--restart-delay", "120s", "whoami").returncode == 0

@@ -360,3 +360,18 @@ def test_fault_h_killed_task_leaves_the_load_balancers(vm_out):
 def test_fault_was_repaired(vm_out, phase):
     outcome = vmlab.phases(vm_out).get(phase, "")
     assert outcome.startswith("repaired-by-"), f"{phase}: {outcome}; {read(phase_dir(vm_out, phase) / 'repair.txt')}"
+
+
+def test_rolling_update_on_a_real_mesh_gives_no_finding(vm_out):
+    """While `docker service update --force whoami` replaces the tasks on the real ip_vs mesh (old real
+    servers drained to weight 0, new ones added), every `check` run finds nothing and exits 0."""
+    r = vm_out / "rolling-update"
+    runs = sorted(r.glob("check-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    assert runs, f"no check ran during the update: {sorted(p.name for p in r.iterdir()) if r.is_dir() else 'no dir'}"
+    during = [p for p in runs if read(p.with_suffix(".state")).strip() == "updating"]
+    assert during, "no check ran while the update was in progress"
+    for p in runs:
+        doc = load_json(p)
+        rc = int(read(p.with_suffix(".rc")))
+        assert doc["findings"] == [] and rc == 0, (p.name, rc, [(f["id"], f["detail"]) for f in doc["findings"]])
+    assert not (r / "NOT-HEALTHY.txt").exists(), read(r / "health-after.txt")

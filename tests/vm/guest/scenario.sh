@@ -178,6 +178,24 @@ wait $SS
 mark healthy_swarmscope_done
 echo "healthy ok" >> $O/phases.txt
 
+# ---------------------------------------------------------------- rolling update (not a fault)
+# `check` again and again while whoami's tasks are replaced one at a time: old tasks drain (weight 0,
+# out of DNS) before they stop, new ones join as they start. Each run records the update state first.
+R=$O/rolling-update; mkdir -p $R
+docker service update --detach --update-parallelism 1 --update-delay 8s --force whoami > $R/update.txt 2>&1
+i=0
+while [ $i -lt 12 ]; do
+  st=$(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' whoami)
+  echo "$st" > $R/check-$i.state
+  ( cd / && timeout 120 $VENV/bin/python -m swarmscope check --format json > $R/check-$i.json 2> $R/check-$i.stderr ); echo $? > $R/check-$i.rc
+  i=$((i+1))
+  [ "$st" = updating ] || break
+done
+waitfor 240 sh -c '[ "$(docker service inspect -f "{{.UpdateStatus.State}}" whoami)" = completed ]'
+wait_healthy 240 $R/health-after.txt || echo "not healthy after the rolling update" > $R/NOT-HEALTHY.txt
+$GC facts --json $O/baseline.json > /dev/null   # the tasks (and their addresses) are new
+mark rolling_update_done
+
 # ---------------------------------------------------------------- faults
 nsx() { local n=$1; shift; nsenter --net=$NS/$n "$@"; }
 apply_fault() { # name -> runs the fault, commands and output into $P/fault.txt
