@@ -370,8 +370,8 @@ class Redactor:
         self._register_name("ctr", v)
 
     def _register_image(self, image: Optional[str]) -> None:
-        if not image or image in self._images:
-            return
+        if not image or image in self._images or not re.fullmatch(r"[A-Za-z0-9._/:@+-]+", image):
+            return  # not an image reference: redacted as free text
         ref, _, digest = image.partition("@")
         tag = ""
         last = ref.rsplit("/", 1)[-1]
