@@ -65,18 +65,68 @@ def one_run(lab, workers: int) -> tuple[float, int, dict]:
     return wall, rss, json.loads(cp.stdout)
 
 
+# moby's contrib/support.sh style: one nsenter per command, per namespace, as it collects the routing mesh
+SUPPORT_LOOP = r"""
+for ns in "$NETNS_DIR"/*; do
+  echo "== $ns"
+  nsenter --net="$ns" ip addr show
+  nsenter --net="$ns" ip route show
+  nsenter --net="$ns" iptables-save
+  for t in filter nat mangle; do nsenter --net="$ns" iptables -w1 -n -v -L -t $t; done
+  nsenter --net="$ns" ipvsadm -l -n 2>&1
+done
+"""
+
+
+def support_run(lab) -> float:
+    t0 = time.monotonic()
+    subprocess.run(["nsenter", f"--net={lab.netns_path}", "sh", "-c", SUPPORT_LOOP], capture_output=True,
+                   env=dict(os.environ, NETNS_DIR=str(lab.netns_dir)))
+    return time.monotonic() - t0
+
+
+def versus(lab, pairs: int, workers: int) -> None:
+    """Alternated runs: swarmscope collect --json, then the support.sh-style loop, `pairs` times."""
+    ours, theirs, rss = [], [], []
+    nns = len(os.listdir(lab.netns_dir))
+    for i in range(pairs):
+        w, r, _ = one_run(lab, workers)
+        ours.append(w)
+        rss.append(r)
+        theirs.append(support_run(lab))
+        print(f"pair {i + 1}: swarmscope {ours[-1]:.2f}s ({r / 1024:.0f} MiB), support.sh loop {theirs[-1]:.2f}s", file=sys.stderr)
+    mo, mt = statistics.median(ours), statistics.median(theirs)
+    print(f"{nns} namespaces, {pairs} alternated pairs, --workers {workers}")
+    print(f"swarmscope collect --json  median {mo:.2f}s  (min {min(ours):.2f}, max {max(ours):.2f}), peak RSS {max(rss) / 1024:.0f} MiB")
+    print(f"support.sh-style loop      median {mt:.2f}s  (min {min(theirs):.2f}, max {max(theirs):.2f})")
+    print(f"ratio {mt / mo:.1f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--replicas", default="2,10,30", help="comma-separated whoami replica counts")
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
+    ap.add_argument("--versus", type=int, metavar="REPLICAS",
+                    help="instead: scale whoami to REPLICAS and compare with a support.sh-style per-namespace loop")
+    ap.add_argument("--pairs", type=int, default=3, help="with --versus: alternated runs of each")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (the lab and the collection need it)")
     lab = swarmlab.Lab("bench")
     lab.up()
     rows = []
+    if args.versus:
+        try:
+            lab.docker("service", "scale", "-d", f"whoami={args.versus}", check=True)
+            wait_replicas(lab, args.versus)
+            time.sleep(2)
+            versus(lab, args.pairs, args.workers)
+        finally:
+            if not args.keep:
+                lab.down()
+        return
     try:
         for n in [int(x) for x in args.replicas.split(",")]:
             lab.docker("service", "scale", "-d", f"whoami={n}", check=True)
