@@ -47,7 +47,7 @@ def max_input_args(repo: Path) -> list[str]:
     """`--max-input` (MiB) where this swarmscope limits what --from reads: the large dumps exceed its default."""
     cp = subprocess.run([sys.executable, "-m", "swarmscope", "check", "--help"], capture_output=True, text=True,
                         env=dict(os.environ, PYTHONPATH=str(repo)), cwd=repo)
-    return ["--max-input", "1000000"] if "--max-input" in cp.stdout else []
+    return ["--max-input", "4096"] if "--max-input" in cp.stdout else []
 
 
 def run_child(argv: list[str], repo: Path) -> tuple[float, int, int]:
