@@ -74,7 +74,7 @@ def check(id: str, severity: str, title: str, hint: str):
     return deco
 
 
-def hop_check(id: str, severity: str, title: str, hint: str, key: str, statuses=(MISSING, MISMATCH), which: str = "all",
+def hop_check(id: str, severity: str, title: str, hint: str, key: str | tuple[str, ...], statuses=(MISSING, MISMATCH), which: str = "all",
               per_service: bool = True):
     """Register a check that fires where a path hop has one of ``statuses``.
 
@@ -82,12 +82,14 @@ def hop_check(id: str, severity: str, title: str, hint: str, key: str, statuses=
     lb_ namespace's sysctls): every service's path crosses them, and the finding is one per network.
     """
 
+    keys = (key,) if isinstance(key, str) else tuple(key)
+
     def fn(ctx: Ctx) -> Iterator[Hit]:
         for sp, kind, label, np in ctx.node_paths(which):
-            h = np.hop(key)
+            h = next((x for x in map(np.hop, keys) if x is not None), None)
             if h is not None and h.status in statuses:
                 net = label if kind == "vip" else None
-                where = f"{label}: " if kind != "vip" else ""
+                where = f"{label}: " if kind != "vip" and per_service else ""
                 yield Hit([np.node], sp.name if per_service else None, net, f"{where}{h.detail}", list(h.evidence), [h])
 
     fn.__name__ = "check_" + id.replace(".", "_").replace("-", "_")
@@ -264,6 +266,11 @@ def check_jump_duplicated(ctx: Ctx) -> Iterator[Hit]:
                     yield Hit([n.name], detail=f"{tname} {c} jumps {len(jumps)} times", evidence=[r.line for r in jumps])
 
 
+hop_check("ingress.jump-shadowed", ERROR, "a rule ends the published port's packets before Docker's jump",
+          "A rule in nat PREROUTING/OUTPUT ahead of `-m addrtype --dst-type LOCAL -j DOCKER-INGRESS` (an "
+          "ACCEPT/RETURN, or its own DNAT/REDIRECT of the port) keeps the port's packets from ever reaching "
+          "DOCKER-INGRESS. Remove it or move it after Docker's jump (the evidence names it); duplicates of "
+          "Docker's own jump are harmless, a rule like this is not.", "host.jump", (MISMATCH,), "ports")
 hop_check("ingress.dnat-missing", ERROR, "no DNAT for the published port in DOCKER-INGRESS",
           "Restart dockerd on the node (or `docker service update --force SERVICE`) to re-program the port; "
           "check for a firewall reload that flushed the nat table.", "host.dnat", (MISSING,), "ports")
@@ -301,6 +308,34 @@ hop_check("host.port-unbound", ERROR, "host-mode published port is not bound on 
           "`docker service ps SERVICE` shows why it is not.", "host.bound", (MISSING,), "ports")
 
 
+@check("ingress.sandbox-incomplete", ERROR, "ingress_sbox exists but the engine has no working ingress endpoint for it",
+       "The ingress sandbox was only half created: the ingress network lists no `ingress-sbox` endpoint on this "
+       "node, or the sandbox lacks the load-balancer address the engine gave it (dockerd's log then shows "
+       "'Failed to find a load balancer IP to use for network'). Restart dockerd on the node; if it persists, "
+       "recreate the ingress network with a larger subnet.")
+def check_sandbox_incomplete(ctx: Ctx) -> Iterator[Hit]:
+    if not _publishes_ingress(ctx):
+        return
+    for n in ctx.cluster.nodes:
+        sbox = n.ingress_sbox
+        net = next((x for x in n.snap.docker.networks if x.ingress), None)
+        if sbox is None or net is None or not sbox.interfaces:
+            continue
+        ep = next((c for c in net.containers if c.key == "ingress-sbox"), None)
+        have = [f"{i.name} {a.address}/{a.prefixlen}" for i in sbox.interfaces for a in i.addresses if a.family == 4]
+        if ep is None:
+            yield Hit([n.name], detail=f"network {net.name} lists no ingress-sbox endpoint",
+                      evidence=[f"docker network inspect {net.name}: endpoints "
+                                + (", ".join(c.name or c.key for c in net.containers) or "none"),
+                                f"ingress_sbox addresses: {', '.join(have) or 'none'}"])
+            continue
+        ip = strip_prefix(ep.ipv4)
+        if ip and not any(a.address == ip for i in sbox.interfaces for a in i.addresses):
+            yield Hit([n.name], detail=f"ingress_sbox lacks its load-balancer address {ip} on {net.name}",
+                      evidence=[f"docker network inspect {net.name}: ingress-sbox {ep.ipv4}",
+                                f"ingress_sbox addresses: {', '.join(have) or 'none'}"])
+
+
 @check("ingress.redirect-missing", ERROR, "a task sandbox has no REDIRECT from published to target port",
        "The task's own nat PREROUTING must REDIRECT the published port to the target port; "
        "`docker service update --force SERVICE` replaces the task.")
@@ -329,10 +364,22 @@ def check_lb_missing(ctx: Ctx) -> Iterator[Hit]:
             yield Hit([np.node], network=net, detail=f"network {net}", evidence=list(h.evidence), hops=[h])
 
 
+hop_check("link.down", ERROR, "a link on the path is down",
+          "An interface a packet must cross (a sandbox's veth, its other end on docker_gwbridge or the overlay "
+          "bridge, or the bridge itself) is down: `ip link set DEV up` in the namespace the evidence names "
+          "(`nsenter --net=/var/run/docker/netns/NAME`), then find what took it down; restarting dockerd "
+          "recreates the sandboxes.", ("ingress.links", "lb.links"), (MISSING,), "all", per_service=False)
 hop_check("lb.ip-forward-off", ERROR, "IP forwarding is off in the load-balancer namespace",
-          "dockerd sets net.ipv4.ip_forward=1 in lb_ namespaces; set it back with "
-          "`nsenter --net=/var/run/docker/netns/lb_<id> sysctl -w net.ipv4.ip_forward=1` or restart dockerd.",
+          "dockerd never writes ip_forward in lb_ namespaces: each copies the host's value when it is created. Turn "
+          "it on now with `nsenter --net=/var/run/docker/netns/lb_<id> sysctl -w net.ipv4.ip_forward=1`, and keep "
+          "net.ipv4.ip_forward=1 on the host (/etc/sysctl.d) so the next lb_ namespace starts with it; restarting "
+          "dockerd does not fix a host whose own setting turns it off.",
           "lb.ip_forward", (MISMATCH,), "vips", per_service=False)
+hop_check("ingress.ip-forward-off", ERROR, "IP forwarding is off in ingress_sbox",
+          "Published-port traffic is routed through ingress_sbox to the tasks; dockerd never writes ip_forward "
+          "there (the sandbox copies the host's value when it is created). `nsenter --net=/var/run/docker/netns/"
+          "ingress_sbox sysctl -w net.ipv4.ip_forward=1`, and keep net.ipv4.ip_forward=1 on the host (/etc/sysctl.d).",
+          "ingress.ip_forward", (MISMATCH,), "ports", per_service=False)
 hop_check("vip.alias-missing", ERROR, "the service VIP is not on its lb_ namespace",
           "The /32 alias lets the lb_ sandbox accept VIP traffic; `docker service update --force SERVICE` re-adds it.",
           "lb.vip_alias", (MISSING, MISMATCH), "vips")
@@ -612,12 +659,17 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
     # fwmarker exits before adding the MARK and SNAT rules: the IPVS services get no traffic
     ("kernel.ipvs-no-conntrack", {"ingress.mark-missing", "ingress.snat-missing", "ingress.vip-mark-missing",
                                   "vip.mark-missing", "vip.snat-missing", "ipvs.sysctl-unexpected"}, False),
+    # sandboxes copy the host's ip_forward when they are created
+    ("host.ip-forward-off", {"lb.ip-forward-off", "ingress.ip-forward-off"}, False),
     ("ingress.sandbox-missing", {"ingress.mark-missing", "ingress.ipvs-service-missing", "ingress.snat-missing",
                                  "ingress.vip-alias-missing", "ingress.vip-mark-missing", "ipvs.backend-missing"}, False),
     ("ingress.chain-missing", {"ingress.jump-missing", "ingress.dnat-missing", "ingress.filter-accept-missing"}, False),
     ("lb.namespace-missing", {"lb.ip-forward-off", "vip.alias-missing", "vip.mark-missing", "vip.ipvs-service-missing",
                               "vip.snat-missing", "ipvs.backend-missing"}, True),
     ("ingress.mark-missing", {"ingress.ipvs-service-missing", "ipvs.backend-missing"}, False),
+    # a wrong mark is followed into IPVS: the service it names is not there, and the tasks get nothing
+    ("ingress.mark-mismatch", {"ingress.ipvs-service-missing", "ipvs.backend-missing"}, False),
+    ("vip.mark-mismatch", {"vip.ipvs-service-missing", "ipvs.backend-missing"}, True),
     ("vip.mark-missing", {"vip.ipvs-service-missing", "ipvs.backend-missing"}, True),
     ("ingress.ipvs-service-missing", {"ipvs.backend-missing"}, False),
     ("vip.ipvs-service-missing", {"ipvs.backend-missing"}, True),

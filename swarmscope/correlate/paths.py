@@ -215,6 +215,52 @@ def _snat_hop(key: str, label: str, ns: Optional[Namespace], subnets: list[str],
     return Hop(key, label, MISMATCH, f"SNAT present but not for {', '.join(subnets)} -> {source}", ev)
 
 
+def _is_down(i) -> bool:
+    """Administratively down, or down by its operational state ("unknown" is how many virtual links
+    without carrier detection report themselves, and is fine)."""
+    return not i.admin_up or i.state in ("down", "lowerlayerdown", "notpresent")
+
+
+def _peer(i, candidates: list[tuple[str, list]]) -> Optional[tuple[str, object]]:
+    """The other end of a veth: the interface with its peer index in one of the candidate namespaces."""
+    if i.kind != "veth" or i.peer_index is None:
+        return None
+    for where, ifaces in candidates:
+        for j in ifaces:
+            if j.index == i.peer_index and j.kind == "veth" and j.peer_index == i.index:
+                return where, j
+    return None
+
+
+def _describe_link(where: str, i, peer) -> str:
+    state = f"state {i.state}, admin {'up' if i.admin_up else 'down'}"
+    other = f"; other end {peer[1].name} in {peer[0]}" + (f" (bridge {peer[1].master})" if peer[1].master else "") if peer else ""
+    return f"{where}: {i.name} {state}{other}"
+
+
+def links_hop(key: str, label: str, sandbox: Optional[Namespace], others: list[tuple[str, list]],
+              bridges: list[tuple[str, object]]) -> Hop:
+    """Every interface a packet crosses: the sandbox's own links, the other end of each (a bridge port
+    on the host or in the overlay namespace) and the bridges themselves."""
+    if sandbox is None or not sandbox.interfaces:
+        return Hop(key, label, UNKNOWN, "interfaces not read")
+    checked, down = [], []
+    for i in sandbox.interfaces:
+        if i.name == "lo":
+            continue
+        peer = _peer(i, others)
+        checked.append(i.name)
+        for where, x in ((sandbox.name, i),) + ((peer,) if peer else ()):
+            if _is_down(x):
+                down.append(_describe_link(where, x, peer if x is i else (sandbox.name, i)))
+    for where, b in bridges:
+        if b is not None and _is_down(b):
+            down.append(f"{where}: bridge {b.name} state {b.state}, admin {'up' if b.admin_up else 'down'}")
+    if down:
+        return Hop(key, label, MISSING, down[0], down)
+    return Hop(key, label, OK, f"{', '.join(checked)} and their other ends up", [f"{sandbox.name}: {', '.join(checked)} up"])
+
+
 # --------------------------------------------------------------------------
 # backends: IPVS real servers against the running tasks
 
@@ -324,6 +370,36 @@ def gwbridge_sbox_ip(n: NodeCtx) -> tuple[Optional[str], list[str]]:
     return None, []
 
 
+#: targets that end a packet's walk through nat PREROUTING/OUTPUT
+_NAT_TERMINAL = frozenset({"ACCEPT", "RETURN", "DNAT", "REDIRECT", "DROP"})
+
+
+def _docker_jump(r: Rule) -> bool:
+    """Docker's own jump: `-m addrtype --dst-type LOCAL -j DOCKER-INGRESS`, nothing else restricting it."""
+    return (r.target == INGRESS_CHAIN and not r.params
+            and [m.module for m in r.matches] == ["addrtype"] and r.value("--dst-type") == "LOCAL")
+
+
+def _shadowed_by(rules: list[Rule], proto: str, port: int) -> Optional[Rule]:
+    """The first rule before Docker's jump that ends the published port's packets there (an operator's
+    ACCEPT/RETURN, or their own DNAT/REDIRECT of the port): DOCKER-INGRESS is never reached for them."""
+    for r in rules:
+        if _docker_jump(r):
+            return None
+        if r.target not in _NAT_TERMINAL:
+            continue
+        p = r.option("-p")
+        if p is not None and (p.value != proto) != p.negated:
+            continue
+        d = r.option("--dport")
+        if d is not None and (d.value != str(port)) != d.negated:
+            continue
+        if r.has_match("multiport") and str(port) not in (r.value("--dports") or "").replace(":", ",").split(","):
+            continue
+        return r
+    return None
+
+
 def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> NodePath:
     np = NodePath(node=n.name, node_id=n.node_id)
     P, proto = port.published_port, port.protocol
@@ -347,7 +423,14 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             ev = [f"host nat {c}: {r.line}" for c in jumps for r in hnat.rules(c)] or ["host nat PREROUTING/OUTPUT: no rules"]
             hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISSING, f"no jump from {miss}", ev))
         else:
-            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", OK, "PREROUTING and OUTPUT jump (dst-type LOCAL)", ev))
+            shadow = [(c, r) for c in jumps if (r := _shadowed_by(hnat.rules(c), proto, P)) is not None]
+            if shadow:
+                c, r = shadow[0]
+                hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISMATCH,
+                                f"nat {c}: '{r.line}' ends {proto}/{P} before Docker's jump to DOCKER-INGRESS",
+                                [f"host nat {c}: {x.line}" for x in hnat.rules(c)]))
+            else:
+                hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", OK, "PREROUTING and OUTPUT jump (dst-type LOCAL)", ev))
         gw_ip, gw_ev = gwbridge_sbox_ip(n)
         dnats = [r for r in hnat.rules(INGRESS_CHAIN) if r.target == "DNAT" and proto_port(r, proto, "--dport", P)]
         label = f"host DNAT :{P} -> {gw_ip or 'ingress_sbox'}:{P}"
@@ -383,6 +466,15 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
 
     sbox = n.ingress_sbox
     hops.append(_ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
+    if sbox is not None and sbox.sysctls:  # DNATed traffic is routed through the sandbox to the tasks
+        hops.append(_sysctl_hop("ingress.ip_forward", "ingress_sbox ip_forward", sbox.sysctls, "net.ipv4.ip_forward"))
+    if sbox is not None:
+        ov = n.overlay_ns(ingress.id) if ingress else None
+        gw = next((i for i in n.snap.host.interfaces if i.name == "docker_gwbridge"), None)
+        br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
+        hops.append(links_hop("ingress.links", "ingress_sbox links", sbox,
+                              [("host", n.snap.host.interfaces)] + ([(ov.name, ov.interfaces)] if ov else []),
+                              [("host", gw)] + ([(ov.name, br)] if ov else [])))
     expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
     mangle = table(sbox.iptables if sbox else None, "mangle")
     if sbox is None:
@@ -520,6 +612,11 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     lb = n.lb_ns(network_id)
     hops.append(_ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_", n))
     hops.append(_sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward") if lb else Hop("lb.ip_forward", "lb_ ip_forward", MISSING, "no lb_ namespace"))
+    if lb is not None:
+        ov = n.overlay_ns(network_id)
+        br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
+        hops.append(links_hop("lb.links", "lb_ links", lb, [(ov.name, ov.interfaces)] if ov else [],
+                              [(ov.name, br)] if ov else []))
     hops.append(_alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip))
     expected = n.local_lb_index(network_id, svc.name)
     mangle = table(lb.iptables if lb else None, "mangle")

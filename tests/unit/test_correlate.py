@@ -528,6 +528,120 @@ def test_ip_forward_off_in_lb(snap):
     assert a.services[0].vip_paths[0].nodes[0].broken_at == "lb_ ip_forward"
 
 
+def test_ip_forward_off_in_ingress_sbox(snap):
+    """Read before, never judged: the published port dies in ingress_sbox when it does not forward."""
+    ns(snap, "ingress_sbox").sysctls["net.ipv4.ip_forward"] = "0"
+    a = analyze([snap])
+    assert roots(a) == ["ingress.ip-forward-off"]
+    assert a.services[0].ports[0].nodes[0].broken_at == "ingress_sbox ip_forward"
+
+
+def test_host_ip_forward_off_explains_the_sandboxes_that_copied_it(snap):
+    """Sandboxes copy the host's ip_forward when created: with the host at 0, the host is the root cause."""
+    snap.node.sysctls["net.ipv4.ip_forward"] = "0"
+    ns(snap, "lb", "appnet").sysctls["net.ipv4.ip_forward"] = "0"
+    ns(snap, "ingress_sbox").sysctls["net.ipv4.ip_forward"] = "0"
+    a = analyze([snap])
+    assert roots(a) == ["host.ip-forward-off"]
+    assert finding(a, "host.ip-forward-off").explained == {"lb.ip-forward-off": 1, "ingress.ip-forward-off": 1}
+
+
+def _iface(namespace_or_host, name):
+    return next(i for i in namespace_or_host.interfaces if i.name == name)
+
+
+def test_host_end_of_ingress_sboxs_veth_down_names_both_ends(snap):
+    """The gwbridge leg of ingress_sbox down on the host side: the published port dies there. Named
+    with the interface and both its ends, not silently 'ok'."""
+    host_end = _iface(snap.host, "veth132a74a")  # the other end of ingress_sbox eth1 (index 10 <-> 9)
+    host_end.admin_up, host_end.state = False, "down"
+    a = analyze([snap])
+    assert roots(a) == ["link.down"]
+    f = finding(a, "link.down")
+    assert f.detail == "host: veth132a74a state down, admin down; other end eth1 in ingress_sbox"
+    port = a.services[0].ports[0].nodes[0]
+    assert port.verdict == "broken" and port.broken_at == "ingress_sbox links"
+    assert a.services[0].vip_paths[0].nodes[0].verdict == "ok"  # the VIP path does not cross it
+
+
+def test_lb_veth_down_in_the_overlay_breaks_the_vip_path(snap):
+    lb = ns(snap, "lb", "appnet")
+    ov = next(n for n in snap.namespaces if n.kind == "overlay" and n.network_name == "appnet")
+    end = next(i for i in ov.interfaces if i.index == _iface(lb, "eth0").peer_index)
+    end.state = "lowerlayerdown"
+    a = analyze([snap])
+    assert roots(a) == ["link.down"]
+    assert finding(a, "link.down").detail == f"{ov.name}: {end.name} state lowerlayerdown, admin up; other end eth0 in {lb.name}"
+    assert a.services[0].vip_paths[0].nodes[0].broken_at == "lb_ links"
+
+
+def _insert_first(dump, table, chain, text):
+    rule = parse_iptables_save(f"*{table}\n:{chain} - [0:0]\n{text}\nCOMMIT\n").tables[table].chains[chain].rules[0]
+    dump.tables[table].chains[chain].rules.insert(0, rule)
+
+
+def test_operator_rule_before_dockers_jump_shadows_the_port(snap):
+    _insert_first(snap.host.iptables, "nat", "PREROUTING", "-A PREROUTING -p tcp -m tcp --dport 8000 -j ACCEPT")
+    a = analyze([snap])
+    assert roots(a) == ["ingress.jump-shadowed"]
+    f = finding(a, "ingress.jump-shadowed")
+    assert "-A PREROUTING -p tcp -m tcp --dport 8000 -j ACCEPT" in f.detail
+    assert a.services[0].ports[0].nodes[0].verdict == "broken"
+
+
+@pytest.mark.parametrize("rule", [
+    "-A PREROUTING -i eth0 -j DOCKER-INGRESS",  # a restricted duplicate jump: not terminal
+    "-A PREROUTING -p tcp -m tcp --dport 9999 -j ACCEPT",  # another port
+    "-A PREROUTING -p udp -m udp --dport 8000 -j RETURN",  # another protocol
+])
+def test_rules_before_dockers_jump_that_do_not_end_the_port(snap, rule):
+    _insert_first(snap.host.iptables, "nat", "PREROUTING", rule)
+    assert "ingress.jump-shadowed" not in {f.id for f in analyze([snap]).findings}
+
+
+def test_ingress_sandbox_half_created(snap):
+    """ingress_sbox exists, but the engine lists no ingress-sbox endpoint on the ingress network."""
+    ingress = next(n for n in snap.docker.networks if n.ingress)
+    ingress.containers = [c for c in ingress.containers if c.key != "ingress-sbox"]
+    a = analyze([snap])
+    assert roots(a) == ["ingress.sandbox-incomplete"]
+    assert "lists no ingress-sbox endpoint" in finding(a, "ingress.sandbox-incomplete").detail
+
+
+def test_ingress_sandbox_without_its_load_balancer_address(snap):
+    sbox = ns(snap, "ingress_sbox")
+    eth0 = _iface(sbox, "eth0")
+    eth0.addresses = [x for x in eth0.addresses if x.address != "10.0.0.2"]
+    a = analyze([snap])
+    assert "ingress.sandbox-incomplete" in roots(a)
+    assert "lacks its load-balancer address 10.0.0.2" in finding(a, "ingress.sandbox-incomplete").detail
+
+
+def test_wrong_ingress_mark_is_the_one_root(snap):
+    """A MARK rule with a stale mark sends the port to an IPVS service that is not there: one fault,
+    one root; the missing IPVS service says it is explained by the wrong mark."""
+    sbox = ns(snap, "ingress_sbox")
+    set_rule(sbox.iptables, "mangle", "PREROUTING", lambda r: r.target == "MARK",
+             "-A PREROUTING -p tcp -m tcp --dport 8000 -j MARK --set-xmark 0x1ff/0xffffffff")
+    a = analyze([snap])
+    assert roots(a) == ["ingress.mark-mismatch"]
+    assert finding(a, "ingress.ipvs-service-missing").caused_by == "ingress.mark-mismatch"
+
+
+def test_worker_without_a_task_still_judges_the_ingress_path(snap):
+    """Judged alone, a worker that runs no task of a service still carries its published port: the
+    ingress network's verbose inspect lists every published service. A flushed DOCKER-INGRESS there
+    must be named."""
+    snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
+    snap.docker.containers = [c for c in snap.docker.containers if not c.service_name]
+    snap.namespaces = [n for n in snap.namespaces if n.kind != "container"]
+    drop_rules(snap.host.iptables, "nat", "DOCKER-INGRESS", lambda r: r.target == "DNAT")
+    a = analyze([snap])
+    who = next(s for s in a.services if s.name == "whoami")
+    assert who.ports and who.ports[0].published == 8000
+    assert "ingress.dnat-missing" in roots(a)
+
+
 def test_route_localnet_off(snap):
     snap.node.sysctls["net.ipv4.conf.docker_gwbridge.route_localnet"] = "0"
     assert roots(analyze([snap])) == ["host.route-localnet-off"]
