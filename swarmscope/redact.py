@@ -165,7 +165,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "ContainerNet": {"network_id": TEXT, "network_name": TEXT, "ip_address": NONAME, "endpoint_id": TEXT},
     "SwarmNode": {"id": TEXT, "hostname": TEXT, "role": KEEP, "state": KEEP, "availability": KEEP, "address": NONAME,
                   "manager_reachability": KEEP, "engine_version": KEEP},
-    "Provenance": {"what": KEEP, "namespace": TEXT, "status": KEEP, "argv": TEXT, "reason": TEXT},
+    "Provenance": {"what": TEXT, "namespace": TEXT, "status": KEEP, "argv": TEXT, "reason": TEXT},
 }
 #: the keys of maps: kept unless declared here (sysctl names and table names are vocabulary)
 MAP_KEYS: dict[tuple[str, str], str] = {("Network", "services"): TEXT, ("Table", "chains"): NONAME,
