@@ -411,6 +411,7 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         swarm_state=info.get("swarm"),
         engine_version=info.get("engine_version"),
         ip_vs=ip_vs,
+        sysctls=dict(h.sysctls),
         iptables=IptablesBackend(engine_backend=backend, method=(
             "iptables -L printed the nft backend's warning about legacy tables" if backend else
             "not in the input: iptables -L does not say which backend it lists")),
