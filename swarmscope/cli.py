@@ -162,7 +162,13 @@ def _load_or_collect(from_file, kw) -> tuple[list, bool, list]:
     the swarm (on a manager), or from this node (--local, or on a worker)."""
     if from_file:
         from swarmscope.dump import load_with_failed
+        from swarmscope.ingest import is_text_input, load_text
 
+        if is_text_input(from_file):  # a support.sh transcript, pasted output, or a directory of them
+            snaps, rep = load_text([from_file], kw.get("max_input"))
+            for line in rep.lines()[1:] if rep.skipped else []:
+                click.echo(f"swarmscope: {line}", err=True)
+            return snaps, all(s.complete for s in snaps), []
         snaps, failed = load_with_failed(from_file, kw.get("max_input"))
         return snaps, all(s.complete for s in snaps) and not failed, failed
     from swarmscope.cluster.run import collect_swarm
@@ -429,6 +435,33 @@ def report(from_file, output, no_svg, **kw):
     analysis = run_report(snaps, output, from_file=from_file, failed_nodes=failed, redactor=redactor,
                           keep_names=bool(red.get("keep_names")), svg=not no_svg, say=say)
     sys.exit(_exit_for(analysis, complete and not failed))
+
+
+@cli.command("import")
+@click.argument("inputs", nargs=-1, required=True, metavar="FILE|DIR...", shell_complete=None)
+@redact_options
+@click.option("-o", "--output", metavar="FILE", help="Write the dump to FILE instead of standard output.")
+@click.option("--max-input", "max_input", type=FiniteRange(1, 1 << 20), default=None, metavar="MiB",
+              help="Read at most this much text in all (default 64).")
+def import_cmd(inputs, output, max_input, **kw):
+    """Turn support.sh transcripts and pasted command output into a swarmscope dump.
+
+    FILE: a support.sh transcript (one node, or several concatenated) or one command's output;
+    DIR: a directory of such files. What was read and what was skipped is printed on standard
+    error. Exit code 0, or 4 when parts could not be read (they are listed).
+    """
+    from swarmscope.correlate import analyze
+    from swarmscope.dump import make_dump
+    from swarmscope.ingest import load_text
+
+    red = _pop_redact(kw)
+    snaps, rep = load_text(list(inputs), max_input)
+    for line in rep.lines():
+        click.echo(f"swarmscope: {line}", err=True)
+    snaps, _ = _apply_redact(snaps, red, [])
+    analysis = analyze(snaps)
+    _write_json(make_dump(snaps, analysis, [], plain=False), output)
+    sys.exit(ExitStatus.OK if all(s.complete for s in snaps) else ExitStatus.PARTIAL)
 
 
 @cli.command("findings")
