@@ -78,6 +78,7 @@ class _Ns:
     notes: list[str] = field(default_factory=list)
     lossy: list[str] = field(default_factory=list)
     backend_hint: Optional[str] = None
+    absent: bool = False  # nsenter could not open its file: the namespace does not exist
 
 
 @dataclass
@@ -95,6 +96,8 @@ class NodeText:
     skipped: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     node_ids: set = field(default_factory=set)  # com.docker.swarm.node.id of the node's own task containers
+    markers: set = field(default_factory=set)  # support.sh 'nnn Network X' markers seen (X or ingress_sbox)
+    transcript: bool = False
 
     def nsd(self, name: str, path: Optional[str] = None) -> _Ns:
         d = self.ns.get(name)
@@ -142,7 +145,20 @@ def read_section(nt: NodeText, sec: Section) -> None:
     from swarmscope.collect.docker_api import norm_container, norm_network  # pure normalisers
 
     kind = sec.kind
+    if kind == "nnn-marker":
+        nt.transcript = True
+        nt.markers.add(sec.extra.get("network"))
+        return
+    if kind == "summary":
+        nt.transcript = True
     ns = nt.nsd(sec.namespace, sec.ns_path)
+    gone = re.search(r"^nsenter: (?:cannot open|can't open) (\S+?):? No such file", sec.text, re.M)
+    if gone and sec.namespace != "host":
+        ns.absent = True  # the namespace file does not exist: absent, which the correlator may judge
+        nt.provenance.append(Provenance(what=f"text: {sec.command or kind}", namespace=sec.namespace, status="failed",
+                                        argv=[sec.command] if sec.command else [],
+                                        reason=f"{gone.group(0)} (read from {sec.where})"))
+        return
     if kind == "iptables-list":
         from swarmscope.parse.iptables_list import parse_iptables_list
 
@@ -344,7 +360,7 @@ def to_snapshot(nt: NodeText) -> Snapshot:
     nets = nt.networks
     by_sandbox = {(c.sandbox_key or "").rstrip("/").rsplit("/", 1)[-1]: c for c in containers if c.sandbox_key}
     for name, d in nt.ns.items():
-        if name == "host":
+        if name == "host" or (d.absent and not (d.tables or d.addrs or d.links or d.ipvs)):
             continue
         kind, prefix = classify(name)
         if not d.links:
@@ -376,6 +392,8 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         if c is not None:
             ns.container_id, ns.container_name, ns.task_id, ns.service_name = c.id, c.name, c.task_id, c.service_name
         namespaces.append(ns)
+
+    namespaces.extend(_not_in_input(nt, namespaces, notes))
 
     # DNS answers pasted from a task (dig/nslookup/getent): asked on the node, on the network whose
     # service the name belongs to
@@ -428,6 +446,38 @@ def to_snapshot(nt: NodeText) -> Snapshot:
             prov.append(Provenance(what="text: lossy", namespace=d.name, status="ok", reason=x))
     return Snapshot(node=node, tool_version="", collected_at="", complete=not errors,
                     netns_dir="", host=host, namespaces=namespaces, dns=dns, docker=view, provenance=prov, errors=errors)
+
+
+def _not_in_input(nt: NodeText, have: list[Namespace], notes: list[str]) -> list[Namespace]:
+    """Load-balancer namespaces the node's networks call for but the input does not show, where the
+    input cannot say they are absent: recorded as not read (the correlator says unknown), never as
+    missing. A support.sh transcript enters ingress_sbox always, and (since 2018) every namespace
+    of each overlay network (``*<id:9>*``: 1-<id> and lb_<id>): there, what it did not show is absent."""
+    names = {ns.name for ns in have} | {n for n, d in nt.ns.items() if d.absent}
+    out = []
+    nets = nt.networks
+    ingress = next((n for n in nets.values() if n.ingress), None)
+    if ingress is not None and "ingress_sbox" not in names and not (nt.transcript and "ingress_sbox" in nt.markers):
+        why = ("not in the input: the transcript ends before support.sh's ingress_sbox section" if nt.transcript
+               else "not in the input: no output from ingress_sbox was given")
+        out.append(Namespace(name="ingress_sbox", path="/var/run/docker/netns/ingress_sbox", kind="ingress_sbox",
+                             network_id=ingress.id, network_name=ingress.name, errors=[why]))
+    new_script = any(n.startswith("lb_") for n in names)
+    for net in nets.values():
+        if net.ingress or net.driver != "overlay" or not any(s.vip for s in net.services.values()):
+            continue
+        lb = f"lb_{net.id[:9]}"
+        if lb in names:
+            continue
+        if nt.transcript and net.id in nt.markers and new_script:
+            continue  # support.sh entered *<id:9>* and found no lb_: absent
+        why = ("not in the input: this support.sh enters only the overlay namespace of a network"
+               if nt.transcript and net.id in nt.markers else f"not in the input: no output from {lb} was given")
+        out.append(Namespace(name=lb, path=f"/var/run/docker/netns/{lb}", kind="lb", network_id=net.id,
+                             network_name=net.name, errors=[why]))
+    for ns in out:
+        notes.append(f"{ns.name}: {ns.errors[0]} (judged unknown)")
+    return out
 
 
 def _node_addr(nt: NodeText) -> Optional[str]:

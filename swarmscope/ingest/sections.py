@@ -68,6 +68,7 @@ KINDS = {
     "sysctl": "sysctl output (key = value)",
     "overlap": "support.sh IP overlap check",
     "summary": "support.sh summary",
+    "nnn-marker": "support.sh network marker",
 }
 
 _NSENTER = re.compile(r"^nsenter\s+(?:-n|--net)[= ](\S+)\s+(.*)$")
@@ -228,6 +229,7 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
         if s.startswith("nnn Network "):
             nid = s.split()[2] if len(s.split()) > 2 else ""
             node_has_content = True
+            add("nnn-marker", i, i, extra={"network": nid})
             if nid == "ingress_sbox":
                 i += 1
                 continue

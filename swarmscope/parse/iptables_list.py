@@ -301,6 +301,8 @@ def _rule(chain: str, line: str, words: list[tuple[int, str]], header: list[str]
         if addr == "anywhere":
             res.numeric = False
             continue
+        if re.match(r"^\d{1,3}(\.\d{1,3}){3}$", addr, re.ASCII):
+            addr += "/32"  # the listing prints a host address bare; iptables-save (and -S) print /32
         rule.params.append(RuleOption(flag, addr, neg))
     i += 2
     proto = next((o.value for o in rule.params if o.opt == "-p"), None)
