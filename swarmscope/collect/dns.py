@@ -17,12 +17,13 @@ RESOLVER = "127.0.0.11"
 
 
 def ask(name: str, timeout: float) -> tuple[str, list[str], str | None, float]:
-    """(status, sorted A answers, reason, duration_ms) for one A query."""
+    """(status, sorted A answers with any duplicates kept, reason, duration_ms) for one A query."""
     q = dns.message.make_query(name, dns.rdatatype.A)
     q.flags |= dns.flags.RD
     t0 = time.monotonic()
     try:
-        resp = dns.query.udp(q, RESOLVER, timeout=timeout)
+        # one RR per rrset: the embedded resolver's duplicate records survive parsing (a set would fold them)
+        resp = dns.query.udp(q, RESOLVER, timeout=timeout, one_rr_per_rrset=True)
     except dns.exception.Timeout:
         return "timeout", [], f"no answer from {RESOLVER} within {timeout:g}s", (time.monotonic() - t0) * 1000
     except OSError as exc:
@@ -36,7 +37,7 @@ def ask(name: str, timeout: float) -> tuple[str, list[str], str | None, float]:
     if rcode != dns.rcode.NOERROR:
         return "error", [], f"rcode {dns.rcode.to_text(rcode)}", ms
     answers = sorted(
-        {rr.address for rrset in resp.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset},
+        [rr.address for rrset in resp.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset],
         key=lambda a: tuple(int(x) for x in a.split(".")),
     )
     return ("ok" if answers else "noanswer"), answers, None, ms

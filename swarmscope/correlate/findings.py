@@ -215,6 +215,54 @@ def check_backend_split(ctx: Ctx) -> Iterator[Hit]:
                 )
 
 
+#: what the swarm itself needs between nodes (proto, port, what)
+SWARM_PORTS = (("udp", 4789, "VXLAN data"), ("tcp", 7946, "gossip"), ("udp", 7946, "gossip"), ("tcp", 2377, "cluster management"))
+
+
+def _stops(rule, proto: str, port: int) -> bool:
+    """Whether a DROP/REJECT rule can stop packets of proto/port (no protocol or port restriction
+    that excludes them; interface and address conditions are not judged, so they count)."""
+    if rule.target not in ("DROP", "REJECT"):
+        return False
+    p = rule.option("-p")
+    if p is not None and (p.value != proto) != p.negated:
+        return False
+    for opt in ("--dport", "--dports"):
+        d = rule.option(opt)
+        if d is None:
+            continue
+        ports = set()
+        for part in (d.value or "").split(","):
+            lo, _, hi = part.partition(":")
+            if lo.isascii() and lo.isdigit() and (not hi or (hi.isascii() and hi.isdigit())):
+                ports.update(range(int(lo), int(hi or lo) + 1))
+        if (port in ports) == d.negated:
+            return False
+    return True
+
+
+@check("iptables.other-backend-drops", ERROR, "a rule in the iptables backend the engine does not use drops mesh traffic",
+       "Both backends' rules are evaluated: this DROP/REJECT in the other backend (legacy vs nft) stops a published "
+       "port or the swarm's own ports although the engine's rules accept them. Delete it (the evidence names it, "
+       "e.g. `iptables-legacy -D ...`) and make the tool that wrote it use the engine's backend.")
+def check_other_backend_drops(ctx: Ctx) -> Iterator[Hit]:
+    published = sorted({(p.protocol, p.published_port) for s in ctx.cluster.services for p in s.ports if p.published_port})
+    wanted = [(proto, port, f"published {proto}/{port}") for proto, port in published] + list(SWARM_PORTS)
+    for n in ctx.cluster.nodes:
+        places = [("host", n.snap.host.iptables_other)] + [(ns.name, ns.iptables_other) for ns in n.snap.namespaces
+                                                            if ns.kind in ("ingress_sbox", "lb")]
+        for where, d in places:
+            if d is None or not d.available:
+                continue
+            for t in d.tables.values():
+                for c in t.chains.values():
+                    for r in c.rules:
+                        hit = [what for proto, port, what in wanted if _stops(r, proto, port)]
+                        if hit:
+                            yield Hit([n.name], detail=f"{where} ({d.backend}) {t.name} {c.name}: {r.line}",
+                                      evidence=[f"{where} ({d.backend}) {t.name}: {r.line}", f"stops: {', '.join(hit)}"])
+
+
 # --------------------------------------------------------------------------
 # host rules for the ingress mesh
 
@@ -475,6 +523,21 @@ def check_dns_tasks(ctx: Ctx) -> Iterator[Hit]:
                           [f"{c.query} -> {' '.join(c.answers) or c.detail}", f"running tasks: {' '.join(c.expected)}"])
 
 
+@check("dns.duplicate-answer", WARNING, "the embedded DNS answers the same address more than once",
+       "The node's service discovery holds two records for one address (typically a task removed while another "
+       "got its address, and the old record stayed): round-robin clients favour that task, and the stale record "
+       "can outlive it. `docker service update --force SERVICE` re-registers the records; if it persists, "
+       "restart dockerd on the node.")
+def check_dns_duplicates(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        for a in n.snap.dns:
+            dup = sorted({x for x in a.answers if a.answers.count(x) > 1}, key=ip_key)
+            if a.status == "ok" and dup:
+                yield Hit([n.name], a.query.removeprefix("tasks."), a.network_name,
+                          f"{a.query} on {a.network_name}: {' '.join(dup)} answered more than once",
+                          [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"])
+
+
 @check("dns.nodes-differ", WARNING, "DNS answers differ between nodes",
        "Nodes disagree about the service: one node's service discovery lags. Compare "
        "`docker network inspect -v NETWORK` on the nodes; check the gossip ports (7946 tcp/udp) between them.")
@@ -555,6 +618,28 @@ def check_duplicate_ip(ctx: Ctx) -> Iterator[Hit]:
         if len(who) > 1:
             yield Hit([], network=cl.network_name(nid), detail=f"{ip} on {cl.network_name(nid)}: {', '.join(sorted(who))}",
                       evidence=sorted(who))
+
+
+@check("net.lb-endpoint-left-behind", WARNING, "a load-balancer endpoint of a node that left the swarm is still on a network",
+       "The network's service discovery keeps the load-balancer endpoint (and its address) of a node that is no "
+       "longer in `docker node ls`: the address stays taken and can collide when it is reused. Remove the node "
+       "properly (`docker node rm`), or recreate the network; restarting dockerd on the managers resyncs gossip.")
+def check_lb_endpoint_left_behind(ctx: Ctx) -> Iterator[Hit]:
+    cl = ctx.cluster
+    src = next((n for n in cl.nodes if n.name == cl.api_source), None)
+    known = {sn.address for sn in (src.snap.docker.nodes if src else []) if sn.address}
+    if not known:
+        return
+    seen = set()
+    for n in cl.nodes:
+        for net in n.snap.docker.networks:
+            eng = net.services.get("")  # the engine's own endpoints: ingress-endpoint, <network>-endpoint
+            for ep in (eng.tasks if eng and net.verbose else []):
+                if ep.host_ip and ep.host_ip not in known and (net.id, ep.endpoint_ip) not in seen:
+                    seen.add((net.id, ep.endpoint_ip))
+                    yield Hit([n.name], network=net.name, detail=f"{ep.name} {ep.endpoint_ip} on {net.name}, host {ep.host_ip}",
+                              evidence=[f"docker network inspect -v {net.name} on {n.name}: {ep.name} {ep.endpoint_ip} "
+                                        f"(Host IP {ep.host_ip})", f"swarm node addresses: {', '.join(sorted(known, key=ip_key))}"])
 
 
 @check("net.subnet-overlap", ERROR, "an overlay or ingress subnet overlaps a host route",
@@ -656,6 +741,7 @@ NO_IPVS_SYMPTOMS = {
 ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
     # (root id, ids it explains on the same node(s), must the network match too)
     ("kernel.no-ipvs", NO_IPVS_SYMPTOMS, False),
+    ("iptables.other-backend-drops", {"iptables.backend-split"}, False),
     # fwmarker exits before adding the MARK and SNAT rules: the IPVS services get no traffic
     ("kernel.ipvs-no-conntrack", {"ingress.mark-missing", "ingress.snat-missing", "ingress.vip-mark-missing",
                                   "vip.mark-missing", "vip.snat-missing", "ipvs.sysctl-unexpected"}, False),

@@ -599,7 +599,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", UNKNOWN, "not asked on this node"))
     elif a.status != "ok":
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", MISSING, f"{a.status}{': ' + a.reason if a.reason else ''}", [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"]))
-    elif a.answers == [vip]:
+    elif set(a.answers) == {vip}:  # a duplicated record is dns.duplicate-answer's
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", OK, vip, [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
     else:
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", MISMATCH, f"answers {' '.join(a.answers)}", [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))

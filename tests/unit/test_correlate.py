@@ -642,6 +642,29 @@ def test_worker_without_a_task_still_judges_the_ingress_path(snap):
     assert "ingress.dnat-missing" in roots(a)
 
 
+def test_load_balancer_endpoint_of_a_node_that_left(snap):
+    from swarmscope.model import NetworkService, NetworkTaskEndpoint, SwarmNode
+
+    snap.docker.nodes = [SwarmNode(id=snap.node.node_id, hostname=snap.node.hostname, role="manager",
+                                   state="ready", address="192.168.76.15")]
+    assert analyze([snap]).findings == []  # the node's own endpoints are fine
+    appnet = next(n for n in snap.docker.networks if n.name == "appnet")
+    eng = appnet.services.setdefault("", NetworkService(name=""))
+    eng.tasks.append(NetworkTaskEndpoint(name="appnet-endpoint", endpoint_ip="10.0.1.77", host_ip="192.168.76.99"))
+    a = analyze([snap])
+    assert roots(a) == ["net.lb-endpoint-left-behind"]
+    f = finding(a, "net.lb-endpoint-left-behind")
+    assert f.network == "appnet" and "10.0.1.77" in f.detail and "192.168.76.99" in f.detail
+
+
+def test_duplicate_dns_records_are_named_not_folded(snap):
+    a0 = next(a for a in snap.dns if a.query == "tasks.whoami")
+    a0.answers = sorted(a0.answers + [a0.answers[0]])
+    a = analyze([snap])
+    assert roots(a) == ["dns.duplicate-answer"]
+    assert f"{a0.answers[0]} answered more than once" in finding(a, "dns.duplicate-answer").detail
+
+
 def test_route_localnet_off(snap):
     snap.node.sysctls["net.ipv4.conf.docker_gwbridge.route_localnet"] = "0"
     assert roots(analyze([snap])) == ["host.route-localnet-off"]
@@ -692,13 +715,35 @@ def test_ipvs_without_connection_tracking_is_the_root_cause(snap):
 
 
 def test_rules_in_the_other_backend(snap):
+    """A rule there that touches nothing of the mesh: a warning."""
     sbox = ns(snap, "ingress_sbox")
-    sbox.iptables_other = parse_iptables_save("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 8000 -j DROP\nCOMMIT\n", backend="legacy")
+    sbox.iptables_other = parse_iptables_save("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j DROP\nCOMMIT\n", backend="legacy")
     a = analyze([snap])
     assert roots(a) == ["iptables.backend-split"]
     f = finding(a, "iptables.backend-split")
     assert "ingress_sbox: 1 rules in legacy while the engine uses nft" in f.detail
     assert any("-j DROP" in e for e in f.evidence)
+
+
+@pytest.mark.parametrize("where, rule, stops", [
+    ("ingress_sbox", "-A INPUT -p tcp -m tcp --dport 8000 -j DROP", "published tcp/8000"),
+    ("host", "-A FORWARD -p tcp -m multiport --dports 80,8000:8010 -j REJECT --reject-with icmp-port-unreachable", "published tcp/8000"),
+    ("host", "-A INPUT -p udp -m udp --dport 4789 -j DROP", "VXLAN data"),
+    ("host", "-A INPUT -j DROP", "published tcp/8000"),
+])
+def test_a_drop_in_the_other_backend_is_an_error_naming_the_rule(snap, where, rule, stops):
+    """Severity follows the effect: the same backend split, but the rule stops mesh traffic."""
+    chain = rule.split()[1]
+    dump = parse_iptables_save(f"*filter\n:{chain} ACCEPT [0:0]\n{rule}\nCOMMIT\n", backend="legacy")
+    if where == "host":
+        snap.host.iptables_other = dump
+    else:
+        ns(snap, where).iptables_other = dump
+    a = analyze([snap])
+    assert roots(a) == ["iptables.other-backend-drops"]
+    f = finding(a, "iptables.other-backend-drops")
+    assert f.severity == "error" and rule in f.detail and any(stops in e for e in f.evidence)
+    assert finding(a, "iptables.backend-split").caused_by == "iptables.other-backend-drops"
 
 
 def test_published_port_held_by_another_process(snap):
