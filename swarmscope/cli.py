@@ -261,8 +261,9 @@ def _apply_redact(snaps: list, red: dict, failed: list | None = None):
 @collect_options
 @cluster_options
 @click.option("--node", "node", metavar="NAME", help="Show only this node's hops.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot"]), default="text", show_default=True,
-              help="mermaid: a flowchart for a GitHub issue; dot: Graphviz (dot -Tsvg).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot", "html"]), default="text", show_default=True,
+              help="mermaid: a flowchart for a GitHub issue; dot: Graphviz (dot -Tsvg); html: one offline page "
+                   "(pictures need Graphviz).")
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Colour in text output (auto: only on a terminal).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the evidence of every hop.")
@@ -323,6 +324,10 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
         from swarmscope.render.dot import render_dot
 
         click.echo(render_dot(services, node=node), nl=False)
+    elif fmt == "html":
+        from swarmscope.render.html import page_for
+
+        click.echo(page_for(analysis, services, node=node, source=from_file), nl=False)
     else:
         click.echo(render_explain(analysis, services, colour=_colour(colour), node=node, verbose=verbose))
     sys.exit(_exit_for(analysis, complete))

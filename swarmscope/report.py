@@ -3,6 +3,8 @@
 Layout (every member under ``swarmscope-report/``)::
 
     SUMMARY.txt                 root-cause findings first, broken paths, what failed
+    index.html                  the same as one page for a browser: summary, path pictures (SVG),
+                                hops, findings with evidence, links to every file (offline)
     MANIFEST.json               tool and schema versions, when, nodes, failures, every file
     dump.json                   the full dump (explain/check --from read it, or the bundle)
     explain/<service>.txt       `swarmscope explain` text of every service
@@ -107,7 +109,10 @@ def _raw_files(b: Bundle, snap: Snapshot) -> None:
         for d in (ipt, ipt_other):
             if d is None:
                 continue
-            if d.raw:
+            if d.raw and re.search(r"^Chain \S+ \(", d.raw, re.M) and not re.search(r"^\*\w+", d.raw, re.M):
+                # read from text a user had (iptables -L listings): kept as given, with where each came from
+                b.add(f"{base}/iptables-L.txt", d.raw, "iptables -L (from the text read)", "given", **info)
+            elif d.raw:
                 b.add(f"{base}/iptables-{d.backend}-save.txt", d.raw, f"iptables-{d.backend}-save", "captured", **info)
             elif not d.available and d.reason:
                 b.entries.append({"path": None, "what": f"iptables-{d.backend}-save", "origin": "not read", "reason": d.reason, **info})
@@ -230,6 +235,8 @@ def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = Non
     dot_bin = shutil.which("dot") if svg is not False else None
     pictures = {"mermaid": True, "dot": True, "svg": bool(dot_bin), "svg_reason": None if dot_bin else "Graphviz `dot` not installed"}
     used: set[str] = set()
+    svgs: dict[str, str] = {}
+    service_files: dict[str, list[tuple[str, str]]] = {}
     for sp in analysis.services:
         name = safe_name(sp.name)
         while name in used:
@@ -239,24 +246,28 @@ def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = Non
         b.add(f"pictures/{name}.mmd", render_mermaid([sp]), f"path picture of {sp.name} (Mermaid)", service=sp.name)
         dot = render_dot([sp])
         b.add(f"pictures/{name}.dot", dot, f"path picture of {sp.name} (Graphviz DOT)", service=sp.name)
+        service_files[sp.name] = [(f"explain/{name}.txt", "explain text"), (f"pictures/{name}.mmd", "Mermaid"),
+                                  (f"pictures/{name}.dot", "DOT")]
         if dot_bin:
-            try:
-                cp = subprocess.run([dot_bin, "-Tsvg"], input=dot.encode(), capture_output=True, timeout=dot_timeout)
-                if cp.returncode == 0:
-                    b.add(f"pictures/{name}.svg", cp.stdout, f"path picture of {sp.name} (SVG, from dot)", service=sp.name)
-                else:
-                    b.entries.append({"path": None, "what": f"svg of {sp.name}", "origin": "not made",
-                                      "reason": cp.stderr.decode(errors="replace").strip()[:300]})
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                b.entries.append({"path": None, "what": f"svg of {sp.name}", "origin": "not made", "reason": str(exc)})
+            svg, why = dot_svg(dot, dot_bin, dot_timeout)
+            if svg is not None:
+                b.add(f"pictures/{name}.svg", svg, f"path picture of {sp.name} (SVG, from dot)", service=sp.name)
+                svgs[sp.name] = svg.decode(errors="replace")
+                service_files[sp.name].append((f"pictures/{name}.svg", "SVG"))
+            else:
+                b.entries.append({"path": None, "what": f"svg of {sp.name}", "origin": "not made", "reason": why})
     progress("adding raw command output")
     for s in snaps:
         _raw_files(b, s)
     b.add("SUMMARY.txt", render_summary_txt(analysis, snaps, failed_nodes, bool(redaction and redaction.get("redacted")), created),
           "summary: root causes first")
+    b.add("index.html", render_index(analysis, snaps, failed_nodes, b, created, svgs, service_files,
+                                     None if dot_bin else pictures["svg_reason"], bool(redaction and redaction.get("redacted"))),
+          "the report as one page for a browser (offline: inline CSS and SVG, no script)")
     manifest = _manifest(snaps, failed_nodes, b, created, redaction, pictures)
     data = json.dumps(manifest, indent=2) + "\n"
-    files = {"SUMMARY.txt": b.files.pop("SUMMARY.txt"), "MANIFEST.json": data.encode(), **b.files}
+    files = {"SUMMARY.txt": b.files.pop("SUMMARY.txt"), "index.html": b.files.pop("index.html"), "MANIFEST.json": data.encode(),
+             **b.files}
     buf = io.BytesIO()
     now = time.time()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -267,6 +278,42 @@ def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = Non
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(content))
     return buf.getvalue(), analysis
+
+
+def dot_svg(dot: str, dot_bin: Optional[str] = None, timeout: float = 30.0) -> tuple[Optional[bytes], Optional[str]]:
+    """(SVG bytes, None) from Graphviz ``dot``, or (None, why not)."""
+    dot_bin = dot_bin or shutil.which("dot")
+    if not dot_bin:
+        return None, "Graphviz `dot` not installed"
+    try:
+        cp = subprocess.run([dot_bin, "-Tsvg"], input=dot.encode(), capture_output=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    if cp.returncode != 0:
+        return None, cp.stderr.decode(errors="replace").strip()[:300]
+    return cp.stdout, None
+
+
+def _problems(snaps: list[Snapshot], failed_nodes: list[dict]) -> list[str]:
+    out = [f"{s.node.hostname}: {e}" for s in snaps for e in s.errors]
+    out += [f"{s.node.hostname}: {p.what} in {p.namespace}: {p.status}" + (f" ({p.reason})" if p.reason else "")
+            for s in snaps for p in s.provenance if p.status not in ("ok",)]
+    out += [f"node {fn.get('node') or fn.get('name') or '?'} not collected: {fn.get('reason') or fn.get('error') or fn}"
+            for fn in failed_nodes]
+    return out
+
+
+def render_index(analysis: Analysis, snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, created: str,
+                 svgs: dict[str, str], service_files: dict[str, list[tuple[str, str]]], svg_reason: Optional[str],
+                 redacted: bool) -> str:
+    """index.html: the page render/html.py draws, with links to every file of the bundle."""
+    from swarmscope.render.html import render_html
+
+    files = [("SUMMARY.txt", "summary: root causes first"), ("MANIFEST.json", "versions, nodes, every command, every file")]
+    files += [(e["path"], e["what"]) for e in b.entries if e.get("path") and e["path"] not in ("SUMMARY.txt", "index.html")]
+    sub = f"report, {created}" + (" (redacted: addresses, names and ids are pseudonyms)" if redacted else "")
+    return render_html(analysis, svgs=svgs, svg_reason=svg_reason, files=files, service_files=service_files,
+                       title="swarmscope report", subtitle=sub, problems=_problems(snaps, failed_nodes))
 
 
 def read_member(path: str, member: str) -> Optional[bytes]:
