@@ -124,8 +124,41 @@ def _write_json(doc, output: str | None) -> None:
         raise SwarmscopeError(f"cannot write {output}: {exc.strerror}") from None
 
 
+def version_text() -> str:
+    """`swarmscope --version`: the tool, the schemas it writes and reads, the engine generations it has profiles for."""
+    from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION
+    from swarmscope.engines import PROFILES, SUPPORTED_SINCE
+    from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
+
+    names = ", ".join(f"{p.name} (from {p.since})" if p.since.major else p.name for p in PROFILES)
+    return (f"swarmscope {__version__}\n"
+            f"snapshot schema {SNAPSHOT_SCHEMA} version {SNAPSHOT_VERSION}; dump schema {DUMP_SCHEMA} version {DUMP_VERSION}\n"
+            f"engine profiles: {names}; engines before {SUPPORTED_SINCE} are not judged")
+
+
+def _complete_service(ctx: click.Context, param, incomplete: str):
+    """Shell completion of SERVICE: the service names of the --from file (nothing without --from)."""
+    from click.shell_completion import CompletionItem
+
+    path = ctx.params.get("from_file")
+    if not path:
+        return []
+    try:
+        from swarmscope.correlate import analyze
+        from swarmscope.dump import load
+        from swarmscope.ingest import is_text_input, load_text
+
+        snaps = load_text([path])[0] if is_text_input(path) else load(path)
+        names = sorted({s.name for s in analyze(snaps).services})
+    except Exception:  # completion never fails loudly
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
 @click.group(context_settings=CONTEXT)
-@click.version_option(__version__, prog_name="swarmscope")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, param, value: (click.echo(version_text()), ctx.exit()) if value and not ctx.resilient_parsing else None,
+              help="Show the version, the snapshot and dump schemas and the engine profiles, and exit.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -255,7 +288,7 @@ def _apply_redact(snaps: list, red: dict, failed: list | None = None):
 
 
 @cli.command()
-@click.argument("service", required=False)
+@click.argument("service", required=False, shell_complete=_complete_service)
 @from_option
 @redact_options
 @collect_options
@@ -491,6 +524,8 @@ def findings_cmd(fmt):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into one line and an exit code."""
     ctx = None
+    if os.environ.get("_SWARMSCOPE_COMPLETE"):  # shell completion (click): `eval "$(_SWARMSCOPE_COMPLETE=bash_source swarmscope)"`
+        cli._main_shell_completion({}, "swarmscope", "_SWARMSCOPE_COMPLETE")
     try:
         with cli.make_context("swarmscope", list(sys.argv[1:] if argv is None else argv)) as ctx:
             cli.invoke(ctx)
