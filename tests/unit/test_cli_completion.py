@@ -43,7 +43,7 @@ def test_bash_completes_service_names(tmp_path, source):
         f'COMP_WORDS=(swarmscope explain --from {source} ""); COMP_CWORD=4\n'
         "_swarmscope_completion swarmscope\n"
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
-        f'COMP_WORDS=(swarmscope explain --from {source} wh); COMP_CWORD=4\n'
+        f'COMPREPLY=(); COMP_WORDS=(swarmscope explain --from {source} wh); COMP_CWORD=4\n'
         "_swarmscope_completion swarmscope\n"
         'printf "=%s\\n" "${COMPREPLY[@]}"\n'
     )
