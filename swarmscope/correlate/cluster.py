@@ -40,33 +40,60 @@ class NodeCtx:
     name: str
     node_id: Optional[str]
     networks: dict[str, Network] = field(default_factory=dict)  # by id, this node's own inspect
+    _by_name: Optional[dict] = field(default=None, repr=False, compare=False)
+    _by_container: Optional[dict] = field(default=None, repr=False, compare=False)
+    _dns: Optional[dict] = field(default=None, repr=False, compare=False)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # lookups are indexed once per node and memoised: judging a swarm asks them for every port,
+    # VIP and real server, and must stay linear in the swarm's size
 
     def ns(self, name: str) -> Optional[Namespace]:
-        return self.snap.namespace(name)
+        if self._by_name is None:
+            self._by_name = {}
+            for x in self.snap.namespaces:
+                self._by_name.setdefault(x.name, x)
+        return self._by_name.get(name)
 
     @property
     def ingress_sbox(self) -> Optional[Namespace]:
-        return self.snap.namespace("ingress_sbox")
+        return self.ns("ingress_sbox")
+
+    def _net_ns(self, kind: str, network_id: str) -> Optional[Namespace]:
+        key = (kind, network_id)
+        if key not in self._memo:
+            self._memo[key] = next((x for x in self.snap.namespaces if x.kind == kind and x.network_id and (
+                x.network_id == network_id or network_id.startswith(x.network_id))), None)
+        return self._memo[key]
 
     def lb_ns(self, network_id: str) -> Optional[Namespace]:
-        for ns in self.snap.namespaces:
-            if ns.kind == "lb" and ns.network_id and (ns.network_id == network_id or network_id.startswith(ns.network_id)):
-                return ns
-        return None
+        return self._net_ns("lb", network_id)
 
     def overlay_ns(self, network_id: str) -> Optional[Namespace]:
-        for ns in self.snap.namespaces:
-            if ns.kind == "overlay" and ns.network_id and (ns.network_id == network_id or network_id.startswith(ns.network_id)):
-                return ns
-        return None
+        return self._net_ns("overlay", network_id)
 
     def container_ns(self, container_id: Optional[str]) -> Optional[Namespace]:
         if not container_id:
             return None
-        for ns in self.snap.namespaces:
-            if ns.kind == "container" and ns.container_id == container_id:
-                return ns
-        return None
+        if self._by_container is None:
+            self._by_container = {}
+            for x in self.snap.namespaces:
+                if x.kind == "container" and x.container_id:
+                    self._by_container.setdefault(x.container_id, x)
+        return self._by_container.get(container_id)
+
+    def dns_answer(self, network_id: str, query: str):
+        if self._dns is None:
+            self._dns = {}
+            for a in self.snap.dns:
+                self._dns.setdefault((a.network_id, a.query), a)
+        return self._dns.get((network_id, query))
+
+    def memo(self, key, make):
+        """A value computed once per node (the ingress sandbox's gwbridge address, rule indexes, ...)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def net_service(self, network_id: str, service: str) -> Optional[NetworkService]:
         net = self.networks.get(network_id)
@@ -85,7 +112,7 @@ class NodeCtx:
     @property
     def now(self) -> Optional[datetime]:
         """When this node was collected: the time its data plane is compared at."""
-        return parse_time(self.snap.collected_at)
+        return self.memo("now", lambda: parse_time(self.snap.collected_at))
 
     @property
     def ipvs_missing(self) -> bool:
@@ -107,6 +134,23 @@ class Cluster:
     def knows_all_tasks(self, network_id: str) -> bool:
         return self.tasks_known_on is None or network_id in self.tasks_known_on
 
+    def __post_init__(self) -> None:
+        self._by_service: dict[str, list[Task]] = {}
+        self._by_task_id: dict[str, Task] = {}
+        self._by_address: dict[tuple[str, str], list[Task]] = {}
+        for t in self.tasks:
+            self._by_service.setdefault(t.service_id, []).append(t)
+            self._by_task_id.setdefault(t.id, t)
+            for a in t.attachments:
+                for x in a.addresses:
+                    ip = strip_prefix(x)
+                    if ip:
+                        self._by_address.setdefault((a.network_id, ip), []).append(t)
+        for owners in self._by_address.values():
+            owners.sort(key=lambda t: (t.state != "running", t.desired_state != "running"))
+        self._service_by_id = {s.id: s for s in self.services}
+        self._node_by_id = {n.node_id: n for n in self.nodes if n.node_id}
+
     def service(self, name: str) -> Optional[Service]:
         for s in self.services:
             if s.name == name:
@@ -114,10 +158,14 @@ class Cluster:
         return None
 
     def node_by_id(self, node_id: Optional[str]) -> Optional[NodeCtx]:
-        for n in self.nodes:
-            if n.node_id and n.node_id == node_id:
-                return n
-        return None
+        return self._node_by_id.get(node_id) if node_id else None
+
+    def task(self, task_id: Optional[str]) -> Optional[Task]:
+        return self._by_task_id.get(task_id) if task_id else None
+
+    def service_tasks(self, service: Service) -> list[Task]:
+        """Every task of the service, in any state."""
+        return self._by_service.get(service.id, [])
 
     def node_name(self, node_id: Optional[str]) -> str:
         if not node_id:
@@ -136,20 +184,15 @@ class Cluster:
         return n.name if n else network_id[:12]
 
     def running_tasks(self, service: Service) -> list[Task]:
-        return [t for t in self.tasks if t.service_id == service.id and t.state == "running" and t.desired_state == "running"]
+        return [t for t in self.service_tasks(service) if t.state == "running" and t.desired_state == "running"]
 
     def task_by_address(self, network_id: str, address: str) -> list[Task]:
         """Tasks (any state) holding ``address`` on ``network_id``, running ones first."""
-        out = []
-        for t in self.tasks:
-            for a in t.attachments:
-                if a.network_id == network_id and address in (strip_prefix(x) for x in a.addresses):
-                    out.append(t)
-        out.sort(key=lambda t: (t.state != "running", t.desired_state != "running"))
-        return out
+        return list(self._by_address.get((network_id, address), ()))
 
     def task_name(self, task: Task) -> str:
-        svc = task.service_name or next((s.name for s in self.services if s.id == task.service_id), task.service_id[:12])
+        s = self._service_by_id.get(task.service_id)
+        svc = task.service_name or (s.name if s else task.service_id[:12])
         if task.slot is not None:
             return f"{svc}.{task.slot}"
         return f"{svc}.{self.node_name(task.node_id)}"

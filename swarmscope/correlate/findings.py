@@ -574,11 +574,11 @@ def check_replicas(ctx: Ctx) -> Iterator[Hit]:
         if s.mode != "replicated" or not s.replicas or s.update_state in lifecycle.UPDATING_STATES:
             continue  # an update replaces tasks on purpose: one fewer while it does is not a fault
         running = cl.running_tasks(s)
-        coming = [t for t in cl.tasks if t.service_id == s.id and t.desired_state == "running"
+        coming = [t for t in cl.service_tasks(s) if t.desired_state == "running"
                   and t.state in lifecycle.STARTING_STATES and lifecycle.recent(t, now)]
         if len(running) + len(coming) >= s.replicas:
             continue
-        others = [t for t in cl.tasks if t.service_id == s.id and t not in running]
+        others = [t for t in cl.service_tasks(s) if t not in running]
         others.sort(key=lambda t: (t.desired_state != "running", t.slot or 0))
         ev = [f"{cl.task_name(t)} {t.id[:12]} on {cl.node_name(t.node_id)}: {t.state} (desired {t.desired_state})"
               + (f": {t.error}" if t.error else "") for t in others[:6]]
@@ -835,8 +835,17 @@ def run_checks(ctx: Ctx, only: Optional[set[str]] = None) -> list[Finding]:
 
 def hop_breaks(h: Hop) -> bool:
     """Whether a bad hop stops traffic: it carries a breaking finding, or none explains it."""
-    severity = {c.id: c.severity for c in REGISTRY}
-    return not h.findings or any(severity.get(f) in BREAKING for f in h.findings)
+    return not h.findings or any(f in _breaking_ids() for f in h.findings)
+
+
+def _breaking_ids() -> frozenset[str]:
+    global _BREAKING_IDS
+    if _BREAKING_IDS is None or len(_BREAKING_IDS[0]) != len(REGISTRY):
+        _BREAKING_IDS = (list(REGISTRY), frozenset(c.id for c in REGISTRY if c.severity in BREAKING))
+    return _BREAKING_IDS[1]
+
+
+_BREAKING_IDS: Optional[tuple[list, frozenset[str]]] = None
 
 
 def fails(findings: list[Finding], paths: list[ServicePath]) -> bool:

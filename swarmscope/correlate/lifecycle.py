@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Optional
 
 from swarmscope.model import Task
@@ -27,6 +28,7 @@ UPDATING_STATES = frozenset({"updating", "rollback_started"})
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?$")
 
 
+@lru_cache(maxsize=65536)
 def parse_time(text: Optional[str]) -> Optional[datetime]:
     """RFC 3339 as Docker writes it (nanoseconds, ``Z``) -> aware datetime; None where it does not read."""
     m = _TS.match((text or "").strip())

@@ -58,6 +58,19 @@ def proto_port(rule: Rule, proto: str, opt: str, port: int) -> bool:
     return rule.value("-p") == proto and rule.value(opt) == str(port)
 
 
+def port_rules(n: NodeCtx, where: str, t: Table, chain: str, target: str, opt: str, proto: str, port) -> list[Rule]:
+    """The rules of ``chain`` with ``target`` for proto/port (``opt`` --dport or --sport), indexed once per
+    node, table and chain: every published port asks, and a scan per port grows with ports squared."""
+    def make() -> dict[tuple, list[Rule]]:
+        idx: dict[tuple, list[Rule]] = {}
+        for r in t.rules(chain):
+            if r.target == target:
+                idx.setdefault((r.value("-p"), r.value(opt)), []).append(r)
+        return idx
+
+    return n.memo(("rules", where, id(t), chain, target, opt), make).get((proto, str(port)), [])
+
+
 def ns_addresses(ns: Optional[Namespace]) -> list[tuple[str, str, int]]:
     """(interface, address, prefixlen) of IPv4 addresses in a namespace."""
     if ns is None:
@@ -353,7 +366,11 @@ def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: Optio
 
 
 def gwbridge_sbox_ip(n: NodeCtx) -> tuple[Optional[str], list[str]]:
-    """The ingress sandbox's address on docker_gwbridge, and how it was found."""
+    """The ingress sandbox's address on docker_gwbridge, and how it was found (once per node)."""
+    return n.memo("gwbridge_sbox_ip", lambda: _gwbridge_sbox_ip(n))
+
+
+def _gwbridge_sbox_ip(n: NodeCtx) -> tuple[Optional[str], list[str]]:
     sbox = n.ingress_sbox
     gw = n.snap.host.gwbridge
     subnets = []
@@ -432,7 +449,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             else:
                 hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", OK, "PREROUTING and OUTPUT jump (dst-type LOCAL)", ev))
         gw_ip, gw_ev = gwbridge_sbox_ip(n)
-        dnats = [r for r in hnat.rules(INGRESS_CHAIN) if r.target == "DNAT" and proto_port(r, proto, "--dport", P)]
+        dnats = port_rules(n, "host", hnat, INGRESS_CHAIN, "DNAT", "--dport", proto, P)
         label = f"host DNAT :{P} -> {gw_ip or 'ingress_sbox'}:{P}"
         if not dnats:
             hops.append(Hop("host.dnat", label, MISSING, f"no DNAT for {proto}/{P} in nat DOCKER-INGRESS", gw_ev))
@@ -450,9 +467,9 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     if hfilter is None:
         hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", UNKNOWN, "host iptables not read"))
     else:
-        acc = [r for r in hfilter.rules(INGRESS_CHAIN) if r.target == "ACCEPT" and proto_port(r, proto, "--dport", P)]
-        back = [r for r in hfilter.rules(INGRESS_CHAIN) if r.target == "ACCEPT" and proto_port(r, proto, "--sport", P)]
-        order = chain_reach_order(hfilter, "FORWARD")
+        acc = port_rules(n, "host", hfilter, INGRESS_CHAIN, "ACCEPT", "--dport", proto, P)
+        back = port_rules(n, "host", hfilter, INGRESS_CHAIN, "ACCEPT", "--sport", proto, P)
+        order = n.memo(("reach", id(hfilter), "FORWARD"), lambda: chain_reach_order(hfilter, "FORWARD"))
         ev = [r.line for r in acc + back]
         if INGRESS_CHAIN not in order:
             hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", MISSING, "FORWARD never reaches filter DOCKER-INGRESS", ev))
@@ -484,7 +501,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", UNKNOWN, "ingress_sbox iptables not read"))
         mark = expected
     else:
-        rules = [r for r in mangle.rules("PREROUTING") if r.target == "MARK" and proto_port(r, proto, "--dport", P)]
+        rules = port_rules(n, "ingress_sbox", mangle, "PREROUTING", "MARK", "--dport", proto, P)
         h, mark = _mark_hop("ingress.mark", f"ingress_sbox MARK :{P}", rules, expected, "ingress_sbox mangle PREROUTING",
                             chain=mangle.rules("PREROUTING"))
         hops.append(h)
@@ -517,7 +534,7 @@ def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id:
         b.redirect = UNKNOWN
         b.redirect_evidence = [f"task {b.task} runs on {b.node}, whose sandboxes are not in the data"]
         return
-    task = next((t for t in cl.tasks if t.id == b.task_id), None)
+    task = cl.task(b.task_id)
     node = cl.node_by_id(task.node_id) if task else None
     if node is None:
         b.redirect = UNKNOWN
@@ -529,12 +546,8 @@ def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id:
         b.redirect = UNKNOWN if ns is None or ns.vanished else UNKNOWN
         b.redirect_evidence = [f"task sandbox of {b.task} not read on {node.name}"]
         return
-    rules = [
-        r
-        for r in t.rules("PREROUTING")
-        if r.target == "REDIRECT" and proto_port(r, port.protocol, "--dport", port.published_port)
-        and (r.value("-d") or "").split("/")[0] == b.address
-    ]
+    rules = [r for r in port_rules(node, ns.name, t, "PREROUTING", "REDIRECT", "--dport", port.protocol, port.published_port)
+             if (r.value("-d") or "").split("/")[0] == b.address]
     if not rules:
         b.redirect = MISSING
         b.redirect_evidence = [f"{ns.name}: no REDIRECT {port.protocol}/{port.published_port} -> {port.target_port} for {b.address}"]
@@ -583,10 +596,7 @@ def nodes_on_network(cl: Cluster, network_id: str) -> list[NodeCtx]:
 
 
 def _dns_answer(n: NodeCtx, network_id: str, query: str):
-    for a in n.snap.dns:
-        if a.network_id == network_id and a.query == query:
-            return a
-    return None
+    return n.dns_answer(network_id, query)
 
 
 def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeCtx) -> NodePath:
@@ -665,8 +675,7 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
 
 def settling_addresses(cl: Cluster, svc: Service, network_id: str, now: Optional[datetime]) -> set[str]:
     """Addresses of the service's tasks in transition: DNS may or may not hold them yet."""
-    return {a for t in cl.tasks if t.service_id == svc.id and lifecycle.in_transition(t, now)
-            for a in task_addresses(t, network_id)}
+    return {a for t in cl.service_tasks(svc) if lifecycle.in_transition(t, now) for a in task_addresses(t, network_id)}
 
 
 def _dns_agrees(cl: Cluster, svc: Service, network_id: str, answers, expected, now) -> bool:
@@ -747,7 +756,7 @@ def service_path(cl: Cluster, svc: Service) -> ServicePath:
     net_ids = list(dict.fromkeys(list(svc.networks) + [v.network_id for v in svc.vips]))
     sp.networks = [cl.network_name(i) for i in net_ids]
     sp.vips = {cl.network_name(v.network_id): strip_prefix(v.address) or "" for v in svc.vips}
-    for t in sorted((t for t in cl.tasks if t.service_id == svc.id), key=lambda t: (t.slot or 0, t.state != "running")):
+    for t in sorted(cl.service_tasks(svc), key=lambda t: (t.slot or 0, t.state != "running")):
         if t.desired_state != "running" and t.state != "running":
             continue
         sp.tasks.append(
