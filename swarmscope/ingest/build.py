@@ -414,10 +414,11 @@ def to_snapshot(nt: NodeText) -> Snapshot:
     if nt.ipvs_evidence:
         yes = [w for ok, w in nt.ipvs_evidence if ok]
         no = [w for ok, w in nt.ipvs_evidence if not ok]
+        short = lambda w: w.rsplit("/", 1)[-1]  # noqa: E731  (file:lines: text, the file's base name)
         if yes:
-            ip_vs = IpvsSupport(available=True, method=f"ipvsadm answered in the input ({yes[0]})")
+            ip_vs = IpvsSupport(available=True, method=f"ipvsadm answered in the input: {short(yes[0])}")
         else:
-            ip_vs = IpvsSupport(available=False, method=f"ipvsadm in the input ({no[0]})",
+            ip_vs = IpvsSupport(available=False, method=f"ipvsadm in the input: {short(no[0])}",
                                 detail="ipvsadm could not reach the kernel's IPVS (Protocol not available): "
                                        "ip_vs was not loaded and could not be loaded when the text was captured")
     node = NodeInfo(

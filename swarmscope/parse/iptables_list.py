@@ -255,7 +255,7 @@ def parse_iptables_list(text: str, table: Optional[str] = None) -> ListedTable:
 def _rule(chain: str, line: str, words: list[tuple[int, str]], header: list[str], lineno: int, res: ListedTable) -> Rule:
     k = 0
     vals = [w for _, w in words]
-    rule = Rule(chain=chain, line=line.rstrip())
+    rule = Rule(chain=chain, line=line.strip())  # as printed, without the column padding before it
     if header[0] == "num":
         k += 1
     if "pkts" in header:
