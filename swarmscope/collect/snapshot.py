@@ -9,6 +9,8 @@ recorded in the snapshot and the rest goes on; ``Snapshot.complete`` and
 
 from __future__ import annotations
 
+import contextlib
+
 import datetime as _dt
 import os
 import re
@@ -138,25 +140,38 @@ def _collect_namespace(
             ns.interfaces, _ = read_interfaces()
     except Exception as exc:
         ns.errors.append(f"interfaces: {exc}")
-    dumps = iptables.read_both(rec, ns.name)
-    main = backend or "nft"
-    ns.iptables = dumps.get(main)
-    ns.iptables_other = dumps.get(iptables.other(main))
-    for d in (ns.iptables, ns.iptables_other):
-        if d is not None and not d.available and d.reason and "not installed" not in d.reason:
-            ns.errors.append(f"iptables-{d.backend}-save: {d.reason}")
+    # each source on its own: one that fails (an unreadable table, output a parser refuses) is recorded
+    # in the namespace's errors and the rest is still read -- partial data beats none
+    with _soft(ns, "iptables"):
+        dumps = iptables.read_both(rec, ns.name)
+        main = backend or "nft"
+        ns.iptables = dumps.get(main)
+        ns.iptables_other = dumps.get(iptables.other(main))
+        for d in (ns.iptables, ns.iptables_other):
+            if d is not None and not d.available and d.reason and "not installed" not in d.reason:
+                ns.errors.append(f"iptables-{d.backend}-save: {d.reason}")
     if ns.kind in ("ingress_sbox", "lb"):
-        ns.ipvs = read_ipvs(rec, ns.name, support)
-        with rec.step("sysctls", ns.name):
+        with _soft(ns, "ipvs"):
+            ns.ipvs = read_ipvs(rec, ns.name, support)
+        with _soft(ns, "sysctls"), rec.step("sysctls", ns.name):
             ns.sysctls = kernel.read_sysctls(kernel.LB_SYSCTLS)
     if questions and opts.dns:
-        with rec.step(f"dns {len(questions) * 2} queries to 127.0.0.11", ns.name) as step:
+        with _soft(ns, "dns"), rec.step(f"dns {len(questions) * 2} queries to 127.0.0.11", ns.name) as step:
             answers = ask_all(questions, ns.name, opts.dns_timeout)
             bad = [a for a in answers if a.status in ("timeout", "error")]
             if bad:
                 step.status = "failed"
                 step.reason = f"{len(bad)} of {len(answers)} queries failed: {bad[0].query}: {bad[0].reason}"
             dns_out.extend(answers)
+
+
+@contextlib.contextmanager
+def _soft(ns: Namespace, what: str):
+    """Record an unexpected failure of one source in the namespace's errors, and go on."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - one source must not cost the others
+        ns.errors.append(f"{what}: {type(exc).__name__}: {exc}")
 
 
 def _host(rec: Recorder, opts: CollectOptions, view: DockerView) -> tuple[HostNamespace, dict]:
@@ -181,10 +196,13 @@ def _host(rec: Recorder, opts: CollectOptions, view: DockerView) -> tuple[HostNa
     for d in dumps.values():
         for r in d.table("nat").rules("DOCKER-INGRESS"):
             dp = r.value("--dport")
-            if dp and dp.isdigit():
+            if dp and dp.isascii() and dp.isdigit() and len(dp) <= 5:
                 ports.add(int(dp))
-    with rec.step("listening sockets (/proc/net)", "host"):
-        host.listeners = read_listeners(ports)
+    try:
+        with rec.step("listening sockets (/proc/net)", "host"):
+            host.listeners = read_listeners(ports)
+    except Exception:  # noqa: BLE001 - recorded as a failed step; the rest of the host is still read
+        pass
     return host, dumps
 
 
