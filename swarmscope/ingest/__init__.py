@@ -154,7 +154,7 @@ def load_text(paths: list[str], limit_mb: Optional[float] = None) -> tuple[list[
             try:
                 read_section(nt, s)
                 rep.read.append(f"{s.where} {s.kind} ({s.namespace})")
-            except (ParseError, ValueError, KeyError, TypeError) as exc:
+            except (ParseError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
                 msg = exc.reason if isinstance(exc, ParseError) else str(exc)
                 at = f"{s.source}:{s.first + exc.lineno - 1}" if isinstance(exc, ParseError) and exc.lineno else s.where
                 why = f"{at}: {KINDS.get(s.kind, s.kind)} not read: {msg}"

@@ -236,8 +236,10 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
             j = i + 1
             if j < n and lines[j].startswith("["):
                 k = j
-                while k < n and lines[k] != "]":
+                while k < n and lines[k] != "]" and not _is_marker(lines[k]):
                     k += 1
+                if k < n and lines[k] != "]":
+                    k -= 1  # cut before the next section: the JSON is incomplete and will be listed as skipped
                 add("network-inspect", j, min(k, n - 1), extra={"network": nid})
                 j = k + 1
             while j < n and (lines[j].strip() in ("No overlap", "") or lines[j].startswith("*** OVERLAP") or

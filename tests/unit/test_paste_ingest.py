@@ -223,3 +223,39 @@ def test_cli_import_writes_a_dump_read_again(tmp_path):
     assert "paste-manager" not in out.read_text() and "10.213.0.11" not in out.read_text()
     p = run("check", "--from", str(out))
     assert p.returncode == 1 and "kernel.no-ipvs" in p.stdout
+
+
+def test_mutated_transcripts_never_fail_otherwise(tmp_path):
+    """Lines deleted, swapped, cut, replaced by noise or repeated: an InputError of one line or a judged partial result."""
+    import random
+    import time
+
+    rnd = random.Random(14)
+    sources = [(VM / "healthy" / "support-sh.txt").read_text().splitlines(keepends=True),
+               (PASTED / "lab-2node" / "manager-docker-info-and-support-sh.txt").read_text().splitlines(keepends=True)]
+    f = tmp_path / "m.txt"
+    deadline = time.monotonic() + 60
+    for it in range(60):
+        if time.monotonic() > deadline:
+            break
+        lines = list(sources[it % 2])
+        for _ in range(rnd.randint(1, 6)):
+            op, i = rnd.choice("dswcj"), rnd.randrange(len(lines))
+            if op == "d":
+                del lines[i]
+            elif op == "s":
+                j = rnd.randrange(len(lines))
+                lines[i], lines[j] = lines[j], lines[i]
+            elif op == "w":
+                lines[i] = lines[i][: rnd.randrange(len(lines[i]) + 1)] + "\n"
+            elif op == "c":
+                lines[i] = "".join(rnd.choice('ab:{}[]" 0129.-!*/#') for _ in range(rnd.randrange(40))) + "\n"
+            else:
+                lines.insert(i, lines[rnd.randrange(len(lines))])
+        f.write_text("".join(lines))
+        try:
+            snaps, _ = load_text([str(f)])
+        except InputError as exc:
+            assert "\n" not in str(exc)
+            continue
+        analyze(snaps)
