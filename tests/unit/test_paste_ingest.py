@@ -259,3 +259,24 @@ def test_mutated_transcripts_never_fail_otherwise(tmp_path):
             assert "\n" not in str(exc)
             continue
         analyze(snaps)
+
+
+def test_transcript_of_an_older_support_sh_without_lb_namespaces(tmp_path):
+    """support.sh before 2018 entered only 1-<id> of each overlay network: its transcripts show no lb_ at all, and
+    the lb_ namespaces are then not read (unknown), never missing."""
+    out, skip = [], False
+    for line in (VM / "healthy" / "support-sh.txt").read_text().splitlines(keepends=True):
+        if line.startswith("# "):
+            skip = "/netns/lb_" in line
+        elif line.startswith(("nnn ", "ccc ")) or not line.strip():
+            skip = False
+        if not skip:
+            out.append(line)
+    f = tmp_path / "old.txt"
+    f.write_text("".join(out))
+    snaps, rep, a = judge(f)
+    lb = [ns for ns in snaps[0].namespaces if ns.kind == "lb"]
+    assert lb and all(ns.errors and "not in the input" in ns.errors[0] for ns in lb)
+    assert roots(a) == []
+    hops = [h for sp in a.services for v in sp.vip_paths for np in v.nodes for h in np.hops if h.key == "lb.ns"]
+    assert hops and all(h.status == "unknown" for h in hops)
