@@ -22,7 +22,8 @@ from swarmscope.model import Snapshot
 __all__ = ["TextReport", "load_text", "is_text_input", "EXPECTED"]
 
 EXPECTED = ("a support.sh transcript, or one command's output: " + ", ".join(sorted(set(KINDS.values()) - {
-    "support.sh IP overlap check", "support.sh summary", "support.sh container block (docker container inspect --format)"})))
+    "support.sh IP overlap check", "support.sh summary", "support.sh container block (docker container inspect --format)",
+    "support.sh network marker"})))
 
 _NS_FILE = re.compile(r"^(ingress_sbox|lb_[0-9a-z]+|\d+-[0-9a-z]+|[0-9a-f]{12})[-_.]")
 
