@@ -315,9 +315,12 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                     t = tasks.get(tid)
                     if t is None:
                         host = node_by_addr.get(ep.host_ip or "")
+                        # on a node whose containers were all listed, a task that is not among them does
+                        # not run there, whatever the network's service discovery still says
+                        gone = host is not None and host.snap.docker.available and (node_id in (None, host.node_id))
                         t = tasks[tid] = Task(id=tid, service_id=svc.id, service_name=name, slot=slot,
                                               node_id=node_id or (host.node_id if host else None),
-                                              desired_state="running", state="running")
+                                              desired_state="running", state="orphaned" if gone else "running")
                     attach(t, net.id, net.name, f"{ep.endpoint_ip}/{plen}")
                 if not ns.vip:
                     if not net.ingress:

@@ -328,6 +328,12 @@ hop_check("ingress.dnat-wrong-target", ERROR, "DNAT for the published port point
 hop_check("ingress.filter-accept-missing", ERROR, "filter rules do not accept the published port",
           "filter DOCKER-INGRESS must ACCEPT --dport and --sport ESTABLISHED for the port and be reached from "
           "FORWARD; restart dockerd to re-program it.", "host.filter", (MISSING,), "ports")
+hop_check("ingress.forward-dropped", ERROR, "filter FORWARD drops the published port's traffic",
+          "Walking filter FORWARD as the kernel does, the port's new connections (or their replies) hit the rule in "
+          "the evidence before DOCKER-INGRESS accepts them: an operator's DROP in DOCKER-USER, or a chain order "
+          "Docker does not make (on 28.x DOCKER-INGRESS must come first in DOCKER-FORWARD, before DOCKER-BRIDGE's "
+          "`! -i docker_gwbridge -o docker_gwbridge -j DROP`). Delete or narrow that rule, or restart dockerd to "
+          "re-create its chains in order.", "host.forward", (MISMATCH, MISSING), "ports")
 hop_check("ingress.forward-order", WARNING, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER",
           "DOCKER-USER must be the first jump in FORWARD so user rules apply to published ports; re-insert "
           "`-I FORWARD -j DOCKER-USER` or restart dockerd.", "host.filter", (MISMATCH,), "ports")

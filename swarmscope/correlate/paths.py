@@ -11,7 +11,7 @@ import ipaddress
 from datetime import datetime
 from typing import Callable, Iterable, Optional
 
-from swarmscope.correlate import lifecycle
+from swarmscope.correlate import lifecycle, netfilter
 
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix, task_addresses
 from swarmscope.correlate.types import (
@@ -480,6 +480,8 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", MISMATCH, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER", ev + [f"FORWARD order: {' -> '.join(order)}"]))
         else:
             hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", OK, "accepted in filter DOCKER-INGRESS, after DOCKER-USER", ev))
+        if hops[-1].status in (OK, MISMATCH):
+            hops.append(_forward_hop(n, hfilter, proto, P))
 
     sbox = n.ingress_sbox
     hops.append(_ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
@@ -523,6 +525,29 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         hops.append(h)
     verdict(np)
     return np
+
+
+def _forward_hop(n: NodeCtx, hfilter: Table, proto: str, P: int) -> Hop:
+    """A new connection to the port, from another host, walked through filter FORWARD to ingress_sbox
+    on docker_gwbridge, and its replies back: whatever rule decides it, in whatever chain order the
+    engine (or an operator) left."""
+    gw_ip, _ = gwbridge_sbox_ip(n)
+    label = f"host filter FORWARD :{P}"
+    out = []
+    for direction, pkt in (("new connection", netfilter.Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
+                           ("reply", netfilter.Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED"))):
+        w = n.memo(("forward", id(hfilter), pkt), lambda pkt=pkt: netfilter.walk(hfilter, "FORWARD", pkt))
+        trail = f"path: {' -> '.join(w.trail)}"
+        if w.verdict == "drop" and w.rule is not None:
+            return Hop("host.forward", label, MISMATCH,
+                       f"a {direction} on {proto}/{P} is dropped by '{w.rule.line}' (filter {w.chain}) before "
+                       f"DOCKER-INGRESS accepts it", [f"filter {w.chain}: {w.rule.line}", trail])
+        if w.verdict == "policy-drop" and not w.maybe:
+            return Hop("host.forward", label, MISMATCH, f"a {direction} on {proto}/{P} reaches no ACCEPT: FORWARD policy DROP",
+                       [trail])
+        out.append(f"{direction}: {w.verdict}" + (f" by '{w.rule.line}' (filter {w.chain})" if w.rule else "")
+                   + f"; {trail}" + (f"; {len(w.maybe)} rule(s) that might match not judged" if w.maybe else ""))
+    return Hop("host.forward", label, OK, "new connections and replies pass filter FORWARD", out)
 
 
 def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id: str) -> None:

@@ -665,6 +665,98 @@ def test_duplicate_dns_records_are_named_not_folded(snap):
     assert f"{a0.answers[0]} answered more than once" in finding(a, "dns.duplicate-answer").detail
 
 
+# the host filter table as engine 28.x programs it (moby v28.5.2 libnetwork: bridge driver chains,
+# service_linux.go inserting `-j DOCKER-INGRESS` first in DOCKER-FORWARD), for the lab-vm's port 8000
+FILTER_28 = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-BRIDGE - [0:0]
+:DOCKER-CT - [0:0]
+:DOCKER-FORWARD - [0:0]
+:DOCKER-INGRESS - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-FORWARD
+-A DOCKER ! -i docker_gwbridge -o docker_gwbridge -j DROP
+-A DOCKER ! -i docker0 -o docker0 -j DROP
+-A DOCKER-BRIDGE -o docker_gwbridge -j DOCKER
+-A DOCKER-BRIDGE -o docker0 -j DOCKER
+-A DOCKER-CT -o docker_gwbridge -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A DOCKER-CT -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+{forward}-A DOCKER-INGRESS -p tcp -m tcp --dport 8000 -j ACCEPT
+-A DOCKER-INGRESS -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -m tcp --sport 8000 -j ACCEPT
+-A DOCKER-INGRESS -j RETURN
+-A DOCKER-ISOLATION-STAGE-1 -i docker_gwbridge ! -o docker_gwbridge -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -o docker_gwbridge -j DROP
+{user}COMMIT
+"""
+FORWARD_28 = ["-j DOCKER-INGRESS", "-j DOCKER-CT", "-j DOCKER-ISOLATION-STAGE-1", "-j DOCKER-BRIDGE",
+              "-i docker_gwbridge -j ACCEPT", "-i docker0 -j ACCEPT"]
+
+
+def _filter_28(snap, forward=FORWARD_28, user=()):
+    text = FILTER_28.format(forward="".join(f"-A DOCKER-FORWARD {r}\n" for r in forward),
+                            user="".join(f"-A DOCKER-USER {r}\n" for r in user))
+    snap.host.iptables.tables["filter"] = parse_iptables_save(text).tables["filter"]
+    snap.node.engine_version = "28.5.2"
+
+
+def test_engine_28_forward_layout_is_healthy(snap):
+    _filter_28(snap)
+    a = analyze([snap])
+    assert a.findings == [], [(f.id, f.detail) for f in a.findings]
+    h = a.services[0].ports[0].nodes[0].hop("host.forward")
+    assert h.status == "ok" and "DOCKER-FORWARD -> DOCKER-INGRESS" in " ".join(h.evidence)
+
+
+def test_docker_ingress_after_docker_bridge_on_28_drops_the_port(snap):
+    """The hand-made order the engine issue names: DOCKER-INGRESS moved after DOCKER-BRIDGE in
+    DOCKER-FORWARD; the gwbridge DROP in DOCKER wins, and that rule is named as the cause."""
+    moved = FORWARD_28[1:4] + FORWARD_28[:1] + FORWARD_28[4:]
+    _filter_28(snap, forward=moved)
+    a = analyze([snap])
+    assert roots(a) == ["ingress.forward-dropped"]
+    f = finding(a, "ingress.forward-dropped")
+    assert "'-A DOCKER ! -i docker_gwbridge -o docker_gwbridge -j DROP' (filter DOCKER)" in f.detail
+    assert a.services[0].ports[0].nodes[0].broken_at == "host filter FORWARD :8000"
+
+
+def test_operator_drop_in_docker_user_is_named(snap):
+    _filter_28(snap, user=["-p tcp -m tcp --dport 8000 -j DROP", "-j RETURN"])
+    a = analyze([snap])
+    assert roots(a) == ["ingress.forward-dropped"]
+    assert "'-A DOCKER-USER -p tcp -m tcp --dport 8000 -j DROP'" in finding(a, "ingress.forward-dropped").detail
+
+
+def test_docker_user_rule_that_cannot_be_judged_is_not_claimed(snap):
+    """`-i eth0`: whether the port's traffic enters there the rules cannot tell: no verdict from a guess."""
+    _filter_28(snap, user=["-i eth0 -p tcp -m tcp --dport 8000 -j DROP", "-j RETURN"])
+    a = analyze([snap])
+    assert "ingress.forward-dropped" not in {f.id for f in a.findings}
+    h = a.services[0].ports[0].nodes[0].hop("host.forward")
+    assert h.status == "ok" and any("might match" in e for e in h.evidence)
+
+
+def test_worker_task_in_discovery_but_not_among_its_own_containers_is_not_running(snap):
+    """Service discovery still lists whoami.2 on this very node, but the node's containers (all listed)
+    do not include it: it does not run here, so its real server is stale, not a healthy backend."""
+    snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
+    snap.node.node_addr = "192.168.76.15"  # the Host IP the verbose inspects give for this node's tasks
+    gone = next(c for c in snap.docker.containers if c.name.startswith("whoami.2."))
+    snap.docker.containers.remove(gone)
+    a = analyze([snap])
+    who = next(s for s in a.services if s.name == "whoami")
+    t2 = next(t for t in who.tasks if t.name == "whoami.2") if any(t.name == "whoami.2" for t in who.tasks) else None
+    assert t2 is None or t2.state == "orphaned"
+    assert "ipvs.backend-stale" in roots(a)
+
+
 def test_route_localnet_off(snap):
     snap.node.sysctls["net.ipv4.conf.docker_gwbridge.route_localnet"] = "0"
     assert roots(analyze([snap])) == ["host.route-localnet-off"]
