@@ -54,6 +54,20 @@ if "$PYTHON" -c 'import sys, sysconfig, os; sys.exit(not os.path.exists(os.path.
 fi
 quiet "$PYTHON" -m pip "${pip_args[@]}"
 
+# the other engines of tests/integration/test_engines_lab.py: Debian's docker.io from
+# trixie (26.1) and sid (28.x), unpacked under /var/cache/swarmscope-engines and never
+# installed (contrib/lab/engine_cache.py; own apt lists, the machine's apt untouched).
+# Fetched once (about 10 s and 60 MB each); not fatal: without them those tests skip.
+engines=${SWARMSCOPE_TEST_ENGINES:-26.1,28}
+if [[ $engines != 0 ]]; then
+    IFS=, read -ra engine_list <<<"$engines"
+    for e in "${engine_list[@]}"; do
+        "$PYTHON" contrib/lab/engine_cache.py path "$e" >/dev/null 2>&1 && continue
+        quiet "$PYTHON" contrib/lab/engine_cache.py fetch "$e" ||
+            echo "install-deps: engine $e not fetched; tests/integration/test_engines_lab.py will skip it" >&2
+    done
+fi
+
 # the picture checks: Graphviz renders the DOT form; chromium + mermaid (pinned in
 # tests/render/package.json) render the Mermaid form in a headless browser
 apt_install graphviz chromium fonts-dejavu-core

@@ -15,7 +15,12 @@ swarmscope runs.
 
 Command line::
 
-    python3 contrib/lab/swarmlab.py up|down|status|env [--name NAME]
+    python3 contrib/lab/swarmlab.py up|down|status|env [--name NAME] [--engine ENGINE]
+
+ENGINE (or ``SWARMSCOPE_LAB_ENGINE``) picks the dockerd the lab runs: 26.1 /
+trixie, 28 / sid, 20.10 / bookworm (fetched from Debian's archive and cached by
+``engine_cache.py``), or a directory holding it; its directories go first on
+that dockerd's PATH (its own docker-proxy too). Unset: the machine's dockerd.
 
 As a module (tests)::
 
@@ -447,10 +452,13 @@ class Node:
                     "--propagation", "slave", "sh", "-c", script]
         else:
             argv = ["nsenter", f"--net={self.netns_path}", *dockerd]
+        env = _env()
+        if self.lab.engine:  # another engine: its dockerd and docker-proxy first on PATH
+            env["PATH"] = ":".join([*self.lab.engine_path_dirs(), env["PATH"]])
         with open(self.log, "ab") as log:
             # nsenter (unshare, sh) exec dockerd: the pid is dockerd's. Own session: it outlives `up`.
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                          cwd=self.dir, env=_env(), start_new_session=True)
+                                          cwd=self.dir, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
@@ -602,7 +610,7 @@ class Lab:
     """
 
     def __init__(self, name: str = "default", parent: str | os.PathLike | None = None,
-                 nodes: int | None = None) -> None:
+                 nodes: int | None = None, engine: str | None = None) -> None:
         if not NAME_RE.match(name):
             raise LabError(f"bad lab name {name!r}: use 1-20 of a-z, 0-9 and '-'")
         self.name = name
@@ -612,6 +620,9 @@ class Lab:
             nodes = len(self._read_state().get("nodes") or [None])
         if not 1 <= nodes <= 9:
             raise LabError(f"bad node count {nodes}: 1 to 9")
+        #: the engine to run (engine_cache.py): a label, suite or directory; None: the machine's dockerd
+        self.engine = engine or os.environ.get("SWARMSCOPE_LAB_ENGINE") or self._read_state().get("engine") or None
+        self._engine_dirs: list[str] | None = None
         self.switch_netns = f"{NETNS_PREFIX}{name}-sw"
         self.inheritance = SysctlInheritance(self.dir.parent)
         self.switch_netns_path = f"/run/netns/{self.switch_netns}"
@@ -726,6 +737,17 @@ class Lab:
                     pass
         return None
 
+    def engine_path_dirs(self) -> list[str]:
+        """The directories that go first on dockerd's PATH for self.engine (fetched once, then cached)."""
+        if self._engine_dirs is None:
+            import engine_cache
+
+            try:
+                self._engine_dirs = engine_cache.dockerd_path_dirs(self.engine)
+            except engine_cache.EngineError as exc:
+                raise EngineStartError(f"engine {self.engine}: {exc}") from exc
+        return self._engine_dirs
+
     def is_up(self) -> bool:
         return all(n.dockerd_pid() is not None for n in self.nodes) and self.manager.engine_answers()
 
@@ -737,6 +759,8 @@ class Lab:
         if reason:
             raise LabError(reason)
         started = time.monotonic()
+        if self.engine:
+            self.engine_path_dirs()  # fetched (or found) before anything is created
         try:
             if self.is_up():
                 _log(f"lab {self.name} already running; checking it")
@@ -781,6 +805,7 @@ class Lab:
         state = {
             "name": self.name,
             "switch_netns": self.switch_netns,
+            "engine": self.engine,
             "nodes": [{"name": n.name, "role": n.role, "netns": n.netns, "addr": n.addr, "hostname": n.hostname,
                        "docker_host": n.docker_host, "netns_dir": str(n.netns_dir)} for n in self.nodes],
         }
@@ -1055,9 +1080,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=None,
                         help="1: the single-node lab; N > 1: a manager and N-1 workers "
                              "(default: what the running lab has, else 1)")
+    parser.add_argument("--engine", default=None,
+                        help="the engine to run: 26.1, 28, 20.10 (Debian's, cached by engine_cache.py) or a "
+                             "directory holding dockerd (default: $SWARMSCOPE_LAB_ENGINE, else the machine's)")
     opts = parser.parse_args(argv)
     try:
-        lab = Lab(opts.name, nodes=opts.nodes)
+        lab = Lab(opts.name, nodes=opts.nodes, engine=opts.engine)
         if opts.command == "up":
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 signal.signal(sig, _raise_interrupt)
