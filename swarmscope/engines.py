@@ -58,6 +58,8 @@ class EngineProfile:
     ingress_sysctls: dict[str, str] = field(default_factory=dict)
     #: net.ipv4.vs.conntrack=1 is written in the sandbox before the SNAT and MARK rules (NAT mode)
     conntrack_with_snat: bool = True
+    #: how this profile was verified: "live" (a lab or VM run of that engine) or "source" (moby's code only)
+    verified: str = "source"
 
 
 PROFILES: tuple[EngineProfile, ...] = (
@@ -66,12 +68,27 @@ PROFILES: tuple[EngineProfile, ...] = (
     EngineProfile("18.06", Version(18, 6), lb_sysctls=_VS_NODEST),
     # conn_reuse_mode and expire_quiescent_template added, still lb_ only
     EngineProfile("20.10", Version(20, 10, 0), lb_sysctls=_VS_20_10),
-    # 20.10.17: SandboxTypeIngress too (moby/libnetwork f6ccccb1); unchanged up to 28.x
-    EngineProfile("20.10.17", Version(20, 10, 17), lb_sysctls=_VS_20_10, ingress_sysctls=_VS_20_10),
+    # 20.10.17: SandboxTypeIngress too (vendored libnetwork f6ccccb1); live on 20.10.24 (lab and VM tier)
+    EngineProfile("20.10.17", Version(20, 10, 17), lb_sysctls=_VS_20_10, ingress_sysctls=_VS_20_10, verified="live"),
+    # 25: the ingress --sport rule uses -m conntrack --ctstate instead of -m state; live on 26.1.5 (lab)
+    EngineProfile("25.0", Version(25, 0), lb_sysctls=_VS_20_10, ingress_sysctls=_VS_20_10, verified="live"),
+    # 28: FORWARD holds only DOCKER-USER and DOCKER-FORWARD; DOCKER-INGRESS is inserted first in
+    # DOCKER-FORWARD (before DOCKER-BRIDGE's `! -i docker_gwbridge -o docker_gwbridge -j DROP`); live on 28.5.2 (lab)
+    EngineProfile("28.0", Version(28, 0), lb_sysctls=_VS_20_10, ingress_sysctls=_VS_20_10, verified="live"),
+    # 29: DOCKER-INTERNAL replaces the DOCKER-ISOLATION-STAGE-* chains; the nftables firewall backend is
+    # refused in swarm mode, so ingress and load-balancer rules stay iptables; same sysctls (docker-v29.7.2)
+    EngineProfile("29.0", Version(29, 0), lb_sysctls=_VS_20_10, ingress_sysctls=_VS_20_10),
 )
+NEWEST = PROFILES[-1]
 
 #: the oldest engine whose layout swarmscope reads fully
 SUPPORTED_SINCE = Version(18, 6)
+
+
+def newer_than_profiles(engine_version: Optional[str]) -> bool:
+    """An engine of a major release no profile names yet: judged with the newest profile, and said so."""
+    v = Version.parse(engine_version)
+    return v is not None and v.major > NEWEST.since.major
 
 
 def profile_for(engine_version: Optional[str]) -> Optional[EngineProfile]:

@@ -16,7 +16,7 @@ from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix
 from swarmscope.correlate.paths import settling_addresses
 from swarmscope.correlate.types import MISMATCH, MISSING, Finding, Hop, NodePath, ServicePath
-from swarmscope.engines import SUPPORTED_SINCE, profile_for
+from swarmscope.engines import NEWEST, SUPPORTED_SINCE, newer_than_profiles, profile_for
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
@@ -183,6 +183,16 @@ def check_ipvs_no_conntrack(ctx: Ctx) -> Iterator[Hit]:
                 yield Hit([n.name], detail=f"{ns.name}: no net.ipv4.vs.conntrack",
                           evidence=[f"{ns.name}: /proc/sys/net/ipv4/vs/conntrack does not exist",
                                     f"{ns.name}: " + ", ".join(f"{k} = {ns.sysctls[k]}" for k in present)])
+
+
+@check("engine.newer-than-profiles", INFO, "the engine is newer than every profile swarmscope has",
+       "Judged with the newest profile; what this engine programs differently is not known to this swarmscope. "
+       "Check for a newer swarmscope, and report what looks wrong with `swarmscope report`.")
+def check_engine_newer(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        if newer_than_profiles(n.snap.node.engine_version):
+            yield Hit([n.name], detail=f"engine {n.snap.node.engine_version}, judged as {NEWEST.name}",
+                      evidence=[f"docker version: {n.snap.node.engine_version}; newest profile {NEWEST.name}"])
 
 
 @check("engine.unsupported", WARNING, "the engine is older than the layouts swarmscope reads",

@@ -665,46 +665,34 @@ def test_duplicate_dns_records_are_named_not_folded(snap):
     assert f"{a0.answers[0]} answered more than once" in finding(a, "dns.duplicate-answer").detail
 
 
-# the host filter table as engine 28.x programs it (moby v28.5.2 libnetwork: bridge driver chains,
-# service_linux.go inserting `-j DOCKER-INGRESS` first in DOCKER-FORWARD), for the lab-vm's port 8000
-FILTER_28 = """*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:DOCKER - [0:0]
-:DOCKER-BRIDGE - [0:0]
-:DOCKER-CT - [0:0]
-:DOCKER-FORWARD - [0:0]
-:DOCKER-INGRESS - [0:0]
-:DOCKER-ISOLATION-STAGE-1 - [0:0]
-:DOCKER-ISOLATION-STAGE-2 - [0:0]
-:DOCKER-USER - [0:0]
--A FORWARD -j DOCKER-USER
--A FORWARD -j DOCKER-FORWARD
--A DOCKER ! -i docker_gwbridge -o docker_gwbridge -j DROP
--A DOCKER ! -i docker0 -o docker0 -j DROP
--A DOCKER-BRIDGE -o docker_gwbridge -j DOCKER
--A DOCKER-BRIDGE -o docker0 -j DOCKER
--A DOCKER-CT -o docker_gwbridge -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A DOCKER-CT -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-{forward}-A DOCKER-INGRESS -p tcp -m tcp --dport 8000 -j ACCEPT
--A DOCKER-INGRESS -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -m tcp --sport 8000 -j ACCEPT
--A DOCKER-INGRESS -j RETURN
--A DOCKER-ISOLATION-STAGE-1 -i docker_gwbridge ! -o docker_gwbridge -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
--A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
--A DOCKER-ISOLATION-STAGE-2 -o docker_gwbridge -j DROP
-{user}COMMIT
-"""
-FORWARD_28 = ["-j DOCKER-INGRESS", "-j DOCKER-CT", "-j DOCKER-ISOLATION-STAGE-1", "-j DOCKER-BRIDGE",
-              "-i docker_gwbridge -j ACCEPT", "-i docker0 -j ACCEPT"]
+# the host filter table of a real engine 28.5.2 node (tests/fixtures/engines/28.5.2+dfsg4: a lab on a kernel
+# without ip_vs, so the ingress chain was never programmed), plus what 28.x programs for the lab-vm's port
+# 8000 once ip_vs works (moby v28.5.2 service_linux.go: the DOCKER-INGRESS chain, its ACCEPT rules and
+# RETURN, and `-I DOCKER-FORWARD -j DOCKER-INGRESS`, inserted first)
+def _real_filter(version: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "fixtures" / "engines" / version / "iptables-save.host.txt").read_text()
+    start = text.index("*filter")
+    return text[start:text.index("COMMIT", start) + len("COMMIT")] + "\n"
 
 
-def _filter_28(snap, forward=FORWARD_28, user=()):
-    text = FILTER_28.format(forward="".join(f"-A DOCKER-FORWARD {r}\n" for r in forward),
-                            user="".join(f"-A DOCKER-USER {r}\n" for r in user))
-    snap.host.iptables.tables["filter"] = parse_iptables_save(text).tables["filter"]
-    snap.node.engine_version = "28.5.2"
+INGRESS_28 = ["-A DOCKER-INGRESS -p tcp -m tcp --dport 8000 -j ACCEPT",
+              "-A DOCKER-INGRESS -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -m tcp --sport 8000 -j ACCEPT",
+              "-A DOCKER-INGRESS -j RETURN"]
+
+
+def _filter_28(snap, ingress_after=None, user=(), version="28.5.2+dfsg4"):
+    """``ingress_after``: put the jump to DOCKER-INGRESS after this DOCKER-FORWARD rule instead of first."""
+    lines = _real_filter(version).splitlines()
+    lines.insert(lines.index(":DOCKER-ISOLATION-STAGE-1 - [0:0]"), ":DOCKER-INGRESS - [0:0]")
+    fwd = [i for i, l in enumerate(lines) if l.startswith("-A DOCKER-FORWARD ")]
+    at = fwd[0] if ingress_after is None else next(i for i in fwd if lines[i] == ingress_after) + 1
+    lines.insert(at, "-A DOCKER-FORWARD -j DOCKER-INGRESS")
+    commit = lines.index("COMMIT")
+    lines[commit:commit] = INGRESS_28 + [f"-A DOCKER-USER {r}" for r in user]
+    snap.host.iptables.tables["filter"] = parse_iptables_save("\n".join(lines) + "\n").tables["filter"]
+    snap.node.engine_version = version.split("+")[0]
 
 
 def test_engine_28_forward_layout_is_healthy(snap):
@@ -718,8 +706,7 @@ def test_engine_28_forward_layout_is_healthy(snap):
 def test_docker_ingress_after_docker_bridge_on_28_drops_the_port(snap):
     """The hand-made order the engine issue names: DOCKER-INGRESS moved after DOCKER-BRIDGE in
     DOCKER-FORWARD; the gwbridge DROP in DOCKER wins, and that rule is named as the cause."""
-    moved = FORWARD_28[1:4] + FORWARD_28[:1] + FORWARD_28[4:]
-    _filter_28(snap, forward=moved)
+    _filter_28(snap, ingress_after="-A DOCKER-FORWARD -j DOCKER-BRIDGE")
     a = analyze([snap])
     assert roots(a) == ["ingress.forward-dropped"]
     f = finding(a, "ingress.forward-dropped")
@@ -732,6 +719,40 @@ def test_operator_drop_in_docker_user_is_named(snap):
     a = analyze([snap])
     assert roots(a) == ["ingress.forward-dropped"]
     assert "'-A DOCKER-USER -p tcp -m tcp --dport 8000 -j DROP'" in finding(a, "ingress.forward-dropped").detail
+
+
+@pytest.mark.parametrize("version", ["20.10.24+dfsg1", "26.1.5+dfsg1", "28.5.2+dfsg4"])
+def test_real_lab_snapshot_of_each_engine_names_only_the_kernel(version):
+    """The snapshots `collect --json` took on healthy labs of three engine generations (kernel without
+    ip_vs): exactly kernel.no-ipvs, everything else explained by it, on every engine."""
+    from pathlib import Path
+
+    from swarmscope.model import Snapshot
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "engines" / version / "swarmscope-collect.json"
+    snap = Snapshot.from_dict(json.loads(path.read_text()))
+    assert snap.node.engine_version == version
+    a = analyze([snap])
+    assert roots(a) == ["kernel.no-ipvs"], [(f.id, f.detail) for f in a.findings if f.caused_by is None]
+    assert {f.caused_by for f in a.findings} <= {None, "kernel.no-ipvs"}
+
+
+def test_engine_29_layout_derived_from_28_is_healthy(snap):
+    """Engine 29 from its source only (no package runs here): the 28 layout with DOCKER-INTERNAL in place
+    of the DOCKER-ISOLATION-STAGE-* chains (docker-v29.7.2 bridge iptabler); judged with the 29 profile."""
+    _filter_28(snap)
+    f = snap.host.iptables.tables["filter"]
+    text = "*filter\n" + "".join(
+        f":{c.name} {c.policy or '-'} [0:0]\n" for c in f.chains.values() if not c.name.startswith("DOCKER-ISOLATION")
+    ) + ":DOCKER-INTERNAL - [0:0]\n" + "".join(
+        r.line.replace("-j DOCKER-ISOLATION-STAGE-1", "-j DOCKER-INTERNAL") + "\n"
+        for c in f.chains.values() if not c.name.startswith("DOCKER-ISOLATION") for r in c.rules
+    ) + "-A DOCKER-INTERNAL -i docker_gwbridge -o docker0 -j DROP\nCOMMIT\n"
+    snap.host.iptables.tables["filter"] = parse_iptables_save(text).tables["filter"]
+    snap.node.engine_version = "29.7.2"
+    a = analyze([snap])
+    assert a.findings == [], [(x.id, x.detail) for x in a.findings]
+    assert a.services[0].ports[0].nodes[0].hop("host.forward").status == "ok"
 
 
 def test_docker_user_rule_that_cannot_be_judged_is_not_claimed(snap):
@@ -755,6 +776,16 @@ def test_worker_task_in_discovery_but_not_among_its_own_containers_is_not_runnin
     t2 = next(t for t in who.tasks if t.name == "whoami.2") if any(t.name == "whoami.2" for t in who.tasks) else None
     assert t2 is None or t2.state == "orphaned"
     assert "ipvs.backend-stale" in roots(a)
+
+
+def test_engine_newer_than_every_profile_is_said_not_failed(snap):
+    snap.node.engine_version = "30.0.1"
+    a = analyze([snap])
+    assert [(f.id, f.severity) for f in a.findings] == [("engine.newer-than-profiles", "info")]
+    assert "judged as 29.0" in a.findings[0].detail
+    from swarmscope.correlate.findings import fails
+
+    assert not fails(a.findings, a.services)
 
 
 def test_route_localnet_off(snap):
