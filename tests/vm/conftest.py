@@ -4,7 +4,7 @@ Environment:
   SWARMSCOPE_VM=0               skip the tier
   SWARMSCOPE_VM_CACHE=DIR       image/wheelhouse/run cache (default /var/cache/swarmscope-vm)
   SWARMSCOPE_VM_REUSE_OUT=DIR   do not boot: read the results of an earlier run (`vmlab.py run --out DIR`)
-  SWARMSCOPE_VM_TIMEOUT=S       limit for the boot itself (default 1500; the image build has none)
+  SWARMSCOPE_VM_TIMEOUT=S       limit for the boot itself (default 2400; the image build has none)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Command line (run as root from the checkout)::
     python3 tests/vm/vmlab.py status                # cache keys, sizes
 
 Environment: SWARMSCOPE_VM_CACHE (default /var/cache/swarmscope-vm), SWARMSCOPE_VM_MEM (MiB, 2048),
-SWARMSCOPE_VM_CPUS (2), SWARMSCOPE_VM_TIMEOUT (seconds for one boot, 1500).
+SWARMSCOPE_VM_CPUS (2), SWARMSCOPE_VM_TIMEOUT (seconds for one boot, 2400).
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ def _raise_exit(signum, frame):
 def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: float | None = None,
          mem: int | None = None, cpus: int | None = None, src: Path = REPO) -> RunResult:
     """Boot the guest once with the scenario; results land in `out` (emptied first).  Never leaves qemu behind."""
-    timeout = timeout or float(os.environ.get("SWARMSCOPE_VM_TIMEOUT", "1500"))
+    timeout = timeout or float(os.environ.get("SWARMSCOPE_VM_TIMEOUT", "2400"))
     mem = mem or int(os.environ.get("SWARMSCOPE_VM_MEM", "2048"))
     cpus = cpus or int(os.environ.get("SWARMSCOPE_VM_CPUS", "2"))
     if out.exists():

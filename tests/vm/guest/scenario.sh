@@ -184,7 +184,7 @@ echo "healthy ok" >> $O/phases.txt
 R=$O/rolling-update; mkdir -p $R
 docker service update --detach --update-parallelism 1 --update-delay 8s --force whoami > $R/update.txt 2>&1
 i=0
-while [ $i -lt 12 ]; do
+while [ $i -lt 6 ]; do
   st=$(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' whoami)
   echo "$st" > $R/check-$i.state
   ( cd / && timeout 120 $VENV/bin/python -m swarmscope check --format json > $R/check-$i.json 2> $R/check-$i.stderr ); echo $? > $R/check-$i.rc
