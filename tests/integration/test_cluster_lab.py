@@ -155,6 +155,32 @@ def test_whole_swarm_judged_together_names_only_the_kernel(multilab, swarm_dump)
     assert sorted(root["nodes"]) == sorted(n.hostname for n in multilab.nodes)
 
 
+def test_rolling_update_across_nodes_gives_no_false_alarm(multilab):
+    """While whoami's tasks are replaced one at a time on three nodes, each node judged alone and the
+    whole swarm judged from the manager name nothing but the kernel."""
+    assert multilab.docker("service", "update", "-d", "--update-parallelism", "1", "--update-delay", "5s",
+                           "--force", "whoami").returncode == 0
+    runs, updating = [], 0
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            state = multilab.docker("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                                    "whoami").stdout.strip()
+            for n in multilab.nodes:
+                cp = n.swarmscope("check", "--local", "--netns-dir", str(n.netns_dir), "--format", "json", timeout=300)
+                doc = json.loads(cp.stdout)
+                runs.append((state, n.name, sorted(_roots(doc)),
+                             sorted({f["caused_by"] for f in doc["findings"] if f["caused_by"]})))
+            updating += state == "updating"
+            if state != "updating" and updating:
+                break
+        assert updating >= 1, runs
+        bad = [r for r in runs if r[2] != ["kernel.no-ipvs"] or r[3] not in ([], ["kernel.no-ipvs"])]
+        assert not bad, bad
+    finally:
+        multilab.wait_converged()
+
+
 def test_job_and_tasks_gone_after_a_run(multilab, swarm_dump):
     assert_job_gone(multilab)
 
