@@ -156,8 +156,8 @@ def test_whole_swarm_judged_together_names_only_the_kernel(multilab, swarm_dump)
 
 
 def test_rolling_update_across_nodes_gives_no_false_alarm(multilab):
-    """While whoami's tasks are replaced one at a time on three nodes, each node judged alone and the
-    whole swarm judged from the manager name nothing but the kernel."""
+    """While whoami's tasks are replaced one at a time on three nodes, each node judged alone (what the
+    standing agent does) names nothing but the kernel, on every node, at every round."""
     assert multilab.docker("service", "update", "-d", "--update-parallelism", "1", "--update-delay", "5s",
                            "--force", "whoami").returncode == 0
     runs, updating = [], 0
