@@ -8,7 +8,7 @@ scales the lab, waits for convergence, then runs `python -m swarmscope collect
 --json` inside the lab node `--runs` times as a separate process and reports
 the median/min/max wall time, the peak RSS of the collecting process, the number
 of namespaces and the snapshot size. Also times `analyze()` on the snapshot.
-The lab (contrib/lab/swarmlab.py, name "bench") is brought up if needed and torn
+The lab (contrib/lab/swarmlab.py, name "bench" or --lab NAME) is brought up if needed and torn
 down at the end unless --keep.
 """
 
@@ -108,13 +108,16 @@ def main() -> None:
     ap.add_argument("--replicas", default="2,10,30", help="comma-separated whoami replica counts")
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
+    ap.add_argument("--lab", default="bench", help="the lab's name (contrib/lab/swarmlab.py --name; not pt*/pytest*: the tests own those)")
     ap.add_argument("--versus", type=int, metavar="REPLICAS",
                     help="instead: scale whoami to REPLICAS and compare with a support.sh-style per-namespace loop")
     ap.add_argument("--pairs", type=int, default=3, help="with --versus: alternated runs of each")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (the lab and the collection need it)")
-    lab = swarmlab.Lab("bench")
+    if args.lab.startswith(("pt", "pytest")):
+        raise SystemExit(f"--lab {args.lab}: names starting with pt/pytest belong to the test suite's labs")
+    lab = swarmlab.Lab(args.lab)
     lab.up()
     rows = []
     if args.versus:
