@@ -55,6 +55,10 @@ def collect_options(fn):
         click.option("--no-dns", is_flag=True, help="Do not ask the embedded DNS resolver."),
         click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
                      help="Namespaces collected at once."),
+        click.option("--dockerd-log", "dockerd_log", default=None, metavar="FILE",
+                     type=click.Path(dir_okay=False),
+                     help="dockerd's log file to search for known mesh errors (only its last 256 KiB is read; "
+                          "default: the journal of docker.service, last 2 hours, where there is one)."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -77,7 +81,7 @@ def cluster_options(fn):
     return fn
 
 
-def _options(netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dns, workers, **_cluster):
+def _options(netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dns, workers, dockerd_log=None, **_cluster):
     from swarmscope.collect.snapshot import CollectOptions
 
     return CollectOptions(
@@ -88,6 +92,7 @@ def _options(netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dn
         dns_timeout=dns_timeout,
         dns=not no_dns,
         workers=workers,
+        dockerd_log=dockerd_log,
     )
 
 

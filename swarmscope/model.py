@@ -377,12 +377,41 @@ class IpvsService:
 
 
 @dataclass
+class IpvsTimeouts:
+    """The namespace's IPVS connection timeouts in seconds (ipvsadm -L --timeout)."""
+
+    tcp: Optional[int] = None
+    tcpfin: Optional[int] = None
+    udp: Optional[int] = None
+    source: Optional[str] = None  # ipvsadm
+
+
+@dataclass
+class IpvsConnGroup:
+    """Entries of the IPVS connection table (/proc/net/ip_vs_conn) with the same virtual and real
+    address and state, counted; ``min_expires`` is the lowest seconds-to-expiry among them."""
+
+    protocol: str  # TCP | UDP | SCTP ...
+    vaddr: str
+    vport: int
+    daddr: str
+    dport: int
+    state: str  # ESTABLISHED, TIME_WAIT, UDP, ...
+    count: int = 0
+    min_expires: Optional[int] = None
+
+
+@dataclass
 class IpvsTable:
     available: bool
     source: Optional[str] = None  # netlink | proc | ipvsadm
     reason: Optional[str] = None  # why not available
     services: list[IpvsService] = field(default_factory=list)
     raw: Optional[str] = None  # text output when read from /proc or ipvsadm
+    timeouts: Optional[IpvsTimeouts] = None  # None where not read (older snapshots, ipvsadm missing)
+    conns: Optional[list[IpvsConnGroup]] = None  # None where the connection table was not read
+    conns_total: int = 0  # entries in the connection table (the groups may be capped)
+    conns_reason: Optional[str] = None  # why the connection table could not be read
 
     def service_for_mark(self, mark: int) -> Optional[IpvsService]:
         for s in self.services:
@@ -635,6 +664,43 @@ class IptablesBackend:
 
 
 @dataclass
+class KernelModule:
+    """Whether a kernel module the mesh needs can be used, established without loading it."""
+
+    name: str  # ip_vs_rr, xt_mark, nf_nat, xt_ipvs
+    state: str  # loaded | builtin | on-disk (the kernel loads it on demand) | absent | unknown
+    how: str = ""  # what established it, e.g. "/sys/module/xt_mark", "modules.dep"
+
+
+@dataclass
+class XtablesExtension:
+    """An iptables userspace extension (libxt_NAME.so) in the xtables directory."""
+
+    name: str  # ipvs
+    found: Optional[bool]  # None when no xtables directory with extensions could be found
+    path: Optional[str] = None  # the library, or the directories searched
+    how: str = ""
+
+
+@dataclass
+class LogMatch:
+    kind: str  # which known message (swarmscope.collect.dockerd_log.PATTERNS)
+    line: str  # the log line (truncated)
+
+
+@dataclass
+class DockerdLog:
+    """Known mesh errors found in the recent dockerd log (read-only)."""
+
+    source: str  # "journalctl -u docker.service --since -2h" or the file named by --dockerd-log
+    available: bool = True
+    reason: Optional[str] = None  # why it could not be read
+    lines_read: int = 0
+    matches: list[LogMatch] = field(default_factory=list)  # capped
+    truncated: bool = False  # more matches than kept, or only the end of a file was read
+
+
+@dataclass
 class NodeInfo:
     hostname: str
     kernel_release: str
@@ -648,6 +714,9 @@ class NodeInfo:
     ip_vs: Optional[IpvsSupport] = None
     iptables: Optional[IptablesBackend] = None
     sysctls: dict[str, Optional[str]] = field(default_factory=dict)
+    modules: list[KernelModule] = field(default_factory=list)  # empty where not established (older snapshots)
+    xtables: list[XtablesExtension] = field(default_factory=list)
+    dockerd_log: Optional[DockerdLog] = None
 
 
 @dataclass

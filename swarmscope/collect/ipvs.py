@@ -134,3 +134,37 @@ def read_ipvs(rec: Recorder, namespace: str, support: IpvsSupport) -> IpvsTable:
         except ParseError as exc:
             return IpvsTable(available=False, reason=f"could not parse ipvsadm output: {exc}", raw=res.stdout)
     return IpvsTable(available=False, reason=netlink_reason or res.reason)
+
+
+def read_timeouts(rec: Recorder, namespace: str, table: IpvsTable) -> None:
+    """The namespace's IPVS timeouts, into ``table.timeouts``; asked only where the table was read
+    (ip_vs is loaded: ipvsadm cannot load it then). pyroute2's IPVS API has no GET_CONFIG command
+    (and decodes the timeout attributes as hex), so ``ipvsadm -L --timeout`` it is."""
+    if not table.available:
+        return
+    res = rec.run("ipvsadm -L --timeout", namespace, ["ipvsadm", "-L", "--timeout"])
+    if res.ok:
+        from swarmscope.parse.ipvs_conn import parse_ipvsadm_timeout
+
+        try:
+            table.timeouts = parse_ipvsadm_timeout(res.stdout)
+        except ParseError:
+            pass
+
+
+def read_conns(rec: Recorder, namespace: str, table: IpvsTable) -> None:
+    """The namespace's IPVS connection table, grouped, into ``table.conns`` (read from the
+    namespace's thread: /proc/thread-self/net is that thread's network namespace)."""
+    if not table.available:
+        return
+    from swarmscope.parse.ipvs_conn import parse_ip_vs_conn
+
+    proc = "/proc/thread-self/net/ip_vs_conn"
+    with rec.step(f"read {proc}", namespace) as step:
+        try:
+            with open(proc) as fh:
+                text = fh.read()
+            table.conns, table.conns_total = parse_ip_vs_conn(text)
+        except (OSError, ParseError) as exc:
+            step.status = "failed"
+            step.reason = table.conns_reason = str(exc)

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from swarmscope import __version__
-from swarmscope.collect import docker_api, iptables, kernel
+from swarmscope.collect import docker_api, dockerd_log, iptables, kernel, modsupport
 from swarmscope.collect.dns import ask_all
-from swarmscope.collect.ipvs import read_ipvs
+from swarmscope.collect.ipvs import read_conns, read_ipvs, read_timeouts
 from swarmscope.collect.links import read_interfaces
 from swarmscope.collect.listeners import read_listeners
 from swarmscope.collect.runner import Recorder
@@ -53,6 +53,7 @@ class CollectOptions:
     dns_timeout: float = 2.0
     dns: bool = True
     workers: int = 8
+    dockerd_log: Optional[str] = None  # a dockerd log file to read (its end) instead of the journal
     require_root: bool = True
     warnings: list[str] = field(default_factory=list)  # filled for the CLI to print
 
@@ -153,6 +154,11 @@ def _collect_namespace(
     if ns.kind in ("ingress_sbox", "lb"):
         with _soft(ns, "ipvs"):
             ns.ipvs = read_ipvs(rec, ns.name, support)
+        if ns.ipvs is not None and ns.ipvs.available:
+            with _soft(ns, "ipvs timeouts"):
+                read_timeouts(rec, ns.name, ns.ipvs)
+            with _soft(ns, "ipvs connections"):
+                read_conns(rec, ns.name, ns.ipvs)
         with _soft(ns, "sysctls"), rec.step("sysctls", ns.name):
             ns.sysctls = kernel.read_sysctls(kernel.LB_SYSCTLS)
     if questions and opts.dns:
@@ -297,6 +303,17 @@ def collect(opts: CollectOptions) -> Snapshot:
         engine_os=info.os if info else None,
         ip_vs=support,
     )
+    # what the mesh needs besides ip_vs, and what dockerd said about it: read-only, nothing loaded
+    try:
+        with rec.step("kernel modules and iptables extensions (/sys/module, /lib/modules, xtables)", "host"):
+            node.modules = modsupport.mesh_modules(node.kernel_release)
+            node.xtables = [modsupport.xtables_extension("ipvs")]
+    except Exception:  # noqa: BLE001 - recorded as a failed step
+        pass
+    try:
+        node.dockerd_log = dockerd_log.read_dockerd_log(rec, opts.dockerd_log)
+    except Exception:  # noqa: BLE001 - recorded; the log only corroborates
+        pass
 
     # 3. host namespace
     host, host_dumps = _host(rec, opts, view)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from swarmscope.correlate.causes import corroborate
 from swarmscope.correlate.cluster import build_cluster
 from swarmscope.correlate.findings import Ctx, hop_breaks, run_checks
 from swarmscope.correlate.paths import build_paths, verdict
@@ -15,6 +16,7 @@ def analyze(snapshots: list[Snapshot]) -> Analysis:
     paths = build_paths(cluster)
     ctx = Ctx(cluster, paths)
     findings = run_checks(ctx)
+    corroborate(cluster, findings)  # dockerd's own log lines, as evidence of the findings they explain
     for _, _, _, np in ctx.node_paths():  # judged again now that each bad hop's findings are known
         verdict(np, hop_breaks)
     return Analysis(services=paths, findings=findings, nodes=[n.name for n in cluster.nodes], api_source=cluster.api_source)

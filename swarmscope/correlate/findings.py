@@ -761,6 +761,20 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
     # fwmarker exits before adding the MARK and SNAT rules: the IPVS services get no traffic
     ("kernel.ipvs-no-conntrack", {"ingress.mark-missing", "ingress.snat-missing", "ingress.vip-mark-missing",
                                   "vip.mark-missing", "vip.snat-missing", "ipvs.sysctl-unexpected"}, False),
+    # collector-backed causes (correlate/causes.py): a module or extension dockerd's next step needs is not there.
+    # configureFWMark adds the port MARKs, then the ipvs SNAT, then the VIP's INPUT MARK, and returns on the first
+    # failure before NewService: a missing ipvs match or netfilter module leaves the IPVS service uncreated too
+    ("kernel.ipvs-scheduler-missing", {"ingress.ipvs-service-missing", "vip.ipvs-service-missing", "ipvs.backend-missing"},
+     False),
+    ("iptables.no-ipvs-match", {"ingress.snat-missing", "vip.snat-missing", "ingress.vip-mark-missing", "vip.mark-missing",
+                                "ingress.ipvs-service-missing", "vip.ipvs-service-missing", "ipvs.backend-missing"}, False),
+    ("kernel.netfilter-module-missing", {"ingress.mark-missing", "ingress.vip-mark-missing", "vip.mark-missing",
+                                         "ingress.snat-missing", "vip.snat-missing", "ingress.chain-missing",
+                                         "ingress.jump-missing", "ingress.dnat-missing", "ingress.redirect-missing",
+                                         "ingress.ipvs-service-missing", "vip.ipvs-service-missing",
+                                         "ipvs.backend-missing"}, False),
+    # UDP entries stick to a real server that is still (wrongly) in the table
+    ("ipvs.backend-stale", {"ipvs.conn-stale-udp"}, False),
     # sandboxes copy the host's ip_forward when they are created
     ("host.ip-forward-off", {"lb.ip-forward-off", "ingress.ip-forward-off"}, False),
     ("ingress.sandbox-missing", {"ingress.mark-missing", "ingress.ipvs-service-missing", "ingress.snat-missing",
@@ -874,3 +888,8 @@ def fails(findings: list[Finding], paths: list[ServicePath]) -> bool:
 def catalogue() -> list[CheckSpec]:
     """Every registered check, for the README and `swarmscope findings`."""
     return sorted(REGISTRY, key=lambda c: c.id)
+
+
+# collector-backed checks (modules, iptables extensions, IPVS timeouts and connections, dockerd's log) live in
+# their own module: registered here, after every check above, so the catalogue and the grouping see them
+from swarmscope.correlate import causes as _causes  # noqa: E402,F401

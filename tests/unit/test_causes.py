@@ -1,0 +1,344 @@
+"""Collector-backed causes (issue #16): modules present but unusable, iptables without the ipvs match,
+what dockerd's log already said, IPVS timeouts and the connection table.
+
+Inputs, and how each was derived:
+
+- module indexes: ``tests/fixtures/captured/debian12-modules/`` -- Debian 12's real ``modules.builtin``
+  and the netfilter lines of its ``modules.dep`` (6.1.0-57-amd64, read from the VM tier's disk image;
+  see that README), placed under a fake ``/lib/modules/<release>``; "a kernel without ip_vs_rr / xt_ipvs"
+  is the same index with those lines removed (what a trimmed modules package leaves);
+- xtables: the real list of ``.so`` names of Debian 12's ``/usr/lib/x86_64-linux-gnu/xtables`` as empty files;
+- dockerd log lines: moby's format strings at v20.10.24 and v28.5.2 (``git grep`` in the moby mirror:
+  libnetwork/service_linux.go, daemon/network.go, vendor/github.com/moby/ipvs/netlink*.go,
+  libnetwork/iptables/iptables.go ``iptables failed: %s %v: %s (%s)``) filled in with the lab's ids and
+  addresses, in logrus' text format as ``journalctl -o cat`` prints it; iptables' own message is
+  xtables.c's "Couldn't load match `%s':%s";
+- ``ipvsadm -L --timeout``: ipvsadm's print_timeout format ("Timeout (tcp tcpfin udp): %d %d %d");
+- ``/proc/net/ip_vs_conn``: lines made with the kernel's own format string (ip_vs_conn_seq_show,
+  ``"%-3s %08X %04X %08X %04X %s %04X %-11s %7u"`` after the header) for the lab-vm capture's addresses;
+- snapshots: the lab-vm capture (a real ip_vs kernel, healthy; tests/unit/rawsnap.py), edited the way
+  each fault edits the node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+from pathlib import Path
+
+import pytest
+import rawsnap
+
+from swarmscope.collect import dockerd_log, modsupport
+from swarmscope.correlate import analyze
+from swarmscope.model import DockerdLog, IpvsTimeouts, KernelModule, LogMatch, XtablesExtension
+from swarmscope.parse.ipvs_conn import conn_summary, parse_ip_vs_conn, parse_ipvsadm_timeout
+from test_correlate import drop_rules, finding, ns, roots
+
+DEB = Path(__file__).resolve().parents[1] / "fixtures" / "captured" / "debian12-modules"
+REL = "6.1.0-57-amd64"
+NEW_IDS = {"kernel.ipvs-scheduler-missing", "kernel.netfilter-module-missing", "iptables.no-ipvs-match",
+           "ipvs.conn-stale-udp", "ipvs.idle-timeout"}
+
+
+def _tree(tmp: Path, loaded=(), builtin_sys=(), drop=()) -> dict:
+    """A fake /sys/module and /lib/modules/<REL> from Debian 12's real indexes, minus ``drop`` modules."""
+    sysm, lib = tmp / "sys_module", tmp / "lib_modules"
+    for name in loaded:
+        (sysm / name).mkdir(parents=True)
+        (sysm / name / "initstate").write_text("live\n")
+    for name in builtin_sys:
+        (sysm / name / "parameters").mkdir(parents=True)
+    (lib / REL).mkdir(parents=True)
+    shutil.copy(DEB / "modules.builtin", lib / REL / "modules.builtin")
+    dep = [l for l in (DEB / "modules.dep").read_text().splitlines()
+           if not any(l.split(":")[0].endswith(f"/{d}.ko") for d in drop)]
+    (lib / REL / "modules.dep").write_text("\n".join(dep) + "\n")
+    sysm.mkdir(exist_ok=True)
+    return {"sys_module": str(sysm), "lib_modules": str(lib)}
+
+
+# --------------------------------------------------------------------------
+# collection: modules and extensions, read-only
+
+
+def test_debian12_modules_are_usable_loaded_or_on_disk(tmp_path):
+    kw = _tree(tmp_path, loaded=["ip_vs", "xt_mark"])
+    got = {m.name: m.state for m in modsupport.mesh_modules(REL, **kw)}
+    # xt_mark loaded; the others are modules.dep entries the kernel loads on demand
+    assert got == {"ip_vs_rr": "on-disk", "xt_mark": "loaded", "nf_nat": "on-disk", "xt_ipvs": "on-disk"}
+
+
+def test_trimmed_modules_package_lacks_rr_and_xt_ipvs(tmp_path):
+    kw = _tree(tmp_path, loaded=["ip_vs"], drop=["ip_vs_rr", "xt_ipvs"])
+    got = {m.name: m for m in modsupport.mesh_modules(REL, **kw)}
+    assert got["ip_vs_rr"].state == "absent" and got["xt_ipvs"].state == "absent"
+    assert got["nf_nat"].state == "on-disk"
+    assert "modules.dep" in got["ip_vs_rr"].how
+
+
+def test_builtin_module_in_sysfs_without_initstate(tmp_path):
+    kw = _tree(tmp_path, builtin_sys=["nf_nat"], drop=["nf_nat"])
+    assert modsupport.module_state("nf_nat", REL, **kw).state == "builtin"
+
+
+def test_builtin_per_modules_builtin(tmp_path):
+    kw = _tree(tmp_path)
+    (Path(kw["lib_modules"]) / REL / "modules.builtin").write_text("kernel/net/netfilter/ipvs/ip_vs_rr.ko\n")
+    assert modsupport.module_state("ip_vs_rr", REL, **kw).state == "builtin"
+
+
+def test_without_lib_modules_nothing_is_called_absent(tmp_path):
+    # the lab here, or an agent container without /lib/modules: unknown, never absent
+    (tmp_path / "sys").mkdir()
+    m = modsupport.module_state("ip_vs_rr", "6.18.44-fc", sys_module=str(tmp_path / "sys"), lib_modules=str(tmp_path / "none"))
+    assert m.state == "unknown"
+
+
+def test_xtables_ipvs_extension(tmp_path):
+    d = tmp_path / "usr" / "lib" / "x86_64-linux-gnu" / "xtables"
+    d.mkdir(parents=True)
+    names = (DEB / "xtables-ls.txt").read_text().split()
+    for n in names:
+        (d / n).write_text("")
+    assert modsupport.xtables_extension("ipvs", [str(d)]).found is True
+    (d / "libxt_ipvs.so").unlink()
+    x = modsupport.xtables_extension("ipvs", [str(d)])
+    assert x.found is False and "libxt_ipvs.so" in x.how
+    # a directory without extensions (a static build) says nothing
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert modsupport.xtables_extension("ipvs", [str(empty)]).found is None
+
+
+def test_xtables_dirs_follow_the_binary(tmp_path):
+    sbin, lib = tmp_path / "sbin", tmp_path / "lib" / "x86_64-linux-gnu" / "xtables"
+    sbin.mkdir()
+    lib.mkdir(parents=True)
+    (sbin / "xtables-nft-multi").write_text("")
+    assert str(lib) in modsupport.xtables_dirs(str(sbin / "xtables-nft-multi"))
+
+
+# --------------------------------------------------------------------------
+# collection: dockerd's log
+
+LOG_20 = [  # v20.10.24, vendor/github.com/docker/libnetwork/service_linux.go and the fwmarker child
+    'time="2026-11-29T10:00:01.100000000Z" level=error msg="Could not get ipvs family information from the kernel. '
+    'It is possible that ipvs is not enabled in your kernel. Native loadbalancing will not work until this is fixed."',
+    'time="2026-11-29T10:00:02.200000000Z" level=error msg="set up rule failed, [-t nat -A POSTROUTING -m ipvs --ipvs -d '
+    '10.0.1.0/24 -j SNAT --to-source 10.0.1.4]:  (iptables failed: iptables --wait -t nat -A POSTROUTING -m ipvs --ipvs '
+    '-d 10.0.1.0/24 -j SNAT --to-source 10.0.1.4: iptables v1.8.9 (nf_tables): Couldn\'t load match `ipvs\':No such file '
+    'or directory\\n\\nTry `iptables -h\' or \'iptables --help\' for more information.\\n (exit status 2))"',
+    'time="2026-11-29T10:00:02.300000000Z" level=error msg="Failed to add firewall mark rule in sbox lb_odns (lb_odns2): '
+    'reexec failed: exit status 8"',
+    'time="2026-11-29T10:00:03.000000000Z" level=error msg="Failed to write to /proc/sys/net/ipv4/vs/conntrack: open '
+    '/proc/sys/net/ipv4/vs/conntrack: no such file or directory"',
+    'time="2026-11-29T10:00:04.000000000Z" level=info msg="Loading containers: done."',
+]
+LOG_28 = [  # v28.5.2: daemon/network.go wraps it; libnetwork/service_linux.go
+    'time="2026-11-29T11:00:00.000000000Z" level=error msg="failed to find a load balancer IP to use for network: '
+    'odns2ld5kvpbq1k1pu7ow3ivx"',
+    'time="2026-11-29T11:00:01.000000000Z" level=error msg="Failed to create a new service for vip 10.0.1.2 fwmark 257 '
+    'in sbox lb_odns (lb_odns2): no such file or directory"',
+    'time="2026-11-29T11:00:01.100000000Z" level=error msg="Failed to create real server 10.0.1.3 for vip 10.0.1.2 '
+    'fwmark 257 in sbox lb_odns (lb_odns2): no such process"',
+]
+
+
+def test_known_lines_are_matched_and_others_ignored():
+    log = dockerd_log.match_lines("\n".join(LOG_20 + LOG_28), "test")
+    assert [m.kind for m in log.matches] == ["ipvs-family", "no-ipvs-match", "fwmark-failed", "vs-conntrack",
+                                            "no-lb-ip", "ipvs-service-failed", "real-server-failed"]
+    assert log.lines_read == 8 and not log.truncated
+
+
+def test_matches_are_capped():
+    log = dockerd_log.match_lines("\n".join([LOG_20[2]] * 50), "test")
+    assert len(log.matches) == dockerd_log.MAX_PER_KIND and log.truncated
+
+
+def test_only_the_end_of_a_named_file_is_read(tmp_path):
+    p = tmp_path / "dockerd.log"
+    p.write_text(LOG_20[2] + "\n" + ("x" * 100 + "\n") * 5000 + LOG_28[0] + "\n")
+    log = dockerd_log.read_file(str(p), tail=64 * 1024)
+    assert [m.kind for m in log.matches] == ["no-lb-ip"] and log.truncated
+    missing = dockerd_log.read_file(str(tmp_path / "nope"))
+    assert not missing.available and "cannot read" in missing.reason
+
+
+# --------------------------------------------------------------------------
+# parsing: timeouts and the connection table
+
+CONN_HEADER = "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
+
+
+def conn_line(proto, frm, fport, to, tport, dest, dport, state, expires):
+    h = lambda a: int(ipaddress.IPv4Address(a))  # noqa: E731
+    return "%-3s %08X %04X %08X %04X %08X %04X %-11s %7u\n" % (proto, h(frm), fport, h(to), tport, h(dest), dport, state, expires)
+
+
+def test_ipvsadm_timeout():
+    t = parse_ipvsadm_timeout("Timeout (tcp tcpfin udp): 900 120 300\n")
+    assert (t.tcp, t.tcpfin, t.udp) == (900, 120, 300)
+
+
+def test_ip_vs_conn_grouped():
+    text = CONN_HEADER + "".join([
+        conn_line("TCP", "10.0.1.6", 41000, "10.0.1.2", 80, "10.0.1.3", 80, "ESTABLISHED", 895),
+        conn_line("TCP", "10.0.1.6", 41001, "10.0.1.2", 80, "10.0.1.3", 80, "ESTABLISHED", 120),
+        conn_line("TCP", "10.0.1.6", 41002, "10.0.1.2", 80, "10.0.1.5", 80, "TIME_WAIT", 60),
+        conn_line("UDP", "10.0.1.6", 5000, "10.0.1.2", 53, "10.0.1.9", 53, "UDP", 290),
+    ])
+    groups, total = parse_ip_vs_conn(text)
+    assert total == 4 and len(groups) == 3
+    est = next(g for g in groups if g.state == "ESTABLISHED")
+    assert (est.vaddr, est.vport, est.daddr, est.count, est.min_expires) == ("10.0.1.2", 80, "10.0.1.3", 2, 120)
+    assert conn_summary(groups)[("10.0.1.2", 53, "10.0.1.9")] == {"UDP": 1}
+
+
+def test_empty_conn_table_is_just_the_header():
+    assert parse_ip_vs_conn(CONN_HEADER) == ([], 0)
+
+
+# --------------------------------------------------------------------------
+# the correlator
+
+
+@pytest.fixture
+def snap():
+    return rawsnap.lab_vm("with-overlay")
+
+
+def _usable(snap):
+    snap.node.modules = [KernelModule(n, "on-disk", "modules.dep") for n in modsupport.MESH_MODULES]
+    snap.node.xtables = [XtablesExtension("ipvs", True, "/usr/lib/x86_64-linux-gnu/xtables/libxt_ipvs.so", "found")]
+
+
+def test_healthy_with_everything_collected_adds_nothing(snap):
+    _usable(snap)
+    lb = ns(snap, "lb", "appnet")
+    lb.ipvs.timeouts = IpvsTimeouts(900, 120, 300, "ipvsadm")
+    lb.ipvs.conns, lb.ipvs.conns_total = parse_ip_vs_conn(CONN_HEADER + conn_line(
+        "TCP", "10.0.1.6", 41000, "10.0.1.2", 8000, "10.0.1.3", 8000, "ESTABLISHED", 880))
+    snap.node.dockerd_log = DockerdLog("journalctl", matches=[LogMatch("ipvs-family", LOG_20[0])])
+    assert analyze([snap]).findings == []  # an old log line alone is never a finding
+
+
+def test_modules_absent_but_proven_working_by_the_tables(snap):
+    # the rr services, MARK and SNAT rules exist: whatever the index says, they work (e.g. a stale index)
+    snap.node.modules = [KernelModule(n, "absent", "test") for n in modsupport.MESH_MODULES]
+    snap.node.xtables = [XtablesExtension("ipvs", False, "/x", "no libxt_ipvs.so")]
+    assert analyze([snap]).findings == []
+
+
+def test_no_ipvs_stays_the_one_root_with_every_module_absent(snap):
+    """The lab's case: no ip_vs. kernel.no-ipvs explains everything; no second root for it."""
+    snap.node.ip_vs.available = False
+    snap.node.ip_vs.detail = "kernel has no ip_vs"
+    snap.node.modules = [KernelModule(n, "absent", "test") for n in modsupport.MESH_MODULES]
+    snap.node.xtables = [XtablesExtension("ipvs", False, "/x", "no libxt_ipvs.so")]
+    snap.node.dockerd_log = DockerdLog("journalctl", matches=[LogMatch("ipvs-family", LOG_20[0])])
+    for n in snap.namespaces:
+        if n.kind in ("ingress_sbox", "lb"):
+            n.ipvs.available, n.ipvs.services = False, []
+            for t in n.iptables.tables.values():
+                for c in t.chains.values():
+                    c.rules = [r for r in c.rules if r.target not in ("MARK", "SNAT")]
+    a = analyze([snap])
+    assert roots(a) == ["kernel.no-ipvs"]
+    assert not {f.id for f in a.findings} & NEW_IDS
+    assert any("Could not get ipvs family" in e for e in finding(a, "kernel.no-ipvs").evidence)
+
+
+def _fwmarker_failed_at_snat(snap):
+    """What dockerd leaves when the SNAT rule fails: the port MARK stays, SNAT and the VIP's INPUT MARK are
+    never added, and addLBBackend returns before NewService (no IPVS service, no real servers)."""
+    for n in snap.namespaces:
+        if n.kind in ("ingress_sbox", "lb"):
+            drop_rules(n.iptables, "nat", "POSTROUTING", lambda r: r.target == "SNAT")
+            drop_rules(n.iptables, "mangle", "INPUT", lambda r: r.target == "MARK")
+            n.ipvs.services = []
+
+
+def test_no_userspace_ipvs_match_is_the_root_of_the_missing_snat(snap):
+    _usable(snap)
+    snap.node.xtables = [XtablesExtension("ipvs", False, "/usr/lib/x86_64-linux-gnu/xtables",
+                                          "no libxt_ipvs.so in /usr/lib/x86_64-linux-gnu/xtables")]
+    snap.node.dockerd_log = dockerd_log.match_lines("\n".join(LOG_20[1:3]), "journalctl -u docker.service --since -2h")
+    _fwmarker_failed_at_snat(snap)
+    a = analyze([snap])
+    assert roots(a) == ["iptables.no-ipvs-match"]
+    f = finding(a, "iptables.no-ipvs-match")
+    assert {"ingress.snat-missing", "vip.snat-missing", "vip.ipvs-service-missing"} <= set(f.explained)
+    assert any("Couldn't load match `ipvs'" in e for e in f.evidence)
+    # the symptoms carry dockerd's line too
+    assert any("reexec failed: exit status 8" in e for e in finding(a, "vip.snat-missing").evidence)
+
+
+def test_no_kernel_xt_ipvs_is_the_root_of_the_missing_snat(snap):
+    _usable(snap)
+    snap.node.modules = [KernelModule("xt_ipvs", "absent", "not in /sys/module/xt_ipvs, modules.builtin or modules.dep")
+                         if m.name == "xt_ipvs" else m for m in snap.node.modules]
+    _fwmarker_failed_at_snat(snap)
+    a = analyze([snap])
+    assert roots(a) == ["iptables.no-ipvs-match"]
+    assert "kernel side missing" in finding(a, "iptables.no-ipvs-match").detail
+
+
+def test_no_rr_scheduler_is_the_root_of_the_missing_ipvs_services(snap):
+    _usable(snap)
+    snap.node.modules[0] = KernelModule("ip_vs_rr", "absent", "not in modules.dep")
+    snap.node.dockerd_log = dockerd_log.match_lines("\n".join(LOG_28[1:]), "journalctl")
+    for n in snap.namespaces:
+        if n.kind in ("ingress_sbox", "lb"):
+            n.ipvs.services = []  # NewService fails: no scheduler; the MARK and SNAT rules came before it
+    a = analyze([snap])
+    assert roots(a) == ["kernel.ipvs-scheduler-missing"]
+    f = finding(a, "kernel.ipvs-scheduler-missing")
+    assert {"ingress.ipvs-service-missing", "vip.ipvs-service-missing"} <= set(f.explained)
+    assert any("Failed to create a new service for vip" in e for e in f.evidence)
+
+
+def test_no_xt_mark_is_the_root_of_the_missing_marks(snap):
+    _usable(snap)
+    snap.node.modules[1] = KernelModule("xt_mark", "absent", "not in modules.dep")
+    for n in snap.namespaces:
+        if n.kind in ("ingress_sbox", "lb"):
+            for c in ("PREROUTING", "INPUT"):
+                n.iptables.tables["mangle"].chains[c].rules = []
+            n.ipvs.services = []
+    a = analyze([snap])
+    assert roots(a) == ["kernel.netfilter-module-missing"]
+    assert "xt_mark" in finding(a, "kernel.netfilter-module-missing").detail
+
+
+def test_stale_udp_entries_to_an_address_no_task_has(snap):
+    _usable(snap)
+    lb = ns(snap, "lb", "appnet")
+    lb.ipvs.conns, lb.ipvs.conns_total = parse_ip_vs_conn(CONN_HEADER + "".join([
+        conn_line("UDP", "10.0.1.6", 5000, "10.0.1.2", 53, "10.0.1.9", 53, "UDP", 290),
+        conn_line("UDP", "10.0.1.6", 5001, "10.0.1.2", 53, "10.0.1.9", 53, "UDP", 100),
+        conn_line("UDP", "10.0.1.6", 5002, "10.0.1.2", 53, "10.0.1.3", 53, "UDP", 290),  # a running task: fine
+    ]))
+    a = analyze([snap])
+    assert roots(a) == ["ipvs.conn-stale-udp"]
+    f = finding(a, "ipvs.conn-stale-udp")
+    assert f.severity == "warning" and f.service == "whoami" and f.network == "appnet"
+    assert "2 UDP entries to 10.0.1.9" in f.detail
+    assert all(np.verdict == "ok" for sp in a.services for vp in sp.vip_paths for np in vp.nodes)
+
+
+def test_idle_tcp_connections_are_an_informational_note(snap):
+    _usable(snap)
+    lb = ns(snap, "lb", "appnet")
+    lb.ipvs.timeouts = parse_ipvsadm_timeout("Timeout (tcp tcpfin udp): 900 120 300\n")
+    lb.ipvs.conns, lb.ipvs.conns_total = parse_ip_vs_conn(CONN_HEADER + "".join([
+        conn_line("TCP", "10.0.1.6", 41000, "10.0.1.2", 8000, "10.0.1.3", 8000, "ESTABLISHED", 100),  # idle 800 s
+        conn_line("TCP", "10.0.1.6", 41001, "10.0.1.2", 8000, "10.0.1.5", 8000, "ESTABLISHED", 899),  # busy
+    ]))
+    a = analyze([snap])
+    f = finding(a, "ipvs.idle-timeout")
+    assert f.severity == "info" and f.service == "whoami"
+    assert "idle up to 800 s of the 900 s tcp timeout" in f.detail and "ipvsadm --set" in f.hint
+    from swarmscope.correlate.findings import fails
+    assert not fails(a.findings, a.services)
