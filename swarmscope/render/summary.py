@@ -67,6 +67,17 @@ def render_summary(snap: Snapshot) -> str:
             lines.append(f"ip_vs: available ({n.ip_vs.method})")
         else:
             lines.append(f"ip_vs: unknown ({n.ip_vs.method})")
+    if n.modules or n.xtables:
+        mods = ", ".join(f"{m.name} {m.state}" for m in n.modules)
+        ext = ", ".join(f"libxt_{x.name}.so {'found' if x.found else 'missing' if x.found is False else 'unknown'}"
+                        for x in n.xtables)
+        lines.append(f"modules: {mods}" + (f"; iptables extension {ext}" if ext else ""))
+    if n.dockerd_log is not None:
+        lg = n.dockerd_log
+        if lg.available:
+            lines.append(f"dockerd log: {len(lg.matches)} known error line(s) in {lg.lines_read} lines ({lg.source})")
+        else:
+            lines.append(f"dockerd log: not read — {lg.reason}")
     if n.iptables is not None:
         b = n.iptables
         other = f"; {b.other_backend} holds {b.other_backend_rules} rules" if b.other_backend else ""
@@ -92,6 +103,13 @@ def render_summary(snap: Snapshot) -> str:
     lines.append(tabulate(rows, headers=["namespace", "kind", "network/container", "addresses", "rules", "ipvs"]))
     lines.append("")
 
+    conn_rows = _conn_rows(snap)
+    if conn_rows:
+        lines.append("IPVS connections (/proc/net/ip_vs_conn, per virtual address and real server):")
+        lines.append(tabulate(conn_rows, headers=["namespace", "timeouts tcp/fin/udp", "virtual", "real server", "entries",
+                                                  "task"]))
+        lines.append("")
+
     if snap.dns:
         rows = [
             [a.network_name, a.query, a.status, " ".join(a.answers) or (a.reason or "-"), a.namespace]
@@ -116,3 +134,35 @@ def render_summary(snap: Snapshot) -> str:
     else:
         lines.append("complete")
     return "\n".join(lines)
+
+
+def _conn_rows(snap: Snapshot) -> list[list[str]]:
+    """The IPVS connection table of each load-balancer namespace, counted per virtual address and real
+    server, with the task that has the real server's address (``no task`` where none does)."""
+    from swarmscope.parse.ipvs_conn import conn_summary
+
+    owners: dict[str, str] = {}
+    for t in snap.docker.tasks:
+        name = f"{t.service_name or t.service_id[:12]}.{t.slot if t.slot is not None else (t.node_id or '?')[:12]}"
+        for a in t.attachments:
+            for x in a.addresses:
+                owners.setdefault(x.split("/")[0], name)
+    for net in snap.docker.networks:
+        for svc in net.services.values():
+            for ep in svc.tasks:
+                if ep.endpoint_ip:
+                    owners.setdefault(ep.endpoint_ip.split("/")[0], ep.name)
+    rows = []
+    for ns in snap.namespaces:
+        t = ns.ipvs
+        if t is None or not t.available or t.conns is None:
+            continue
+        to = t.timeouts
+        tos = f"{to.tcp}/{to.tcpfin}/{to.udp}" if to else "-"
+        summary = conn_summary(t.conns)
+        if not summary:
+            rows.append([ns.name, tos, "-", "-", "0", "-"])
+        for (vaddr, vport, daddr), states in sorted(summary.items()):
+            rows.append([ns.name, tos, f"{vaddr}:{vport}", daddr, ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+                         owners.get(daddr, "no task")])
+    return rows

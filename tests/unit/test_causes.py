@@ -342,3 +342,23 @@ def test_idle_tcp_connections_are_an_informational_note(snap):
     assert "idle up to 800 s of the 900 s tcp timeout" in f.detail and "ipvsadm --set" in f.hint
     from swarmscope.correlate.findings import fails
     assert not fails(a.findings, a.services)
+
+
+def test_collect_summary_counts_connections_per_real_server(snap):
+    from swarmscope.render.summary import render_summary
+
+    _usable(snap)
+    lb = ns(snap, "lb", "appnet")
+    lb.ipvs.timeouts = IpvsTimeouts(900, 120, 300, "ipvsadm")
+    lb.ipvs.conns, lb.ipvs.conns_total = parse_ip_vs_conn(CONN_HEADER + "".join([
+        conn_line("TCP", "10.0.1.6", 41000, "10.0.1.2", 8000, "10.0.1.3", 8000, "ESTABLISHED", 880),
+        conn_line("TCP", "10.0.1.6", 41001, "10.0.1.2", 8000, "10.0.1.3", 8000, "TIME_WAIT", 60),
+        conn_line("UDP", "10.0.1.6", 5000, "10.0.1.2", 53, "10.0.1.9", 53, "UDP", 290),
+    ]))
+    snap.node.dockerd_log = DockerdLog("journalctl -u docker.service --since -2h", lines_read=120)
+    text = render_summary(snap)
+    row = next(l for l in text.splitlines() if "10.0.1.3" in l and "ESTABLISHED" in l)
+    assert "ESTABLISHED 1, TIME_WAIT 1" in row and "900/120/300" in row and "whoami" in row
+    assert "no task" in next(l for l in text.splitlines() if "10.0.1.9" in l)
+    assert "modules: ip_vs_rr on-disk" in text and "libxt_ipvs.so found" in text
+    assert "dockerd log: 0 known error line(s) in 120 lines" in text
