@@ -160,6 +160,10 @@ class Cluster:
     def node_by_id(self, node_id: Optional[str]) -> Optional[NodeCtx]:
         return self._node_by_id.get(node_id) if node_id else None
 
+    def service_name(self, service_id: str) -> Optional[str]:
+        s = self._service_by_id.get(service_id)
+        return s.name if s else None
+
     def task(self, task_id: Optional[str]) -> Optional[Task]:
         return self._by_task_id.get(task_id) if task_id else None
 

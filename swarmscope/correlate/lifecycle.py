@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Optional
 
-from swarmscope.model import Task
+from swarmscope.model import Service, Task
 
 #: seconds after a task changed state during which the data plane may still lag behind it
 SETTLE_SECONDS = 15.0
@@ -73,3 +73,9 @@ def starting(task: Task, now: Optional[datetime]) -> bool:
 
 def in_transition(task: Task, now: Optional[datetime]) -> bool:
     return draining(task, now) or starting(task, now)
+
+
+def updating(service: Service) -> bool:
+    """An update or rollback replaces the service's tasks right now: any of them may be in transition,
+    and the API view (read first) can be a step behind the data plane (read a moment later)."""
+    return service.update_state in UPDATING_STATES

@@ -282,6 +282,9 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Opt
     """IPVS real servers against the running tasks. Tasks in transition (lifecycle) are neither
     good nor bad: a draining task's real server may linger, a starting task's may not be there yet."""
     running = cl.running_tasks(svc)
+    # while the service is being updated, the API view and the data plane (read a moment later) can be a
+    # task apart: the drain (weight 0, out of DNS) starts before the API says the task is shutting down
+    updating = lifecycle.updating(svc)
     expected: dict[str, object] = {}
     for t in running:
         for a in task_addresses(t, network_id):
@@ -296,14 +299,16 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Opt
         owner = live[0] if live else (owners[0] if owners else None)
         if owner is not None:
             b.task_id, b.task, b.task_state = owner.id, cl.task_name(owner), owner.state
-            b.service = owner.service_name or next((s.name for s in cl.services if s.id == owner.service_id), None)
+            b.service = owner.service_name or cl.service_name(owner.service_id)
             b.node, b.container_id = cl.node_name(owner.node_id), owner.container_id
         if live and live[0].service_id == svc.id:
-            b.status = "weight0" if d.weight == 0 else "ok"
+            b.status = ("draining" if updating else "weight0") if d.weight == 0 else "ok"
         elif live:
             b.status = "foreign"
         elif owner is not None and owner.service_id == svc.id and lifecycle.draining(owner, now):
             b.status = DRAINING  # dockerd drains (weight 0) before it stops, deletes after
+        elif owner is not None and owner.service_id == svc.id and lifecycle.starting(owner, now):
+            b.status = STARTING  # added as its container starts, before the API says running
         elif not owners and not cl.knows_all_tasks(network_id):
             b.status = "unknown"  # no manager view and no verbose inspect: a task on another node is not known here
         else:
@@ -315,7 +320,7 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Opt
         out.append(
             Backend(
                 address=addr,
-                status=STARTING if lifecycle.starting(t, now) else "missing",
+                status=STARTING if lifecycle.starting(t, now) or updating else "missing",
                 task_id=t.id,
                 task=cl.task_name(t),
                 task_state=t.state,
@@ -700,7 +705,9 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
 
 def settling_addresses(cl: Cluster, svc: Service, network_id: str, now: Optional[datetime]) -> set[str]:
     """Addresses of the service's tasks in transition: DNS may or may not hold them yet."""
-    return {a for t in cl.service_tasks(svc) if lifecycle.in_transition(t, now) for a in task_addresses(t, network_id)}
+    updating = lifecycle.updating(svc)
+    return {a for t in cl.service_tasks(svc) if updating or lifecycle.in_transition(t, now)
+            for a in task_addresses(t, network_id)}
 
 
 def _dns_agrees(cl: Cluster, svc: Service, network_id: str, answers, expected, now) -> bool:

@@ -422,6 +422,38 @@ def test_rolling_update_in_progress_is_not_a_fault(snap):
     assert [c.status for c in who.dns] == ["ok"]
 
 
+def test_update_seen_with_the_api_a_step_behind_the_data_plane(snap):
+    """What the VM tier's real mesh showed during `service update --force whoami` (check 1 of 5): the API
+    (read first) still says whoami.2 is running, desired running; IPVS (read a moment later) already has
+    its real servers at weight 0 and DNS no longer answers it. Not a fault while the update runs."""
+    svc = next(s for s in snap.docker.services if s.name == "whoami")
+    svc.update_state = "updating"
+    t2 = next(t for t in snap.docker.tasks if t.service_id == svc.id and t.slot == 2)
+    addrs = [a.addresses[0].split("/")[0] for a in t2.attachments]
+    for sb in (ns(snap, "ingress_sbox"), ns(snap, "lb", "appnet")):
+        for d in sb.ipvs.services[0].dests:
+            if d.address in addrs:
+                d.weight = 0
+    for a in snap.dns:
+        a.answers = [x for x in a.answers if x not in addrs]
+    a = analyze([snap])
+    assert a.findings == [], [(f.id, f.detail) for f in a.findings]
+    svc.update_state = "completed"  # the same, once the update is over, is what it says
+    assert {"ipvs.weight-zero", "dns.tasks-mismatch"} <= {f.id for f in analyze([snap]).findings}
+
+
+def test_new_task_already_in_ipvs_while_the_api_says_starting(snap):
+    """Check 2 of 5 on the VM's real mesh: the new task's real servers are in IPVS (added as its
+    container started) while the API, read first, still says starting: not stale."""
+    svc = next(s for s in snap.docker.services if s.name == "whoami")
+    t2 = next(t for t in snap.docker.tasks if t.service_id == svc.id and t.slot == 2)
+    t2.state = "starting"
+    a = analyze([snap])
+    assert not [f for f in a.findings if f.id.startswith("ipvs.")], [(f.id, f.detail) for f in a.findings]
+    port = a.services[0].ports[0].nodes[0]
+    assert sorted(b.status for b in port.backends) == ["ok", "starting"]
+
+
 def test_a_new_task_still_missing_once_settled_is_a_fault(snap):
     """The same state a minute later, with the update over: the new task should have been added."""
     svc, old, new = _rolling_update(snap, started_ago=60)

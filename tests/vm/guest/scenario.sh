@@ -187,7 +187,7 @@ i=0
 while [ $i -lt 6 ]; do
   st=$(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' whoami)
   echo "$st" > $R/check-$i.state
-  ( cd / && timeout 120 $VENV/bin/python -m swarmscope check --format json > $R/check-$i.json 2> $R/check-$i.stderr ); echo $? > $R/check-$i.rc
+  ( cd / && timeout 120 $VENV/bin/python -m swarmscope check --format json --save $R/check-$i.dump.json > $R/check-$i.json 2> $R/check-$i.stderr ); echo $? > $R/check-$i.rc
   i=$((i+1))
   [ "$st" = updating ] || break
 done
