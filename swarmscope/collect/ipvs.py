@@ -142,6 +142,11 @@ def read_timeouts(rec: Recorder, namespace: str, table: IpvsTable) -> None:
     (and decodes the timeout attributes as hex), so ``ipvsadm -L --timeout`` it is."""
     if not table.available:
         return
+    if not os.path.exists("/proc/thread-self/net/ip_vs"):
+        # ipvsadm runs `modprobe ip_vs` when the kernel does not know the family: never where it is not loaded
+        rec.skipped("ipvsadm -L --timeout", namespace, "ip_vs is not loaded here (no /proc/net/ip_vs)",
+                    ["ipvsadm", "-L", "--timeout"])
+        return
     res = rec.run("ipvsadm -L --timeout", namespace, ["ipvsadm", "-L", "--timeout"])
     if res.ok:
         from swarmscope.parse.ipvs_conn import parse_ipvsadm_timeout
@@ -160,6 +165,10 @@ def read_conns(rec: Recorder, namespace: str, table: IpvsTable) -> None:
     from swarmscope.parse.ipvs_conn import parse_ip_vs_conn
 
     proc = "/proc/thread-self/net/ip_vs_conn"
+    if not os.path.exists(proc):
+        table.conns_reason = f"no {proc} (ip_vs is not loaded here)"
+        rec.skipped(f"read {proc}", namespace, table.conns_reason)
+        return
     with rec.step(f"read {proc}", namespace) as step:
         try:
             with open(proc) as fh:

@@ -362,3 +362,50 @@ def test_collect_summary_counts_connections_per_real_server(snap):
     assert "no task" in next(l for l in text.splitlines() if "10.0.1.9" in l)
     assert "modules: ip_vs_rr on-disk" in text and "libxt_ipvs.so found" in text
     assert "dockerd log: 0 known error line(s) in 120 lines" in text
+
+
+# --------------------------------------------------------------------------
+# collection in a namespace: timeouts and connections only where ip_vs is loaded
+
+
+def test_timeouts_and_conns_read_where_ip_vs_is_loaded(monkeypatch):
+    """/proc/thread-self/net/ip_vs present (ip_vs loaded): ipvsadm -L --timeout runs, the connection table is read."""
+    import builtins
+    import io
+
+    from swarmscope.collect import ipvs as cipvs
+    from swarmscope.collect.runner import CommandResult, Recorder
+    from swarmscope.model import IpvsTable
+
+    conn_text = CONN_HEADER + conn_line("UDP", "10.0.1.6", 5000, "10.0.1.2", 53, "10.0.1.9", 53, "UDP", 290)
+    real_exists, real_open = cipvs.os.path.exists, builtins.open
+    monkeypatch.setattr(cipvs.os.path, "exists", lambda p: p.startswith("/proc/thread-self/net/ip_vs") or real_exists(p))
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: io.StringIO(conn_text)
+                        if p == "/proc/thread-self/net/ip_vs_conn" else real_open(p, *a, **k))
+    ran = []
+
+    def fake_run(self, what, namespace, argv, timeout=None, ok_codes=(0,)):
+        ran.append(argv)
+        return CommandResult(argv, 0, "Timeout (tcp tcpfin udp): 7200 120 300\n", "", "ok")
+
+    monkeypatch.setattr(Recorder, "run", fake_run)
+    rec, t = Recorder(), IpvsTable(available=True, source="netlink")
+    cipvs.read_timeouts(rec, "lb_x", t)
+    cipvs.read_conns(rec, "lb_x", t)
+    assert ran == [["ipvsadm", "-L", "--timeout"]]
+    assert (t.timeouts.tcp, t.conns_total, t.conns[0].daddr) == (7200, 1, "10.0.1.9")
+
+
+def test_nothing_asked_where_ip_vs_is_not_loaded(monkeypatch):
+    """No /proc/thread-self/net/ip_vs (this machine's kernel): ipvsadm is not run (it would `modprobe ip_vs`)."""
+    from swarmscope.collect import ipvs as cipvs
+    from swarmscope.collect.runner import Recorder
+    from swarmscope.model import IpvsTable
+
+    monkeypatch.setattr(cipvs.os.path, "exists", lambda p: False)
+    monkeypatch.setattr(Recorder, "run", lambda *a, **k: pytest.fail("a command ran"))
+    rec, t = Recorder(), IpvsTable(available=True, source="netlink")
+    cipvs.read_timeouts(rec, "lb_x", t)
+    cipvs.read_conns(rec, "lb_x", t)
+    assert t.timeouts is None and t.conns is None and "not loaded" in t.conns_reason
+    assert [e.status for e in rec.entries] == ["skipped", "skipped"]
