@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from swarmscope.collect.snapshot import classify as collect_classify
+
 from swarmscope.errors import ParseError
 from swarmscope.ingest.sections import Section
 from swarmscope.model import (
@@ -36,8 +38,6 @@ from swarmscope.model import (
     Snapshot,
 )
 
-_CONTAINER_NS = re.compile(r"^[0-9a-f]{12}$")
-_OVERLAY_NS = re.compile(r"^\d+-([0-9a-z]+)$")
 
 #: iptables tables the correlator reads in each kind of namespace; a namespace whose input lacks
 #: one of them is left unread (an absent table would read as an empty one: a fault invented)
@@ -46,19 +46,11 @@ NEEDED_TABLES = {"host": ("nat", "filter"), "ingress_sbox": ("nat", "mangle"), "
 
 
 def classify(name: str) -> tuple[str, Optional[str]]:
-    """(kind, network id prefix) of a namespace file name (as swarmscope.collect.snapshot.classify)."""
-    if name == "ingress_sbox":
-        return "ingress_sbox", None
+    """(kind, network id prefix) of a namespace name: the collector's rules (one place), plus "host",
+    the name a transcript or pasted file gives the host namespace."""
     if name == "host":
         return "host", None
-    if name.startswith("lb_"):
-        return "lb", name[3:]
-    m = _OVERLAY_NS.match(name)
-    if m:
-        return "overlay", m.group(1)
-    if _CONTAINER_NS.match(name):
-        return "container", None
-    return "unknown", None
+    return collect_classify(name)
 
 
 @dataclass
