@@ -118,7 +118,8 @@ def main() -> None:
     if args.lab.startswith(("pt", "pytest")):
         raise SystemExit(f"--lab {args.lab}: names starting with pt/pytest belong to the test suite's labs")
     lab = swarmlab.Lab(args.lab)
-    lab.up()
+    if not lab.manager.engine_answers():  # up() would wait for the default replica counts: not on a scaled lab
+        lab.up()
     rows = []
     if args.versus:
         try:

@@ -33,6 +33,7 @@ from swarmscope.model import (
 MIN_API = (1, 28)  # network inspect --verbose (Services, LocalLBIndex, Peers)
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 KEEP_LABEL_PREFIX = "com.docker."
+INSPECT_WORKERS = 4  # container inspects in flight at once (the Docker SDK's connection pool holds 10)
 
 
 def api_at_least(version: Optional[str], want: tuple[int, ...]) -> bool:
@@ -54,6 +55,7 @@ class EngineInfo:
     api_version: Optional[str]
     os: Optional[str]
     kernel: Optional[str]
+    firewall_backend: Optional[str] = None  # API 1.49+: which firewall the engine programs
 
 
 def describe_connect_error(host: str, exc: Exception) -> str:
@@ -101,6 +103,8 @@ def engine_info(api) -> EngineInfo:
         api_version=api_version,
         os=info.get("OperatingSystem"),
         kernel=info.get("KernelVersion"),
+        firewall_backend=((info.get("FirewallBackend") or {}).get("Driver") or None)
+        if isinstance(info.get("FirewallBackend"), dict) else None,
     )
 
 
@@ -330,12 +334,20 @@ def collect_view(api, info: EngineInfo, rec: Recorder) -> DockerView:
                 continue
         view.networks.append(norm_network(n, verbose=False))
 
-    containers = []
-    for c in call("containers", lambda: api.containers(all=False), []):
-        raw = call(f"container inspect {c.get('Id', '')[:12]}", lambda: api.inspect_container(c["Id"]), None)
-        if raw is not None:
-            containers.append(norm_container(raw))
-    view.containers = containers
+    listed = call("containers", lambda: api.containers(all=False), [])
+
+    def inspect(c: dict):
+        return call(f"container inspect {c.get('Id', '')[:12]}", lambda: api.inspect_container(c["Id"]), None)
+
+    # one inspect per container (only it has the SandboxKey): a few at once, dockerd answers them concurrently
+    if len(listed) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(INSPECT_WORKERS, len(listed))) as pool:
+            raws = list(pool.map(inspect, listed))
+    else:
+        raws = [inspect(c) for c in listed]
+    view.containers = [norm_container(raw) for raw in raws if raw is not None]
     if problems:
         view.reason = "; ".join(problems)
     return view
