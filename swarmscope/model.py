@@ -711,6 +711,7 @@ class NodeInfo:
     engine_version: Optional[str] = None
     api_version: Optional[str] = None
     engine_os: Optional[str] = None
+    firewall_backend: Optional[str] = None  # `docker info` FirewallBackend.Driver (API 1.49+): iptables | nftables
     ip_vs: Optional[IpvsSupport] = None
     iptables: Optional[IptablesBackend] = None
     sysctls: dict[str, Optional[str]] = field(default_factory=dict)

@@ -125,7 +125,8 @@ OPTION = "option"  # an iptables option value: TEXT for --comment/--log-prefix/-
 FIELDS: dict[str, dict[str, str]] = {
     "Snapshot": {"schema": KEEP, "tool_version": KEEP, "collected_at": KEEP, "netns_dir": TEXT, "errors": TEXT},
     "NodeInfo": {"hostname": TEXT, "kernel_release": TEXT, "node_id": TEXT, "node_addr": NONAME, "role": KEEP,
-                 "swarm_state": KEEP, "engine_version": KEEP, "api_version": KEEP, "engine_os": TEXT, "sysctls": NONAME},
+                 "swarm_state": KEEP, "engine_version": KEEP, "api_version": KEEP, "engine_os": TEXT, "sysctls": NONAME,
+                 "firewall_backend": KEEP},
     "IpvsSupport": {"method": TEXT, "detail": TEXT},
     "IptablesBackend": {"engine_backend": KEEP, "method": TEXT, "other_backend": KEEP},
     "HostNamespace": {"routes": NONAME},

@@ -301,6 +301,7 @@ def collect(opts: CollectOptions) -> Snapshot:
         engine_version=info.engine_version if info else None,
         api_version=info.api_version if info else None,
         engine_os=info.os if info else None,
+        firewall_backend=info.firewall_backend if info else None,
         ip_vs=support,
     )
     # what the mesh needs besides ip_vs, and what dockerd said about it: read-only, nothing loaded
