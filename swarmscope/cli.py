@@ -183,7 +183,6 @@ def collect(as_json, output, **kw):
     collected (they are listed), 3 when nothing could be collected.
     """
     from swarmscope.collect.snapshot import collect as do_collect
-    from swarmscope.render.summary import render_summary
 
     opts = _options(**kw)
     snap = do_collect(opts)
@@ -191,6 +190,8 @@ def collect(as_json, output, **kw):
     if as_json:
         _write_json(snap, output)
     else:
+        from swarmscope.render.summary import render_summary
+
         _write(render_summary(snap), output)
     sys.exit(ExitStatus.OK if snap.complete else ExitStatus.PARTIAL)
 
@@ -245,7 +246,7 @@ def _colour(ctx_colour: str) -> bool:
 
 
 def from_option(fn):
-    from swarmscope.dump import DEFAULT_MAX_INPUT_MB
+    from swarmscope.errors import DEFAULT_MAX_INPUT_MB  # not from dump.py: that imports the correlator
 
     fn = click.option("--max-input", "max_input", type=FiniteRange(1, 1 << 20), default=DEFAULT_MAX_INPUT_MB,
                       show_default=True, metavar="MiB",

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from swarmscope import __version__
 from swarmscope.correlate import analyze
 from swarmscope.correlate.types import Analysis
-from swarmscope.errors import InputError
+from swarmscope.errors import DEFAULT_MAX_INPUT_MB, InputError
 from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot, to_dict
 
 try:
@@ -208,9 +208,6 @@ def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[S
         f"{source} is not a swarmscope dump or snapshot (schema {schema!r}; expected {DUMP_SCHEMA!r} or {SNAPSHOT_SCHEMA!r})"
     )
 
-
-#: what --from reads at most, compressed and (for a bundle) decompressed; --max-input MiB raises it
-DEFAULT_MAX_INPUT_MB = 64
 
 
 def _limit_bytes(limit_mb: Optional[float]) -> int:

@@ -41,6 +41,11 @@ class UsageError(SwarmscopeError):
     status = ExitStatus.USAGE
 
 
+#: what --from reads at most, compressed and (for a bundle) decompressed; --max-input MiB raises it
+#: (here, not in dump.py, so that the command line can show it without importing the correlator)
+DEFAULT_MAX_INPUT_MB = 64
+
+
 class InputError(SwarmscopeError):
     """A file given to swarmscope (--from) is not what it should be."""
 
