@@ -1,8 +1,10 @@
 """Collect one node's snapshot: the orchestration of every collector.
 
-Order: Docker API (to know services, networks and containers), the host
-namespace, then every namespace under the netns directory concurrently (a
-bounded pool; each namespace in a fresh thread that entered it). What fails is
+Order: every namespace under the netns directory is read concurrently (a
+bounded pool; each namespace in a fresh thread that entered it) while the
+Docker API is asked (services, networks, containers), node facts and the host
+namespace are read; then the namespaces are joined to the API's view and the
+lb_ namespaces ask the embedded DNS (entered again). What fails is
 recorded in the snapshot and the rest goes on; ``Snapshot.complete`` and
 ``Snapshot.errors`` say what is missing.
 """
@@ -162,13 +164,18 @@ def _collect_namespace(
         with _soft(ns, "sysctls"), rec.step("sysctls", ns.name):
             ns.sysctls = kernel.read_sysctls(kernel.LB_SYSCTLS)
     if questions and opts.dns:
-        with _soft(ns, "dns"), rec.step(f"dns {len(questions) * 2} queries to 127.0.0.11", ns.name) as step:
-            answers = ask_all(questions, ns.name, opts.dns_timeout)
-            bad = [a for a in answers if a.status in ("timeout", "error")]
-            if bad:
-                step.status = "failed"
-                step.reason = f"{len(bad)} of {len(answers)} queries failed: {bad[0].query}: {bad[0].reason}"
-            dns_out.extend(answers)
+        _ask_dns(ns, rec, opts, questions, dns_out)
+
+
+def _ask_dns(ns: Namespace, rec: Recorder, opts: CollectOptions, questions: list[tuple[str, str, str]], dns_out: list) -> None:
+    """Inside the namespace: its questions to the embedded resolver, all at once."""
+    with _soft(ns, "dns"), rec.step(f"dns {len(questions) * 2} queries to 127.0.0.11", ns.name) as step:
+        answers = ask_all(questions, ns.name, opts.dns_timeout)
+        bad = [a for a in answers if a.status in ("timeout", "error")]
+        if bad:
+            step.status = "failed"
+            step.reason = f"{len(bad)} of {len(answers)} queries failed: {bad[0].query}: {bad[0].reason}"
+        dns_out.extend(answers)
 
 
 @contextlib.contextmanager
@@ -264,6 +271,88 @@ def collect(opts: CollectOptions) -> Snapshot:
     rec = Recorder(timeout=opts.timeout)
     errors: list[str] = []
 
+    # 0. the namespaces are read while the Docker API answers (steps 1-3): what is read inside them needs
+    # neither the API's view nor the engine's backend; they are joined to the view, and asked DNS, after
+    support = kernel.ipvs_support()
+    ns_errors: list[str] = []
+    namespaces: list[Namespace] = []
+    try:
+        entries = sorted(os.listdir(opts.netns_dir))
+    except OSError as exc:
+        entries = []
+        ns_errors.append(f"cannot list {opts.netns_dir}: {exc.strerror}")
+    for name in entries:
+        kind, prefix = classify(name)
+        namespaces.append(Namespace(name=name, path=os.path.join(opts.netns_dir, name), kind=kind, network_id=prefix))
+    _mark_stale(namespaces, rec, ns_errors, opts.netns_dir)
+
+    def enter(ns: Namespace, fn, budget: float) -> None:
+        try:
+            run_in_netns(ns.path, fn, timeout=budget)
+        except NamespaceError as exc:
+            ns.vanished = exc.vanished
+            ns.errors.append(exc.reason)
+            rec.skipped("enter namespace", ns.name, exc.reason)
+        except Exception as exc:  # a collector bug must not lose the other namespaces
+            ns.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def one(ns: Namespace) -> None:
+        if ns.stale or ns.vanished or ns.kind == "host":
+            return  # the host namespace is collected once, as `host`
+        enter(ns, lambda: _collect_namespace(ns, rec, opts, None, support, [], []), opts.timeout * 4 + 5)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(opts.workers, len(namespaces) or 1)))
+    ns_done = [pool.submit(one, ns) for ns in namespaces]
+    try:
+        info, view, host, node = _api_node_host(opts, rec, errors, support)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    for f in ns_done:
+        f.result()
+    pool.shutdown(wait=True)
+    errors.extend(ns_errors)
+    if node.iptables.engine_backend == "legacy":  # read with nft as the main backend: swap
+        for ns in namespaces:
+            ns.iptables, ns.iptables_other = ns.iptables_other, ns.iptables
+    for ns in namespaces:
+        _join(ns, view)
+    plan = _dns_questions(view, namespaces) if opts.dns else {}
+    dns_out: list = []
+    askers = [ns for ns in namespaces if ns.name in plan and not (ns.stale or ns.vanished)]
+    if askers:
+        with ThreadPoolExecutor(max_workers=min(len(askers), max(1, opts.workers))) as dns_pool:
+            list(dns_pool.map(lambda ns: enter(
+                ns, lambda: _ask_dns(ns, rec, opts, plan[ns.name], dns_out),
+                opts.dns_timeout * 2 * len(plan[ns.name]) + 5), askers))
+    for ns in namespaces:
+        for e in ns.errors:
+            errors.append(f"namespace {ns.name}: {e}")
+
+    snap = Snapshot(
+        node=node,
+        tool_version=__version__,
+        collected_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        netns_dir=opts.netns_dir,
+        host=host,
+        namespaces=namespaces,
+        dns=sorted(dns_out, key=lambda a: (a.network_name, a.service, a.query)),
+        docker=view,
+        provenance=rec.entries,
+    )
+    for p in rec.entries:
+        if p.status in ("failed", "timeout") and p.what.startswith("dns"):
+            errors.append(f"namespace {p.namespace}: {p.reason}")
+        elif p.status == "timeout":
+            errors.append(f"{p.what} in {p.namespace}: {p.reason}")
+    snap.errors = list(dict.fromkeys(errors))
+    snap.complete = not snap.errors
+    snap.duration_ms = round((time.monotonic() - t0) * 1000, 1)
+    return snap
+
+
+def _api_node_host(opts: CollectOptions, rec: Recorder, errors: list[str], support: IpvsSupport):
+    """Steps 1-3 of collect(): (engine info, API view, host namespace, node facts)."""
     # 1. Docker API
     info = None
     view = DockerView(available=False)
@@ -290,7 +379,6 @@ def collect(opts: CollectOptions) -> Snapshot:
         api.close()
 
     # 2. node facts
-    support = kernel.ipvs_support()
     node = NodeInfo(
         hostname=(info.hostname if info else None) or socket.gethostname(),
         kernel_release=kernel.kernel_release(),
@@ -328,63 +416,4 @@ def collect(opts: CollectOptions) -> Snapshot:
         swarm_ifaces.update(i.name for i in host.interfaces if any(a.address == node.node_addr for a in i.addresses))
     names = list(kernel.NODE_SYSCTLS) + [f"net.ipv4.conf.{i}.rp_filter" for i in sorted(swarm_ifaces)]
     node.sysctls = kernel.read_sysctls(dict.fromkeys(names))
-
-    # 4. namespaces, concurrently
-    namespaces: list[Namespace] = []
-    try:
-        entries = sorted(os.listdir(opts.netns_dir))
-    except OSError as exc:
-        entries = []
-        errors.append(f"cannot list {opts.netns_dir}: {exc.strerror}")
-    for name in entries:
-        kind, prefix = classify(name)
-        ns = Namespace(name=name, path=os.path.join(opts.netns_dir, name), kind=kind, network_id=prefix)
-        _join(ns, view)
-        namespaces.append(ns)
-    _mark_stale(namespaces, rec, errors, opts.netns_dir)
-    plan = _dns_questions(view, namespaces) if opts.dns else {}
-    dns_out: list = []
-
-    def one(ns: Namespace) -> None:
-        if ns.stale or ns.vanished or ns.kind == "host":
-            return  # the host namespace is collected once, as `host`
-        budget = opts.timeout * 4 + opts.dns_timeout * 2 * len(plan.get(ns.name, [])) + 5
-        try:
-            run_in_netns(
-                ns.path,
-                lambda: _collect_namespace(ns, rec, opts, backend.engine_backend, support, plan.get(ns.name, []), dns_out),
-                timeout=budget,
-            )
-        except NamespaceError as exc:
-            ns.vanished = exc.vanished
-            ns.errors.append(exc.reason)
-            rec.skipped("enter namespace", ns.name, exc.reason)
-        except Exception as exc:  # a collector bug must not lose the other namespaces
-            ns.errors.append(f"{type(exc).__name__}: {exc}")
-
-    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
-        list(pool.map(one, namespaces))
-    for ns in namespaces:
-        for e in ns.errors:
-            errors.append(f"namespace {ns.name}: {e}")
-
-    snap = Snapshot(
-        node=node,
-        tool_version=__version__,
-        collected_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        netns_dir=opts.netns_dir,
-        host=host,
-        namespaces=namespaces,
-        dns=sorted(dns_out, key=lambda a: (a.network_name, a.service, a.query)),
-        docker=view,
-        provenance=rec.entries,
-    )
-    for p in rec.entries:
-        if p.status in ("failed", "timeout") and p.what.startswith("dns"):
-            errors.append(f"namespace {p.namespace}: {p.reason}")
-        elif p.status == "timeout":
-            errors.append(f"{p.what} in {p.namespace}: {p.reason}")
-    snap.errors = list(dict.fromkeys(errors))
-    snap.complete = not snap.errors
-    snap.duration_ms = round((time.monotonic() - t0) * 1000, 1)
-    return snap
+    return info, view, host, node
