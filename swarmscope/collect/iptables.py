@@ -17,9 +17,8 @@ xtables-compat expressions back into byte-identical iptables-save text is what
 from __future__ import annotations
 
 import re
-import shutil
 
-from swarmscope.collect.runner import Recorder
+from swarmscope.collect.runner import Recorder, which
 from swarmscope.errors import ParseError
 from swarmscope.model import IptablesDump, Provenance
 from swarmscope.parse.iptables import parse_iptables_save
@@ -73,8 +72,8 @@ def legacy_skip_reason(names_file: str = LEGACY_NAMES) -> str | None:
 
 def read_both(rec: Recorder, namespace: str) -> dict[str, IptablesDump]:
     """Both backends' rules in the calling thread's namespace, by backend name."""
-    has_nft = shutil.which("iptables-nft-save") is not None
-    has_legacy = shutil.which("iptables-legacy-save") is not None
+    has_nft = which("iptables-nft-save") is not None
+    has_legacy = which("iptables-legacy-save") is not None
     if not has_nft and not has_legacy:
         reason = "neither iptables-nft-save nor iptables-legacy-save is installed (apt-get install iptables)"
         rec.skipped("iptables-save", namespace, reason)

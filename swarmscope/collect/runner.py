@@ -7,6 +7,7 @@ took and why something was skipped or failed.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import threading
@@ -32,6 +33,12 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@functools.lru_cache(maxsize=64)
+def which(name: str):
+    """shutil.which, asked once per program and process (a collection asks it per namespace)."""
+    return shutil.which(name)
 
 
 class Recorder:
@@ -79,7 +86,7 @@ class Recorder:
     ) -> CommandResult:
         """Run ``argv`` (in the calling thread's namespaces) and record it."""
         timeout = self.timeout if timeout is None else timeout
-        if shutil.which(argv[0]) is None:
+        if which(argv[0]) is None:
             reason = f"{argv[0]} not found on PATH (install it: see the README)"
             self.skipped(what, namespace, reason, argv)
             return CommandResult(argv, None, "", "", "skipped", reason)
