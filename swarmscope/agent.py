@@ -14,8 +14,10 @@ exactly what is missing.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import errno
+import gc
 import hmac
 import json
 import math
@@ -828,6 +830,23 @@ def _check_interval(interval: float) -> float:
     return float(interval)
 
 
+def _release_memory() -> None:
+    """Between collections: hand the collection's freed heap back to the system (glibc keeps it otherwise;
+    on the 98-namespace lab the idle agent held ~61-63 MB after a few rounds, ~52-55 MB with this)."""
+    gc.collect()
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc (musl, another libc): nothing to trim
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], token_file: Optional[str],
                  rounds: Optional[int] = None) -> int:
     from swarmscope.collect.snapshot import collect
@@ -882,6 +901,7 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
         n += 1
         if rounds is not None and n >= rounds:
             break
+        _release_memory()
         stop.wait(max(1.0, interval - (time.monotonic() - t0)))
     if server is not None:
         server.shutdown()
