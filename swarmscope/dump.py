@@ -69,61 +69,151 @@ def _type_name(v: Any) -> str:
 
 
 def _check(tp: Any, value: Any, where: str) -> None:
-    """Raise InputError naming ``where`` when ``value`` (JSON data) does not have model type ``tp``."""
-    import dataclasses
+    """Raise InputError naming ``where`` when ``value`` (JSON data) does not have model type ``tp``.
+
+    Each model type is compiled once into a validator; the path to a bad value is assembled only when
+    one is found, so checking a large dump costs little more than walking it."""
+    try:
+        _validator(tp)(value)
+    except _Bad as exc:
+        raise InputError(f"{where}{''.join(reversed(exc.parts))}: {exc.msg}") from None
+
+
+class _Bad(Exception):
+    def __init__(self, msg: str, part: str | None = None):
+        super().__init__(msg)
+        self.msg = msg
+        self.parts: list[str] = [part] if part else []
+
+
+_VALIDATORS: dict[Any, Any] = {}
+
+
+def _validator(tp: Any):
+    v = _VALIDATORS.get(tp)
+    if v is None:
+        v = _VALIDATORS[tp] = _build_validator(tp)
+    return v
+
+
+def _null(tp: Any) -> _Bad:
+    return _Bad(f"expected {_expected(tp)}, got null")
+
+
+def _scalar_ok(tp: Any):
     import math
+
+    if tp is bool:
+        return lambda v: type(v) is bool
+    if tp is int:
+        return lambda v: type(v) is int and -_MAX_INT <= v <= _MAX_INT
+    if tp is float:
+        return lambda v: type(v) in (int, float) and math.isfinite(v)
+    if tp is str:
+        return lambda v: type(v) is str
+    return None
+
+
+def _build_validator(tp: Any):
+    import dataclasses
     import types
     import typing
 
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return
-        if len(args) == 1:
-            return _check(args[0], value, where)
-        return
+        if len(args) != 1:
+            return lambda value: None
+        inner = args[0]
+
+        def optional(value: Any) -> None:
+            if value is not None:
+                _validator(inner)(value)
+
+        return optional
     if tp is Any:
-        return
-    if value is None:
-        raise InputError(f"{where}: expected {_expected(tp)}, got null")
+        return lambda value: None
     if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise InputError(f"{where}: expected a list, got {_type_name(value)}")
         (item,) = typing.get_args(tp)[:1] or (Any,)
-        for i, v in enumerate(value):
-            _check(item, v, f"{where}[{i}]")
-        return
+        fast = _scalar_ok(item)
+
+        def a_list(value: Any) -> None:
+            if value is None:
+                raise _null(tp)
+            if type(value) is not list:
+                raise _Bad(f"expected a list, got {_type_name(value)}")
+            if fast is not None:
+                if all(map(fast, value)):
+                    return
+                i = next(i for i, v in enumerate(value) if not fast(v))
+                raise _scalar_bad(item, value[i], f"[{i}]")
+            check = _validator(item)
+            for i, v in enumerate(value):
+                try:
+                    check(v)
+                except _Bad as exc:
+                    exc.parts.append(f"[{i}]")
+                    raise
+
+        return a_list
     if origin is dict:
-        if not isinstance(value, dict):
-            raise InputError(f"{where}: expected an object, got {_type_name(value)}")
         _, vt = typing.get_args(tp) or (str, Any)
-        for k, v in value.items():
-            _check(vt, v, f"{where}.{k}")
-        return
+
+        def a_dict(value: Any) -> None:
+            if value is None:
+                raise _null(tp)
+            if type(value) is not dict:
+                raise _Bad(f"expected an object, got {_type_name(value)}")
+            check = _validator(vt)
+            for k, v in value.items():
+                try:
+                    check(v)
+                except _Bad as exc:
+                    exc.parts.append(f".{k}")
+                    raise
+
+        return a_dict
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise InputError(f"{where}: expected an object, got {_type_name(value)}")
         hints = _model_hints(tp)
-        for f in dataclasses.fields(tp):
-            if f.name in value:
-                _check(hints[f.name], value[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise InputError(f"{where}.{f.name}: missing (a {tp.__name__} needs it)")
-        return
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool) and -_MAX_INT <= value <= _MAX_INT
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif tp is str:
-        ok = isinstance(value, str)
+        fields = [(f.name, hints[f.name], f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                  for f in dataclasses.fields(tp)]
+
+        def an_object(value: Any) -> None:
+            if value is None:
+                raise _null(tp)
+            if type(value) is not dict:
+                raise _Bad(f"expected an object, got {_type_name(value)}")
+            for name, ftp, required in fields:
+                if name in value:
+                    try:
+                        _validator(ftp)(value[name])
+                    except _Bad as exc:
+                        exc.parts.append(f".{name}")
+                        raise
+                elif required:
+                    raise _Bad(f"missing (a {tp.__name__} needs it)", f".{name}")
+
+        return an_object
+    ok = _scalar_ok(tp)
+    if ok is None:
+        return lambda value: None
+
+    def a_scalar(value: Any) -> None:
+        if not ok(value):
+            raise _scalar_bad(tp, value)
+
+    return a_scalar
+
+
+def _scalar_bad(tp: Any, value: Any, part: str | None = None) -> _Bad:
+    if value is None:
+        bad = _null(tp)
     else:
-        ok = True
-    if not ok:
         shown = repr(value) if isinstance(value, (int, float, bool)) and len(repr(value)) < 30 else _type_name(value)
-        raise InputError(f"{where}: expected {_expected(tp)}, got {shown}")
+        bad = _Bad(f"expected {_expected(tp)}, got {shown}")
+    if part:
+        bad.parts.append(part)
+    return bad
 
 
 def _expected(tp: Any) -> str:

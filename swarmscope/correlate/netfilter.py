@@ -20,6 +20,8 @@ from swarmscope.model import Rule, Table
 #: interfaces Docker creates: a packet "from another host" never enters on one of them
 DOCKER_BRIDGES = ("docker_gwbridge", "docker0", "br-")
 TERMINAL = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "drop"}
+#: the ports a client's side of a connection comes from (Linux's default ip_local_port_range)
+EPHEMERAL = range(32768, 61000)
 MAX_DEPTH = 16
 
 
@@ -65,58 +67,81 @@ def _ports(spec: Optional[str]) -> set[int]:
     return out
 
 
-def _neg(value: Optional[bool], negated: bool) -> Optional[bool]:
-    return value if value is None or not negated else not value
+def _compile(r: Rule) -> list:
+    """The rule's conditions as functions of a packet (True, False, None), the cheap and selective
+    ones (ports, protocol) first, so most rules are rejected at the first test."""
+    first, rest = [], []
 
+    def cond(fn, negated: bool, into: list) -> None:
+        into.append((lambda p: (None if (v := fn(p)) is None else not v)) if negated else fn)
 
-def matches(r: Rule, p: Packet) -> Optional[bool]:
-    """True, False, or None where the rule's conditions cannot be decided from the packet."""
-    results: list[Optional[bool]] = []
     for o in r.params:
-        v: Optional[bool]
+        val = o.value or ""
         if o.opt == "-p":
-            v = (o.value or "").lower() in (p.proto, "all")
-        elif o.opt == "-i":
-            v = _iface(o.value or "", p.in_iface)
-        elif o.opt == "-o":
-            v = _iface(o.value or "", p.out_iface)
-        elif o.opt == "-d" and p.dst:
+            proto = val.lower()
+            cond(lambda p, proto=proto: proto in (p.proto, "all"), o.negated, first)
+        elif o.opt in ("-i", "-o"):
+            attr = "in_iface" if o.opt == "-i" else "out_iface"
+            cond(lambda p, val=val, attr=attr: _iface(val, getattr(p, attr)), o.negated, rest)
+        elif o.opt == "-d":
             try:
-                v = ipaddress.ip_address(p.dst) in ipaddress.ip_network(o.value or "", strict=False)
+                net = ipaddress.ip_network(val, strict=False)
             except ValueError:
-                v = None
-        elif o.opt in ("-s", "-d"):
-            v = True if (o.value or "").split("/")[-1] == "0" else None
+                net = None
+            any_addr = val.split("/")[-1] == "0"
+            cond(lambda p, net=net, any_addr=any_addr: True if any_addr else (
+                None if net is None or not p.dst else ipaddress.ip_address(p.dst) in net), o.negated, rest)
+        elif o.opt == "-s":
+            any_addr = val.split("/")[-1] == "0"
+            cond(lambda p, any_addr=any_addr: True if any_addr else None, o.negated, rest)
         else:
-            v = None
-        results.append(_neg(v, o.negated))
+            rest.append(lambda p: None)
     for m in r.matches:
         for o in m.options:
-            v = None
             if o.opt in ("--dport", "--dports", "--destination-port", "--destination-ports"):
-                v = p.dport in _ports(o.value) if p.dport is not None else None
+                ports = frozenset(_ports(o.value))
+                cond(lambda p, ports=ports: None if p.dport is None else p.dport in ports, o.negated, first)
             elif o.opt in ("--sport", "--sports", "--source-port", "--source-ports"):
-                v = p.sport in _ports(o.value) if p.sport is not None else None
+                ports = frozenset(_ports(o.value))
+                cond(lambda p, ports=ports: None if p.sport is None else p.sport in ports, o.negated, first)
             elif o.opt in ("--ctstate", "--state"):
-                v = p.state in (o.value or "").split(",")
+                states = frozenset((o.value or "").split(","))
+                cond(lambda p, states=states: p.state in states, o.negated, rest)
             elif o.opt == "--dst-type":
-                v = (o.value == "LOCAL") == p.dst_local if o.value in ("LOCAL",) else None
+                local = o.value == "LOCAL"
+                cond(lambda p, local=local: (p.dst_local if local else None), o.negated, rest)
             elif m.module == "comment":
-                v = True
-            results.append(_neg(v, o.negated))
+                continue
+            else:
+                rest.append(lambda p: None)
         if not m.options and m.module not in ("tcp", "udp", "comment", "conntrack", "state", "multiport"):
-            results.append(None)
-    if any(v is False for v in results):
-        return False
-    if any(v is None for v in results):
-        return None
-    return True
+            rest.append(lambda p: None)
+    return first + rest
 
 
-def walk(t: Table, chain: str, p: Packet) -> Walk:
-    """Where ``p`` ends when it enters built-in ``chain`` of ``t``."""
+def matches(r: Rule, p: Packet, compiled: Optional[dict] = None) -> Optional[bool]:
+    """True, False, or None where the rule's conditions cannot be decided from the packet.
+
+    ``compiled``: a cache (by rule identity) of compiled conditions, for walking many packets."""
+    conds = compiled.get(id(r)) if compiled is not None else None
+    if conds is None:
+        conds = _compile(r)
+        if compiled is not None:
+            compiled[id(r)] = conds
+    unknown = False
+    for c in conds:
+        v = c(p)
+        if v is False:
+            return False
+        if v is None:
+            unknown = True
+    return None if unknown else True
+
+
+def walk(t: Table, chain: str, p: Packet, compiled: Optional[dict] = None) -> Walk:
+    """Where ``p`` ends when it enters built-in ``chain`` of ``t`` (``compiled``: see matches)."""
     w = Walk(verdict="unknown")
-    decided = _walk(t, chain, p, w, 0)
+    decided = _walk(t, chain, p, w, 0, {} if compiled is None else compiled)
     if decided:
         return w
     c = t.chains.get(chain)
@@ -125,14 +150,14 @@ def walk(t: Table, chain: str, p: Packet) -> Walk:
     return w
 
 
-def _walk(t: Table, chain: str, p: Packet, w: Walk, depth: int) -> bool:
+def _walk(t: Table, chain: str, p: Packet, w: Walk, depth: int, compiled: dict) -> bool:
     """True when a rule decided the packet (w filled); False when it fell off or RETURNed."""
     if depth > MAX_DEPTH:
         w.verdict, w.chain = "unknown", chain
         return True
     w.trail.append(chain)
-    for r in t.rules(chain):
-        m = matches(r, p)
+    for r in _candidates(t, chain, p, compiled):
+        m = matches(r, p, compiled)
         if m is False:
             continue
         tgt = r.target
@@ -146,8 +171,51 @@ def _walk(t: Table, chain: str, p: Packet, w: Walk, depth: int) -> bool:
         if tgt == "RETURN":
             return False
         if tgt and tgt in t.chains:
-            if _walk(t, tgt, p, w, depth + 1):
+            if _walk(t, tgt, p, w, depth + 1, compiled):
                 return True
             if r.goto:
                 return False
     return False
+
+
+def _positive_ports(r: Rule, opts: tuple[str, ...]) -> Optional[frozenset]:
+    for m in r.matches:
+        for o in m.options:
+            if o.opt in opts and not o.negated:
+                return frozenset(_ports(o.value))
+    return None
+
+
+_DPORT = ("--dport", "--dports", "--destination-port", "--destination-ports")
+_SPORT = ("--sport", "--sports", "--source-port", "--source-ports")
+
+
+def _candidates(t: Table, chain: str, p: Packet, compiled: dict) -> list[Rule]:
+    """The rules of ``chain`` that could match ``p`` by its ports, in order: a chain with one rule per
+    published port is indexed once, so walking every port costs rules + ports, not rules x ports."""
+    key = ("candidates", id(t), chain, p.dport, p.sport)
+    hit = compiled.get(key)
+    if hit is not None:
+        return hit
+    index = compiled.get(("index", id(t), chain))
+    if index is None:
+        generic, by_dport, by_sport = [], {}, {}
+        for i, r in enumerate(t.rules(chain)):
+            d, s_ = _positive_ports(r, _DPORT), _positive_ports(r, _SPORT)
+            if d is not None:
+                for port in d:
+                    by_dport.setdefault(port, []).append(i)
+            elif s_ is not None:
+                for port in s_:
+                    by_sport.setdefault(port, []).append(i)
+            else:
+                generic.append(i)
+        index = compiled[("index", id(t), chain)] = (generic, by_dport, by_sport)
+    generic, by_dport, by_sport = index
+    rules = t.rules(chain)
+    # an unknown port (a client's) is an ephemeral one: rules for ports outside that range cannot match it
+    picked = sorted(set(generic) | set(by_dport.get(p.dport, ())) | set(by_sport.get(p.sport, ()))
+                    | ({i for port, v in by_dport.items() if port in EPHEMERAL for i in v} if p.dport is None else set())
+                    | ({i for port, v in by_sport.items() if port in EPHEMERAL for i in v} if p.sport is None else set()))
+    out = compiled[key] = [rules[i] for i in picked]
+    return out

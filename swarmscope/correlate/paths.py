@@ -541,7 +541,8 @@ def _forward_hop(n: NodeCtx, hfilter: Table, proto: str, P: int) -> Hop:
     out = []
     for direction, pkt in (("new connection", netfilter.Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
                            ("reply", netfilter.Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED"))):
-        w = n.memo(("forward", id(hfilter), pkt), lambda pkt=pkt: netfilter.walk(hfilter, "FORWARD", pkt))
+        compiled = n.memo(("netfilter", id(hfilter)), dict)
+        w = n.memo(("forward", id(hfilter), pkt), lambda pkt=pkt: netfilter.walk(hfilter, "FORWARD", pkt, compiled))
         trail = f"path: {' -> '.join(w.trail)}"
         if w.verdict == "drop" and w.rule is not None:
             return Hop("host.forward", label, MISMATCH,
