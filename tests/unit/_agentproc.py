@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -53,8 +54,11 @@ class Agent:
             if self.nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
+        # a session of its own: killing it kills `timeout` and the agent under it (killing `timeout`
+        # alone leaves the agent running for good)
         self.proc = subprocess.Popen(self.argv(), stdout=open(self.out, "wb"), stderr=open(self.err, "wb"),
-                                     stdin=subprocess.DEVNULL, env=self.env, preexec_fn=limit, cwd=REPO)
+                                     stdin=subprocess.DEVNULL, env=self.env, preexec_fn=limit, cwd=REPO,
+                                     start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -68,9 +72,13 @@ class Agent:
         raise AssertionError("agent did not answer /healthz within 20 s")
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
 
     @property
     def pid(self) -> int:
