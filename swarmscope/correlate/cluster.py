@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
+from swarmscope.correlate import lifecycle
 from swarmscope.correlate.lifecycle import parse_time
 
 from swarmscope.model import Namespace, Network, NetworkService, PortSpec, Service, ServiceVip, Snapshot, Task, TaskAttachment
@@ -291,7 +292,7 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                 slot=slot,
                 node_id=n.node_id,
                 desired_state="running",
-                state="running" if c.state == "running" else c.state,
+                state=lifecycle.CONTAINER_STATES.get(c.state or "", c.state or "unknown"),
                 container_id=c.id,
             )
             for cn in c.networks:

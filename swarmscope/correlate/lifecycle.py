@@ -57,11 +57,21 @@ def recent(task: Task, now: Optional[datetime]) -> bool:
     return a is not None and a < SETTLE_SECONDS
 
 
+#: container states (a worker's own view, without a manager) and what they say of the task
+CONTAINER_STATES = {"created": "starting", "restarting": "starting", "paused": "running",
+                    "removing": "shutdown", "exited": "shutdown", "dead": "shutdown"}
+
+
 def draining(task: Task, now: Optional[datetime]) -> bool:
-    """On its way out: told to stop and not stopped yet, or stopped a moment ago."""
+    """On its way out: told to stop and not stopped yet, or stopped a moment ago. A task that is not
+    running and whose state has no time (a worker's view: a container gone or exited, an entry
+    service discovery still holds) cannot be told apart from one that stopped a moment ago: it is
+    taken as on its way out, so an update is never a false alarm."""
     if task.desired_state != "running" and task.state in ("running", *STARTING_STATES):
         return True
-    return task.state != "running" and task.state not in STARTING_STATES and recent(task, now)
+    if task.state == "running" or task.state in STARTING_STATES:
+        return False
+    return task.state_since is None or recent(task, now)
 
 
 def starting(task: Task, now: Optional[datetime]) -> bool:
