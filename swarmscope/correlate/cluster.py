@@ -132,6 +132,11 @@ class Cluster:
     #: without a manager: the networks whose every task is known (a node's verbose inspect); None: all
     tasks_known_on: Optional[set[str]] = None
 
+    #: without a manager: tasks known only from a network's service discovery (another node's, or an
+    #: entry being drained: discovery lists disabled entries DNS no longer answers). Whether they take
+    #: traffic right now cannot be known here, so DNS and IPVS may hold them or not.
+    uncertain: frozenset[str] = frozenset()
+
     def knows_all_tasks(self, network_id: str) -> bool:
         return self.tasks_known_on is None or network_id in self.tasks_known_on
 
@@ -245,7 +250,7 @@ def _parse_task_name(name: str) -> tuple[str, Optional[int], Optional[str], str]
     return svc, None, middle or None, tid
 
 
-def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Task], set[str]]:
+def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Task], set[str], frozenset[str]]:
     """Without a manager: services and running tasks from what the nodes know.
 
     A node's own containers give its tasks with their ids and states. Its verbose
@@ -335,7 +340,9 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                     svc.vips.append(ServiceVip(network_id=net.id, address=ns.vip))
                 if net.ingress and not svc.ports:
                     svc.ports = _ingress_ports(ns.ports, n)
-    return sorted(services.values(), key=lambda s: s.name), list(tasks.values()), complete
+    from_containers = {c.task_id for n in nodes for c in n.snap.docker.containers if c.task_id}
+    uncertain = frozenset(t for t in tasks if t not in from_containers)
+    return sorted(services.values(), key=lambda s: s.name), list(tasks.values()), complete, uncertain
 
 
 def build_cluster(snaps: list[Snapshot]) -> Cluster:
@@ -353,11 +360,12 @@ def build_cluster(snaps: list[Snapshot]) -> Cluster:
     if manager is None:
         manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.available), None)
     tasks_known: Optional[set[str]] = None  # every network's tasks are known from the manager
+    uncertain: frozenset[str] = frozenset()
     if manager is not None:
         services, tasks = manager.snap.docker.services, manager.snap.docker.tasks
         api_source: Optional[str] = manager.name
     else:
-        services, tasks, tasks_known = _rebuild_from_workers(nodes)
+        services, tasks, tasks_known, uncertain = _rebuild_from_workers(nodes)
         api_source = None
     networks: dict[str, Network] = {}
     for n in ([manager] if manager else []) + nodes:
@@ -379,4 +387,5 @@ def build_cluster(snaps: list[Snapshot]) -> Cluster:
         node_names=node_names,
         api_source=api_source,
         tasks_known_on=tasks_known,
+        uncertain=uncertain,
     )

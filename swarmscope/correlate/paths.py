@@ -278,7 +278,18 @@ def links_hop(key: str, label: str, sandbox: Optional[Namespace], others: list[t
 # backends: IPVS real servers against the running tasks
 
 
-def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Optional[datetime] = None) -> list[Backend]:
+def _disabled(cl: Cluster, svc: Service, network_id: str, n: Optional[NodeCtx], task, address: str) -> bool:
+    """Without a manager: a task known only from service discovery that this node's DNS does not answer
+    is a disabled entry (discovery lists entries being drained; DNS and IPVS weight drop them first).
+    One that DNS does answer is enabled, and IPVS must carry it."""
+    if task.id not in cl.uncertain:
+        return False
+    a = n.dns_answer(network_id, f"tasks.{svc.name}") if n is not None else None
+    return a is None or a.status != "ok" or address not in a.answers
+
+
+def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Optional[datetime] = None,
+                     n: Optional[NodeCtx] = None) -> list[Backend]:
     """IPVS real servers against the running tasks. Tasks in transition (lifecycle) are neither
     good nor bad: a draining task's real server may linger, a starting task's may not be there yet."""
     running = cl.running_tasks(svc)
@@ -302,7 +313,8 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Opt
             b.service = owner.service_name or cl.service_name(owner.service_id)
             b.node, b.container_id = cl.node_name(owner.node_id), owner.container_id
         if live and live[0].service_id == svc.id:
-            b.status = ("draining" if updating else "weight0") if d.weight == 0 else "ok"
+            moving = updating or _disabled(cl, svc, network_id, n, live[0], d.address)
+            b.status = ("draining" if moving else "weight0") if d.weight == 0 else "ok"
         elif live:
             b.status = "foreign"
         elif owner is not None and owner.service_id == svc.id and lifecycle.draining(owner, now):
@@ -320,7 +332,8 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Opt
         out.append(
             Backend(
                 address=addr,
-                status=STARTING if lifecycle.starting(t, now) or updating else "missing",
+                status=STARTING if lifecycle.starting(t, now) or updating or _disabled(cl, svc, network_id, n, t, addr)
+                else "missing",
                 task_id=t.id,
                 task=cl.task_name(t),
                 task_state=t.state,
@@ -336,7 +349,7 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Opt
 def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: Optional[IpvsService], ipvs_hop: Hop,
                   n: NodeCtx) -> list[Backend]:
     """Backends of a path: with no IPVS service, the running tasks, missing (or unknown when IPVS was not read)."""
-    backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [], n.now)
+    backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [], n.now, n)
     if ipvs_svc is None:
         backends = [b for b in backends if b.status in ("missing", STARTING)]
         if ipvs_hop.status == UNKNOWN:
@@ -707,13 +720,23 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
 def settling_addresses(cl: Cluster, svc: Service, network_id: str, now: Optional[datetime]) -> set[str]:
     """Addresses of the service's tasks in transition: DNS may or may not hold them yet."""
     updating = lifecycle.updating(svc)
-    return {a for t in cl.service_tasks(svc) if updating or lifecycle.in_transition(t, now)
+    return {a for t in cl.service_tasks(svc) if updating or t.id in cl.uncertain or lifecycle.in_transition(t, now)
             for a in task_addresses(t, network_id)}
 
 
 def _dns_agrees(cl: Cluster, svc: Service, network_id: str, answers, expected, now) -> bool:
     settling = settling_addresses(cl, svc, network_id, now)
+    if cl.api_source is None:  # a node alone cannot tell a drained task's entry from a lost one: see below
+        return set(answers) - set(expected) <= settling
     return (set(answers) ^ set(expected)) <= settling
+
+
+def _enabled_in_ipvs(n: NodeCtx, network_id: str) -> set[str]:
+    """Real servers this node's load balancer for the network sends traffic to (weight above 0)."""
+    lb = n.lb_ns(network_id)
+    if lb is None or lb.ipvs is None or not lb.ipvs.available:
+        return set()
+    return {d.address for s in lb.ipvs.services for d in s.dests if d.weight}
 
 
 def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsCheck]:
@@ -730,7 +753,12 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
             c.missing = list(expected)
         else:
             settling = settling_addresses(cl, svc, network_id, n.now)
-            c.missing = [x for x in expected if x not in a.answers and x not in settling]
+            # without a manager, a task DNS no longer answers may be one being drained (its container still
+            # runs; nothing a node shows says so but its weight): missing counts only where this node's
+            # load balancer still sends it traffic, so DNS and IPVS disagree
+            enabled = None if cl.api_source is not None else _enabled_in_ipvs(n, network_id)
+            c.missing = [x for x in expected if x not in a.answers and x not in settling
+                         and (enabled is None or x in enabled)]
             c.extra = [x for x in a.answers if x not in expected and x not in settling]
             if c.missing or c.extra:
                 c.status = MISMATCH

@@ -1021,6 +1021,50 @@ def test_worker_with_a_container_just_created_during_an_update(snap):
     assert not [f for f in a.findings if f.severity == "error"], [(f.id, f.detail) for f in a.findings]
 
 
+def test_worker_alone_sees_a_remote_task_drained_during_an_update(snap):
+    """What the three-node lab showed on a worker during `service update --force`: discovery (the
+    verbose inspect) still lists a remote task that DNS no longer answers -- a disabled entry, being
+    drained. Not a fault. The same task answered by DNS but absent from IPVS is one."""
+    snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
+    gone = next(c for c in snap.docker.containers if c.name.startswith("whoami.2."))
+    snap.docker.containers.remove(gone)  # whoami.2 runs on another node
+    drained = {x.ip_address for x in gone.networks}
+    for a0 in snap.dns:
+        if a0.query == "tasks.whoami":
+            a0.answers = [x for x in a0.answers if x not in drained]
+    for sb in (ns(snap, "ingress_sbox"), ns(snap, "lb", "appnet")):
+        for d in sb.ipvs.services[0].dests:
+            if d.address in drained:
+                d.weight = 0
+    a = analyze([snap])
+    assert a.findings == [], [(f.id, f.detail) for f in a.findings]
+    # enabled in DNS but gone from the VIP's IPVS: a fault a worker alone can name
+    snap2 = rawsnap.lab_vm("with-overlay")
+    snap2.node.role, snap2.docker.services, snap2.docker.tasks = "worker", [], []
+    snap2.docker.containers.remove(next(c for c in snap2.docker.containers if c.name.startswith("whoami.2.")))
+    lb = ns(snap2, "lb", "appnet")
+    lb.ipvs.services[0].dests = [d for d in lb.ipvs.services[0].dests if d.address not in drained]
+    assert "ipvs.backend-missing" in {f.id for f in analyze([snap2]).findings}
+
+
+def test_worker_alone_own_task_out_of_dns_is_a_fault_only_if_ipvs_still_sends_it_traffic(snap):
+    """Seen on the three-node lab: a worker's own task, its container still running (the 10 s stop
+    grace), already out of DNS because dockerd drains it first. A node alone cannot see the desired
+    state: the task counts as missing from DNS only where IPVS still gives it weight."""
+    snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
+    c2 = next(c for c in snap.docker.containers if c.name.startswith("whoami.2."))
+    appnet_ip = next(x.ip_address for x in c2.networks if x.network_name == "appnet")
+    for a0 in snap.dns:
+        if a0.query == "tasks.whoami":
+            a0.answers = [x for x in a0.answers if x != appnet_ip]
+    lb = ns(snap, "lb", "appnet")
+    d2 = next(d for d in lb.ipvs.services[0].dests if d.address == appnet_ip)
+    d2.weight = 0  # drained
+    assert not [f for f in analyze([snap]).findings if f.id == "dns.tasks-mismatch"]
+    d2.weight = 1  # still balanced to, but DNS lost it: DNS and IPVS disagree
+    assert "dns.tasks-mismatch" in {f.id for f in analyze([snap]).findings}
+
+
 def test_worker_knows_remote_tasks_from_its_verbose_network_inspect(snap):
     """A worker cannot list tasks, but its verbose network inspects list every task of every service on
     its networks, with the address of the node each runs on: remote real servers are tasks, DNS agrees."""
