@@ -387,7 +387,11 @@ class Node:
     def swarmscope(self, *args: str, timeout: float = CMD_TIMEOUT, **kw) -> subprocess.CompletedProcess:
         """``python3 -m swarmscope ARGS`` of this checkout, on this node, with
         DOCKER_HOST set to its engine (``--netns-dir`` is the caller's)."""
-        env = {**_env(), "DOCKER_HOST": self.inner_docker_host, **kw.pop("env", {})}
+        # entering an isolated node's mount namespace resets the working directory to its root, so
+        # the checkout goes first on PYTHONPATH: never whichever swarmscope happens to be installed
+        env = {**_env(), "DOCKER_HOST": self.inner_docker_host,
+               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p),
+               **kw.pop("env", {})}
         return self.in_node([sys.executable, "-m", "swarmscope", *args], cwd=REPO_ROOT,
                             env=env, timeout=timeout, **kw)
 
