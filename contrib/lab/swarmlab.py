@@ -381,7 +381,7 @@ class Node:
 
     def swarmscope_argv(self, *args: str) -> list[str]:
         """argv running this checkout's swarmscope on the node (cwd must be REPO_ROOT)."""
-        return [*self.enter_argv(), "env", f"DOCKER_HOST={self.inner_docker_host}",
+        return [*self.enter_argv(), "env", f"DOCKER_HOST={self.inner_docker_host}", f"PYTHONPATH={REPO_ROOT}",
                 sys.executable, "-m", "swarmscope", *args]
 
     def swarmscope(self, *args: str, timeout: float = CMD_TIMEOUT, **kw) -> subprocess.CompletedProcess:
