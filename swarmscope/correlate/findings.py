@@ -406,8 +406,8 @@ def check_sandbox_incomplete(ctx: Ctx) -> Iterator[Hit]:
 def check_redirect(ctx: Ctx) -> Iterator[Hit]:
     seen = set()
     for sp, kind, label, np in ctx.node_paths("ports"):
-        for b in np.backends:
-            if b.redirect in (MISSING, MISMATCH) and (b.task_id, label) not in seen:
+        for b in np.backends:  # a task in its first seconds may not have its rule yet
+            if b.redirect in (MISSING, MISMATCH) and b.status != "starting" and (b.task_id, label) not in seen:
                 seen.add((b.task_id, label))
                 yield Hit([b.node or "?"], sp.name, detail=f"{label}: task {b.task} ({b.address})", evidence=list(b.redirect_evidence))
 

@@ -571,7 +571,7 @@ def _forward_hop(n: NodeCtx, hfilter: Table, proto: str, P: int) -> Hop:
 
 def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id: str) -> None:
     """The task sandbox's REDIRECT published -> target port, on the task's node."""
-    if b.status in ("stale", "lingering", "foreign", "unknown", DRAINING, STARTING):
+    if b.status in ("stale", "lingering", "foreign", "unknown", DRAINING) or (b.status == STARTING and not b.container_id):
         b.redirect = NA if b.status != "unknown" else UNKNOWN
         return
     if not b.container_id:  # a task known from a network inspect only: its sandbox is on a node not in the data
