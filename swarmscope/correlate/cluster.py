@@ -157,12 +157,6 @@ class Cluster:
         self._service_by_id = {s.id: s for s in self.services}
         self._node_by_id = {n.node_id: n for n in self.nodes if n.node_id}
 
-    def service(self, name: str) -> Optional[Service]:
-        for s in self.services:
-            if s.name == name:
-                return s
-        return None
-
     def node_by_id(self, node_id: Optional[str]) -> Optional[NodeCtx]:
         return self._node_by_id.get(node_id) if node_id else None
 

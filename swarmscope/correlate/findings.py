@@ -64,11 +64,17 @@ class CheckSpec:
 
 
 REGISTRY: list[CheckSpec] = []
+SEVERITY: dict[str, str] = {}  # finding id -> severity, filled as checks register
+
+
+def _register(spec: CheckSpec) -> None:
+    REGISTRY.append(spec)
+    SEVERITY[spec.id] = spec.severity
 
 
 def check(id: str, severity: str, title: str, hint: str):
     def deco(fn: Callable[[Ctx], Iterable[Hit]]):
-        REGISTRY.append(CheckSpec(id, severity, title, hint, fn))
+        _register(CheckSpec(id, severity, title, hint, fn))
         return fn
 
     return deco
@@ -93,7 +99,7 @@ def hop_check(id: str, severity: str, title: str, hint: str, key: str | tuple[st
                 yield Hit([np.node], sp.name if per_service else None, net, f"{where}{h.detail}", list(h.evidence), [h])
 
     fn.__name__ = "check_" + id.replace(".", "_").replace("-", "_")
-    REGISTRY.append(CheckSpec(id, severity, title, hint, fn))
+    _register(CheckSpec(id, severity, title, hint, fn))
     return fn
 
 
@@ -480,7 +486,7 @@ def _backend_check(id: str, severity: str, title: str, hint: str, status: str):
                 )
 
     fn.__name__ = "check_" + id.replace(".", "_").replace("-", "_")
-    REGISTRY.append(CheckSpec(id, severity, title, hint, fn))
+    _register(CheckSpec(id, severity, title, hint, fn))
 
 
 @check("ipvs.no-usable-backend", ERROR, "IPVS has real servers but none can take a connection",
@@ -865,17 +871,7 @@ def run_checks(ctx: Ctx, only: Optional[set[str]] = None) -> list[Finding]:
 
 def hop_breaks(h: Hop) -> bool:
     """Whether a bad hop stops traffic: it carries a breaking finding, or none explains it."""
-    return not h.findings or any(f in _breaking_ids() for f in h.findings)
-
-
-def _breaking_ids() -> frozenset[str]:
-    global _BREAKING_IDS
-    if _BREAKING_IDS is None or len(_BREAKING_IDS[0]) != len(REGISTRY):
-        _BREAKING_IDS = (list(REGISTRY), frozenset(c.id for c in REGISTRY if c.severity in BREAKING))
-    return _BREAKING_IDS[1]
-
-
-_BREAKING_IDS: Optional[tuple[list, frozenset[str]]] = None
+    return not h.findings or any(SEVERITY.get(f) in BREAKING for f in h.findings)
 
 
 def fails(findings: list[Finding], paths: list[ServicePath]) -> bool:

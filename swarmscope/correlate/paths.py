@@ -587,7 +587,7 @@ def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id:
     ns = node.container_ns(b.container_id)
     t = table(ns.iptables if ns else None, "nat")
     if t is None:
-        b.redirect = UNKNOWN if ns is None or ns.vanished else UNKNOWN
+        b.redirect = UNKNOWN
         b.redirect_evidence = [f"task sandbox of {b.task} not read on {node.name}"]
         return
     rules = [r for r in port_rules(node, ns.name, t, "PREROUTING", "REDIRECT", "--dport", port.protocol, port.published_port)
