@@ -299,13 +299,17 @@ def norm_node(raw: dict) -> SwarmNode:
 # collection
 
 
-def collect_view(api, info: EngineInfo, rec: Recorder) -> DockerView:
-    """Read the API view; a failing call is recorded and the rest goes on."""
+def collect_view(api, info: EngineInfo, rec: Recorder, only_networks: Optional[set[str]] = None,
+                 skip_containers: frozenset[str] = frozenset()) -> DockerView:
+    """Read the API view; a failing call is recorded and the rest goes on. ``only_networks``: inspect
+    only these networks and skip the nodes (the second look); ``skip_containers``: ids not inspected again."""
     view = DockerView()
     problems: list[str] = []
 
+    again = "second look: " if only_networks is not None else ""
+
     def call(what: str, fn, default):
-        with rec.step(f"docker:{what}", "host") as step:
+        with rec.step(f"docker:{again}{what}", "host") as step:
             try:
                 return fn()
             except Exception as exc:
@@ -320,13 +324,16 @@ def collect_view(api, info: EngineInfo, rec: Recorder) -> DockerView:
         view.services = [norm_service(s) for s in raw_services]
         service_names = {s.id: s.name for s in view.services}
         view.tasks = [norm_task(t, service_names) for t in call("tasks", api.tasks, [])]
-        view.nodes = [norm_node(n) for n in call("nodes", api.nodes, [])]
-    else:
+        if only_networks is None:
+            view.nodes = [norm_node(n) for n in call("nodes", api.nodes, [])]
+    elif only_networks is None:
         for what in ("services", "tasks", "nodes"):
             rec.skipped(f"docker:{what}", "host", "this node is a worker: only managers can list services, tasks and nodes")
 
     for n in call("networks", api.networks, []):
         nid = n.get("Id", "")
+        if only_networks is not None and nid not in only_networks:
+            continue
         if n.get("Driver") == "overlay" or n.get("Name") == "docker_gwbridge":
             raw = call(f"network inspect -v {n.get('Name')}", lambda: api.inspect_network(nid, verbose=True), None)
             if raw is not None:
@@ -334,7 +341,7 @@ def collect_view(api, info: EngineInfo, rec: Recorder) -> DockerView:
                 continue
         view.networks.append(norm_network(n, verbose=False))
 
-    listed = call("containers", lambda: api.containers(all=False), [])
+    listed = [c for c in call("containers", lambda: api.containers(all=False), []) if c.get("Id") not in skip_containers]
 
     def inspect(c: dict):
         return call(f"container inspect {c.get('Id', '')[:12]}", lambda: api.inspect_container(c["Id"]), None)
@@ -351,3 +358,96 @@ def collect_view(api, info: EngineInfo, rec: Recorder) -> DockerView:
     if problems:
         view.reason = "; ".join(problems)
     return view
+
+
+# --------------------------------------------------------------------------
+# the second look: DNS is asked after the view is read; a task that started in between is in DNS and
+# not in the view. Where DNS answered an address the view does not hold, the parts of the view that
+# hold addresses are read again and what is new is added (nothing read first is changed or dropped).
+
+
+def known_addresses(view: DockerView) -> dict[str, set[str]]:
+    """Per network id, every task and container address the view holds."""
+    out: dict[str, set[str]] = {}
+
+    def add(nid: Optional[str], cidr: Optional[str]) -> None:
+        if nid and cidr:
+            out.setdefault(nid, set()).add(cidr.split("/")[0])
+
+    for net in view.networks:
+        for s in net.services.values():
+            add(net.id, s.vip)
+            for ep in s.tasks:
+                add(net.id, ep.endpoint_ip)
+        for c in net.containers:
+            add(net.id, c.ipv4)
+    for svc in view.services:
+        for v in svc.vips:
+            add(v.network_id, v.address)
+    for t in view.tasks:
+        for a in t.attachments:
+            for x in a.addresses:
+                add(a.network_id, x)
+    for c in view.containers:
+        for cn in c.networks:
+            add(cn.network_id, cn.ip_address)
+    return out
+
+
+def unexplained_answers(view: DockerView, answers) -> dict[str, set[str]]:
+    """Per network id, the addresses ``answers`` (DnsAnswer) hold that the view does not."""
+    known = known_addresses(view)
+    out: dict[str, set[str]] = {}
+    for a in answers:
+        if a.status == "ok":
+            new = set(a.answers) - known.get(a.network_id, set())
+            if new:
+                out.setdefault(a.network_id, set()).update(new)
+    return out
+
+
+def second_look(api, info: EngineInfo, view: DockerView, network_ids: set[str], rec: Recorder) -> int:
+    """Read again what holds task addresses (the networks ``network_ids`` verbosely, the running
+    containers, and on a manager the tasks) and add what the first read did not have. Returns how
+    many tasks, endpoints and containers were added."""
+    fresh = collect_view_parts(api, info, rec, network_ids, view)
+    if fresh.reason:
+        view.reason = f"{view.reason}; {fresh.reason}" if view.reason else fresh.reason
+    added = 0
+    if info.is_manager:
+        have = {t.id for t in view.tasks}
+        for t in fresh.tasks:
+            if t.id not in have:
+                view.tasks.append(t)
+                added += 1
+    by_id = {n.id: n for n in view.networks}
+    for net in fresh.networks:
+        old = by_id.get(net.id)
+        if old is None:
+            continue
+        for name, s in net.services.items():
+            if name not in old.services:
+                old.services[name] = s
+                added += len(s.tasks)
+                continue
+            seen = {(ep.name, ep.endpoint_ip) for ep in old.services[name].tasks}
+            for ep in s.tasks:
+                if (ep.name, ep.endpoint_ip) not in seen:
+                    old.services[name].tasks.append(ep)
+                    added += 1
+        keys = {c.key for c in old.containers}
+        for c in net.containers:
+            if c.key not in keys:
+                old.containers.append(c)
+    have_c = {c.id for c in view.containers}
+    for c in fresh.containers:
+        if c.id not in have_c:
+            view.containers.append(c)
+            added += 1
+    return added
+
+
+def collect_view_parts(api, info: EngineInfo, rec: Recorder, network_ids: set[str], view: DockerView) -> DockerView:
+    """The tasks (a manager), the networks ``network_ids`` (verbose) and the containers not yet inspected."""
+    return collect_view(api, info, rec, only_networks=network_ids,
+                        skip_containers=frozenset(c.id for c in view.containers))

@@ -304,7 +304,7 @@ def collect(opts: CollectOptions) -> Snapshot:
     pool = ThreadPoolExecutor(max_workers=max(1, min(opts.workers, len(namespaces) or 1)))
     ns_done = [pool.submit(one, ns) for ns in namespaces]
     try:
-        info, view, host, node = _api_node_host(opts, rec, errors, support)
+        api, info, view, host, node = _api_node_host(opts, rec, errors, support)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
@@ -325,6 +325,11 @@ def collect(opts: CollectOptions) -> Snapshot:
             list(dns_pool.map(lambda ns: enter(
                 ns, lambda: _ask_dns(ns, rec, opts, plan[ns.name], dns_out),
                 opts.dns_timeout * 2 * len(plan[ns.name]) + 5), askers))
+    if api is not None:
+        try:
+            _second_look(api, info, view, dns_out, rec, errors)
+        finally:
+            api.close()
     for ns in namespaces:
         for e in ns.errors:
             errors.append(f"namespace {ns.name}: {e}")
@@ -351,6 +356,20 @@ def collect(opts: CollectOptions) -> Snapshot:
     return snap
 
 
+def _second_look(api, info, view: DockerView, dns_out: list, rec: Recorder, errors: list[str]) -> None:
+    """DNS was asked after the view was read: a task that started in between is in DNS and not in the
+    view. Where DNS holds an address the view does not, read the view's address-holding parts again."""
+    if info is None or not view.available:
+        return
+    unexplained = docker_api.unexplained_answers(view, dns_out)
+    if not unexplained:
+        return
+    before = view.reason
+    docker_api.second_look(api, info, view, set(unexplained), rec)
+    if view.reason and view.reason != before:
+        errors.append(f"Docker API: {view.reason}")
+
+
 def _api_node_host(opts: CollectOptions, rec: Recorder, errors: list[str], support: IpvsSupport):
     """Steps 1-3 of collect(): (engine info, API view, host namespace, node facts)."""
     # 1. Docker API
@@ -375,8 +394,6 @@ def _api_node_host(opts: CollectOptions, rec: Recorder, errors: list[str], suppo
         view = docker_api.collect_view(api, info, rec)
         if view.reason:
             errors.append(f"Docker API: {view.reason}")
-    if api is not None:
-        api.close()
 
     # 2. node facts
     node = NodeInfo(
@@ -416,4 +433,4 @@ def _api_node_host(opts: CollectOptions, rec: Recorder, errors: list[str], suppo
         swarm_ifaces.update(i.name for i in host.interfaces if any(a.address == node.node_addr for a in i.addresses))
     names = list(kernel.NODE_SYSCTLS) + [f"net.ipv4.conf.{i}.rp_filter" for i in sorted(swarm_ifaces)]
     node.sysctls = kernel.read_sysctls(dict.fromkeys(names))
-    return info, view, host, node
+    return api, info, view, host, node

@@ -3,7 +3,8 @@
 dockerd takes a task out of the mesh before it stops it (``DisableService``:
 the DNS records go and its real servers get weight 0, then the container stops
 and the real servers are deleted), and puts a new task in only as it starts.
-Gossip carries both to the other nodes within seconds. While that happens a
+Gossip carries both to the other nodes, usually within a second and at worst
+at the next full state exchange (30 s). While that happens a
 real server can be draining or not yet there, and DNS answers can hold one
 address more or less than the running tasks: none of that is a fault while it
 lasts. One place decides what "in transition" means.
@@ -18,8 +19,13 @@ from typing import Optional
 
 from swarmscope.model import Service, Task
 
-#: seconds after a task changed state during which the data plane may still lag behind it
-SETTLE_SECONDS = 15.0
+#: seconds after a task changed state during which the data plane may still lag behind it. Gossip
+#: broadcasts a task's endpoint to the nodes at once, but a node that misses the broadcast (it joined the
+#: network a moment later, a packet was lost) learns it at the next full state exchange: memberlist's
+#: PushPullInterval, 30 s in moby's networkdb (vendor/github.com/hashicorp/memberlist/config.go,
+#: DefaultLANConfig), plus the time to apply it. (15 s was too short: a CI run gathered the three-node
+#: lab right after its services converged and found the nodes' DNS answers for them differing.)
+SETTLE_SECONDS = 45.0
 #: states before running: the task is on its way in
 STARTING_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 #: service update states during which tasks are replaced on purpose

@@ -145,13 +145,13 @@ def test_each_node_judged_alone_names_only_the_kernel(multilab, which):
     assert cp.returncode == 1, cp.stderr
     doc = json.loads(cp.stdout)
     assert doc["nodes"] == [n.hostname]
-    assert _roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
+    assert _roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"], f["evidence"]) for f in doc["findings"] if f["caused_by"] is None]
     assert {f["caused_by"] for f in doc["findings"]} <= {None, "kernel.no-ipvs"}
 
 
 def test_whole_swarm_judged_together_names_only_the_kernel(multilab, swarm_dump):
     dump, _ = swarm_dump
-    assert _roots(dump) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in dump["findings"] if f["caused_by"] is None]
+    assert _roots(dump) == {"kernel.no-ipvs"}, [(f["id"], f["detail"], f["evidence"]) for f in dump["findings"] if f["caused_by"] is None]
     root = next(f for f in dump["findings"] if f["id"] == "kernel.no-ipvs")
     assert sorted(root["nodes"]) == sorted(n.hostname for n in multilab.nodes)
 
@@ -171,7 +171,9 @@ def test_rolling_update_across_nodes_gives_no_false_alarm(multilab):
                 cp = n.swarmscope("check", "--local", "--netns-dir", str(n.netns_dir), "--format", "json", timeout=300)
                 doc = json.loads(cp.stdout)
                 runs.append((state, n.name, sorted(_roots(doc)),
-                             sorted({f["caused_by"] for f in doc["findings"] if f["caused_by"]})))
+                             sorted({f["caused_by"] for f in doc["findings"] if f["caused_by"]}),
+                             [(f["detail"], f["evidence"]) for f in doc["findings"]
+                              if f["caused_by"] is None and f["id"] != "kernel.no-ipvs"]))
             updating += state == "updating"
             if state != "updating" and updating:
                 break
