@@ -619,6 +619,7 @@ class Container:
     state: Optional[str] = None
     pid: Optional[int] = None
     networks: list[ContainerNet] = field(default_factory=list)
+    started_at: Optional[str] = None  # State.StartedAt (RFC 3339): a worker's own tasks' age, without a manager
 
 
 @dataclass

@@ -169,7 +169,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "NetworkTaskEndpoint": {"name": TEXT, "endpoint_id": TEXT, "endpoint_ip": NONAME, "host_ip": NONAME},
     "NetworkPeer": {"name": TEXT, "ip": NONAME},
     "Container": {"id": TEXT, "name": TEXT, "sandbox_key": TEXT, "sandbox_id": TEXT, "service_id": TEXT,
-                  "service_name": TEXT, "task_id": TEXT, "state": KEEP},
+                  "service_name": TEXT, "task_id": TEXT, "state": KEEP, "started_at": KEEP},
     "ContainerNet": {"network_id": TEXT, "network_name": TEXT, "ip_address": NONAME, "endpoint_id": TEXT},
     "SwarmNode": {"id": TEXT, "hostname": TEXT, "role": KEEP, "state": KEEP, "availability": KEEP, "address": NONAME,
                   "manager_reachability": KEEP, "engine_version": KEEP},

@@ -276,6 +276,7 @@ def norm_container(raw: dict) -> Container:
         state=state.get("Status"),
         pid=state.get("Pid") or None,
         networks=nets,
+        started_at=state.get("StartedAt") or None,
     )
 
 

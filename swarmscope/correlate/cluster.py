@@ -293,6 +293,9 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                 desired_state="running",
                 state=lifecycle.CONTAINER_STATES.get(c.state or "", c.state or "unknown"),
                 container_id=c.id,
+                # a running container's start is its task's last change: one that started a moment ago
+                # may not have its rules yet (the namespaces are read while the API view is)
+                state_since=c.started_at if c.state == "running" else None,
             )
             for cn in c.networks:
                 nid = cn.network_id or (net_by_name[cn.network_name].id if cn.network_name in net_by_name else "")

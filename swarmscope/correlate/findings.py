@@ -411,11 +411,17 @@ def check_sandbox_incomplete(ctx: Ctx) -> Iterator[Hit]:
        "`docker service update --force SERVICE` replaces the task.")
 def check_redirect(ctx: Ctx) -> Iterator[Hit]:
     seen = set()
+    cl = ctx.cluster
     for sp, kind, label, np in ctx.node_paths("ports"):
         for b in np.backends:  # a task in its first seconds may not have its rule yet
-            if b.redirect in (MISSING, MISMATCH) and b.status != "starting" and (b.task_id, label) not in seen:
-                seen.add((b.task_id, label))
-                yield Hit([b.node or "?"], sp.name, detail=f"{label}: task {b.task} ({b.address})", evidence=list(b.redirect_evidence))
+            if b.redirect not in (MISSING, MISMATCH) or b.status == "starting" or (b.task_id, label) in seen:
+                continue
+            t = cl.task(b.task_id)
+            where = cl.node_by_id(t.node_id) if t is not None else None
+            if t is not None and lifecycle.starting(t, where.now if where else None):
+                continue  # a real server already (IPVS has it), its own sandbox not yet done
+            seen.add((b.task_id, label))
+            yield Hit([b.node or "?"], sp.name, detail=f"{label}: task {b.task} ({b.address})", evidence=list(b.redirect_evidence))
 
 
 # --------------------------------------------------------------------------

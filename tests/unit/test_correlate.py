@@ -1021,6 +1021,26 @@ def test_worker_with_a_container_just_created_during_an_update(snap):
     assert not [f for f in a.findings if f.severity == "error"], [(f.id, f.detail) for f in a.findings]
 
 
+def test_worker_alone_a_container_started_a_moment_ago_may_lack_its_redirect(snap):
+    """What the three-node lab showed on a worker during `service update --force`: the namespaces are
+    read while the API view is, so a container the view calls running can have been read a moment
+    before its REDIRECT was added. Its start time (State.StartedAt) makes it 'starting' for the settle
+    window; one that started long ago and still lacks the rule is a fault."""
+    snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
+    task_ns = next(n for n in snap.namespaces if n.kind == "container" and n.container_id
+                   and any(a.address == "10.0.0.6" for i in n.interfaces for a in i.addresses))
+    drop_rules(task_ns.iptables, "nat", "PREROUTING", lambda r: r.target == "REDIRECT")
+    from datetime import datetime, timedelta, timezone
+
+    c = next(c for c in snap.docker.containers if c.id == task_ns.container_id)
+    now = datetime.strptime(snap.collected_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    c.started_at = (now - timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    a = analyze([snap])
+    assert "ingress.redirect-missing" not in roots(a), [(f.id, f.detail) for f in a.findings]
+    c.started_at = (now - timedelta(seconds=600)).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    assert "ingress.redirect-missing" in roots(analyze([snap]))
+
+
 def test_worker_alone_sees_a_remote_task_drained_during_an_update(snap):
     """What the three-node lab showed on a worker during `service update --force`: discovery (the
     verbose inspect) still lists a remote task that DNS no longer answers -- a disabled entry, being
