@@ -116,18 +116,24 @@ def check_netfilter_module_missing(ctx: Ctx) -> Iterator[Hit]:
        "then restart dockerd.")
 def check_no_ipvs_match(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
-        if not _ipvs_usable(n) or any(_has_ipvs_snat(ns) for ns in _sandboxes(n)):
+        if not _ipvs_usable(n):
+            continue
+        read = [ns for ns in _sandboxes(n) if ns.iptables is not None and ns.iptables.available]
+        lacking = [ns.name for ns in read if not _has_ipvs_snat(ns)]
+        if not lacking:
             continue
         why = []
         m = _module(n, "xt_ipvs")
-        if m is not None and m.state == "absent":
+        # a sandbox that has the rule proves the kernel side (the module cannot go while a rule uses it);
+        # the userspace side can go at any time (a package change): the sandboxes created since lack it
+        if m is not None and m.state == "absent" and len(lacking) == len(read):
             why.append(f"kernel: xt_ipvs {m.how}")
         ext = next((x for x in n.snap.node.xtables if x.name == "ipvs"), None)
         if ext is not None and ext.found is False:
             why.append(f"userspace: {ext.how}")
         if why:
             yield Hit([n.name], detail="; ".join(w.split(":", 1)[0] + " side missing" for w in why),
-                      evidence=why + _log_lines(n, "iptables.no-ipvs-match"))
+                      evidence=why + [f"no ipvs SNAT rule in {', '.join(lacking)}"] + _log_lines(n, "iptables.no-ipvs-match"))
 
 
 # --------------------------------------------------------------------------

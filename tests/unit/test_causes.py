@@ -275,6 +275,27 @@ def test_no_userspace_ipvs_match_is_the_root_of_the_missing_snat(snap):
     assert any("reexec failed: exit status 8" in e for e in finding(a, "vip.snat-missing").evidence)
 
 
+def test_ipvs_match_removed_after_the_ingress_sandbox_was_made(snap):
+    """The VM tier's fault i: libxt_ipvs.so moved aside, then the demo network re-created. ingress_sbox
+    keeps the SNAT rule it got at start; the new lb_ has none. The userspace side is still the cause."""
+    _usable(snap)
+    snap.node.xtables = [XtablesExtension("ipvs", False, "/usr/lib/x86_64-linux-gnu/xtables",
+                                          "no libxt_ipvs.so in /usr/lib/x86_64-linux-gnu/xtables")]
+    for n in snap.namespaces:
+        if n.kind == "lb":
+            drop_rules(n.iptables, "nat", "POSTROUTING", lambda r: r.target == "SNAT")
+            drop_rules(n.iptables, "mangle", "INPUT", lambda r: r.target == "MARK")
+            n.ipvs.services = []
+    a = analyze([snap])
+    assert roots(a) == ["iptables.no-ipvs-match"], [(f.id, f.detail) for f in a.findings]
+    f = finding(a, "iptables.no-ipvs-match")
+    assert f.detail == "userspace side missing"
+    assert any(e.startswith("no ipvs SNAT rule in lb_") for e in f.evidence)
+    # with the library there, the same state is not blamed on it
+    snap.node.xtables = [XtablesExtension("ipvs", True, "/usr/lib/x86_64-linux-gnu/xtables", "libxt_ipvs.so")]
+    assert "iptables.no-ipvs-match" not in roots(analyze([snap]))
+
+
 def test_no_kernel_xt_ipvs_is_the_root_of_the_missing_snat(snap):
     _usable(snap)
     snap.node.modules = [KernelModule("xt_ipvs", "absent", "not in /sys/module/xt_ipvs, modules.builtin or modules.dep")
