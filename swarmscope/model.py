@@ -141,10 +141,6 @@ class _Mismatch(Exception):
 _DECODERS: dict[type, Any] = {}
 
 
-def _identity(v: Any) -> Any:
-    return v
-
-
 def _value_decoder(tp: Any):
     """A function JSON value -> model value for type ``tp``; None for 'take the value as it is'."""
     origin = typing.get_origin(tp)

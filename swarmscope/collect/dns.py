@@ -110,11 +110,6 @@ def ask_many(names: list[str], timeout: float, resolver: str = RESOLVER, port: i
     return results
 
 
-def ask(name: str, timeout: float) -> tuple[str, list[str], str | None, float]:
-    """(status, sorted A answers with any duplicates kept, reason, duration_ms) for one A query."""
-    return ask_many([name], timeout)[0]
-
-
 def ask_all(questions: list[tuple[str, str, str]], namespace: str, timeout: float) -> list[DnsAnswer]:
     """questions: (service name, network id, network name); asks <svc> and tasks.<svc>, all at once."""
     asked = [(q, query) for q in questions for query in (q[0], f"tasks.{q[0]}")]

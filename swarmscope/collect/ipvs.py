@@ -21,7 +21,6 @@ NO_IPVS = "the kernel has no ip_vs (no IPVS generic netlink family, no /proc/net
 
 _FWD = {0: "Masq", 1: "Local", 2: "Tunnel", 3: "Route", 4: "Bypass"}  # IP_VS_CONN_F_FWD_MASK values
 _PROTO = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", 132: "sctp"}
-_SVC_FLAGS = {0x1: "persistent", 0x2: "hashed", 0x4: "one-packet"}
 
 
 class IpvsUnavailable(Exception):

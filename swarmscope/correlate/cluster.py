@@ -107,10 +107,6 @@ class NodeCtx:
         return s.local_lb_index if s else None
 
     @property
-    def has_verbose(self) -> bool:
-        return any(n.verbose for n in self.networks.values())
-
-    @property
     def now(self) -> Optional[datetime]:
         """When this node was collected: the time its data plane is compared at."""
         return self.memo("now", lambda: parse_time(self.snap.collected_at))

@@ -530,7 +530,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     if ingress is not None:
         np.backends = _backends_for(cl, svc, ingress.id, ipvs_svc, h, n)
         for b in np.backends:
-            _redirect(cl, b, svc, port, ingress.id)
+            _redirect(cl, b, svc, port)
     hops.append(_backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     sbox_ip = next((a for i, a, p in ns_addresses(sbox) if ingress and in_subnet(a, ingress.subnets)), None)
     hops.append(_snat_hop("ingress.snat", "ingress_sbox SNAT", sbox, ingress.subnets if ingress else [], sbox_ip))
@@ -569,7 +569,7 @@ def _forward_hop(n: NodeCtx, hfilter: Table, proto: str, P: int) -> Hop:
     return Hop("host.forward", label, OK, "new connections and replies pass filter FORWARD", out)
 
 
-def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec, ingress_id: str) -> None:
+def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
     """The task sandbox's REDIRECT published -> target port, on the task's node."""
     if b.status in ("stale", "lingering", "foreign", "unknown", DRAINING) or (b.status == STARTING and not b.container_id):
         b.redirect = NA if b.status != "unknown" else UNKNOWN

@@ -11,8 +11,6 @@ MISMATCH = "mismatch"
 NA = "n/a"
 UNKNOWN = "unknown"
 
-STATUSES = (OK, MISSING, MISMATCH, NA, UNKNOWN)
-
 # backend states of tasks in transition (correlate.lifecycle): neither good nor a fault
 DRAINING = "draining"
 STARTING = "starting"
