@@ -1,7 +1,7 @@
 """``swarmscope agent``: the per-node collector as a job or as a standing service.
 
 - ``--once``: collect this node, print the snapshot as chunk lines on standard
-  output (see cluster/chunks.py) and exit: what the on-demand gather job runs.
+  output (see gather/chunks.py) and exit: what the on-demand gather job runs.
 - standing: re-collect every ``--interval`` seconds, log findings when they
   appear and when they clear (``docker service logs swarmscope_agent`` is then
   a fault history) and, with ``--listen ADDR:PORT --token-file FILE``, serve
@@ -182,7 +182,7 @@ def report_checks(checks: list[Check], stream=None) -> int:
 
 def run_once(opts: CollectOptions, run: str) -> int:
     """Collect this node and print it as chunk lines; the exit code for the task."""
-    from swarmscope.cluster.chunks import encode, error_line
+    from swarmscope.gather.chunks import encode, error_line
     from swarmscope.collect.snapshot import collect
 
     node_id = os.environ.get("SWARMSCOPE_NODE_ID") or ""

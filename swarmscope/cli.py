@@ -210,7 +210,7 @@ def _load_or_collect(from_file, kw) -> tuple[list, bool, list]:
             return snaps, all(s.complete for s in snaps), []
         snaps, failed = load_with_failed(from_file, kw.get("max_input"))
         return snaps, all(s.complete for s in snaps) and not failed, failed
-    from swarmscope.cluster.run import collect_swarm
+    from swarmscope.gather.run import collect_swarm
 
     opts = _options(**kw)
     snaps, failed = collect_swarm(opts, local=kw.get("local", True), image=kw.get("image") or "swarmscope:latest",

@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 
 from swarmscope import agent as ag
-from swarmscope.cluster import chunks
-from swarmscope.cluster.gather import GatherOptions, classify_task, job_spec, socket_source
+from swarmscope.gather import chunks
+from swarmscope.gather.gather import GatherOptions, classify_task, job_spec, socket_source
 from swarmscope.collect.snapshot import CollectOptions
 from swarmscope.errors import UsageError
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from swarmscope.cluster.chunks import Reassembler, demux
+from swarmscope.gather.chunks import Reassembler, demux
 from swarmscope.collect import docker_api
 from swarmscope.collect.snapshot import CollectOptions
 from swarmscope.errors import CollectError

@@ -22,7 +22,7 @@ def collect_swarm(opts: CollectOptions, local: bool, image: str, node_timeout: f
     from swarmscope.collect.snapshot import collect, preflight
 
     if not local:
-        from swarmscope.cluster.gather import GatherOptions, gather, probe
+        from swarmscope.gather.gather import GatherOptions, gather, probe
 
         info, nodes = probe(opts.docker_host, opts.docker_timeout)
         if info is not None and info.swarm_state == "active":
