@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 _VERSION = re.compile(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -24,7 +23,7 @@ class Version:
     patch: int = 0
 
     @classmethod
-    def parse(cls, text: Optional[str]) -> Optional["Version"]:
+    def parse(cls, text: str | None) -> Version | None:
         """``20.10.24+dfsg1``, ``28.5.2``, ``v26.1.5``, ``1.41`` -> Version; None where it does not read."""
         m = _VERSION.match(text or "")
         if not m:
@@ -85,13 +84,13 @@ NEWEST = PROFILES[-1]
 SUPPORTED_SINCE = Version(18, 6)
 
 
-def newer_than_profiles(engine_version: Optional[str]) -> bool:
+def newer_than_profiles(engine_version: str | None) -> bool:
     """An engine of a major release no profile names yet: judged with the newest profile, and said so."""
     v = Version.parse(engine_version)
     return v is not None and v.major > NEWEST.since.major
 
 
-def profile_for(engine_version: Optional[str]) -> Optional[EngineProfile]:
+def profile_for(engine_version: str | None) -> EngineProfile | None:
     """The newest profile not newer than the engine; None when the version does not read."""
     v = Version.parse(engine_version)
     if v is None:

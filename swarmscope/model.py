@@ -13,7 +13,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 SNAPSHOT_SCHEMA = "swarmscope/snapshot"
 SNAPSHOT_VERSION = 1
@@ -241,9 +241,9 @@ class Provenance:
     namespace: str  # "host", or the namespace file name
     status: str  # ok | failed | skipped | timeout | vanished
     argv: list[str] = field(default_factory=list)  # command run; empty for netlink/API
-    exit_code: Optional[int] = None
+    exit_code: int | None = None
     duration_ms: float = 0.0
-    reason: Optional[str] = None  # why it failed or was skipped
+    reason: str | None = None  # why it failed or was skipped
     truncated: bool = False
 
 
@@ -256,7 +256,7 @@ class RuleOption:
     """One option of a rule, e.g. ``--dport 8000`` or ``! -d 127.0.0.0/8``."""
 
     opt: str  # "-p", "--dport", "--to-destination", ...
-    value: Optional[str] = None  # None for flags such as "--ipvs"
+    value: str | None = None  # None for flags such as "--ipvs"
     negated: bool = False
 
 
@@ -274,13 +274,13 @@ class Rule:
     line: str  # the rule exactly as iptables-save printed it
     params: list[RuleOption] = field(default_factory=list)  # -p -s -d -i -o -f before/outside -m
     matches: list[RuleMatch] = field(default_factory=list)
-    target: Optional[str] = None  # -j / -g target; None for a rule with no target
+    target: str | None = None  # -j / -g target; None for a rule with no target
     goto: bool = False  # True for -g
     target_options: list[RuleOption] = field(default_factory=list)
-    counters: Optional[list[int]] = None  # [packets, bytes] when saved with -c
-    comment: Optional[str] = None  # the text of -m comment --comment, unquoted
+    counters: list[int] | None = None  # [packets, bytes] when saved with -c
+    comment: str | None = None  # the text of -m comment --comment, unquoted
 
-    def option(self, opt: str) -> Optional[RuleOption]:
+    def option(self, opt: str) -> RuleOption | None:
         """The first option named ``opt`` among params, matches and target options."""
         for o in self.params:
             if o.opt == opt:
@@ -294,7 +294,7 @@ class Rule:
                 return o
         return None
 
-    def value(self, opt: str) -> Optional[str]:
+    def value(self, opt: str) -> str | None:
         """Value of a non-negated option, else None."""
         o = self.option(opt)
         if o is None or o.negated:
@@ -308,8 +308,8 @@ class Rule:
 @dataclass
 class Chain:
     name: str
-    policy: Optional[str] = None  # ACCEPT/DROP for built-in chains, None for user chains
-    counters: Optional[list[int]] = None
+    policy: str | None = None  # ACCEPT/DROP for built-in chains, None for user chains
+    counters: list[int] | None = None
     rules: list[Rule] = field(default_factory=list)
 
 
@@ -329,7 +329,7 @@ class IptablesDump:
 
     backend: str  # "nft" or "legacy"
     available: bool = True  # False where the save command could not run
-    reason: Optional[str] = None
+    reason: str | None = None
     tables: dict[str, Table] = field(default_factory=dict)
     raw: str = ""  # the iptables-save text exactly as printed
 
@@ -350,7 +350,7 @@ class IpvsDest:
     address: str
     port: int
     forward: str  # Masq | Route | Tunnel | Local ("" where the listing does not say: ipvsadm --stats)
-    weight: Optional[int]  # None where the listing does not say (ipvsadm --stats/--rate)
+    weight: int | None  # None where the listing does not say (ipvsadm --stats/--rate)
     active: int = 0
     inactive: int = 0
 
@@ -359,9 +359,9 @@ class IpvsDest:
 class IpvsService:
     protocol: str  # "fwm", "tcp", "udp", "sctp"
     scheduler: str
-    fwmark: Optional[int] = None  # for protocol == "fwm"
-    address: Optional[str] = None  # for address:port services
-    port: Optional[int] = None
+    fwmark: int | None = None  # for protocol == "fwm"
+    address: str | None = None  # for address:port services
+    port: int | None = None
     flags: list[str] = field(default_factory=list)  # e.g. ["persistent 360"]
     dests: list[IpvsDest] = field(default_factory=list)
 
@@ -376,10 +376,10 @@ class IpvsService:
 class IpvsTimeouts:
     """The namespace's IPVS connection timeouts in seconds (ipvsadm -L --timeout)."""
 
-    tcp: Optional[int] = None
-    tcpfin: Optional[int] = None
-    udp: Optional[int] = None
-    source: Optional[str] = None  # ipvsadm
+    tcp: int | None = None
+    tcpfin: int | None = None
+    udp: int | None = None
+    source: str | None = None  # ipvsadm
 
 
 @dataclass
@@ -394,22 +394,22 @@ class IpvsConnGroup:
     dport: int
     state: str  # ESTABLISHED, TIME_WAIT, UDP, ...
     count: int = 0
-    min_expires: Optional[int] = None
+    min_expires: int | None = None
 
 
 @dataclass
 class IpvsTable:
     available: bool
-    source: Optional[str] = None  # netlink | proc | ipvsadm
-    reason: Optional[str] = None  # why not available
+    source: str | None = None  # netlink | proc | ipvsadm
+    reason: str | None = None  # why not available
     services: list[IpvsService] = field(default_factory=list)
-    raw: Optional[str] = None  # text output when read from /proc or ipvsadm
-    timeouts: Optional[IpvsTimeouts] = None  # None where not read (older snapshots, ipvsadm missing)
-    conns: Optional[list[IpvsConnGroup]] = None  # None where the connection table was not read
+    raw: str | None = None  # text output when read from /proc or ipvsadm
+    timeouts: IpvsTimeouts | None = None  # None where not read (older snapshots, ipvsadm missing)
+    conns: list[IpvsConnGroup] | None = None  # None where the connection table was not read
     conns_total: int = 0  # entries in the connection table (the groups may be capped)
-    conns_reason: Optional[str] = None  # why the connection table could not be read
+    conns_reason: str | None = None  # why the connection table could not be read
 
-    def service_for_mark(self, mark: int) -> Optional[IpvsService]:
+    def service_for_mark(self, mark: int) -> IpvsService | None:
         for s in self.services:
             if s.protocol == "fwm" and s.fwmark == mark:
                 return s
@@ -435,16 +435,16 @@ class Address:
 class Interface:
     name: str
     index: int
-    kind: Optional[str] = None  # veth, bridge, vxlan, dummy, None for plain devices
+    kind: str | None = None  # veth, bridge, vxlan, dummy, None for plain devices
     state: str = "unknown"  # up | down | unknown (operstate, lower-cased)
     admin_up: bool = False
-    mtu: Optional[int] = None
-    mac: Optional[str] = None
-    master: Optional[str] = None  # name of the bridge this interface is a port of
-    master_index: Optional[int] = None
-    peer_index: Optional[int] = None  # veth: IFLA_LINK, the peer's index (in the peer's namespace)
-    peer_netns_id: Optional[int] = None
-    vxlan_id: Optional[int] = None
+    mtu: int | None = None
+    mac: str | None = None
+    master: str | None = None  # name of the bridge this interface is a port of
+    master_index: int | None = None
+    peer_index: int | None = None  # veth: IFLA_LINK, the peer's index (in the peer's namespace)
+    peer_netns_id: int | None = None
+    vxlan_id: int | None = None
     addresses: list[Address] = field(default_factory=list)
 
 
@@ -457,17 +457,17 @@ class Namespace:
     name: str  # file name under the netns directory
     path: str
     kind: str  # ingress_sbox | lb | overlay | container | host ("default": the host namespace) | unknown
-    network_id: Optional[str] = None  # full id when it could be joined, else the prefix
-    network_name: Optional[str] = None
-    container_id: Optional[str] = None
-    container_name: Optional[str] = None
-    task_id: Optional[str] = None
-    service_name: Optional[str] = None
+    network_id: str | None = None  # full id when it could be joined, else the prefix
+    network_name: str | None = None
+    container_id: str | None = None
+    container_name: str | None = None
+    task_id: str | None = None
+    service_name: str | None = None
     interfaces: list[Interface] = field(default_factory=list)
-    iptables: Optional[IptablesDump] = None  # the backend the engine uses
-    iptables_other: Optional[IptablesDump] = None  # the other backend
-    ipvs: Optional[IpvsTable] = None  # load-balancer namespaces only
-    sysctls: dict[str, Optional[str]] = field(default_factory=dict)
+    iptables: IptablesDump | None = None  # the backend the engine uses
+    iptables_other: IptablesDump | None = None  # the other backend
+    ipvs: IpvsTable | None = None  # load-balancer namespaces only
+    sysctls: dict[str, str | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # what could not be read here, and why
     vanished: bool = False
     stale: bool = False  # the file is not a mounted namespace: left behind by a sandbox that is gone
@@ -487,7 +487,7 @@ class DnsAnswer:
     status: str  # ok | nxdomain | noanswer | timeout | error
     answers: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
-    reason: Optional[str] = None
+    reason: str | None = None
 
 
 # --------------------------------------------------------------------------
@@ -498,7 +498,7 @@ class DnsAnswer:
 class PortSpec:
     protocol: str
     target_port: int
-    published_port: Optional[int] = None
+    published_port: int | None = None
     publish_mode: str = "ingress"  # ingress | host
 
 
@@ -513,20 +513,20 @@ class Service:
     id: str
     name: str
     mode: str  # replicated | global | replicated-job | global-job
-    replicas: Optional[int] = None
+    replicas: int | None = None
     endpoint_mode: str = "vip"  # vip | dnsrr
     ports: list[PortSpec] = field(default_factory=list)
     vips: list[ServiceVip] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)  # network ids from the task template
-    image: Optional[str] = None
+    image: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    update_state: Optional[str] = None  # UpdateStatus.State: updating, completed, rollback_started, ...
+    update_state: str | None = None  # UpdateStatus.State: updating, completed, rollback_started, ...
 
 
 @dataclass
 class TaskAttachment:
     network_id: str
-    network_name: Optional[str]
+    network_name: str | None
     addresses: list[str] = field(default_factory=list)  # CIDRs
 
 
@@ -534,30 +534,30 @@ class TaskAttachment:
 class Task:
     id: str
     service_id: str
-    service_name: Optional[str] = None
-    slot: Optional[int] = None
-    node_id: Optional[str] = None
-    desired_state: Optional[str] = None
-    state: Optional[str] = None
-    error: Optional[str] = None
-    container_id: Optional[str] = None
+    service_name: str | None = None
+    slot: int | None = None
+    node_id: str | None = None
+    desired_state: str | None = None
+    state: str | None = None
+    error: str | None = None
+    container_id: str | None = None
     attachments: list[TaskAttachment] = field(default_factory=list)
-    state_since: Optional[str] = None  # RFC 3339: when the task entered its current state (Status.Timestamp)
+    state_since: str | None = None  # RFC 3339: when the task entered its current state (Status.Timestamp)
 
 
 @dataclass
 class NetworkTaskEndpoint:
     name: str
-    endpoint_id: Optional[str] = None
-    endpoint_ip: Optional[str] = None
-    host_ip: Optional[str] = None  # Info["Host IP"]
+    endpoint_id: str | None = None
+    endpoint_ip: str | None = None
+    host_ip: str | None = None  # Info["Host IP"]
 
 
 @dataclass
 class NetworkService:
     name: str
-    vip: Optional[str] = None
-    local_lb_index: Optional[int] = None
+    vip: str | None = None
+    local_lb_index: int | None = None
     ports: list[str] = field(default_factory=list)
     tasks: list[NetworkTaskEndpoint] = field(default_factory=list)
 
@@ -565,9 +565,9 @@ class NetworkService:
 @dataclass
 class NetworkContainer:
     key: str  # container id, or "ingress-sbox" / "lb-<name>"
-    name: Optional[str] = None
-    endpoint_id: Optional[str] = None
-    ipv4: Optional[str] = None  # CIDR
+    name: str | None = None
+    endpoint_id: str | None = None
+    ipv4: str | None = None  # CIDR
 
 
 @dataclass
@@ -580,8 +580,8 @@ class NetworkPeer:
 class Network:
     id: str
     name: str
-    driver: Optional[str] = None
-    scope: Optional[str] = None
+    driver: str | None = None
+    scope: str | None = None
     ingress: bool = False
     attachable: bool = False
     internal: bool = False
@@ -596,26 +596,26 @@ class Network:
 
 @dataclass
 class ContainerNet:
-    network_id: Optional[str]
+    network_id: str | None
     network_name: str
-    ip_address: Optional[str] = None
-    prefixlen: Optional[int] = None
-    endpoint_id: Optional[str] = None
+    ip_address: str | None = None
+    prefixlen: int | None = None
+    endpoint_id: str | None = None
 
 
 @dataclass
 class Container:
     id: str
     name: str
-    sandbox_key: Optional[str] = None
-    sandbox_id: Optional[str] = None
-    service_id: Optional[str] = None
-    service_name: Optional[str] = None
-    task_id: Optional[str] = None
-    state: Optional[str] = None
-    pid: Optional[int] = None
+    sandbox_key: str | None = None
+    sandbox_id: str | None = None
+    service_id: str | None = None
+    service_name: str | None = None
+    task_id: str | None = None
+    state: str | None = None
+    pid: int | None = None
     networks: list[ContainerNet] = field(default_factory=list)
-    started_at: Optional[str] = None  # State.StartedAt (RFC 3339): a worker's own tasks' age, without a manager
+    started_at: str | None = None  # State.StartedAt (RFC 3339): a worker's own tasks' age, without a manager
 
 
 @dataclass
@@ -623,17 +623,17 @@ class SwarmNode:
     id: str
     hostname: str
     role: str
-    state: Optional[str] = None
-    availability: Optional[str] = None
-    address: Optional[str] = None
-    manager_reachability: Optional[str] = None
-    engine_version: Optional[str] = None
+    state: str | None = None
+    availability: str | None = None
+    address: str | None = None
+    manager_reachability: str | None = None
+    engine_version: str | None = None
 
 
 @dataclass
 class DockerView:
     available: bool = True
-    reason: Optional[str] = None
+    reason: str | None = None
     services: list[Service] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)
@@ -647,16 +647,16 @@ class DockerView:
 
 @dataclass
 class IpvsSupport:
-    available: Optional[bool]  # None when it could not be established
+    available: bool | None  # None when it could not be established
     method: str  # how it was established, e.g. "generic netlink family IPVS"
-    detail: Optional[str] = None
+    detail: str | None = None
 
 
 @dataclass
 class IptablesBackend:
-    engine_backend: Optional[str]  # nft | legacy | None when unknown
+    engine_backend: str | None  # nft | legacy | None when unknown
     method: str  # how it was decided
-    other_backend: Optional[str] = None
+    other_backend: str | None = None
     other_backend_rules: int = 0  # rules the other backend holds in the host namespace
 
 
@@ -674,8 +674,8 @@ class XtablesExtension:
     """An iptables userspace extension (libxt_NAME.so) in the xtables directory."""
 
     name: str  # ipvs
-    found: Optional[bool]  # None when no xtables directory with extensions could be found
-    path: Optional[str] = None  # the library, or the directories searched
+    found: bool | None  # None when no xtables directory with extensions could be found
+    path: str | None = None  # the library, or the directories searched
     how: str = ""
 
 
@@ -691,7 +691,7 @@ class DockerdLog:
 
     source: str  # "journalctl -u docker.service --since -2h" or the file named by --dockerd-log
     available: bool = True
-    reason: Optional[str] = None  # why it could not be read
+    reason: str | None = None  # why it could not be read
     lines_read: int = 0
     matches: list[LogMatch] = field(default_factory=list)  # capped
     truncated: bool = False  # more matches than kept, or only the end of a file was read
@@ -701,20 +701,20 @@ class DockerdLog:
 class NodeInfo:
     hostname: str
     kernel_release: str
-    node_id: Optional[str] = None
-    node_addr: Optional[str] = None
-    role: Optional[str] = None  # manager | worker
-    swarm_state: Optional[str] = None  # active | inactive | pending | error | locked
-    engine_version: Optional[str] = None
-    api_version: Optional[str] = None
-    engine_os: Optional[str] = None
-    firewall_backend: Optional[str] = None  # `docker info` FirewallBackend.Driver (API 1.49+): iptables | nftables
-    ip_vs: Optional[IpvsSupport] = None
-    iptables: Optional[IptablesBackend] = None
-    sysctls: dict[str, Optional[str]] = field(default_factory=dict)
+    node_id: str | None = None
+    node_addr: str | None = None
+    role: str | None = None  # manager | worker
+    swarm_state: str | None = None  # active | inactive | pending | error | locked
+    engine_version: str | None = None
+    api_version: str | None = None
+    engine_os: str | None = None
+    firewall_backend: str | None = None  # `docker info` FirewallBackend.Driver (API 1.49+): iptables | nftables
+    ip_vs: IpvsSupport | None = None
+    iptables: IptablesBackend | None = None
+    sysctls: dict[str, str | None] = field(default_factory=dict)
     modules: list[KernelModule] = field(default_factory=list)  # empty where not established (older snapshots)
     xtables: list[XtablesExtension] = field(default_factory=list)
-    dockerd_log: Optional[DockerdLog] = None
+    dockerd_log: DockerdLog | None = None
 
 
 @dataclass
@@ -723,7 +723,7 @@ class Bridge:
     present: bool
     addresses: list[Address] = field(default_factory=list)
     members: list[str] = field(default_factory=list)  # interface names enslaved to it
-    state: Optional[str] = None
+    state: str | None = None
 
 
 @dataclass
@@ -731,18 +731,18 @@ class Listener:
     protocol: str  # tcp | udp
     address: str
     port: int
-    pid: Optional[int] = None
-    process: Optional[str] = None  # comm of the holder
-    inode: Optional[int] = None
+    pid: int | None = None
+    process: str | None = None  # comm of the holder
+    inode: int | None = None
 
 
 @dataclass
 class HostNamespace:
     interfaces: list[Interface] = field(default_factory=list)
     routes: list[str] = field(default_factory=list)  # IPv4 destination CIDRs of the main table
-    iptables: Optional[IptablesDump] = None
-    iptables_other: Optional[IptablesDump] = None
-    gwbridge: Optional[Bridge] = None
+    iptables: IptablesDump | None = None
+    iptables_other: IptablesDump | None = None
+    gwbridge: Bridge | None = None
     listeners: list[Listener] = field(default_factory=list)
 
 
@@ -763,7 +763,7 @@ class Snapshot:
     provenance: list[Provenance] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # what made the snapshot incomplete
 
-    def namespace(self, name: str) -> Optional[Namespace]:
+    def namespace(self, name: str) -> Namespace | None:
         for ns in self.namespaces:
             if ns.name == name:
                 return ns
@@ -773,7 +773,7 @@ class Snapshot:
         return to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Snapshot":
+    def from_dict(cls, data: dict) -> Snapshot:
         if not isinstance(data, dict) or data.get("schema") != SNAPSHOT_SCHEMA:
             raise ValueError(f"not a swarmscope node snapshot (expected schema {SNAPSHOT_SCHEMA!r})")
         if data.get("version") != SNAPSHOT_VERSION:

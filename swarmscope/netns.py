@@ -14,7 +14,8 @@ import ctypes
 import errno
 import os
 import threading
-from typing import Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 CLONE_NEWNET = 0x40000000
 
@@ -60,7 +61,7 @@ def explain_setns_error(exc: OSError) -> str:
     return f"cannot enter namespace: {exc.strerror or exc}"
 
 
-def is_mounted_namespace(path: str) -> Optional[bool]:
+def is_mounted_namespace(path: str) -> bool | None:
     """Whether ``path`` is a live namespace (an nsfs bind mount) and not a plain file.
 
     None when it cannot be told (the file is gone, or /proc is not readable).

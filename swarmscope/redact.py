@@ -48,7 +48,7 @@ import os
 import re
 import types
 import typing
-from typing import Any, Optional
+from typing import Any
 
 from swarmscope.model import Snapshot
 
@@ -199,7 +199,7 @@ def _is_mask4(v: int) -> bool:
 class Redactor:
     """Consistent pseudonyms under one key; ``learn`` every snapshot before mapping any."""
 
-    def __init__(self, key: Optional[bytes] = None, keep_names: bool = False, seed: Optional[str] = None):
+    def __init__(self, key: bytes | None = None, keep_names: bool = False, seed: str | None = None):
         if seed is not None:
             key = hashlib.sha256(b"swarmscope-redact:" + seed.encode()).digest()
         self.key = key if key is not None else os.urandom(32)
@@ -209,8 +209,8 @@ class Redactor:
         self._pending: dict[str, set[str]] = {}  # kind -> originals, numbered in finish()
         self._ids: dict[str, str] = {}  # registered id or id prefix -> alphabet
         self._images: dict[str, str] = {}
-        self._name_re: Optional[re.Pattern] = None
-        self._image_re: Optional[re.Pattern] = None
+        self._name_re: re.Pattern | None = None
+        self._image_re: re.Pattern | None = None
         # what was actually substituted, for the owner's map
         self.used: dict[str, dict[str, str]] = {"addresses": {}, "names": {}, "ids": {}, "macs": {}, "images": {}, "tokens": {}}
 
@@ -278,7 +278,7 @@ class Redactor:
         self.used["addresses"][addr] = out
         return out
 
-    def cidr(self, addr: str, plen: Optional[int], family: int) -> str:
+    def cidr(self, addr: str, plen: int | None, family: int) -> str:
         """An address with its prefix length: network and broadcast host parts stay so."""
         total = 32 if family == 4 else 128
         new = self.ipv4(addr) if family == 4 else self.ipv6(addr)
@@ -313,7 +313,7 @@ class Redactor:
 
     # ------------------------------------------------------------------ ids
 
-    def ident(self, token: str, alphabet: Optional[str] = None) -> str:
+    def ident(self, token: str, alphabet: str | None = None) -> str:
         """A keyed character-wise prefix-preserving permutation in the id's alphabet."""
         if not token:
             return token
@@ -330,7 +330,7 @@ class Redactor:
         self.used["ids"][token] = new
         return new
 
-    def _register_id(self, value: Optional[str], alphabet: Optional[str] = None) -> None:
+    def _register_id(self, value: str | None, alphabet: str | None = None) -> None:
         if not value:
             return
         value = value.lstrip("/")
@@ -356,7 +356,7 @@ class Redactor:
 
     # ------------------------------------------------------------------ names
 
-    def _register_name(self, kind: str, value: Optional[str]) -> None:
+    def _register_name(self, kind: str, value: str | None) -> None:
         if not value:
             return
         value = value.lstrip("/")
@@ -366,7 +366,7 @@ class Redactor:
             return
         self._pending.setdefault(kind, set()).add(value)
 
-    def _register_container_name(self, value: Optional[str], services: set[str]) -> None:
+    def _register_container_name(self, value: str | None, services: set[str]) -> None:
         if not value:
             return
         v = value.lstrip("/")
@@ -377,7 +377,7 @@ class Redactor:
             return  # names Docker gives its own endpoints, made of ids and network names
         self._register_name("ctr", v)
 
-    def _register_image(self, image: Optional[str]) -> None:
+    def _register_image(self, image: str | None) -> None:
         if not image or image in self._images or not re.fullmatch(r"[A-Za-z0-9._/:@+-]+", image):
             return  # not an image reference: redacted as free text
         ref, _, digest = image.partition("@")
@@ -414,7 +414,7 @@ class Redactor:
         self.used["tokens"][value] = out
         return out
 
-    def _register_host(self, hostname: Optional[str]) -> None:
+    def _register_host(self, hostname: str | None) -> None:
         """A host name, its first label and every domain suffix of it (``corp.example.com``, ``example.com``)."""
         if not hostname:
             return
@@ -425,7 +425,7 @@ class Redactor:
             for i in range(1, len(labels) - 1):
                 self._register_name("domain", ".".join(labels[i:]))
 
-    def learn(self, snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = None) -> "Redactor":
+    def learn(self, snaps: list[Snapshot], failed_nodes: list[dict] | None = None) -> Redactor:
         """Gather every name and id of ``snaps`` and of the failed nodes (all of them, before mapping any)."""
         for f in failed_nodes or []:
             if isinstance(f, dict):
@@ -634,7 +634,7 @@ class Redactor:
 
     # ------------------------------------------------------------------ the data model, field by field
 
-    def _apply(self, how: str, value: str, sibling: Optional[dict] = None) -> str:
+    def _apply(self, how: str, value: str, sibling: dict | None = None) -> str:
         if how == KEEP:
             return value
         if how == TEXT:
@@ -652,7 +652,7 @@ class Redactor:
             return self.text(value, True) if opt in FREE_TEXT_OPTS else self.text(value, False)
         return self.text(value, True)  # an unknown policy: the strictest
 
-    def _walk(self, tp: Any, value: Any, how: str, keys: str = KEEP, sibling: Optional[dict] = None) -> Any:
+    def _walk(self, tp: Any, value: Any, how: str, keys: str = KEEP, sibling: dict | None = None) -> Any:
         if value is None:
             return None
         origin = typing.get_origin(tp)
@@ -683,7 +683,7 @@ class Redactor:
             out[k] = self._walk(hints.get(k, Any), v, how, MAP_KEYS.get((cls.__name__, k), KEEP), data)
         return out
 
-    def failed_nodes(self, failed: Optional[list]) -> list:
+    def failed_nodes(self, failed: list | None) -> list:
         """The failed nodes of a dump, each field as FAILED_NODE declares (unknown keys as free text)."""
         out = []
         for f in failed or []:
@@ -729,8 +729,8 @@ class Redactor:
         }
 
 
-def redact_snapshots(snaps: list[Snapshot], keep_names: bool = False, seed: Optional[str] = None,
-                     key: Optional[bytes] = None, failed_nodes: Optional[list] = None) -> tuple[list[Snapshot], Redactor]:
+def redact_snapshots(snaps: list[Snapshot], keep_names: bool = False, seed: str | None = None,
+                     key: bytes | None = None, failed_nodes: list | None = None) -> tuple[list[Snapshot], Redactor]:
     r = Redactor(key=key, keep_names=keep_names, seed=seed).learn(snaps, failed_nodes)
     return [r.snapshot(s) for s in snaps], r
 

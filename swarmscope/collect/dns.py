@@ -114,7 +114,7 @@ def ask_all(questions: list[tuple[str, str, str]], namespace: str, timeout: floa
     """questions: (service name, network id, network name); asks <svc> and tasks.<svc>, all at once."""
     asked = [(q, query) for q in questions for query in (q[0], f"tasks.{q[0]}")]
     out = []
-    for ((service, net_id, net_name), query), (status, answers, reason, ms) in zip(asked, ask_many([a[1] for a in asked], timeout)):
+    for ((service, net_id, net_name), query), (status, answers, reason, ms) in zip(asked, ask_many([a[1] for a in asked], timeout), strict=True):
         out.append(
             DnsAnswer(
                 service=service,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 from swarmscope.collect.runner import Recorder
 from swarmscope.errors import CollectError
@@ -36,7 +35,7 @@ KEEP_LABEL_PREFIX = "com.docker."
 INSPECT_WORKERS = 4  # container inspects in flight at once (the Docker SDK's connection pool holds 10)
 
 
-def api_at_least(version: Optional[str], want: tuple[int, ...]) -> bool:
+def api_at_least(version: str | None, want: tuple[int, ...]) -> bool:
     """Whether an API version string ("1.41") is at least ``want``; False when unreadable."""
     try:
         return tuple(int(x) for x in (version or "0").split(".")) >= want
@@ -47,15 +46,15 @@ def api_at_least(version: Optional[str], want: tuple[int, ...]) -> bool:
 @dataclass
 class EngineInfo:
     hostname: str
-    node_id: Optional[str]
-    node_addr: Optional[str]
-    swarm_state: Optional[str]
+    node_id: str | None
+    node_addr: str | None
+    swarm_state: str | None
     is_manager: bool
-    engine_version: Optional[str]
-    api_version: Optional[str]
-    os: Optional[str]
-    kernel: Optional[str]
-    firewall_backend: Optional[str] = None  # API 1.49+: which firewall the engine programs
+    engine_version: str | None
+    api_version: str | None
+    os: str | None
+    kernel: str | None
+    firewall_backend: str | None = None  # API 1.49+: which firewall the engine programs
 
 
 def describe_connect_error(host: str, exc: Exception) -> str:
@@ -71,7 +70,7 @@ def describe_connect_error(host: str, exc: Exception) -> str:
     return f"cannot reach the Docker API at {host}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
 
 
-def connect(host: Optional[str], timeout: float):
+def connect(host: str | None, timeout: float):
     """An APIClient for ``host`` (None: DOCKER_HOST or the default socket)."""
     import docker
 
@@ -108,7 +107,7 @@ def engine_info(api) -> EngineInfo:
     )
 
 
-def connect_info(host: Optional[str], timeout: float):
+def connect_info(host: str | None, timeout: float):
     """(client, base URL, EngineInfo); any failure is a CollectError with a message for the user."""
     api, base_url = connect(host, timeout)
     try:
@@ -200,7 +199,7 @@ def norm_task(raw: dict, service_names: dict[str, str]) -> Task:
     )
 
 
-def _vip(value) -> Optional[str]:
+def _vip(value) -> str | None:
     """A service's VIP from a verbose network inspect; dnsrr services have none (the engine prints "<nil>")."""
     if not value or value in ("<nil>", "nil"):
         return None
@@ -300,7 +299,7 @@ def norm_node(raw: dict) -> SwarmNode:
 # collection
 
 
-def collect_view(api, info: EngineInfo, rec: Recorder, only_networks: Optional[set[str]] = None,
+def collect_view(api, info: EngineInfo, rec: Recorder, only_networks: set[str] | None = None,
                  skip_containers: frozenset[str] = frozenset()) -> DockerView:
     """Read the API view; a failing call is recorded and the rest goes on. ``only_networks``: inspect
     only these networks and skip the nodes (the second look); ``skip_containers``: ids not inspected again."""
@@ -336,7 +335,7 @@ def collect_view(api, info: EngineInfo, rec: Recorder, only_networks: Optional[s
         if only_networks is not None and nid not in only_networks:
             continue
         if n.get("Driver") == "overlay" or n.get("Name") == "docker_gwbridge":
-            raw = call(f"network inspect -v {n.get('Name')}", lambda: api.inspect_network(nid, verbose=True), None)
+            raw = call(f"network inspect -v {n.get('Name')}", lambda nid=nid: api.inspect_network(nid, verbose=True), None)
             if raw is not None:
                 view.networks.append(norm_network(raw, verbose=True))
                 continue
@@ -371,7 +370,7 @@ def known_addresses(view: DockerView) -> dict[str, set[str]]:
     """Per network id, every task and container address the view holds."""
     out: dict[str, set[str]] = {}
 
-    def add(nid: Optional[str], cidr: Optional[str]) -> None:
+    def add(nid: str | None, cidr: str | None) -> None:
         if nid and cidr:
             out.setdefault(nid, set()).add(cidr.split("/")[0])
 

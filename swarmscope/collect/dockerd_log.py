@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
 
 from swarmscope.collect.runner import Recorder
 from swarmscope.model import DockerdLog, LogMatch
@@ -94,7 +93,7 @@ def read_journal(rec: Recorder) -> DockerdLog:
     return match_lines(res.stdout, source)
 
 
-def read_dockerd_log(rec: Recorder, path: Optional[str]) -> DockerdLog:
+def read_dockerd_log(rec: Recorder, path: str | None) -> DockerdLog:
     if path:
         with rec.step(f"read dockerd log {path}", "host") as step:
             log = read_file(path)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Optional
 
-from swarmscope.model import IpvsSupport, IptablesBackend, IptablesDump
+from swarmscope.model import IptablesBackend, IptablesDump, IpvsSupport
 
 NODE_SYSCTLS = (
     "net.ipv4.ip_forward",
@@ -29,14 +28,14 @@ LB_SYSCTLS = (
 ENGINE_CHAINS = ("DOCKER", "DOCKER-USER", "DOCKER-INGRESS", "DOCKER-ISOLATION-STAGE-1", "DOCKER-FORWARD")
 
 
-def read_sysctls(names) -> dict[str, Optional[str]]:
+def read_sysctls(names) -> dict[str, str | None]:
     """Read sysctls of the calling thread's network namespace; missing ones are None.
 
     ``/proc/sys/net`` is resolved against the namespace of the task that opens
     the file, so from a thread that entered a namespace this reads that
     namespace's values.
     """
-    out: dict[str, Optional[str]] = {}
+    out: dict[str, str | None] = {}
     for name in names:
         path = "/proc/sys/" + name.replace(".", "/")
         try:
@@ -85,7 +84,7 @@ def ipvs_support() -> IpvsSupport:
     )
 
 
-def _engine_rules(dump: Optional[IptablesDump]) -> int:
+def _engine_rules(dump: IptablesDump | None) -> int:
     if dump is None or not dump.available:
         return 0
     n = 0
@@ -117,7 +116,7 @@ def decide_backend(dumps: dict[str, IptablesDump]) -> IptablesBackend:
     )
 
 
-def _alternatives_backend() -> Optional[str]:
+def _alternatives_backend() -> str | None:
     for path in ("/usr/sbin/iptables", "/sbin/iptables", "/usr/bin/iptables"):
         try:
             target = os.path.realpath(path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from swarmscope.model import Address, Interface
 

@@ -79,9 +79,9 @@ def read_listeners(ports: set[int]) -> list[Listener]:
                 text = fh.read()
         except OSError:
             continue
-        found.extend(l for l in parse_proc_net(text, proto) if l.port in ports)
-    owners = _owners({l.inode for l in found if l.inode})
-    for l in found:
-        if l.inode in owners:
-            l.pid, l.process = owners[l.inode]
-    return sorted(found, key=lambda l: (l.port, l.protocol, l.address))
+        found.extend(li for li in parse_proc_net(text, proto) if li.port in ports)
+    owners = _owners({li.inode for li in found if li.inode})
+    for li in found:
+        if li.inode in owners:
+            li.pid, li.process = owners[li.inode]
+    return sorted(found, key=lambda li: (li.port, li.protocol, li.address))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-from typing import Optional
 
 from swarmscope.model import KernelModule, XtablesExtension
 
@@ -22,7 +21,7 @@ from swarmscope.model import KernelModule, XtablesExtension
 MESH_MODULES = ("ip_vs_rr", "xt_mark", "nf_nat", "xt_ipvs")
 
 
-def _index_has(path: str, name: str) -> Optional[bool]:
+def _index_has(path: str, name: str) -> bool | None:
     """Whether an index (modules.builtin / modules.dep) lists NAME.ko; None when unreadable."""
     want = f"/{name}.ko"
     try:
@@ -66,7 +65,7 @@ def module_state(name: str, release: str, sys_module: str = "/sys/module", lib_m
     return KernelModule(name, "absent", f"not in {d}, {base}/modules.builtin or {base}/modules.dep")
 
 
-def _find_ko(base: str, name: str) -> Optional[str]:
+def _find_ko(base: str, name: str) -> str | None:
     for sub in ("kernel/net/netfilter", "kernel/net/netfilter/ipvs", "kernel/net/ipv4/netfilter"):
         hits = glob.glob(os.path.join(base, sub, f"{name}.ko*"))
         if hits:
@@ -78,7 +77,7 @@ def mesh_modules(release: str, **kw) -> list[KernelModule]:
     return [module_state(n, release, **kw) for n in MESH_MODULES]
 
 
-def xtables_dirs(iptables: Optional[str] = None) -> list[str]:
+def xtables_dirs(iptables: str | None = None) -> list[str]:
     """Where iptables looks for its extensions: XTABLES_LIBDIR, next to the binary's prefix, the usual ones."""
     dirs: list[str] = []
     env = os.environ.get("XTABLES_LIBDIR")
@@ -96,7 +95,7 @@ def xtables_dirs(iptables: Optional[str] = None) -> list[str]:
     return list(dict.fromkeys(os.path.normpath(d) for d in dirs))
 
 
-def xtables_extension(name: str, dirs: Optional[list[str]] = None) -> XtablesExtension:
+def xtables_extension(name: str, dirs: list[str] | None = None) -> XtablesExtension:
     """Whether libxt_NAME.so is in an xtables directory that holds extensions at all.
 
     A directory with no libxt_*.so (or none found) says nothing: the extensions may be built

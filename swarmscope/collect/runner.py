@@ -12,9 +12,9 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 from swarmscope.model import Provenance
 
@@ -24,11 +24,11 @@ MAX_OUTPUT = 16 * 1024 * 1024  # bytes kept from one command
 @dataclass
 class CommandResult:
     argv: list[str]
-    exit_code: Optional[int]
+    exit_code: int | None
     stdout: str
     stderr: str
     status: str  # ok | failed | timeout | skipped
-    reason: Optional[str] = None
+    reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,7 +73,7 @@ class Recorder:
             entry.duration_ms = round((time.monotonic() - t0) * 1000, 2)
             self.add(entry)
 
-    def skipped(self, what: str, namespace: str, reason: str, argv: Optional[list[str]] = None) -> None:
+    def skipped(self, what: str, namespace: str, reason: str, argv: list[str] | None = None) -> None:
         self.add(Provenance(what=what, namespace=namespace, status="skipped", argv=argv or [], reason=reason))
 
     def run(
@@ -81,7 +81,7 @@ class Recorder:
         what: str,
         namespace: str,
         argv: list[str],
-        timeout: Optional[float] = None,
+        timeout: float | None = None,
         ok_codes: tuple[int, ...] = (0,),
     ) -> CommandResult:
         """Run ``argv`` (in the calling thread's namespaces) and record it."""

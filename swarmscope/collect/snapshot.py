@@ -12,7 +12,6 @@ recorded in the snapshot and the rest goes on; ``Snapshot.complete`` and
 from __future__ import annotations
 
 import contextlib
-
 import datetime as _dt
 import os
 import re
@@ -20,7 +19,6 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Optional
 
 from swarmscope import __version__
 from swarmscope.collect import docker_api, dockerd_log, iptables, kernel, modsupport
@@ -49,18 +47,18 @@ _OVERLAY_NS = re.compile(r"^\d+-([0-9a-z]+)$")
 @dataclass
 class CollectOptions:
     netns_dir: str = DEFAULT_NETNS_DIR
-    docker_host: Optional[str] = None
+    docker_host: str | None = None
     timeout: float = 5.0  # per command / per namespace step
     docker_timeout: float = 10.0
     dns_timeout: float = 2.0
     dns: bool = True
     workers: int = 8
-    dockerd_log: Optional[str] = None  # a dockerd log file to read (its end) instead of the journal
+    dockerd_log: str | None = None  # a dockerd log file to read (its end) instead of the journal
     require_root: bool = True
     warnings: list[str] = field(default_factory=list)  # filled for the CLI to print
 
 
-def classify(name: str) -> tuple[str, Optional[str]]:
+def classify(name: str) -> tuple[str, str | None]:
     """(kind, network id prefix) from a namespace file name."""
     if name == "ingress_sbox":
         return "ingress_sbox", None
@@ -132,7 +130,7 @@ def _collect_namespace(
     ns: Namespace,
     rec: Recorder,
     opts: CollectOptions,
-    backend: Optional[str],
+    backend: str | None,
     support: IpvsSupport,
     questions: list[tuple[str, str, str]],
     dns_out: list,
@@ -266,7 +264,7 @@ def preflight(opts: CollectOptions) -> None:
 def collect(opts: CollectOptions) -> Snapshot:
     """Collect this node's snapshot. Raises CollectError only when nothing useful can be had."""
     t0 = time.monotonic()
-    started = _dt.datetime.now(_dt.timezone.utc)
+    started = _dt.datetime.now(_dt.UTC)
     preflight(opts)
     rec = Recorder(timeout=opts.timeout)
     errors: list[str] = []

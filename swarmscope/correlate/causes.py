@@ -12,7 +12,7 @@ has no ip_vs at all, ``kernel.no-ipvs`` explains everything and these checks say
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix
@@ -140,7 +140,7 @@ def check_no_ipvs_match(ctx: Ctx) -> Iterator[Hit]:
 # the IPVS connection table and its timeouts
 
 
-def _known_addresses(cl: Cluster, now) -> Optional[set[str]]:
+def _known_addresses(cl: Cluster, now) -> set[str] | None:
     """Addresses some task has: running or in transition (any node), and every endpoint a verbose
     network inspect lists. None when nothing is known about tasks at all."""
     have: set[str] = set()
@@ -160,7 +160,7 @@ def _known_addresses(cl: Cluster, now) -> Optional[set[str]]:
     return have
 
 
-def _service_for(cl: Cluster, ns, vaddr: str, vport: int) -> Optional[str]:
+def _service_for(cl: Cluster, ns, vaddr: str, vport: int) -> str | None:
     """The service a connection entry's virtual address belongs to (VIP on the lb_ network, or published port)."""
     if ns.kind == "lb":
         for s in cl.services:
@@ -190,7 +190,7 @@ def check_conn_stale_udp(ctx: Ctx) -> Iterator[Hit]:
             t = ns.ipvs
             if t is None or not t.available or not t.conns:
                 continue
-            stale: dict[tuple[Optional[str], str], list] = {}
+            stale: dict[tuple[str | None, str], list] = {}
             for g in t.conns:
                 if g.protocol.upper() == "UDP" and g.daddr not in have:
                     stale.setdefault((_service_for(cl, ns, g.vaddr, g.vport), g.daddr), []).append(g)
@@ -221,7 +221,7 @@ def check_idle_timeout(ctx: Ctx) -> Iterator[Hit]:
             if t is None or not t.available or not t.conns or t.timeouts is None or not t.timeouts.tcp:
                 continue
             limit = t.timeouts.tcp * (1 - IDLE_FRACTION)
-            idle: dict[Optional[str], list] = {}
+            idle: dict[str | None, list] = {}
             for g in t.conns:
                 if g.protocol.upper() == "TCP" and g.state == "ESTABLISHED" and g.min_expires is not None \
                         and g.min_expires <= limit:

@@ -12,15 +12,23 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
 
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.lifecycle import parse_time
+from swarmscope.model import (
+    Namespace,
+    Network,
+    NetworkService,
+    PortSpec,
+    Service,
+    ServiceVip,
+    Snapshot,
+    Task,
+    TaskAttachment,
+)
 
-from swarmscope.model import Namespace, Network, NetworkService, PortSpec, Service, ServiceVip, Snapshot, Task, TaskAttachment
 
-
-def strip_prefix(cidr: Optional[str]) -> Optional[str]:
+def strip_prefix(cidr: str | None) -> str | None:
     if not cidr:
         return None
     return cidr.split("/")[0]
@@ -39,17 +47,17 @@ class NodeCtx:
 
     snap: Snapshot
     name: str
-    node_id: Optional[str]
+    node_id: str | None
     networks: dict[str, Network] = field(default_factory=dict)  # by id, this node's own inspect
-    _by_name: Optional[dict] = field(default=None, repr=False, compare=False)
-    _by_container: Optional[dict] = field(default=None, repr=False, compare=False)
-    _dns: Optional[dict] = field(default=None, repr=False, compare=False)
+    _by_name: dict | None = field(default=None, repr=False, compare=False)
+    _by_container: dict | None = field(default=None, repr=False, compare=False)
+    _dns: dict | None = field(default=None, repr=False, compare=False)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     # lookups are indexed once per node and memoised: judging a swarm asks them for every port,
     # VIP and real server, and must stay linear in the swarm's size
 
-    def ns(self, name: str) -> Optional[Namespace]:
+    def ns(self, name: str) -> Namespace | None:
         if self._by_name is None:
             self._by_name = {}
             for x in self.snap.namespaces:
@@ -57,23 +65,23 @@ class NodeCtx:
         return self._by_name.get(name)
 
     @property
-    def ingress_sbox(self) -> Optional[Namespace]:
+    def ingress_sbox(self) -> Namespace | None:
         return self.ns("ingress_sbox")
 
-    def _net_ns(self, kind: str, network_id: str) -> Optional[Namespace]:
+    def _net_ns(self, kind: str, network_id: str) -> Namespace | None:
         key = (kind, network_id)
         if key not in self._memo:
             self._memo[key] = next((x for x in self.snap.namespaces if x.kind == kind and x.network_id and (
                 x.network_id == network_id or network_id.startswith(x.network_id))), None)
         return self._memo[key]
 
-    def lb_ns(self, network_id: str) -> Optional[Namespace]:
+    def lb_ns(self, network_id: str) -> Namespace | None:
         return self._net_ns("lb", network_id)
 
-    def overlay_ns(self, network_id: str) -> Optional[Namespace]:
+    def overlay_ns(self, network_id: str) -> Namespace | None:
         return self._net_ns("overlay", network_id)
 
-    def container_ns(self, container_id: Optional[str]) -> Optional[Namespace]:
+    def container_ns(self, container_id: str | None) -> Namespace | None:
         if not container_id:
             return None
         if self._by_container is None:
@@ -96,18 +104,18 @@ class NodeCtx:
             self._memo[key] = make()
         return self._memo[key]
 
-    def net_service(self, network_id: str, service: str) -> Optional[NetworkService]:
+    def net_service(self, network_id: str, service: str) -> NetworkService | None:
         net = self.networks.get(network_id)
         if net is None:
             return None
         return net.services.get(service)
 
-    def local_lb_index(self, network_id: str, service: str) -> Optional[int]:
+    def local_lb_index(self, network_id: str, service: str) -> int | None:
         s = self.net_service(network_id, service)
         return s.local_lb_index if s else None
 
     @property
-    def now(self) -> Optional[datetime]:
+    def now(self) -> datetime | None:
         """When this node was collected: the time its data plane is compared at."""
         return self.memo("now", lambda: parse_time(self.snap.collected_at))
 
@@ -124,9 +132,9 @@ class Cluster:
     tasks: list[Task]
     networks: dict[str, Network]  # by id, merged (the first verbose one wins for globals)
     node_names: dict[str, str]  # node id -> hostname
-    api_source: Optional[str]  # hostname of the manager snapshot used, None if rebuilt
+    api_source: str | None  # hostname of the manager snapshot used, None if rebuilt
     #: without a manager: the networks whose every task is known (a node's verbose inspect); None: all
-    tasks_known_on: Optional[set[str]] = None
+    tasks_known_on: set[str] | None = None
 
     #: without a manager: tasks known only from a network's service discovery (another node's, or an
     #: entry being drained: discovery lists disabled entries DNS no longer answers). Whether they take
@@ -153,27 +161,27 @@ class Cluster:
         self._service_by_id = {s.id: s for s in self.services}
         self._node_by_id = {n.node_id: n for n in self.nodes if n.node_id}
 
-    def node_by_id(self, node_id: Optional[str]) -> Optional[NodeCtx]:
+    def node_by_id(self, node_id: str | None) -> NodeCtx | None:
         return self._node_by_id.get(node_id) if node_id else None
 
-    def service_name(self, service_id: str) -> Optional[str]:
+    def service_name(self, service_id: str) -> str | None:
         s = self._service_by_id.get(service_id)
         return s.name if s else None
 
-    def task(self, task_id: Optional[str]) -> Optional[Task]:
+    def task(self, task_id: str | None) -> Task | None:
         return self._by_task_id.get(task_id) if task_id else None
 
     def service_tasks(self, service: Service) -> list[Task]:
         """Every task of the service, in any state."""
         return self._by_service.get(service.id, [])
 
-    def node_name(self, node_id: Optional[str]) -> str:
+    def node_name(self, node_id: str | None) -> str:
         if not node_id:
             return "?"
         return self.node_names.get(node_id) or node_id[:12]
 
     @property
-    def ingress(self) -> Optional[Network]:
+    def ingress(self) -> Network | None:
         for n in self.networks.values():
             if n.ingress:
                 return n
@@ -228,7 +236,7 @@ def _ingress_ports(specs: list[str], n: NodeCtx) -> list[PortSpec]:
     return out
 
 
-def _parse_task_name(name: str) -> tuple[str, Optional[int], Optional[str], str]:
+def _parse_task_name(name: str) -> tuple[str, int | None, str | None, str]:
     """A task's container name: ``<service>.<slot>.<task id>`` (replicated) or
     ``<service>.<node id>.<task id>`` (global). Returns (service, slot, node id, task id)."""
     parts = name.rsplit(".", 2)
@@ -254,7 +262,7 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
     complete: set[str] = set()
     node_by_addr = {n.snap.node.node_addr: n for n in nodes if n.snap.node.node_addr}
 
-    def service(name: str, sid: Optional[str] = None) -> Service:
+    def service(name: str, sid: str | None = None) -> Service:
         svc = services.get(name)
         if svc is None:
             svc = services[name] = Service(id=sid or name, name=name, mode="unknown")
@@ -265,7 +273,7 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
             svc.id = sid
         return svc
 
-    def attach(t: Task, network_id: str, network_name: Optional[str], cidr: str) -> None:
+    def attach(t: Task, network_id: str, network_name: str | None, cidr: str) -> None:
         for a in t.attachments:
             if a.network_id == network_id:
                 if cidr.split("/")[0] not in (x.split("/")[0] for x in a.addresses):
@@ -352,11 +360,11 @@ def build_cluster(snaps: list[Snapshot]) -> Cluster:
     manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.services), None)
     if manager is None:
         manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.available), None)
-    tasks_known: Optional[set[str]] = None  # every network's tasks are known from the manager
+    tasks_known: set[str] | None = None  # every network's tasks are known from the manager
     uncertain: frozenset[str] = frozenset()
     if manager is not None:
         services, tasks = manager.snap.docker.services, manager.snap.docker.tasks
-        api_source: Optional[str] = manager.name
+        api_source: str | None = manager.name
     else:
         services, tasks, tasks_known, uncertain = _rebuild_from_workers(nodes)
         api_source = None

@@ -9,8 +9,8 @@ tags the hops, and groups symptoms under their root cause.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Optional
 
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix
@@ -29,8 +29,8 @@ BREAKING = frozenset({ERROR})
 @dataclass
 class Hit:
     nodes: list[str] = field(default_factory=list)
-    service: Optional[str] = None
-    network: Optional[str] = None
+    service: str | None = None
+    network: str | None = None
     detail: str = ""
     evidence: list[str] = field(default_factory=list)
     hops: list[Hop] = field(default_factory=list)
@@ -41,7 +41,7 @@ class Ctx:
     cluster: Cluster
     paths: list[ServicePath]
 
-    def node_paths(self, which: str = "all") -> Iterator[tuple[ServicePath, str, Optional[str], NodePath]]:
+    def node_paths(self, which: str = "all") -> Iterator[tuple[ServicePath, str, str | None, NodePath]]:
         """(service path, kind, network or port label, node path) for every node path."""
         for sp in self.paths:
             if which in ("all", "ports"):
@@ -227,7 +227,7 @@ def check_backend_split(ctx: Ctx) -> Iterator[Hit]:
                 yield Hit(
                     [n.name],
                     detail=f"{where}: {d.rule_count} rules in {d.backend} while the engine uses {main or '?'}",
-                    evidence=[f"{where} ({d.backend}): {l}" for l in lines[:5]],
+                    evidence=[f"{where} ({d.backend}): {ln}" for ln in lines[:5]],
                 )
 
 
@@ -412,7 +412,7 @@ def check_sandbox_incomplete(ctx: Ctx) -> Iterator[Hit]:
 def check_redirect(ctx: Ctx) -> Iterator[Hit]:
     seen = set()
     cl = ctx.cluster
-    for sp, kind, label, np in ctx.node_paths("ports"):
+    for sp, _kind, label, np in ctx.node_paths("ports"):
         for b in np.backends:  # a task in its first seconds may not have its rule yet
             if b.redirect not in (MISSING, MISMATCH) or b.status == "starting" or (b.task_id, label) in seen:
                 continue
@@ -433,7 +433,7 @@ def check_redirect(ctx: Ctx) -> Iterator[Hit]:
        "or remove and recreate the service's tasks (`docker service update --force`).")
 def check_lb_missing(ctx: Ctx) -> Iterator[Hit]:
     seen = set()
-    for sp, kind, net, np in ctx.node_paths("vips"):
+    for _sp, _kind, net, np in ctx.node_paths("vips"):
         h = np.hop("lb.ns")
         if h is not None and h.status == MISSING and (np.node, net) not in seen:
             seen.add((np.node, net))
@@ -740,11 +740,11 @@ ENGINE_PROCS = {"dockerd", "docker-proxy"}
 def check_port_conflict(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         published = {(p.protocol, p.published_port): s.name for s in ctx.cluster.services for p in s.ports if p.published_port}
-        for l in n.snap.host.listeners:
-            svc = published.get((l.protocol, l.port))
-            if svc and l.process and l.process not in ENGINE_PROCS:
-                yield Hit([n.name], svc, detail=f"{l.protocol}/{l.port} held by {l.process} (pid {l.pid})",
-                          evidence=[f"{l.protocol} {l.address}:{l.port} pid {l.pid} {l.process}"])
+        for li in n.snap.host.listeners:
+            svc = published.get((li.protocol, li.port))
+            if svc and li.process and li.process not in ENGINE_PROCS:
+                yield Hit([n.name], svc, detail=f"{li.protocol}/{li.port} held by {li.process} (pid {li.pid})",
+                          evidence=[f"{li.protocol} {li.address}:{li.port} pid {li.pid} {li.process}"])
 
 
 @check("host.gwbridge-missing", ERROR, "docker_gwbridge is missing",
@@ -836,7 +836,7 @@ def _group(findings: list[Finding]) -> dict[int, Finding]:
     return top
 
 
-def run_checks(ctx: Ctx, only: Optional[set[str]] = None) -> list[Finding]:
+def run_checks(ctx: Ctx, only: set[str] | None = None) -> list[Finding]:
     merged: dict[tuple, Finding] = {}
     hops_of: dict[tuple, list[Hop]] = {}
     for spec in REGISTRY:

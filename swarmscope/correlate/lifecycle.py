@@ -13,9 +13,8 @@ lasts. One place decides what "in transition" means.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Optional
 
 from swarmscope.model import Service, Task
 
@@ -35,7 +34,7 @@ _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?$
 
 
 @lru_cache(maxsize=65536)
-def parse_time(text: Optional[str]) -> Optional[datetime]:
+def parse_time(text: str | None) -> datetime | None:
     """RFC 3339 as Docker writes it (nanoseconds, ``Z``) -> aware datetime; None where it does not read."""
     m = _TS.match((text or "").strip())
     if not m:
@@ -47,10 +46,10 @@ def parse_time(text: Optional[str]) -> Optional[datetime]:
         dt = datetime.fromisoformat(f"{m.group(1)}{frac}{tz}")
     except ValueError:
         return None
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
-def age(task: Task, now: Optional[datetime]) -> Optional[float]:
+def age(task: Task, now: datetime | None) -> float | None:
     """Seconds the task has been in its current state at ``now``; None where either time is unknown."""
     since = parse_time(task.state_since)
     if since is None or now is None:
@@ -58,7 +57,7 @@ def age(task: Task, now: Optional[datetime]) -> Optional[float]:
     return (now - since).total_seconds()
 
 
-def recent(task: Task, now: Optional[datetime]) -> bool:
+def recent(task: Task, now: datetime | None) -> bool:
     a = age(task, now)
     return a is not None and a < SETTLE_SECONDS
 
@@ -68,7 +67,7 @@ CONTAINER_STATES = {"created": "starting", "restarting": "starting", "paused": "
                     "removing": "shutdown", "exited": "shutdown", "dead": "shutdown"}
 
 
-def draining(task: Task, now: Optional[datetime]) -> bool:
+def draining(task: Task, now: datetime | None) -> bool:
     """On its way out: told to stop and not stopped yet, or stopped a moment ago. A task that is not
     running and whose state has no time (a worker's view: a container gone or exited, an entry
     service discovery still holds) cannot be told apart from one that stopped a moment ago: it is
@@ -80,14 +79,14 @@ def draining(task: Task, now: Optional[datetime]) -> bool:
     return task.state_since is None or recent(task, now)
 
 
-def starting(task: Task, now: Optional[datetime]) -> bool:
+def starting(task: Task, now: datetime | None) -> bool:
     """On its way in: not running yet, or running only a moment ago (other nodes may not know it yet)."""
     if task.desired_state != "running":
         return False
     return task.state in STARTING_STATES or (task.state == "running" and recent(task, now))
 
 
-def in_transition(task: Task, now: Optional[datetime]) -> bool:
+def in_transition(task: Task, now: datetime | None) -> bool:
     return draining(task, now) or starting(task, now)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Optional
 
 from swarmscope.model import Rule, Table
 
@@ -28,11 +27,11 @@ MAX_DEPTH = 16
 @dataclass(frozen=True)
 class Packet:
     proto: str  # tcp | udp
-    dport: Optional[int]
-    sport: Optional[int] = None
-    in_iface: Optional[str] = None  # None: an interface of the host's own, not a Docker bridge
-    out_iface: Optional[str] = None
-    dst: Optional[str] = None
+    dport: int | None
+    sport: int | None = None
+    in_iface: str | None = None  # None: an interface of the host's own, not a Docker bridge
+    out_iface: str | None = None
+    dst: str | None = None
     state: str = "NEW"  # NEW | ESTABLISHED | RELATED
     dst_local: bool = False  # addrtype LOCAL of the destination
 
@@ -40,13 +39,13 @@ class Packet:
 @dataclass
 class Walk:
     verdict: str  # accept | drop | policy-accept | policy-drop | unknown
-    rule: Optional[Rule] = None  # the rule that decided
-    chain: Optional[str] = None  # where it sits
+    rule: Rule | None = None  # the rule that decided
+    chain: str | None = None  # where it sits
     trail: list[str] = field(default_factory=list)  # chains entered, in order
     maybe: list[tuple[str, Rule]] = field(default_factory=list)  # rules that might have matched, passed over
 
 
-def _iface(pattern: str, actual: Optional[str]) -> Optional[bool]:
+def _iface(pattern: str, actual: str | None) -> bool | None:
     if actual is not None:
         return actual.startswith(pattern[:-1]) if pattern.endswith("+") else actual == pattern
     # unknown: some interface of the host's own that is not a Docker bridge
@@ -58,7 +57,7 @@ def _iface(pattern: str, actual: Optional[str]) -> Optional[bool]:
     return False if bare in DOCKER_BRIDGES[:2] or bare.startswith("br-") else None
 
 
-def _ports(spec: Optional[str]) -> set[int]:
+def _ports(spec: str | None) -> set[int]:
     out: set[int] = set()
     for part in (spec or "").split(","):
         lo, _, hi = part.partition(":")
@@ -119,7 +118,7 @@ def _compile(r: Rule) -> list:
     return first + rest
 
 
-def matches(r: Rule, p: Packet, compiled: Optional[dict] = None) -> Optional[bool]:
+def matches(r: Rule, p: Packet, compiled: dict | None = None) -> bool | None:
     """True, False, or None where the rule's conditions cannot be decided from the packet.
 
     ``compiled``: a cache (by rule identity) of compiled conditions, for walking many packets."""
@@ -138,7 +137,7 @@ def matches(r: Rule, p: Packet, compiled: Optional[dict] = None) -> Optional[boo
     return None if unknown else True
 
 
-def walk(t: Table, chain: str, p: Packet, compiled: Optional[dict] = None) -> Walk:
+def walk(t: Table, chain: str, p: Packet, compiled: dict | None = None) -> Walk:
     """Where ``p`` ends when it enters built-in ``chain`` of ``t`` (``compiled``: see matches)."""
     w = Walk(verdict="unknown")
     decided = _walk(t, chain, p, w, 0, {} if compiled is None else compiled)
@@ -178,7 +177,7 @@ def _walk(t: Table, chain: str, p: Packet, w: Walk, depth: int, compiled: dict) 
     return False
 
 
-def _positive_ports(r: Rule, opts: tuple[str, ...]) -> Optional[frozenset]:
+def _positive_ports(r: Rule, opts: tuple[str, ...]) -> frozenset | None:
     for m in r.matches:
         for o in m.options:
             if o.opt in opts and not o.negated:

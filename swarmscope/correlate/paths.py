@@ -8,11 +8,10 @@ across nodes.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Callable, Iterable, Optional
 
 from swarmscope.correlate import lifecycle, netfilter
-
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix, task_addresses
 from swarmscope.correlate.types import (
     DRAINING,
@@ -42,13 +41,13 @@ INGRESS_CHAIN = "DOCKER-INGRESS"
 # small readers over the snapshot
 
 
-def nat(d: Optional[IptablesDump]) -> Optional[Table]:
+def nat(d: IptablesDump | None) -> Table | None:
     if d is None or not d.available:
         return None
     return d.table("nat")
 
 
-def table(d: Optional[IptablesDump], name: str) -> Optional[Table]:
+def table(d: IptablesDump | None, name: str) -> Table | None:
     if d is None or not d.available:
         return None
     return d.table(name)
@@ -71,7 +70,7 @@ def port_rules(n: NodeCtx, where: str, t: Table, chain: str, target: str, opt: s
     return n.memo(("rules", where, id(t), chain, target, opt), make).get((proto, str(port)), [])
 
 
-def ns_addresses(ns: Optional[Namespace]) -> list[tuple[str, str, int]]:
+def ns_addresses(ns: Namespace | None) -> list[tuple[str, str, int]]:
     """(interface, address, prefixlen) of IPv4 addresses in a namespace."""
     if ns is None:
         return []
@@ -139,7 +138,7 @@ def ns_listing(n: NodeCtx) -> str:
     return f"{n.snap.netns_dir or 'netns directory'} lists: {', '.join(names) if names else 'nothing'}"
 
 
-def _ns_hop(key: str, label: str, ns: Optional[Namespace], what: str, n: NodeCtx) -> Hop:
+def _ns_hop(key: str, label: str, ns: Namespace | None, what: str, n: NodeCtx) -> Hop:
     if ns is None:
         return Hop(key, label, MISSING, f"no {what} namespace on this node", [ns_listing(n)])
     if ns.vanished:
@@ -149,7 +148,7 @@ def _ns_hop(key: str, label: str, ns: Optional[Namespace], what: str, n: NodeCtx
     return Hop(key, label, OK, ns.name, [ns.path])
 
 
-def _alias_hop(key: str, label: str, ns: Optional[Namespace], vip: Optional[str], aux: bool = False) -> Hop:
+def _alias_hop(key: str, label: str, ns: Namespace | None, vip: str | None, aux: bool = False) -> Hop:
     if ns is None or vip is None:
         return Hop(key, label, UNKNOWN if vip is None else MISSING, "no namespace" if ns is None else "no VIP", aux=aux)
     for iface, addr, plen in ns_addresses(ns):
@@ -163,9 +162,9 @@ def _alias_hop(key: str, label: str, ns: Optional[Namespace], vip: Optional[str]
 
 
 def _mark_hop(
-    key: str, label: str, rules: list[Rule], expected: Optional[int], where: str, aux: bool = False,
-    chain: Optional[list[Rule]] = None,
-) -> tuple[Hop, Optional[int]]:
+    key: str, label: str, rules: list[Rule], expected: int | None, where: str, aux: bool = False,
+    chain: list[Rule] | None = None,
+) -> tuple[Hop, int | None]:
     """Judge MARK rules; returns the hop and the mark to follow into IPVS.
 
     ``chain``: every rule of the chain looked in, the evidence when no MARK rule is found.
@@ -190,7 +189,7 @@ def _mark_hop(
     )
 
 
-def _ipvs_hop(key: str, label: str, n: NodeCtx, ns: Optional[Namespace], mark: Optional[int]) -> tuple[Hop, Optional[IpvsService]]:
+def _ipvs_hop(key: str, label: str, n: NodeCtx, ns: Namespace | None, mark: int | None) -> tuple[Hop, IpvsService | None]:
     if ns is None:
         return Hop(key, label, MISSING, "no load-balancer namespace"), None
     t = ns.ipvs
@@ -209,7 +208,7 @@ def _ipvs_hop(key: str, label: str, n: NodeCtx, ns: Optional[Namespace], mark: O
     return Hop(key, label, OK, f"FWM {mark} {s.scheduler}, {len(s.dests)} real servers", [ipvs_line(s)]), s
 
 
-def _snat_hop(key: str, label: str, ns: Optional[Namespace], subnets: list[str], source: Optional[str]) -> Hop:
+def _snat_hop(key: str, label: str, ns: Namespace | None, subnets: list[str], source: str | None) -> Hop:
     t = table(ns.iptables if ns else None, "nat")
     if ns is None:
         return Hop(key, label, MISSING, "no load-balancer namespace")
@@ -234,7 +233,7 @@ def _is_down(i) -> bool:
     return not i.admin_up or i.state in ("down", "lowerlayerdown", "notpresent")
 
 
-def _peer(i, candidates: list[tuple[str, list]]) -> Optional[tuple[str, object]]:
+def _peer(i, candidates: list[tuple[str, list]]) -> tuple[str, object] | None:
     """The other end of a veth: the interface with its peer index in one of the candidate namespaces."""
     if i.kind != "veth" or i.peer_index is None:
         return None
@@ -251,7 +250,7 @@ def _describe_link(where: str, i, peer) -> str:
     return f"{where}: {i.name} {state}{other}"
 
 
-def links_hop(key: str, label: str, sandbox: Optional[Namespace], others: list[tuple[str, list]],
+def links_hop(key: str, label: str, sandbox: Namespace | None, others: list[tuple[str, list]],
               bridges: list[tuple[str, object]]) -> Hop:
     """Every interface a packet crosses: the sandbox's own links, the other end of each (a bridge port
     on the host or in the overlay namespace) and the bridges themselves."""
@@ -278,7 +277,7 @@ def links_hop(key: str, label: str, sandbox: Optional[Namespace], others: list[t
 # backends: IPVS real servers against the running tasks
 
 
-def _disabled(cl: Cluster, svc: Service, network_id: str, n: Optional[NodeCtx], task, address: str) -> bool:
+def _disabled(cl: Cluster, svc: Service, network_id: str, n: NodeCtx | None, task, address: str) -> bool:
     """Without a manager: a task known only from service discovery that this node's DNS does not answer
     is a disabled entry (discovery lists entries being drained; DNS and IPVS weight drop them first).
     One that DNS does answer is enabled, and IPVS must carry it."""
@@ -288,8 +287,8 @@ def _disabled(cl: Cluster, svc: Service, network_id: str, n: Optional[NodeCtx], 
     return a is None or a.status != "ok" or address not in a.answers
 
 
-def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Optional[datetime] = None,
-                     n: Optional[NodeCtx] = None) -> list[Backend]:
+def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: datetime | None = None,
+                     n: NodeCtx | None = None) -> list[Backend]:
     """IPVS real servers against the running tasks. Tasks in transition (lifecycle) are neither
     good nor bad: a draining task's real server may linger, a starting task's may not be there yet."""
     running = cl.running_tasks(svc)
@@ -346,7 +345,7 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: Opt
     return out
 
 
-def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: Optional[IpvsService], ipvs_hop: Hop,
+def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: IpvsService | None, ipvs_hop: Hop,
                   n: NodeCtx) -> list[Backend]:
     """Backends of a path: with no IPVS service, the running tasks, missing (or unknown when IPVS was not read)."""
     backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [], n.now, n)
@@ -358,7 +357,7 @@ def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: Optional
     return backends
 
 
-def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: Optional[IpvsService], ipvs_hop: Hop) -> Hop:
+def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: IpvsService | None, ipvs_hop: Hop) -> Hop:
     if ipvs_svc is None:
         if ipvs_hop.status == UNKNOWN:
             return Hop(key, label, UNKNOWN, "IPVS not read: real servers unknown")
@@ -383,12 +382,12 @@ def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: Optio
 # ingress (published port, ingress mode)
 
 
-def gwbridge_sbox_ip(n: NodeCtx) -> tuple[Optional[str], list[str]]:
+def gwbridge_sbox_ip(n: NodeCtx) -> tuple[str | None, list[str]]:
     """The ingress sandbox's address on docker_gwbridge, and how it was found (once per node)."""
     return n.memo("gwbridge_sbox_ip", lambda: _gwbridge_sbox_ip(n))
 
 
-def _gwbridge_sbox_ip(n: NodeCtx) -> tuple[Optional[str], list[str]]:
+def _gwbridge_sbox_ip(n: NodeCtx) -> tuple[str | None, list[str]]:
     sbox = n.ingress_sbox
     gw = n.snap.host.gwbridge
     subnets = []
@@ -415,7 +414,7 @@ def _docker_jump(r: Rule) -> bool:
             and [m.module for m in r.matches] == ["addrtype"] and r.value("--dst-type") == "LOCAL")
 
 
-def _shadowed_by(rules: list[Rule], proto: str, port: int) -> Optional[Rule]:
+def _shadowed_by(rules: list[Rule], proto: str, port: int) -> Rule | None:
     """The first rule before Docker's jump that ends the published port's packets there (an operator's
     ACCEPT/RETURN, or their own DNAT/REDIRECT of the port): DOCKER-INGRESS is never reached for them."""
     for r in rules:
@@ -555,7 +554,7 @@ def _forward_hop(n: NodeCtx, hfilter: Table, proto: str, P: int) -> Hop:
     for direction, pkt in (("new connection", netfilter.Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
                            ("reply", netfilter.Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED"))):
         compiled = n.memo(("netfilter", id(hfilter)), dict)
-        w = n.memo(("forward", id(hfilter), pkt), lambda pkt=pkt: netfilter.walk(hfilter, "FORWARD", pkt, compiled))
+        w = n.memo(("forward", id(hfilter), pkt), lambda pkt=pkt, compiled=compiled: netfilter.walk(hfilter, "FORWARD", pkt, compiled))
         trail = f"path: {' -> '.join(w.trail)}"
         if w.verdict == "drop" and w.rule is not None:
             return Hop("host.forward", label, MISMATCH,
@@ -609,14 +608,14 @@ def host_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> Nod
         np.verdict, np.reason = NA, "no task on this node (host mode)"
         return np
     np.hops.append(Hop("task.here", "task on this node", OK, ", ".join(cl.task_name(t) for t in here)))
-    ls = [l for l in n.snap.host.listeners if l.port == port.published_port and l.protocol == port.protocol]
+    ls = [li for li in n.snap.host.listeners if li.port == port.published_port and li.protocol == port.protocol]
     hnat = nat(n.snap.host.iptables)
     dnats = [r for r in hnat.rules("DOCKER") if r.target == "DNAT" and proto_port(r, port.protocol, "--dport", port.published_port)] if hnat else []
-    ev = [f"{l.protocol} {l.address}:{l.port} held by {l.process or '?'} (pid {l.pid})" for l in ls] + [r.line for r in dnats]
+    ev = [f"{li.protocol} {li.address}:{li.port} held by {li.process or '?'} (pid {li.pid})" for li in ls] + [r.line for r in dnats]
     if ls or dnats:
         np.hops.append(Hop("host.bound", f"host port {port.published_port}", OK, "bound on the host", ev))
     else:
-        held = ", ".join(f"{l.protocol}/{l.port}" for l in n.snap.host.listeners) or "none"
+        held = ", ".join(f"{li.protocol}/{li.port}" for li in n.snap.host.listeners) or "none"
         np.hops.append(Hop("host.bound", f"host port {port.published_port}", MISSING, "nothing bound and no DNAT for the port",
                            [f"sockets bound on published ports: {held}",
                             f"host nat DOCKER: {len(hnat.rules('DOCKER')) if hnat else 0} rules, none for {port.protocol}/{port.published_port}"]))
@@ -717,7 +716,7 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
     return np
 
 
-def settling_addresses(cl: Cluster, svc: Service, network_id: str, now: Optional[datetime]) -> set[str]:
+def settling_addresses(cl: Cluster, svc: Service, network_id: str, now: datetime | None) -> set[str]:
     """Addresses of the service's tasks in transition: DNS may or may not hold them yet."""
     updating = lifecycle.updating(svc)
     return {a for t in cl.service_tasks(svc) if updating or t.id in cl.uncertain or lifecycle.in_transition(t, now)
@@ -771,7 +770,7 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
 # verdict and assembly
 
 
-def verdict(np: NodePath, breaks: Optional[Callable[[Hop], bool]] = None) -> None:
+def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
     """ok, broken (the first broken hop), degraded (serves, but some real servers are wrong), unknown.
 
     ``breaks``: once findings are known, whether a bad hop stops traffic (findings.hop_breaks); a bad

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 OK = "ok"
 MISSING = "missing"
@@ -25,7 +24,7 @@ class Hop:
     evidence: list[str] = field(default_factory=list)  # exact rule lines, IPVS entries, addresses, answers
     findings: list[str] = field(default_factory=list)  # ids of findings about this hop
     aux: bool = False  # shown, but not part of the verdict
-    root_cause: Optional[str] = None  # id of the root-cause finding that explains this hop's findings
+    root_cause: str | None = None  # id of the root-cause finding that explains this hop's findings
 
 
 @dataclass
@@ -34,30 +33,30 @@ class Backend:
 
     address: str
     status: str  # ok | missing | stale | lingering | weight0 | foreign | unknown | draining | starting
-    port: Optional[int] = None
-    weight: Optional[int] = None
-    forward: Optional[str] = None
-    task_id: Optional[str] = None
-    task: Optional[str] = None  # service.slot
-    task_state: Optional[str] = None
-    service: Optional[str] = None
-    node: Optional[str] = None
-    container_id: Optional[str] = None
-    redirect: Optional[str] = None  # ingress only: ok | missing | unknown | n/a, on the task's node
+    port: int | None = None
+    weight: int | None = None
+    forward: str | None = None
+    task_id: str | None = None
+    task: str | None = None  # service.slot
+    task_state: str | None = None
+    service: str | None = None
+    node: str | None = None
+    container_id: str | None = None
+    redirect: str | None = None  # ingress only: ok | missing | unknown | n/a, on the task's node
     redirect_evidence: list[str] = field(default_factory=list)
 
 
 @dataclass
 class NodePath:
     node: str
-    node_id: Optional[str]
+    node_id: str | None
     hops: list[Hop] = field(default_factory=list)
     backends: list[Backend] = field(default_factory=list)
     verdict: str = UNKNOWN  # ok | broken | degraded (serves, some real servers wrong) | unknown | n/a
-    broken_at: Optional[str] = None  # label of the first broken (or, when degraded, the degraded) hop
+    broken_at: str | None = None  # label of the first broken (or, when degraded, the degraded) hop
     reason: str = ""
 
-    def hop(self, key: str) -> Optional[Hop]:
+    def hop(self, key: str) -> Hop | None:
         for h in self.hops:
             if h.key == key:
                 return h
@@ -77,7 +76,7 @@ class PortPath:
 class VipPath:
     network_id: str
     network: str
-    vip: Optional[str]  # None for dnsrr
+    vip: str | None  # None for dnsrr
     endpoint_mode: str
     nodes: list[NodePath] = field(default_factory=list)
 
@@ -101,9 +100,9 @@ class TaskInfo:
     id: str
     name: str
     node: str
-    state: Optional[str]
-    desired_state: Optional[str]
-    container_id: Optional[str]
+    state: str | None
+    desired_state: str | None
+    container_id: str | None
     addresses: dict[str, list[str]] = field(default_factory=dict)  # network name -> addresses
 
 
@@ -112,7 +111,7 @@ class ServicePath:
     id: str
     name: str
     mode: str
-    replicas: Optional[int]
+    replicas: int | None
     endpoint_mode: str
     networks: list[str] = field(default_factory=list)  # names
     vips: dict[str, str] = field(default_factory=dict)  # network name -> VIP
@@ -129,11 +128,11 @@ class Finding:
     title: str
     hint: str
     nodes: list[str] = field(default_factory=list)
-    service: Optional[str] = None
-    network: Optional[str] = None
+    service: str | None = None
+    network: str | None = None
     detail: str = ""
     evidence: list[str] = field(default_factory=list)
-    caused_by: Optional[str] = None  # id of the root-cause finding that explains this one
+    caused_by: str | None = None  # id of the root-cause finding that explains this one
     explains: int = 0  # for a root cause: how many other findings it explains
     explained: dict[str, int] = field(default_factory=dict)  # finding id -> count explained
 
@@ -143,4 +142,4 @@ class Analysis:
     services: list[ServicePath]
     findings: list[Finding]  # root causes first, then by severity
     nodes: list[str]
-    api_source: Optional[str]
+    api_source: str | None

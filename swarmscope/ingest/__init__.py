@@ -12,7 +12,6 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
-from typing import Optional
 
 from swarmscope.errors import InputError, ParseError
 from swarmscope.ingest.build import NodeText, read_section, to_snapshot
@@ -100,7 +99,7 @@ def _sections_of_file(path: str, text: str, label: str) -> tuple[list[Section], 
     return secs, skipped
 
 
-def load_text(paths: list[str], limit_mb: Optional[float] = None) -> tuple[list[Snapshot], TextReport]:
+def load_text(paths: list[str], limit_mb: float | None = None) -> tuple[list[Snapshot], TextReport]:
     """Snapshots from support.sh transcripts and/or directories of pasted output."""
     from swarmscope.dump import DEFAULT_MAX_INPUT_MB
 

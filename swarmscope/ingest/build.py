@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from swarmscope.collect.snapshot import classify as collect_classify
-
 from swarmscope.errors import ParseError
 from swarmscope.ingest.sections import Section
 from swarmscope.model import (
@@ -38,14 +36,13 @@ from swarmscope.model import (
     Snapshot,
 )
 
-
 #: iptables tables the correlator reads in each kind of namespace; a namespace whose input lacks
 #: one of them is left unread (an absent table would read as an empty one: a fault invented)
 NEEDED_TABLES = {"host": ("nat", "filter"), "ingress_sbox": ("nat", "mangle"), "lb": ("nat", "mangle"),
                  "container": ("nat",), "overlay": (), "unknown": ()}
 
 
-def classify(name: str) -> tuple[str, Optional[str]]:
+def classify(name: str) -> tuple[str, str | None]:
     """(kind, network id prefix) of a namespace name: the collector's rules (one place), plus "host",
     the name a transcript or pasted file gives the host namespace."""
     if name == "host":
@@ -56,20 +53,20 @@ def classify(name: str) -> tuple[str, Optional[str]]:
 @dataclass
 class _Ns:
     name: str
-    path: Optional[str] = None
+    path: str | None = None
     tables: dict = field(default_factory=dict)  # table name -> (Table, section)
-    save_dump: Optional[IptablesDump] = None
+    save_dump: IptablesDump | None = None
     raw: list[str] = field(default_factory=list)
     links: list[Interface] = field(default_factory=list)
     addrs: list[Interface] = field(default_factory=list)
-    ipvs: Optional[IpvsTable] = None
+    ipvs: IpvsTable | None = None
     routes: list[str] = field(default_factory=list)
     route_objs: list = field(default_factory=list)
     routes_read: bool = False
     sysctls: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     lossy: list[str] = field(default_factory=list)
-    backend_hint: Optional[str] = None
+    backend_hint: str | None = None
     absent: bool = False  # nsenter could not open its file: the namespace does not exist
 
 
@@ -91,7 +88,7 @@ class NodeText:
     markers: set = field(default_factory=set)  # support.sh 'nnn Network X' markers seen (X or ingress_sbox)
     transcript: bool = False
 
-    def nsd(self, name: str, path: Optional[str] = None) -> _Ns:
+    def nsd(self, name: str, path: str | None = None) -> _Ns:
         d = self.ns.get(name)
         if d is None:
             d = self.ns[name] = _Ns(name=name, path=path)
@@ -177,7 +174,7 @@ def read_section(nt: NodeText, sec: Section) -> None:
 
         first = sec.text.strip().splitlines()[0] if sec.text.strip() else ""
         if "Can't initialize ipvs" in sec.text or "Protocol not available" in sec.text:
-            reason = " ".join(l.strip() for l in sec.text.strip().splitlines())
+            reason = " ".join(ln.strip() for ln in sec.text.strip().splitlines())
             ns.ipvs = IpvsTable(available=False, source="ipvsadm", reason=f"ipvsadm: {reason}", raw=sec.text)
             nt.ipvs_evidence.append((False, f"{sec.where}: {first}"))
         else:
@@ -306,7 +303,7 @@ def _interfaces(d: _Ns) -> list[Interface]:
     return sorted(out.values(), key=lambda x: x.index)
 
 
-def _dump(d: _Ns, kind: str, backend: Optional[str]) -> tuple[Optional[IptablesDump], Optional[str]]:
+def _dump(d: _Ns, kind: str, backend: str | None) -> tuple[IptablesDump | None, str | None]:
     """The namespace's iptables, or None and why (no table read, or a table the correlator reads is absent)."""
     if not d.tables:
         return None, None
@@ -473,7 +470,7 @@ def _not_in_input(nt: NodeText, have: list[Namespace], notes: list[str]) -> list
     return out
 
 
-def _node_addr(nt: NodeText) -> Optional[str]:
+def _node_addr(nt: NodeText) -> str | None:
     """The node's address: the Host IP the verbose inspects give this node's own tasks."""
     local = {c.name for c in nt.containers}
     for net in nt.networks.values():

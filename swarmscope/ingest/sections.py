@@ -22,7 +22,6 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Optional
 
 __all__ = ["Section", "split_transcript", "recognise", "command_kind", "looks_like_transcript"]
 
@@ -35,10 +34,10 @@ class Section:
     first: int  # 1-based line numbers in the file
     last: int
     node: int = 0  # index of the node within the file (concatenated transcripts)
-    command: Optional[str] = None  # as printed
+    command: str | None = None  # as printed
     namespace: str = "host"  # "host" or the namespace file name
-    ns_path: Optional[str] = None
-    table: Optional[str] = None  # iptables -t
+    ns_path: str | None = None
+    table: str | None = None  # iptables -t
     extra: dict = field(default_factory=dict)  # container id/state, network id, ...
 
     @property
@@ -75,7 +74,7 @@ _NSENTER = re.compile(r"^nsenter\s+(?:-n|--net)[= ](\S+)\s+(.*)$")
 _PROMPT = re.compile(r"^(?:\[[^\]]*\][#$]|[\w.@:~/-]*[#$])\s+")
 
 
-def command_kind(command: str) -> tuple[Optional[str], str, Optional[str], Optional[str]]:
+def command_kind(command: str) -> tuple[str | None, str, str | None, str | None]:
     """(kind, command without nsenter/sudo, namespace path, iptables table) of a command line."""
     cmd = command.strip()
     cmd = re.sub(r"^(sudo\s+(-\S+\s+)*)", "", cmd)
@@ -150,7 +149,7 @@ def command_kind(command: str) -> tuple[Optional[str], str, Optional[str], Optio
     return None, cmd, ns_path, None
 
 
-def _ns_name(path: Optional[str]) -> str:
+def _ns_name(path: str | None) -> str:
     if not path:
         return "host"
     name = path.rstrip("/").rsplit("/", 1)[-1]
@@ -300,7 +299,7 @@ def _is_marker(line: str) -> bool:
 _SYSCTL = re.compile(r"^[a-z0-9_.\-/]+\s*=\s*\S*$")
 
 
-def recognise(text: str) -> Optional[str]:
+def recognise(text: str) -> str | None:
     """The kind of one command's output, from its content alone (None: not one swarmscope reads)."""
     s = text.lstrip()
     if not s:
@@ -348,11 +347,11 @@ def recognise(text: str) -> Optional[str]:
         return "dns"
     if re.match(r"^IP Virtual Server version", first) or first.startswith("Prot LocalAddress:Port Scheduler"):
         return "proc-ip_vs"
-    lines = [l.strip() for l in s.splitlines() if l.strip()]
-    if lines and all(_SYSCTL.match(l) for l in lines) and any(l.startswith("net.") for l in lines):
+    lines = [ln.strip() for ln in s.splitlines() if ln.strip()]
+    if lines and all(_SYSCTL.match(ln) for ln in lines) and any(ln.startswith("net.") for ln in lines):
         return "sysctl"
-    if lines and all(re.match(r"^[0-9a-fA-F.:]+(\s+(STREAM|DGRAM|RAW|\S+))*\s*$", l) for l in lines) and \
-            all(re.match(r"^[0-9a-fA-F.:]+$", l.split()[0]) and ("." in l.split()[0] or ":" in l.split()[0]) for l in lines):
+    if lines and all(re.match(r"^[0-9a-fA-F.:]+(\s+(STREAM|DGRAM|RAW|\S+))*\s*$", ln) for ln in lines) and \
+            all(re.match(r"^[0-9a-fA-F.:]+$", ln.split()[0]) and ("." in ln.split()[0] or ":" in ln.split()[0]) for ln in lines):
         return "dns"
     return None
 

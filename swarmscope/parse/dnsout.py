@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from swarmscope.errors import ParseError, parser
 
@@ -23,11 +22,11 @@ __all__ = ["Lookup", "parse_dig", "parse_nslookup", "parse_getent", "parse_dns"]
 @dataclass
 class Lookup:
     tool: str  # dig | dig +short | nslookup | getent
-    query: Optional[str]  # without the trailing dot; None where the output does not name it
+    query: str | None  # without the trailing dot; None where the output does not name it
     status: str  # ok | nxdomain | noanswer | timeout | error | unknown
     answers: list[str] = field(default_factory=list)  # A/AAAA addresses, in the order printed
-    server: Optional[str] = None
-    reason: Optional[str] = None
+    server: str | None = None
+    reason: str | None = None
 
 
 def _is_ip(s: str) -> bool:
@@ -42,14 +41,14 @@ def _is_ip(s: str) -> bool:
 def parse_dig(text: str) -> Lookup:
     """``dig NAME`` (full output, through jc) or ``dig +short NAME`` (addresses, one a line)."""
     if "<<>> DiG" not in text and ";; ->>HEADER<<-" not in text:
-        lines = [l.strip() for l in text.splitlines() if l.strip()]
-        if lines and all(_is_ip(l) or l.endswith(".") for l in lines):
-            return Lookup(tool="dig +short", query=None, status="ok", answers=[l for l in lines if _is_ip(l)])
-        if lines and all(l.startswith(";;") for l in lines):
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if lines and all(_is_ip(ln) or ln.endswith(".") for ln in lines):
+            return Lookup(tool="dig +short", query=None, status="ok", answers=[ln for ln in lines if _is_ip(ln)])
+        if lines and all(ln.startswith(";;") for ln in lines):
             return Lookup(tool="dig +short", query=None, status="timeout" if "timed out" in text else "error", reason=lines[-1].lstrip("; "))
         raise ParseError("dig", 1, lines[0] if lines else "", "neither dig output nor dig +short addresses")
     if ";; ->>HEADER<<-" not in text:
-        reason = next((l.lstrip("; ").strip() for l in text.splitlines() if "no servers could be reached" in l or "timed out" in l), None)
+        reason = next((ln.lstrip("; ").strip() for ln in text.splitlines() if "no servers could be reached" in ln or "timed out" in ln), None)
         q = re.search(r"<<>> DiG \S+ <<>>(?:\s+@\S+)?\s+(\S+)", text)
         return Lookup(tool="dig", query=q.group(1).rstrip(".") if q else None,
                       status="timeout" if reason else "error", reason=reason or "no answer header in the output")
@@ -74,7 +73,7 @@ def parse_dig(text: str) -> Lookup:
 @parser("nslookup")
 def parse_nslookup(text: str) -> Lookup:
     """busybox or BIND ``nslookup NAME``: ``Name: X`` / ``Address: A`` pairs after the server lines."""
-    lines = [l.rstrip() for l in text.splitlines()]
+    lines = [ln.rstrip() for ln in text.splitlines()]
     server = None
     query = None
     answers: list[str] = []
@@ -147,10 +146,10 @@ def parse_dns(text: str) -> Lookup:
         return parse_dig(text)
     if re.search(r"^\s*Server:", text, re.M):
         return parse_nslookup(text)
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    if lines and all(l.startswith(";;") for l in lines):  # busybox nslookup and dig +short print only this on failure
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines and all(ln.startswith(";;") for ln in lines):  # busybox nslookup and dig +short print only this on failure
         return Lookup(tool="dig/nslookup", query=None, status="timeout" if "timed out" in text else "error",
                       reason=lines[-1].lstrip("; "))
-    if lines and all(_is_ip(l) for l in lines):
+    if lines and all(_is_ip(ln) for ln in lines):
         return parse_dig(text)
     return parse_getent(text)

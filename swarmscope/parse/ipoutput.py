@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from swarmscope.errors import ParseError, is_number, parser
 from swarmscope.model import Address, Interface
@@ -86,11 +85,11 @@ def parse_ip_oneline_link(text: str) -> list[Interface]:
 class Route:
     destination: str  # CIDR; "0.0.0.0/0" for default
     type: str = "unicast"
-    dev: Optional[str] = None
-    via: Optional[str] = None
-    src: Optional[str] = None
-    proto: Optional[str] = None
-    scope: Optional[str] = None
+    dev: str | None = None
+    via: str | None = None
+    src: str | None = None
+    proto: str | None = None
+    scope: str | None = None
     flags: list[str] = field(default_factory=list)  # linkdown, dead, onlink, ...
 
 
@@ -133,8 +132,8 @@ def parse_ip_route(text: str) -> list[Route]:
 @dataclass
 class Neighbour:
     address: str
-    dev: Optional[str] = None
-    lladdr: Optional[str] = None
+    dev: str | None = None
+    lladdr: str | None = None
     state: list[str] = field(default_factory=list)  # REACHABLE, STALE, PERMANENT, FAILED, ...
 
 
@@ -169,9 +168,9 @@ def parse_ip_neigh(text: str) -> list[Neighbour]:
 @dataclass
 class FdbEntry:
     mac: str
-    dev: Optional[str] = None
-    dst: Optional[str] = None  # the remote VTEP of a vxlan entry
-    master: Optional[str] = None
+    dev: str | None = None
+    dst: str | None = None  # the remote VTEP of a vxlan entry
+    master: str | None = None
     flags: list[str] = field(default_factory=list)  # self, permanent, static, extern_learn, ...
 
 

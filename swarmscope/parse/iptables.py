@@ -31,7 +31,6 @@ as iptables itself loads it.
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from swarmscope.errors import ParseError, is_number, parser
 from swarmscope.model import Chain, IptablesDump, Rule, RuleMatch, RuleOption, Table
@@ -85,7 +84,7 @@ def _word(text: str, quoted: bool) -> _Word:
 
 
 @parser("iptables rule")
-def split_words(text: str, *, what: str = "iptables rule", lineno: int = 0, line: Optional[str] = None) -> list[_Word]:
+def split_words(text: str, *, what: str = "iptables rule", lineno: int = 0, line: str | None = None) -> list[_Word]:
     """Split a rule into words as iptables-restore does.
 
     Whitespace separates words; ``"..."`` groups (the quotes are removed);
@@ -143,7 +142,7 @@ def parse_rule(
     *,
     what: str = "iptables rule",
     lineno: int = 0,
-    line: Optional[str] = None,
+    line: str | None = None,
     lenient: bool = False,
 ) -> Rule:
     """Parse one ``-A CHAIN ...`` rule (optionally ``[p:b]``-prefixed).
@@ -159,7 +158,7 @@ def parse_rule(
         return ParseError(what, lineno, line, reason)
 
     body = text.strip()
-    counters: Optional[list[int]] = None
+    counters: list[int] | None = None
     m = _RULE_COUNTERS_RE.match(body)
     if m:
         counters = [int(m.group(1)), int(m.group(2))]
@@ -175,8 +174,8 @@ def parse_rule(
     rule = Rule(chain=str(words[1]), line=line, counters=counters)
 
     section: object = "params"  # "params" | RuleMatch | "target"
-    last_proto: Optional[str] = None
-    implicit: Optional[RuleMatch] = None
+    last_proto: str | None = None
+    implicit: RuleMatch | None = None
     i = 2
     n = len(words)
     pending_neg = False
@@ -313,7 +312,7 @@ def parse_iptables_save(text: str, backend: str = "nft", *, lenient: bool = Fals
     """
     what = f"iptables-{backend}-save" if backend in ("nft", "legacy") else "iptables-save"
     dump = IptablesDump(backend=backend, available=True, raw=text)
-    table: Optional[Table] = None
+    table: Table | None = None
     open_line = (0, "")
     lineno = 0
     for lineno, line, s in _content_lines(text, lenient):
@@ -405,7 +404,7 @@ def parse_iptables_rules(text: str, table: str = "filter", *, lenient: bool = Fa
 # helpers for the correlator
 
 
-def _int(value: str) -> Optional[int]:
+def _int(value: str) -> int | None:
     if len(value) > 24 or not value.isascii():
         return None
     try:
@@ -414,7 +413,7 @@ def _int(value: str) -> Optional[int]:
         return None
 
 
-def mark_value(rule: Rule) -> Optional[int]:
+def mark_value(rule: Rule) -> int | None:
     """The mark a ``-j MARK`` rule sets: N of ``--set-mark N[/MASK]`` or ``--set-xmark N[/MASK]``.
 
     Decimal or hex. None for any other target, for ``--and-mark``/``--or-mark``
@@ -431,7 +430,7 @@ def mark_value(rule: Rule) -> Optional[int]:
     return None
 
 
-def _split_hostport(value: str) -> tuple[str, Optional[int]]:
+def _split_hostport(value: str) -> tuple[str, int | None]:
     value = value.strip()
     if value.startswith("["):  # [v6]:port
         end = value.find("]")
@@ -446,7 +445,7 @@ def _split_hostport(value: str) -> tuple[str, Optional[int]]:
     return host, port
 
 
-def dnat_destination(rule: Rule) -> Optional[tuple[str, Optional[int]]]:
+def dnat_destination(rule: Rule) -> tuple[str, int | None] | None:
     """(address, port) of a ``-j DNAT --to-destination ADDR[:PORT]`` rule, else None.
 
     The port is None when absent or a range; the address is "" when only a
@@ -458,7 +457,7 @@ def dnat_destination(rule: Rule) -> Optional[tuple[str, Optional[int]]]:
     return _split_hostport(v) if v else None
 
 
-def snat_source(rule: Rule) -> Optional[tuple[str, Optional[int]]]:
+def snat_source(rule: Rule) -> tuple[str, int | None] | None:
     """(address, port) of a ``-j SNAT --to-source ADDR[:PORT]`` rule, else None.
 
     ``--to-source :53`` (Docker's DNS rules) gives ("", 53).
@@ -469,7 +468,7 @@ def snat_source(rule: Rule) -> Optional[tuple[str, Optional[int]]]:
     return _split_hostport(v) if v else None
 
 
-def redirect_ports(rule: Rule) -> Optional[tuple[int, int]]:
+def redirect_ports(rule: Rule) -> tuple[int, int] | None:
     """(first, last) port of a ``-j REDIRECT --to-ports P[-Q]`` rule; (P, P) for one port.
 
     None for other targets, a REDIRECT without --to-ports, or a value that is

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from swarmscope.errors import ParseError, is_number, parser
 from swarmscope.model import Chain, Rule, RuleMatch, RuleOption, Table
@@ -57,7 +56,7 @@ class ListedTable:
     lossy: list[str] = field(default_factory=list)  # what this listing cannot tell, and why
 
 
-def _count(s: str) -> Optional[int]:
+def _count(s: str) -> int | None:
     if s and s[-1] in _SUFFIX and is_number(s[:-1]):
         return int(s[:-1]) * _SUFFIX[s[-1]]
     return int(s) if is_number(s) else None
@@ -69,7 +68,7 @@ def _neg(value: str) -> tuple[str, bool]:
     return value, False
 
 
-def _tail(words: list[str], i: int) -> tuple[RuleMatch | None, list[RuleOption], Optional[str], int]:
+def _tail(words: list[str], i: int) -> tuple[RuleMatch | None, list[RuleOption], str | None, int]:
     """Read one extension phrase at words[i]: (match or None, target options, comment, next index).
 
     Returns (None, [], None, i) when nothing known starts at i."""
@@ -157,7 +156,7 @@ def _tail(words: list[str], i: int) -> tuple[RuleMatch | None, list[RuleOption],
     return None, [], None, i
 
 
-def _extensions(rule: Rule, text: str, proto: Optional[str]) -> list[str]:
+def _extensions(rule: Rule, text: str, proto: str | None) -> list[str]:
     """Read the extension text of a rule into ``rule``; returns the words not understood."""
     words = text.split()
     i = 0
@@ -182,7 +181,7 @@ def _extensions(rule: Rule, text: str, proto: Optional[str]) -> list[str]:
     return unknown
 
 
-def guess_table(chains: list[str]) -> Optional[str]:
+def guess_table(chains: list[str]) -> str | None:
     """The table a listing of these chains most likely is, from the built-in chains it has."""
     s = set(chains)
     if "FORWARD" in s and s & {"PREROUTING", "POSTROUTING"}:
@@ -195,7 +194,7 @@ def guess_table(chains: list[str]) -> Optional[str]:
 
 
 @parser("iptables -L")
-def parse_iptables_list(text: str, table: Optional[str] = None) -> ListedTable:
+def parse_iptables_list(text: str, table: str | None = None) -> ListedTable:
     """One table from an ``iptables [-t T] [-n] [-v] [-x] [--line-numbers] -L [CHAIN]`` listing.
 
     ``table``: the table the listing was made of, when the command line says (else it is
@@ -204,8 +203,8 @@ def parse_iptables_list(text: str, table: Optional[str] = None) -> ListedTable:
     chain, or that does not have the columns of its header, raises ParseError naming it.
     """
     chains: dict[str, Chain] = {}
-    cur: Optional[Chain] = None
-    header: Optional[list[str]] = None
+    cur: Chain | None = None
+    header: list[str] | None = None
     res = ListedTable(table=Table(name=table or "?"), verbose=False, numeric=True, line_numbers=False)
     seen_rule = False
     for lineno, line in enumerate(text.splitlines(), 1):

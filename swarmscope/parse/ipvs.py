@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Optional
 
 from swarmscope.errors import ParseError, is_number, parser
 from swarmscope.model import IpvsDest, IpvsService
@@ -102,9 +101,9 @@ def _service_flags(words: list[str], what: str, lineno: int, line: str) -> list[
 
 
 @parser("ipvsadm -L")
-def ipvsadm_layout(text: str) -> Optional[str]:
+def ipvsadm_layout(text: str) -> str | None:
     """Which ``ipvsadm -L`` layout ``text`` has: list, persistent-conn, stats, rate, thresholds; None if no header."""
-    service_layout: Optional[str] = None
+    service_layout: str | None = None
     seen_service_header = False
     for _lineno, _line, s in _lines(text):
         cols = tuple(s.split())
@@ -133,11 +132,11 @@ def parse_ipvsadm_list(text: str) -> list[IpvsService]:
     (host names) keeps the name as the address; a port name is an error.
     """
     what = "ipvsadm -Ln"
-    layout: Optional[str] = None  # known once both header lines are read
-    service_layout: Optional[str] = None
+    layout: str | None = None  # known once both header lines are read
+    service_layout: str | None = None
     pending_service_header = False
     services: list[IpvsService] = []
-    current: Optional[IpvsService] = None
+    current: IpvsService | None = None
     lineno, line = 0, ""
     for lineno, line, s in _lines(text):
         if _VERSION_RE.match(s):
@@ -240,6 +239,13 @@ _SAVE_FWD = {
 }
 
 
+def _arg(words: list[str], i: int, what: str, lineno: int, line: str) -> str:
+    """The value of option ``words[i]``: the next word, which must not be another option."""
+    if i + 1 >= len(words) or words[i + 1].startswith("-"):
+        raise ParseError(what, lineno, line, f"{words[i]} without a value")
+    return words[i + 1]
+
+
 @parser("ipvsadm -S")
 def parse_ipvsadm_save(text: str) -> list[IpvsService]:
     """Parse ``ipvsadm -S -n`` (``ipvsadm --save``) output.
@@ -259,19 +265,14 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
         if cmd not in ("-A", "--add-service", "-a", "--add-server"):
             raise ParseError(what, lineno, line, "unrecognised line (expected '-A ...' or '-a ...')")
         is_service = cmd in ("-A", "--add-service")
-        key: Optional[tuple] = None
+        key: tuple | None = None
         svc = IpvsService(protocol="", scheduler="")
-        dest_addr: Optional[tuple[str, int]] = None
-        fwd: Optional[str] = None
+        dest_addr: tuple[str, int] | None = None
+        fwd: str | None = None
         weight = 1
         ipv6 = False
         sched_set = False
         i = 1
-
-        def value(opt: str) -> str:
-            if i + 1 >= len(words) or words[i + 1].startswith("-"):
-                raise ParseError(what, lineno, line, f"{opt} without a value")
-            return words[i + 1]
 
         while i < len(words):
             w = words[i]
@@ -279,7 +280,7 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
                 if key is not None:
                     raise ParseError(what, lineno, line, "two services on one line")
                 kind = _SAVE_SVC_KIND[w]
-                v = value(w)
+                v = _arg(words, i, what, lineno, line)
                 svc.protocol = kind
                 if kind == "fwm":
                     svc.fwmark = _int(v, what, lineno, line, "firewall mark")
@@ -292,7 +293,7 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
                 ipv6 = True
                 i += 1
             elif is_service and w in ("-s", "--scheduler"):
-                svc.scheduler = value(w)
+                svc.scheduler = _arg(words, i, what, lineno, line)
                 sched_set = True
                 i += 2
             elif is_service and w in ("-p", "--persistent"):
@@ -303,19 +304,19 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
                     svc.flags.append("persistent 300")  # ipvsadm's default timeout
                     i += 1
             elif is_service and w in ("-M", "--netmask"):
-                svc.flags.append(f"mask {value(w)}")
+                svc.flags.append(f"mask {_arg(words, i, what, lineno, line)}")
                 i += 2
             elif is_service and w == "--pe":
-                svc.flags.append(f"pe {value(w)}")
+                svc.flags.append(f"pe {_arg(words, i, what, lineno, line)}")
                 i += 2
             elif is_service and w in ("-b", "--sched-flags"):
-                svc.flags.append(f"({value(w)})")
+                svc.flags.append(f"({_arg(words, i, what, lineno, line)})")
                 i += 2
             elif is_service and w in ("-o", "--ops"):
                 svc.flags.append("ops")
                 i += 1
             elif not is_service and w in ("-r", "--real-server"):
-                dest_addr = _hostport(value(w), what, lineno, line)
+                dest_addr = _hostport(_arg(words, i, what, lineno, line), what, lineno, line)
                 i += 2
             elif not is_service and w in _SAVE_FWD:
                 if fwd is not None:
@@ -323,14 +324,14 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
                 fwd = _SAVE_FWD[w]
                 i += 1
             elif not is_service and w in ("-w", "--weight"):
-                weight = _int(value(w), what, lineno, line, "weight")
+                weight = _int(_arg(words, i, what, lineno, line), what, lineno, line, "weight")
                 i += 2
             elif not is_service and w in ("-x", "--u-threshold", "-y", "--l-threshold", "--tun-type",
                                           "--tun-port", "--tun-nocsum", "--tun-csum", "--tun-remcsum"):
                 # thresholds and tunnel options: accepted, not modelled
                 takes_value = w not in ("--tun-nocsum", "--tun-csum", "--tun-remcsum")
                 if takes_value:
-                    value(w)
+                    _arg(words, i, what, lineno, line)
                 i += 2 if takes_value else 1
             else:
                 raise ParseError(what, lineno, line, f"unknown option {w!r}")
@@ -387,7 +388,7 @@ def parse_proc_ip_vs(text: str) -> list[IpvsService]:
     """
     what = "/proc/net/ip_vs"
     services: list[IpvsService] = []
-    current: Optional[IpvsService] = None
+    current: IpvsService | None = None
     header_seen = False
     for lineno, line, s in _lines(text):
         if _VERSION_RE.match(s):

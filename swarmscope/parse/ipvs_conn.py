@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Optional
 
 from swarmscope.errors import ParseError
 from swarmscope.model import IpvsConnGroup, IpvsTimeouts
@@ -70,7 +69,7 @@ def parse_ip_vs_conn(text: str, max_groups: int = MAX_GROUPS) -> tuple[list[Ipvs
     return list(groups.values()), total
 
 
-def conn_summary(groups: Optional[list[IpvsConnGroup]]) -> dict[tuple[str, int, str], dict[str, int]]:
+def conn_summary(groups: list[IpvsConnGroup] | None) -> dict[tuple[str, int, str], dict[str, int]]:
     """(virtual address, port, real server) -> {state: count}."""
     out: dict[tuple[str, int, str], dict[str, int]] = {}
     for g in groups or []:
