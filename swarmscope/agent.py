@@ -34,6 +34,7 @@ from typing import Any, Optional
 
 from swarmscope.collect.snapshot import CollectOptions
 from swarmscope.errors import SwarmscopeError, UsageError
+from swarmscope.render import prometheus
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
@@ -222,9 +223,7 @@ class State:
     failures: int = 0
 
     def publish(self, snapshot_json: bytes, registry) -> None:
-        from prometheus_client import generate_latest
-
-        text = generate_latest(registry).decode()
+        text = prometheus.text(registry)
         with self.lock:
             self.snapshot_json = snapshot_json
             self.registry = registry
@@ -233,114 +232,33 @@ class State:
 
     def publish_failure(self, registry) -> None:
         """New metrics (the failure counts), the last snapshot kept."""
-        from prometheus_client import generate_latest
-
-        text = generate_latest(registry).decode()
+        text = prometheus.text(registry)
         with self.lock:
             self.registry, self.metrics, self.exposition = registry, text, {}
 
     def metrics_for(self, accept: str) -> Optional[tuple[bytes, str]]:
         """(body, content type) of the last collection's metrics in the format ``accept`` negotiates."""
-        from prometheus_client.exposition import choose_encoder
-
         with self.lock:
             registry, cache = self.registry, self.exposition
             if registry is None:
                 if not self.metrics:
                     return None
                 return self.metrics.encode(), "text/plain; version=0.0.4; charset=utf-8"
-            encoder, ctype = choose_encoder(accept)
-            if ctype not in cache:
-                cache[ctype] = encoder(registry)
-            return cache[ctype], ctype
+            return prometheus.exposition(registry, accept, cache)
 
 
 def _finding_key(f) -> tuple:
     return (f.id, f.service or "", f.network or "", tuple(f.nodes))
 
 
-def _describe(f) -> str:
-    where = " ".join(x for x in (f"service={f.service}" if f.service else "", f"network={f.network}" if f.network else "",
-                                 f"nodes={','.join(f.nodes)}" if f.nodes else "") if x)
-    return f"{f.id} [{f.severity}] {where} {f.title}".replace("  ", " ")
-
-
-class _CollectionMetrics:
-    """A prometheus_client collector over one collection's results (fixed at construction)."""
-
-    def __init__(self, snap, analysis, collections: int, failures: int, finished: float):
-        self.snap, self.analysis = snap, analysis
-        self.collections, self.failures, self.finished = collections, failures, finished
-
-    def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        findings = GaugeMetricFamily("swarmscope_findings", "Findings of the last collection, by id and severity.",
-                                     labels=["id", "severity"])
-        counts: dict[tuple[str, str], int] = {}
-        for f in self.analysis.findings:
-            counts[(f.id, f.severity)] = counts.get((f.id, f.severity), 0) + 1
-        for (fid, sev), n in sorted(counts.items()):
-            findings.add_metric([fid, sev], n)
-        yield findings
-        labels = ["service", "path", "node"]
-        rs = GaugeMetricFamily("swarmscope_real_servers",
-                               "Real servers (IPVS destinations present) per service and path on this node.", labels=labels)
-        miss = GaugeMetricFamily("swarmscope_real_servers_missing",
-                                 "Running tasks missing from the service's IPVS table on this node.", labels=labels)
-        for s in self.analysis.services:
-            paths = [(f"ingress:{p.published}/{p.protocol}", p.nodes) for p in s.ports if p.mode == "ingress"]
-            paths += [(f"vip:{v.network}", v.nodes) for v in s.vip_paths if v.vip]
-            for label, nodes in paths:
-                for np in nodes:
-                    rs.add_metric([s.name, label, np.node], sum(1 for b in np.backends if b.status != "missing"))
-                    miss.add_metric([s.name, label, np.node], sum(1 for b in np.backends if b.status == "missing"))
-        yield rs
-        yield miss
-        yield GaugeMetricFamily("swarmscope_collection_duration_seconds", "How long the last collection took.",
-                                value=self.snap.duration_ms / 1000)
-        yield GaugeMetricFamily("swarmscope_collection_complete", "1 when the last snapshot is complete.",
-                                value=1 if self.snap.complete else 0)
-        yield GaugeMetricFamily("swarmscope_last_collection_timestamp_seconds", "When the last collection finished.",
-                                value=int(self.finished))
-        yield CounterMetricFamily("swarmscope_collections", "Collections since the agent started.", value=self.collections)
-        yield CounterMetricFamily("swarmscope_collection_failures", "Collections that failed outright.", value=self.failures)
-
-
-class _CounterMetrics:
-    def __init__(self, collections: int, failures: int):
-        self.collections, self.failures = collections, failures
-
-    def collect(self):
-        from prometheus_client.core import CounterMetricFamily
-
-        yield CounterMetricFamily("swarmscope_collections", "Collections since the agent started.", value=self.collections)
-        yield CounterMetricFamily("swarmscope_collection_failures", "Collections that failed outright.", value=self.failures)
-
-
 def failure_registry(state: State):
     """Metrics before any collection succeeded: the counters only."""
-    from prometheus_client import CollectorRegistry
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_CounterMetrics(state.collections, state.failures))
-    return registry
+    return prometheus.counters_registry(state.collections, state.failures)
 
 
 def metrics_registry(snap, analysis, state: State):
     """A prometheus_client registry with the metrics of one collection (pure)."""
-    from prometheus_client import CollectorRegistry
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_CollectionMetrics(snap, analysis, state.collections, state.failures, time.time()))
-    return registry
-
-
-def metrics_text(snap, analysis, state: State) -> str:
-    """Prometheus text exposition (format 0.0.4) of one collection, made by prometheus_client (pure)."""
-    from prometheus_client import generate_latest
-
-    return generate_latest(metrics_registry(snap, analysis, state)).decode()
+    return prometheus.collection_registry(snap, analysis, state.collections, state.failures, time.time())
 
 
 # --------------------------------------------------------------------------- the HTTP side
@@ -851,6 +769,7 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
                  rounds: Optional[int] = None) -> int:
     from swarmscope.collect.snapshot import collect
     from swarmscope.correlate import analyze
+    from swarmscope.render.text import finding_log_line
 
     interval = _check_interval(interval)
     server = None
@@ -887,10 +806,10 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
             cur = {_finding_key(f): f for f in analysis.findings}
             for k, f in cur.items():
                 if k not in prev:
-                    log(f"finding: {_describe(f)}")
+                    log(f"finding: {finding_log_line(f)}")
             for k, f in prev.items():
                 if k not in cur:
-                    log(f"cleared: {_describe(f)}")
+                    log(f"cleared: {finding_log_line(f)}")
             if n == 0 or set(cur) != set(prev):
                 errs = sum(1 for f in analysis.findings if f.severity == "error")
                 log(f"collected in {snap.duration_ms / 1000:.1f}s: {len(cur)} finding(s), {errs} of error severity"

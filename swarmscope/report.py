@@ -26,7 +26,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,9 @@ from swarmscope import __version__
 from swarmscope.correlate import analyze
 from swarmscope.correlate.types import Analysis
 from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION, make_dump
-from swarmscope.model import SNAPSHOT_VERSION, Interface, IpvsTable, Namespace, Snapshot
+from swarmscope.model import SNAPSHOT_VERSION, Namespace, Snapshot
+from swarmscope.render.bundle import render_index, render_summary_txt
+from swarmscope.render.raw import render_ip_addr, render_ipvsadm, render_sysctls
 
 REPORT_SCHEMA = "swarmscope/report"
 REPORT_VERSION = 1
@@ -57,47 +58,6 @@ class Bundle:
 def safe_name(name: str) -> str:
     """A file name from a service, node or namespace name."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "_"
-
-
-# --------------------------------------------------------------------------
-# text rendered from parsed data, for what was read over netlink
-
-
-def render_ipvsadm(table: IpvsTable) -> str:
-    """An ``ipvsadm -Ln``-style listing of a parsed IPVS table."""
-    out = ["Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"]
-    for s in table.services:
-        if s.protocol == "fwm":
-            head = f"FWM  {s.fwmark} {s.scheduler}"
-        else:
-            head = f"{s.protocol.upper():<4} {s.address}:{s.port} {s.scheduler}"
-        out.append(" ".join([head] + s.flags))
-        for d in s.dests:
-            weight = "?" if d.weight is None else str(d.weight)
-            out.append(f"  -> {d.address + ':' + str(d.port):<28} {d.forward or '?':<7} {weight:<6} {d.active:<10} {d.inactive}")
-    return "\n".join(out) + "\n"
-
-
-def render_ip_addr(interfaces: list[Interface]) -> str:
-    """An ``ip -d addr``-style listing of the interfaces read over rtnetlink."""
-    out = []
-    for i in sorted(interfaces, key=lambda i: i.index):
-        flags = ["UP"] if i.admin_up else []
-        if i.state == "up":
-            flags.append("LOWER_UP")
-        link = f"@if{i.peer_index}" if i.peer_index is not None else ""
-        attrs = [f"mtu {i.mtu}"] if i.mtu is not None else []
-        if i.master:
-            attrs.append(f"master {i.master}")
-        attrs.append(f"state {i.state.upper()}")
-        out.append(f"{i.index}: {i.name}{link}: <{','.join(flags)}> {' '.join(attrs)}")
-        if i.mac:
-            out.append(f"    link/ether {i.mac}")
-        if i.kind:
-            out.append(f"    {i.kind}" + (f" id {i.vxlan_id}" if i.vxlan_id is not None else ""))
-        for a in i.addresses:
-            out.append(f"    {'inet' if a.family == 4 else 'inet6'} {a.address}/{a.prefixlen}")
-    return "\n".join(out) + "\n"
 
 
 def _raw_files(b: Bundle, snap: Snapshot) -> None:
@@ -129,7 +89,7 @@ def _raw_files(b: Bundle, snap: Snapshot) -> None:
             b.add(f"{base}/ip-addr.rendered.txt", render_ip_addr(interfaces), "links and addresses", "rendered",
                   note="read over rtnetlink; rendered by swarmscope in ip -d addr form", **info)
         if sysctls:
-            b.add(f"{base}/sysctl.rendered.txt", "".join(f"{k} = {v}\n" for k, v in sorted(sysctls.items())), "sysctls", "rendered",
+            b.add(f"{base}/sysctl.rendered.txt", render_sysctls(sysctls), "sysctls", "rendered",
                   note="read from /proc/sys; one `key = value` per line", **info)
         if ns is not None and ns.errors:
             b.add(f"{base}/errors.txt", "\n".join(ns.errors) + "\n", "what could not be read here", "made", **info)
@@ -141,45 +101,7 @@ def _raw_files(b: Bundle, snap: Snapshot) -> None:
 
 
 # --------------------------------------------------------------------------
-# summary and manifest
-
-
-def render_summary_txt(analysis: Analysis, snaps: list[Snapshot], failed_nodes: list[dict], redacted: bool, created: str) -> str:
-    from swarmscope.render.text import render_check
-
-    out = [f"swarmscope {__version__} report, {created}" + (" (redacted: addresses, names and ids are pseudonyms)" if redacted else "")]
-    out.append(f"nodes: {', '.join(analysis.nodes) or 'none'}" + (f"; failed: {len(failed_nodes)}" if failed_nodes else ""))
-    out.append("")
-    roots = [f for f in analysis.findings if f.caused_by is None]
-    if roots:
-        out.append(f"ROOT CAUSES ({len(roots)}):")
-        for f in roots:
-            where = "; ".join(x for x in (f"node {', '.join(f.nodes)}" if f.nodes else "", f"service {f.service}" if f.service else "",
-                                           f"network {f.network}" if f.network else "") if x)
-            out.append(f"  {f.severity.upper()} {f.id}" + (f" [{where}]" if where else "") + (f" (explains {f.explains} more)" if f.explains else ""))
-            out.append(f"    {f.title}" + (f": {f.detail}" if f.detail else ""))
-            out.append(f"    hint: {f.hint}")
-    else:
-        out.append("ROOT CAUSES: none found")
-    out.append("")
-    out.append(render_check(analysis, colour=False))
-    problems = []
-    for s in snaps:
-        for e in s.errors:
-            problems.append(f"{s.node.hostname}: {e}")
-        for p in s.provenance:
-            if p.status != "ok":
-                problems.append(f"{s.node.hostname}: {p.what} in {p.namespace}: {p.status}" + (f" ({p.reason})" if p.reason else ""))
-    for fn in failed_nodes:
-        problems.append(f"node {fn.get('node') or fn.get('name') or '?'} not collected: {fn.get('reason') or fn.get('error') or fn}")
-    out.append("")
-    out.append(f"COLLECTION PROBLEMS ({len(problems)}):" if problems else "COLLECTION PROBLEMS: none")
-    out.extend(f"  {p}" for p in problems[:50])
-    if len(problems) > 50:
-        out.append(f"  (+{len(problems) - 50} more in MANIFEST.json)")
-    out.append("")
-    out.append("Explain offline: swarmscope explain --from THIS-FILE.tar.gz SERVICE   (or check --from)")
-    return "\n".join(out) + "\n"
+# the manifest
 
 
 def _manifest(snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, created: str, redaction: Optional[dict], pictures: dict) -> dict:
@@ -221,7 +143,7 @@ def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = Non
                  progress: Callable[[str], None] = lambda msg: None, svg: Optional[bool] = None,
                  dot_timeout: float = 30.0) -> tuple[bytes, Analysis]:
     """The tar.gz bytes of a report on ``snaps`` (already redacted if asked), and the analysis."""
-    from swarmscope.render.dot import render_dot
+    from swarmscope.render.dot import dot_svg, render_dot
     from swarmscope.render.mermaid import render_mermaid
     from swarmscope.render.text import render_explain
 
@@ -261,7 +183,7 @@ def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = Non
         _raw_files(b, s)
     b.add("SUMMARY.txt", render_summary_txt(analysis, snaps, failed_nodes, bool(redaction and redaction.get("redacted")), created),
           "summary: root causes first")
-    b.add("index.html", render_index(analysis, snaps, failed_nodes, b, created, svgs, service_files,
+    b.add("index.html", render_index(analysis, snaps, failed_nodes, b.entries, created, svgs, service_files,
                                      None if dot_bin else pictures["svg_reason"], bool(redaction and redaction.get("redacted"))),
           "the report as one page for a browser (offline: inline CSS and SVG, no script)")
     manifest = _manifest(snaps, failed_nodes, b, created, redaction, pictures)
@@ -278,52 +200,6 @@ def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = Non
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(content))
     return buf.getvalue(), analysis
-
-
-def dot_svg(dot: str, dot_bin: Optional[str] = None, timeout: float = 30.0) -> tuple[Optional[bytes], Optional[str]]:
-    """(SVG bytes, None) from Graphviz ``dot``, or (None, why not)."""
-    dot_bin = dot_bin or shutil.which("dot")
-    if not dot_bin:
-        return None, "Graphviz `dot` not installed"
-    try:
-        cp = subprocess.run([dot_bin, "-Tsvg"], input=dot.encode(), capture_output=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, str(exc)
-    if cp.returncode != 0:
-        return None, cp.stderr.decode(errors="replace").strip()[:300]
-    return cp.stdout, None
-
-
-def _problems(snaps: list[Snapshot], failed_nodes: list[dict]) -> list[str]:
-    out = [f"{s.node.hostname}: {e}" for s in snaps for e in s.errors]
-    out += [f"{s.node.hostname}: {p.what} in {p.namespace}: {p.status}" + (f" ({p.reason})" if p.reason else "")
-            for s in snaps for p in s.provenance if p.status not in ("ok",)]
-    out += [f"node {fn.get('node') or fn.get('name') or '?'} not collected: {fn.get('reason') or fn.get('error') or fn}"
-            for fn in failed_nodes]
-    return out
-
-
-def render_index(analysis: Analysis, snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, created: str,
-                 svgs: dict[str, str], service_files: dict[str, list[tuple[str, str]]], svg_reason: Optional[str],
-                 redacted: bool) -> str:
-    """index.html: the page render/html.py draws, with links to every file of the bundle."""
-    from swarmscope.render.html import render_html
-
-    files = [("SUMMARY.txt", "summary: root causes first"), ("MANIFEST.json", "versions, nodes, every command, every file")]
-    files += [(e["path"], e["what"]) for e in b.entries if e.get("path") and e["path"] not in ("SUMMARY.txt", "index.html")]
-    sub = f"report, {created}" + (" (redacted: addresses, names and ids are pseudonyms)" if redacted else "")
-    return render_html(analysis, svgs=svgs, svg_reason=svg_reason, files=files, service_files=service_files,
-                       title="swarmscope report", subtitle=sub, problems=_problems(snaps, failed_nodes))
-
-
-def read_member(path: str, member: str) -> Optional[bytes]:
-    """One file of a report bundle (``member`` relative to the top directory), or None."""
-    with tarfile.open(path, mode="r:*") as tar:
-        for m in tar.getmembers():
-            if m.isfile() and (m.name == member or m.name.endswith("/" + member)) and m.name.count("/") <= 1:
-                fh = tar.extractfile(m)
-                return fh.read() if fh else None
-    return None
 
 
 def run_report(snaps: list[Snapshot], output: str, *, from_file: Optional[str] = None, failed_nodes: Optional[list[dict]] = None,

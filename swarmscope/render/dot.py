@@ -6,6 +6,8 @@ id in the box; unknown ones orange and dashed; aside hops (aux) grey, dotted.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from typing import Optional
 
 from swarmscope.correlate.types import ServicePath
@@ -73,3 +75,17 @@ def render_dot(services: list[ServicePath], node: Optional[str] = None) -> str:
             out.append(f"  {a.src} -> {a.dst} [{EDGE.get(a.style, EDGE['ok'])}{label}];")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def dot_svg(dot: str, dot_bin: Optional[str] = None, timeout: float = 30.0) -> tuple[Optional[bytes], Optional[str]]:
+    """(SVG bytes, None) from Graphviz ``dot``, or (None, why not)."""
+    dot_bin = dot_bin or shutil.which("dot")
+    if not dot_bin:
+        return None, "Graphviz `dot` not installed"
+    try:
+        cp = subprocess.run([dot_bin, "-Tsvg"], input=dot.encode(), capture_output=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    if cp.returncode != 0:
+        return None, cp.stderr.decode(errors="replace").strip()[:300]
+    return cp.stdout, None

@@ -14,6 +14,7 @@ from typing import Optional
 
 from swarmscope import __version__
 from swarmscope.correlate.types import Analysis, Finding, NodePath, ServicePath
+from swarmscope.render.text import finding_where
 
 __all__ = ["render_html", "svg_for_page", "page_for"]
 
@@ -82,8 +83,7 @@ def _hops(np: NodePath) -> str:
 
 
 def _finding(f: Finding) -> str:
-    where = "; ".join(x for x in (f"node {', '.join(f.nodes)}" if f.nodes else "", f"service {f.service}" if f.service else "",
-                                   f"network {f.network}" if f.network else "") if x)
+    where = finding_where(f)
     expl = ""
     if f.explains:
         expl = "<div>explains " + _e(", ".join(f"{k}" + (f" x{v}" if v > 1 else "") for k, v in sorted(f.explained.items()))) + "</div>"
@@ -184,8 +184,7 @@ def _paths(sp: ServicePath) -> list[tuple[str, list[NodePath]]]:
 
 def page_for(analysis: Analysis, services: list[ServicePath], node: Optional[str] = None, source: Optional[str] = None) -> str:
     """``explain --format html``: the page of these services, pictures drawn by Graphviz where installed."""
-    from swarmscope.render.dot import render_dot
-    from swarmscope.report import dot_svg
+    from swarmscope.render.dot import dot_svg, render_dot
 
     svgs: dict[str, str] = {}
     reason = None

@@ -80,3 +80,22 @@ def write_json(doc: Any, fh: IO[bytes], newline: bool = True) -> None:
 def dumps(doc: Any) -> str:
     """The indented text of ``doc`` as a str (for small documents)."""
     return b"".join(_chunks(doc)).decode("ascii")
+
+
+# --------------------------------------------------------------------------- the commands' documents
+
+
+def explain_document(analysis: Any, services: list) -> dict:
+    """``explain --format json``: the nodes, the services explained, and the findings about them
+    (or about no service in particular)."""
+    names = {s.name for s in services}
+    return {
+        "nodes": analysis.nodes,
+        "services": services,
+        "findings": [f for f in analysis.findings if f.service in names or f.service is None],
+    }
+
+
+def check_document(analysis: Any, complete: bool, failed_nodes: list) -> dict:
+    """``check --format json``: the nodes, whether the data is complete, the nodes that failed, every finding."""
+    return {"nodes": analysis.nodes, "complete": complete, "failed_nodes": failed_nodes, "findings": analysis.findings}

@@ -175,21 +175,35 @@ def render_service(sp: ServicePath, st: Style, node: Optional[str] = None, verbo
     return out
 
 
+def finding_where(f: Finding) -> str:
+    """Where a finding is: ``node a, b; service s; network n`` (the parts it has; empty when none).
+    The one form of it in text, the bundle's summary and the HTML page."""
+    where = []
+    if f.nodes:
+        where.append("node " + ", ".join(f.nodes))
+    if f.service:
+        where.append(f"service {f.service}")
+    if f.network:
+        where.append(f"network {f.network}")
+    return "; ".join(where)
+
+
+def finding_log_line(f: Finding) -> str:
+    """A finding as one log line of the standing agent: ``id [severity] service=s network=n nodes=a,b title``."""
+    where = " ".join(x for x in (f"service={f.service}" if f.service else "", f"network={f.network}" if f.network else "",
+                                 f"nodes={','.join(f.nodes)}" if f.nodes else "") if x)
+    return f"{f.id} [{f.severity}] {where} {f.title}".replace("  ", " ")
+
+
 def render_findings(findings: list[Finding], st: Style, verbose: bool = False) -> list[str]:
     roots = [f for f in findings if f.caused_by is None]
     if not roots:
         return ["findings: none"]
     out = [st(f"findings ({len(roots)}, root causes first):", bold=True)]
     for f in roots:
-        where = []
-        if f.nodes:
-            where.append("node " + ", ".join(f.nodes))
-        if f.service:
-            where.append(f"service {f.service}")
-        if f.network:
-            where.append(f"network {f.network}")
+        where = finding_where(f)
         head = f"{st(f.severity.upper(), f.severity, True)} {f.id}"
-        out.append(f"  {head} [{'; '.join(where)}]" if where else f"  {head}")
+        out.append(f"  {head} [{where}]" if where else f"  {head}")
         out.extend(_wrap(f.title + (f": {f.detail}" if f.detail else ""), WIDTH - 4, "    "))
         if f.explains:
             parts = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(f.explained.items()))
@@ -238,4 +252,21 @@ def render_check(analysis: Analysis, colour: bool = False, verbose: bool = False
         if len(broken) > 20:
             out.append(f"  (+{len(broken) - 20} more)")
     out.extend(render_findings(analysis.findings, st, verbose))
+    return "\n".join(out)
+
+
+def render_catalogue(entries: list, fmt: str = "text") -> str:
+    """``swarmscope findings``: every finding id with its severity and hint, as text or a Markdown table."""
+    out = []
+    if fmt == "markdown":
+        out.append("| id | severity | meaning | hint |")
+        out.append("| --- | --- | --- | --- |")
+        for c in entries:
+            cell = lambda t: t.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
+            out.append(f"| `{c.id}` | {c.severity} | {cell(c.title)} | {cell(c.hint)} |")
+        return "\n".join(out)
+    for c in entries:
+        out.append(f"{c.id}  ({c.severity})")
+        out.append(f"    {c.title}")
+        out.append(f"    hint: {c.hint}")
     return "\n".join(out)

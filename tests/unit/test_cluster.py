@@ -149,12 +149,13 @@ def test_http_serves_only_with_the_token():
 
 def test_metrics_text_on_a_real_ip_vs_mesh():
     from swarmscope.correlate import analyze
+    from swarmscope.render import prometheus
 
     from rawsnap import lab_vm
 
     snap = lab_vm()
     analysis = analyze([snap])
-    text = ag.metrics_text(snap, analysis, ag.State(collections=3))
+    text = prometheus.metrics_text(snap, analysis, collections=3)
     assert "swarmscope_collection_duration_seconds " in text and "swarmscope_collections_total 3" in text
     for f in analysis.findings:
         assert f'swarmscope_findings{{id="{f.id}",severity="{f.severity}"}}' in text
