@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,10 +190,10 @@ def _value_decoder(tp: Any):
     return None
 
 
-def _decoder(cls: type):
-    dec = _DECODERS.get(cls)
-    if dec is not None:
-        return dec
+def _decoder(cls: type) -> Callable[[Any], Any]:
+    cached = _DECODERS.get(cls)
+    if cached is not None:
+        return cached
     hints = _hints(cls)
     fields = []
     missing = dataclasses.MISSING
@@ -200,18 +201,18 @@ def _decoder(cls: type):
         d = _value_decoder(hints[f.name])
         if f.default is not missing:
             default, factory = f.default, None
-        elif f.default_factory is not missing:  # type: ignore[misc]
-            default, factory = None, f.default_factory  # type: ignore[misc]
+        elif f.default_factory is not missing:
+            default, factory = None, f.default_factory
         else:
             default, factory = missing, None
         fields.append((f.name, d, default, factory))
     fields_t = tuple(fields)
     new = object.__new__
 
-    def dec(data: Any):
+    def dec(data: Any) -> Any:
         if type(data) is not dict:
             raise _Mismatch
-        obj = new(cls)
+        obj: Any = new(cls)
         attrs = obj.__dict__
         for name, d, default, factory in fields_t:
             if name in data:
@@ -225,10 +226,14 @@ def _decoder(cls: type):
                 raise _Mismatch  # a required field is absent: the checked walk says which
         return obj
 
+    chosen: Callable[[Any], Any] = dec
     if getattr(cls, "__post_init__", None) is not None or not hasattr(object.__new__(cls), "__dict__"):
-        dec = lambda data: _from_dict_checked(cls, data)  # noqa: E731
-    _DECODERS[cls] = dec
-    return dec
+
+        def chosen(data: Any) -> Any:
+            return _from_dict_checked(cls, data)
+
+    _DECODERS[cls] = chosen
+    return chosen
 
 
 # --------------------------------------------------------------------------

@@ -455,11 +455,11 @@ class Redactor:
                 for v in svc.vips:
                     self._register_id(v.network_id)
                 self._register_image(svc.image)
-                for k, v in svc.labels.items():
+                for k, lv in svc.labels.items():
                     if k == "com.docker.stack.namespace":
-                        self._register_name("stack", v)
+                        self._register_name("stack", lv)
                     elif k == "com.docker.stack.image":
-                        self._register_image(v)
+                        self._register_image(lv)
             for t in d.tasks:
                 self._register_name("svc", t.service_name)
                 for x in (t.id, t.service_id, t.node_id, t.container_id):
@@ -481,34 +481,34 @@ class Redactor:
                         self._register_container_name(te.name, services)
                 for p in net.peers:
                     self._register_host(p.name)
-            for c in d.containers:
-                self._register_id(c.id)
-                self._register_id(c.sandbox_id)
-                self._register_id(c.service_id)
-                self._register_id(c.task_id)
-                self._register_name("svc", c.service_name)
-                self._register_container_name(c.name, services)
-                if c.sandbox_key:
-                    self._register_id(os.path.basename(c.sandbox_key))
-                for cn in c.networks:
+            for ctr in d.containers:
+                self._register_id(ctr.id)
+                self._register_id(ctr.sandbox_id)
+                self._register_id(ctr.service_id)
+                self._register_id(ctr.task_id)
+                self._register_name("svc", ctr.service_name)
+                self._register_container_name(ctr.name, services)
+                if ctr.sandbox_key:
+                    self._register_id(os.path.basename(ctr.sandbox_key))
+                for cn in ctr.networks:
                     self._register_id(cn.network_id)
                     self._register_id(cn.endpoint_id)
                     self._register_name("net", cn.network_name)
-            for ns in s.namespaces:
-                if ns.kind == "container":
-                    self._register_id(ns.name, HEX)
-                elif ns.kind in ("lb", "overlay"):
-                    self._register_id(ns.name.split("_", 1)[-1].split("-", 1)[-1], B36)
-                self._register_id(ns.network_id)
-                self._register_id(ns.container_id)
-                self._register_id(ns.task_id)
-                self._register_name("net", ns.network_name)
-                self._register_name("svc", ns.service_name)
-                self._register_container_name(ns.container_name, services)
-            for a in s.dns:
-                self._register_name("svc", a.service)
-                self._register_name("net", a.network_name)
-                self._register_id(a.network_id)
+            for sns in s.namespaces:
+                if sns.kind == "container":
+                    self._register_id(sns.name, HEX)
+                elif sns.kind in ("lb", "overlay"):
+                    self._register_id(sns.name.split("_", 1)[-1].split("-", 1)[-1], B36)
+                self._register_id(sns.network_id)
+                self._register_id(sns.container_id)
+                self._register_id(sns.task_id)
+                self._register_name("net", sns.network_name)
+                self._register_name("svc", sns.service_name)
+                self._register_container_name(sns.container_name, services)
+            for ans in s.dns:
+                self._register_name("svc", ans.service)
+                self._register_name("net", ans.network_name)
+                self._register_id(ans.network_id)
         self._finish()
         return self
 
@@ -700,7 +700,7 @@ class Redactor:
         """Redact JSON-shaped data (to_dict output): strings by field, and the keys of maps."""
         if isinstance(obj, dict):
             keymap = field in MAP_FIELDS and not in_list
-            out = {}
+            out: dict[str, Any] = {}
             for k, v in obj.items():
                 sub_names = names and k not in NO_NAME_FIELDS
                 if k == "labels" and isinstance(v, dict):

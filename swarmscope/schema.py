@@ -43,7 +43,7 @@ def _type_schema(tp: Any, defs: dict) -> dict:
             required = [
                 f.name
                 for f in dataclasses.fields(tp)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             ]
             defs[name] = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
         return {"$ref": f"#/$defs/{name}"}

@@ -46,7 +46,7 @@ def ask_many(names: list[str], timeout: float, resolver: str = RESOLVER, port: i
     if not names:
         return results
     base = random.randrange(0, 1 << 16)
-    pending: dict[int, tuple[int, object, float]] = {}  # message id -> (index, query, sent at)
+    pending: dict[int, tuple[int, dns.message.Message, float]] = {}  # message id -> (index, query, sent at)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
     try:
         sock.setblocking(False)

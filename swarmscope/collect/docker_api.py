@@ -388,8 +388,8 @@ def known_addresses(view: DockerView) -> dict[str, set[str]]:
         for a in t.attachments:
             for x in a.addresses:
                 add(a.network_id, x)
-    for c in view.containers:
-        for cn in c.networks:
+    for ctr in view.containers:
+        for cn in ctr.networks:
             add(cn.network_id, cn.ip_address)
     return out
 
@@ -440,9 +440,9 @@ def second_look(api, info: EngineInfo, view: DockerView, network_ids: set[str], 
             if c.key not in keys:
                 old.containers.append(c)
     have_c = {c.id for c in view.containers}
-    for c in fresh.containers:
-        if c.id not in have_c:
-            view.containers.append(c)
+    for ctr in fresh.containers:
+        if ctr.id not in have_c:
+            view.containers.append(ctr)
             added += 1
     return added
 

@@ -44,7 +44,7 @@ def _split(stdout: str) -> dict[str, tuple[str, int]]:
             buf = []
             continue
         m = _END.match(stripped)
-        if m and current == m.group(1):
+        if m and current is not None and current == m.group(1):
             out[current] = ("".join(buf), int(m.group(2)))
             current = None
             continue

@@ -98,6 +98,7 @@ def _engine_rules(dump: IptablesDump | None) -> int:
 def decide_backend(dumps: dict[str, IptablesDump]) -> IptablesBackend:
     """Which backend holds the engine's chains in the host namespace."""
     nft, legacy = _engine_rules(dumps.get("nft")), _engine_rules(dumps.get("legacy"))
+    backend: str | None
     if nft or legacy:
         backend = "nft" if nft >= legacy else "legacy"
         method = f"docker chains found: nft {nft} entries, legacy {legacy}"

@@ -62,7 +62,7 @@ def _attrs(buf: bytes, offset: int, end: int) -> dict[int, bytes]:
     return out
 
 
-def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> Iterator[tuple[int, bytes, int]]:
+def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> Iterator[tuple[int, bytes, int, int]]:
     """(message type, buffer, offset of the payload, payload end) of every answer to one dump request."""
     sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
     while True:
@@ -122,10 +122,11 @@ def read_interfaces() -> tuple[list[Interface], list[str]]:
     for buf, off, end in links:
         _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(buf, off)
         parsed.append((index, flags, _attrs(buf, off + _IFINFOMSG.size, end)))
-    names = {}
+    names: dict[int, str] = {}
     for index, _flags, a in parsed:
         n = a.get(IFLA_IFNAME)
-        names[index] = n.rstrip(b"\0").decode("utf-8", "replace") if n is not None else None
+        if n is not None:  # the kernel always sends it
+            names[index] = n.rstrip(b"\0").decode("utf-8", "replace")
     by_index: dict[int, Interface] = {}
     for index, flags, a in parsed:
         kind = vxlan_id = None
@@ -143,7 +144,7 @@ def read_interfaces() -> tuple[list[Interface], list[str]]:
         mac = a.get(IFLA_ADDRESS)
         netnsid = a.get(IFLA_LINK_NETNSID)
         by_index[index] = Interface(
-            name=names[index],
+            name=names.get(index, ""),
             index=index,
             kind=kind,
             state=state,

@@ -85,11 +85,11 @@ def _has_rr_service(n: NodeCtx) -> bool:
        "CONFIG_IP_VS_RR, then `modprobe ip_vs_rr` and restart dockerd.")
 def check_scheduler_missing(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
-        m = _module(n, "ip_vs_rr")
-        if not _ipvs_usable(n) or m is None or m.state != "absent" or _has_rr_service(n):
+        m, ipvs = _module(n, "ip_vs_rr"), n.snap.node.ip_vs
+        if ipvs is None or not _ipvs_usable(n) or m is None or m.state != "absent" or _has_rr_service(n):
             continue
         yield Hit([n.name], detail=f"ip_vs_rr absent on kernel {n.snap.node.kernel_release}",
-                  evidence=[f"ip_vs: {n.snap.node.ip_vs.method}", f"ip_vs_rr: {m.how}"] + _log_lines(n, "kernel.ipvs-scheduler-missing"))
+                  evidence=[f"ip_vs: {ipvs.method}", f"ip_vs_rr: {m.how}"] + _log_lines(n, "kernel.ipvs-scheduler-missing"))
 
 
 @check("kernel.netfilter-module-missing", ERROR, "a netfilter module the mesh's rules need is not available (xt_mark, nf_nat)",

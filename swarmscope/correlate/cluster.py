@@ -207,7 +207,7 @@ class Cluster:
 
 
 def task_addresses(task: Task, network_id: str) -> list[str]:
-    out = []
+    out: list[str] = []
     for a in task.attachments:
         if a.network_id == network_id:
             out.extend(x for x in (strip_prefix(c) for c in a.addresses) if x)
@@ -281,6 +281,7 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                 return
         t.attachments.append(TaskAttachment(network_id=network_id, network_name=network_name, addresses=[cidr]))
 
+    t: Task | None
     for n in nodes:
         net_by_name = {net.name: net for net in n.snap.docker.networks}
         for c in n.snap.docker.containers:

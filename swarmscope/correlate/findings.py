@@ -247,7 +247,7 @@ def _stops(rule, proto: str, port: int) -> bool:
         d = rule.option(opt)
         if d is None:
             continue
-        ports = set()
+        ports: set[int] = set()
         for part in (d.value or "").split(","):
             lo, _, hi = part.partition(":")
             if lo.isascii() and lo.isdigit() and (not hi or (hi.isascii() and hi.isdigit())):
@@ -582,11 +582,11 @@ def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
             settling = settling_addresses(cl, svc, a.network_id, n.now) if svc else set()
             answers = tuple(sorted((x for x in a.answers if x not in settling), key=ip_key))
             groups.setdefault((a.network_name, a.query), {}).setdefault(answers, []).append(n.name)
-    for (net, query), answers in sorted(groups.items()):
-        if len(answers) > 1:
-            yield Hit(sorted({x for v in answers.values() for x in v}), query.removeprefix("tasks."), net,
-                      f"{query} on {net}: {len(answers)} different answers",
-                      [f"{', '.join(nodes)}: {' '.join(a) or 'no address'}" for a, nodes in answers.items()])
+    for (net, query), by_answer in sorted(groups.items()):
+        if len(by_answer) > 1:
+            yield Hit(sorted({x for v in by_answer.values() for x in v}), query.removeprefix("tasks."), net,
+                      f"{query} on {net}: {len(by_answer)} different answers",
+                      [f"{', '.join(nodes)}: {' '.join(a) or 'no address'}" for a, nodes in by_answer.items()])
 
 
 @check("service.replicas-short", WARNING, "fewer tasks running than the service asks for",

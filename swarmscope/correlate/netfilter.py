@@ -12,6 +12,7 @@ recorded and passed over, so a verdict is never claimed from a guess.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from swarmscope.model import Rule, Table
@@ -69,7 +70,8 @@ def _ports(spec: str | None) -> set[int]:
 def _compile(r: Rule) -> list:
     """The rule's conditions as functions of a packet (True, False, None), the cheap and selective
     ones (ports, protocol) first, so most rules are rejected at the first test."""
-    first, rest = [], []
+    first: list[Callable[[Packet], bool | None]] = []
+    rest: list[Callable[[Packet], bool | None]] = []
 
     def cond(fn, negated: bool, into: list) -> None:
         into.append((lambda p: (None if (v := fn(p)) is None else not v)) if negated else fn)
@@ -198,7 +200,9 @@ def _candidates(t: Table, chain: str, p: Packet, compiled: dict) -> list[Rule]:
         return hit
     index = compiled.get(("index", id(t), chain))
     if index is None:
-        generic, by_dport, by_sport = [], {}, {}
+        generic: list[int] = []
+        by_dport: dict[int, list[int]] = {}
+        by_sport: dict[int, list[int]] = {}
         for i, r in enumerate(t.rules(chain)):
             d, s_ = _positive_ports(r, _DPORT), _positive_ports(r, _SPORT)
             if d is not None:
@@ -213,7 +217,9 @@ def _candidates(t: Table, chain: str, p: Packet, compiled: dict) -> list[Rule]:
     generic, by_dport, by_sport = index
     rules = t.rules(chain)
     # an unknown port (a client's) is an ephemeral one: rules for ports outside that range cannot match it
-    picked = sorted(set(generic) | set(by_dport.get(p.dport, ())) | set(by_sport.get(p.sport, ()))
+    picked = sorted(set(generic)
+                    | set(by_dport.get(p.dport, ()) if p.dport is not None else ())
+                    | set(by_sport.get(p.sport, ()) if p.sport is not None else ())
                     | ({i for port, v in by_dport.items() if port in EPHEMERAL for i in v} if p.dport is None else set())
                     | ({i for port, v in by_sport.items() if port in EPHEMERAL for i in v} if p.sport is None else set()))
     out = compiled[key] = [rules[i] for i in picked]

@@ -31,7 +31,7 @@ from swarmscope.correlate.types import (
     VipPath,
 )
 from swarmscope.engines import profile_for
-from swarmscope.model import IptablesDump, IpvsService, Namespace, PortSpec, Rule, Service, Table
+from swarmscope.model import Interface, IptablesDump, IpvsService, Namespace, PortSpec, Rule, Service, Table, Task
 from swarmscope.parse.iptables import dnat_destination, mark_value
 
 INGRESS_CHAIN = "DOCKER-INGRESS"
@@ -251,7 +251,7 @@ def _describe_link(where: str, i, peer) -> str:
 
 
 def links_hop(key: str, label: str, sandbox: Namespace | None, others: list[tuple[str, list]],
-              bridges: list[tuple[str, object]]) -> Hop:
+              bridges: list[tuple[str, Interface | None]]) -> Hop:
     """Every interface a packet crosses: the sandbox's own links, the other end of each (a bridge port
     on the host or in the overlay namespace) and the bridges themselves."""
     if sandbox is None or not sandbox.interfaces:
@@ -295,7 +295,7 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: dat
     # while the service is being updated, the API view and the data plane (read a moment later) can be a
     # task apart: the drain (weight 0, out of DNS) starts before the API says the task is shutting down
     updating = lifecycle.updating(svc)
-    expected: dict[str, object] = {}
+    expected: dict[str, Task] = {}
     for t in running:
         for a in task_addresses(t, network_id):
             expected[a] = t
@@ -437,6 +437,7 @@ def _shadowed_by(rules: list[Rule], proto: str, port: int) -> Rule | None:
 def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> NodePath:
     np = NodePath(node=n.name, node_id=n.node_id)
     P, proto = port.published_port, port.protocol
+    assert P is not None  # analyze() maps published ports only
     ingress = cl.ingress
     hops = np.hops
     hops.append(_kernel_hop(n))
@@ -585,7 +586,7 @@ def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
         return
     ns = node.container_ns(b.container_id)
     t = table(ns.iptables if ns else None, "nat")
-    if t is None:
+    if ns is None or t is None:
         b.redirect = UNKNOWN
         b.redirect_evidence = [f"task sandbox of {b.task} not read on {node.name}"]
         return
@@ -601,6 +602,7 @@ def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
 
 
 def host_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> NodePath:
+    assert port.published_port is not None  # analyze() maps published ports only
     np = NodePath(node=n.name, node_id=n.node_id)
     here = [t for t in cl.running_tasks(svc) if t.node_id == n.node_id]
     if not here:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from swarmscope.errors import ParseError, parser
 
@@ -55,7 +56,7 @@ def parse_dig(text: str) -> Lookup:
     import jc
 
     try:
-        res = jc.parse("dig", text, quiet=True)
+        res = cast(list[dict[str, Any]], jc.parse("dig", text, quiet=True))  # a list for a standard parser
     except Exception as exc:  # jc fails with IndexError/TypeError on cut output
         raise ParseError("dig", 0, "", f"jc could not read the dig output ({type(exc).__name__})") from None
     if not res:

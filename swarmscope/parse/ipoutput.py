@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from swarmscope.errors import ParseError, is_number, parser
 from swarmscope.model import Address, Interface
@@ -121,7 +122,7 @@ def parse_ip_route(text: str) -> list[Route]:
             except ValueError:
                 raise ParseError("ip route", lineno, line, f"{dest!r} is not a destination (default or an address/prefix)") from None
             dest = str(net)
-        parsed = jc.parse("ip_route", " ".join(words) + "\n", quiet=True)
+        parsed = cast(list[dict[str, Any]], jc.parse("ip_route", " ".join(words) + "\n", quiet=True))  # standard parser: a list
         f = parsed[0] if parsed else {}
         out.append(Route(destination=dest, type=rtype, dev=f.get("dev"), via=f.get("via"), src=f.get("src"),
                          proto=f.get("proto"), scope=f.get("scope"),

@@ -84,8 +84,8 @@ def _tail(words: list[str], i: int) -> tuple[RuleMatch | None, list[RuleOption],
     if w in _MATCH_PROTOS and _PORTOPT.match(nxt or ""):
         opts = []
         j = i + 1
-        while j < n and _PORTOPT.match(words[j]):
-            kind, bang, val = _PORTOPT.match(words[j]).groups()
+        while j < n and (pm := _PORTOPT.match(words[j])):
+            kind, bang, val = pm.groups()
             opt = "--sport" if kind.startswith("s") else "--dport"
             opts.append(RuleOption(opt, val, bool(bang)))
             j += 1

@@ -216,7 +216,7 @@ def _list_dest(words: list[str], layout: str, what: str, lineno: int, line: str)
     ncols = 4 if layout == "thresholds" else 5
     if len(rest) != ncols or not all(_NUM_RE.match(w) for w in rest):
         raise ParseError(what, lineno, line, f"expected {ncols} counters after the destination in the {layout} layout")
-    dest = IpvsDest(address=host, port=port, forward="", weight=None)  # type: ignore[arg-type]  # unknown here
+    dest = IpvsDest(address=host, port=port, forward="", weight=None)  # unknown here
     if layout == "thresholds":
         dest.active = _int(rest[2], what, lineno, line, "ActiveConn")
         dest.inactive = _int(rest[3], what, lineno, line, "InActConn")

@@ -27,7 +27,7 @@ _TIMEOUT = re.compile(r"Timeout \(tcp tcpfin udp\):\s*(\d+)\s+(\d+)\s+(\d+)")
 def parse_ipvsadm_timeout(text: str) -> IpvsTimeouts:
     m = _TIMEOUT.search(text)
     if not m:
-        raise ParseError(f"no 'Timeout (tcp tcpfin udp): ...' line in ipvsadm output: {text.strip()[:120]!r}")
+        raise ParseError("ipvsadm --timeout", 1, text.strip()[:120], "no 'Timeout (tcp tcpfin udp): ...' line")
     return IpvsTimeouts(tcp=int(m.group(1)), tcpfin=int(m.group(2)), udp=int(m.group(3)), source="ipvsadm")
 
 
@@ -43,7 +43,7 @@ def parse_ip_vs_conn(text: str, max_groups: int = MAX_GROUPS) -> tuple[list[Ipvs
     """(groups, number of entries) from /proc/net/ip_vs_conn text. Raises ParseError."""
     lines = text.splitlines()
     if not lines or not lines[0].startswith("Pro "):
-        raise ParseError(f"not an ip_vs_conn table (first line {lines[0][:80] if lines else ''!r})")
+        raise ParseError("ip_vs_conn", 1, lines[0][:80] if lines else "", "not an ip_vs_conn table")
     groups: dict[tuple, IpvsConnGroup] = {}
     total = 0
     for n, line in enumerate(lines[1:], 2):
@@ -51,12 +51,12 @@ def parse_ip_vs_conn(text: str, max_groups: int = MAX_GROUPS) -> tuple[list[Ipvs
         if not f:
             continue
         if len(f) < 9:
-            raise ParseError(f"ip_vs_conn line {n}: {line!r}")
+            raise ParseError("ip_vs_conn", n, line, "fewer than 9 fields")
         try:
             proto, vaddr, vport, daddr, dport = f[0], _addr(f[3]), int(f[4], 16), _addr(f[5]), int(f[6], 16)
             state, expires = f[7], int(f[8])
         except ValueError:
-            raise ParseError(f"ip_vs_conn line {n}: {line!r}") from None
+            raise ParseError("ip_vs_conn", n, line, "an address or number that does not read") from None
         total += 1
         key = (proto, vaddr, vport, daddr, dport, state)
         g = groups.get(key)
