@@ -4,7 +4,8 @@ Environment:
   SWARMSCOPE_VM=0               skip the tier
   SWARMSCOPE_VM_CACHE=DIR       image/wheelhouse/run cache (default /var/cache/swarmscope-vm)
   SWARMSCOPE_VM_REUSE_OUT=DIR   do not boot: read the results of an earlier run (`vmlab.py run --out DIR`)
-  SWARMSCOPE_VM_TIMEOUT=S       limit for the boot itself (default 2400; the image build has none)
+  SWARMSCOPE_VM_TIMEOUT=S       limit for the boot itself (default 3600; the image build has none)
+  SWARMSCOPE_VM_ENGINES=LABELS  engines run after the image's 20.10, from the lab's engine cache (default "26.1 28")
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def vm_run(pytestconfig) -> vmlab.RunResult:
             image = vmlab.ensure_image()
         except vmlab.VMUnavailable as exc:
             pytest.skip(f"VM tier unavailable: {exc}")
-        return vmlab.boot(image, vmlab.new_run_dir())
+        dirs, missing = vmlab.engines()
+        out = vmlab.new_run_dir()
+        res = vmlab.boot(image, out, engine_dirs=dirs)
+        (out / "engines-not-run.txt").write_text("".join(f"{m}\n" for m in missing))
+        return res
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,9 @@ PIP_PLATFORM = ["--only-binary=:all:", "--implementation", "cp", "--python-versi
                 "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
                 "--platform", "manylinux_2_28_x86_64", "--platform", "any"]
 ALL_FAULTS = ["a-dnat-flushed", "b-backend-deleted", "c-unknown-backend", "d-weight-zero",
-              "e-mark-deleted", "f-vip-removed", "g-lb-ip-forward-off", "h-task-killed"]
+              "e-mark-deleted", "f-vip-removed", "g-lb-ip-forward-off", "h-task-killed",
+              "i-xt-ipvs-missing", "j-ip-vs-rr-missing", "k-ipvs-sysctl-reset", "l-filter-accept-deleted",
+              "n-ingress-snat-deleted"]
 FIXTURE_MAX_BYTES = 128 * 1024
 
 
@@ -283,10 +285,28 @@ def _raise_exit(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def engines() -> tuple[list[Path], list[str]]:
+    """The other engines the guest runs after the image's own (20.10): unpacked trees from the lab's engine
+    cache (contrib/lab/engine_cache.py; fetched when missing), and a note per engine that is not there."""
+    sys.path.insert(0, str(REPO / "contrib" / "lab"))
+    import engine_cache
+
+    labels = os.environ.get("SWARMSCOPE_VM_ENGINES", "26.1 28").split()
+    found, missing = [], []
+    for label in labels:
+        try:
+            found.append(Path(engine_cache.resolve(label)))  # <cache>/<exact version>/
+        except Exception as exc:  # noqa: BLE001 - no network, no mirror: those phases are skipped, with why
+            missing.append(f"engine {label}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    return found, missing
+
+
 def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: float | None = None,
-         mem: int | None = None, cpus: int | None = None, src: Path = REPO) -> RunResult:
-    """Boot the guest once with the scenario; results land in `out` (emptied first).  Never leaves qemu behind."""
-    timeout = timeout or float(os.environ.get("SWARMSCOPE_VM_TIMEOUT", "2400"))
+         mem: int | None = None, cpus: int | None = None, src: Path = REPO,
+         engine_dirs: list[Path] | None = None) -> RunResult:
+    """Boot the guest once with the scenario; results land in `out` (emptied first).  Never leaves qemu behind.
+    ``engine_dirs``: unpacked engines (one cache root) the guest runs after the image's own."""
+    timeout = timeout or float(os.environ.get("SWARMSCOPE_VM_TIMEOUT", "3600"))
     mem = mem or int(os.environ.get("SWARMSCOPE_VM_MEM", "2048"))
     cpus = cpus or int(os.environ.get("SWARMSCOPE_VM_CPUS", "2"))
     if out.exists():
@@ -296,6 +316,15 @@ def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: f
     params = [f"SCENARIO_TIMEOUT={scenario_timeout}"]
     if faults is not None:
         params.append(f"FAULTS='{' '.join(faults)}'")
+    shares = [("vmout", out, False), ("vmscenario", GUEST_DIR, True), ("vmsrc", src, True),
+              ("vmwheels", image.wheelhouse, True)]
+    if engine_dirs:
+        roots = {d.parent for d in engine_dirs}
+        assert len(roots) == 1, f"engines from one cache root only: {roots}"
+        params.append(f"ENGINES='{' '.join(d.name for d in engine_dirs)}'")
+        shares.append(("vmengines", roots.pop(), True))
+    if os.environ.get("SWARMSCOPE_VM_ENGINE_FAULTS"):
+        params.append(f"ENGINE_FAULTS='{os.environ['SWARMSCOPE_VM_ENGINE_FAULTS']}'")
     (out / "params.env").write_text("\n".join(params) + "\n")
     work = Path(tempfile.mkdtemp(prefix="run-", dir=cache_dir()))
     overlay = work / "run.qcow2"
@@ -308,8 +337,7 @@ def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: f
             "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
             "-nic", "none",  # no network device: every packet of the scenario stays inside the guest
             "-device", "virtio-rng-pci", "-serial", "stdio", "-monitor", "none", "-no-reboot"]
-    for tag, path, ro in (("vmout", out, False), ("vmscenario", GUEST_DIR, True), ("vmsrc", src, True),
-                          ("vmwheels", image.wheelhouse, True)):
+    for tag, path, ro in shares:
         argv += ["-virtfs", f"local,path={path},mount_tag={tag},security_model=none,id={tag}" + (",readonly=on" if ro else "")]
     (out / "qemu-argv.txt").write_text(" ".join(argv) + "\n")
     log(f"booting the guest (TCG, {cpus} vCPU, {mem} MiB, timeout {timeout:.0f} s); serial log {out}/serial-console.log")
@@ -536,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, default=None)
     r.add_argument("--faults", default=None, help="space-separated subset of: " + " ".join(ALL_FAULTS))
+    r.add_argument("--engines", default=None, help="engine labels run after 20.10 (default: SWARMSCOPE_VM_ENGINES "
+                   "or '26.1 28'; '' for none)")
     e = sub.add_parser("export-fixtures")
     e.add_argument("run_out", type=Path)
     sub.add_parser("status")
@@ -547,7 +577,12 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "run":
             img = ensure_image()
             out = a.out or cache_dir() / "last-run"
-            res = boot(img, out, faults=a.faults.split() if a.faults is not None else None)
+            if a.engines is not None:
+                os.environ["SWARMSCOPE_VM_ENGINES"] = a.engines
+            dirs, missing = engines()
+            for m in missing:
+                log(f"not run: {m}")
+            res = boot(img, out, faults=a.faults.split() if a.faults is not None else None, engine_dirs=dirs)
             print(json.dumps({"out": str(res.out), "qemu_rc": res.qemu_rc, "scenario_rc": res.scenario_rc,
                               "seconds": round(res.seconds), "phases": phases(out)}, indent=2))
             return 0 if res.ok else 1

@@ -22,11 +22,11 @@ ADVERTISE=192.168.76.15
 # one collection per phase (explain --save keeps the dump it was made from); check reads that dump.
 # {d} is the phase's swarmscope output directory; the slug of a command names its output files.
 SWARMSCOPE_COMMANDS=(
-  "explain whoami --format json --save {d}/dump.json"
+  "explain whoami --format json --save {d}/dump.json --dockerd-log /var/log/dockerd.log"
   "check --format json --from {d}/dump.json"
 )
 # ---- the faults, in order (name = directory under /out/phases); FAULTS in /out/params.env may pick a subset
-ALL_FAULTS="a-dnat-flushed b-backend-deleted c-unknown-backend d-weight-zero e-mark-deleted f-vip-removed g-lb-ip-forward-off h-task-killed"
+ALL_FAULTS="a-dnat-flushed b-backend-deleted c-unknown-backend d-weight-zero e-mark-deleted f-vip-removed g-lb-ip-forward-off h-task-killed i-xt-ipvs-missing j-ip-vs-rr-missing k-ipvs-sysctl-reset l-filter-accept-deleted n-ingress-snat-deleted"
 FAULTS=${FAULTS:-$ALL_FAULTS}
 # ---- repair ladder, tried in order after each fault until the mesh is healthy again: first the step that
 # worked for that fault when the whole ladder was tried from the cheapest up (LEARN_REPAIRS=1 does that
@@ -41,6 +41,7 @@ first_repair() {
     a-*|c-*|e-*|f-*)                 echo recreate ;;    # only a service's first/last backend (re)programs these
     g-lb-ip-forward-off)             echo reset ;;       # the lb_ namespace must be recreated
     h-task-killed)                   echo wait ;;        # swarm replaces the task itself
+    i-*|j-*|k-*|l-*|m-*|n-*)         echo manual ;;      # put the piece back (i, j: and re-create the services)
   esac
 }
 [ -f $O/params.env ] && . $O/params.env
@@ -59,8 +60,9 @@ mark scenario_started
 uname -a > $O/setup/guest-uname.txt
 
 # ---------------------------------------------------------------- dockerd (in the background) + swarmscope install
+ENGINE_PATH=   # set by switch_engine: an unpacked engine's usr/sbin:usr/bin first on dockerd's PATH
 start_dockerd() {
-  dockerd --log-level=info >> /var/log/dockerd.log 2>&1 &
+  PATH=${ENGINE_PATH:+$ENGINE_PATH:}$PATH dockerd --log-level=info >> /var/log/dockerd.log 2>&1 &
   waitfor 300 docker info
 }
 start_dockerd & DSTART=$!
@@ -217,8 +219,42 @@ apply_fault() { # name -> runs the fault, commands and output into $P/fault.txt
                          nsx $LB_NS sysctl -w net.ipv4.ip_forward=0 ;;
     h-task-killed)       echo "kill -9 of whoami task container ${T1_CONTAINER:0:12}'s init, host PID $T1_PID (behind swarm's back; ingress $T1_INGRESS_IP, demo $T1_DEMO_IP)"
                          kill -9 $T1_PID ;;
+    i-xt-ipvs-missing)   # a minimal iptables build: the ipvs match is gone; dockerd needs it for each sandbox's SNAT rule
+                         local lib; lib=$(ls /usr/lib/*/xtables/libxt_ipvs.so | head -1)
+                         echo "move $lib aside, then create network matchless and a service on it (a new lb_ sandbox)"
+                         mkdir -p /root/aside && mv -v $lib /root/aside/ && echo $lib > /root/aside/libxt_ipvs.path
+                         docker network create -d overlay matchless
+                         docker service create $SVC_OPTS --name matchless --network matchless bb:1 sleep 2147483647
+                         waitfor 120 sh -c '[ -n "$(docker ps -q -f label=com.docker.swarm.service.name=matchless)" ]'
+                         sleep 10; ls $NS ;;
+    j-ip-vs-rr-missing)  # a kernel modules package without the round-robin scheduler dockerd creates every service with
+                         local ko; ko=$(find /lib/modules/$(uname -r) -name 'ip_vs_rr.ko*' | head -1)
+                         echo "remove the services (nothing uses ip_vs_rr), unload it, move $ko aside, depmod; re-create the services"
+                         remove_all; sleep 2
+                         modprobe -r ip_vs_rr; echo "lsmod ip_vs_rr after unload: $(lsmod | grep -c '^ip_vs_rr ')"
+                         mkdir -p /root/aside && mv -v $ko /root/aside/ && echo $ko > /root/aside/ip_vs_rr.path && depmod -a
+                         create_all; settle_services ;;
+    k-ipvs-sysctl-reset) echo "net.ipv4.vs.expire_nodest_conn=0 in ingress_sbox (dockerd writes 1)"
+                         nsx ingress_sbox sysctl -w net.ipv4.vs.expire_nodest_conn=0 ;;
+    # the faults whose rules differ between engines: the filter ACCEPT (-m state before 25, -m conntrack
+    # after), the jump's place (FORWARD before 28, first rule of DOCKER-FORWARD from 28), the ipvs SNAT
+    l-filter-accept-deleted) local rule; rule=$(iptables -S DOCKER-INGRESS | grep -- '--dport 8000' | grep -m1 ACCEPT)
+                         echo "delete the host's filter rule: $rule"; mkdir -p /root/aside; echo "$rule" > /root/aside/l.rule
+                         iptables ${rule/-A /-D } ;;
+    m-ingress-after-bridge) local n; n=$(iptables -S DOCKER-FORWARD | grep '^-A' | grep -n -- '-j DOCKER-BRIDGE$' | cut -d: -f1)
+                         echo "move the jump to DOCKER-INGRESS after rule $n of DOCKER-FORWARD (-j DOCKER-BRIDGE)"
+                         iptables -S DOCKER-FORWARD
+                         iptables -D DOCKER-FORWARD -j DOCKER-INGRESS && iptables -I DOCKER-FORWARD $n -j DOCKER-INGRESS
+                         iptables -S DOCKER-FORWARD ;;
+    n-ingress-snat-deleted) local rule; rule=$(nsx ingress_sbox iptables -t nat -S POSTROUTING | grep -m1 -- '--ipvs')
+                         echo "delete ingress_sbox's nat rule: $rule"; mkdir -p /root/aside; echo "$rule" > /root/aside/n.rule
+                         nsx ingress_sbox iptables -t nat ${rule/-A /-D } ;;
     *) echo "unknown fault $1"; return 2 ;;
   esac
+}
+settle_services() { # the tasks of the re-created services run, and dockerd has tried to program them
+  waitfor 120 sh -c '[ "$(docker ps -q -f label=com.docker.swarm.service.name=whoami | wc -l)" -ge 2 ]'
+  sleep 10; docker service ls
 }
 # what the load balancers look like, sampled every ~0.5 s (stale entries after a kill show up here)
 timeline() { # seconds file
@@ -242,6 +278,15 @@ undo_fault() { # manual undo (last rung of the ladder), needs the facts taken be
     f-vip-removed)       nsx $LB_NS ip addr add $WHOAMI_VIP_DEMO/32 dev eth0 ;;
     g-lb-ip-forward-off) nsx $LB_NS sysctl -w net.ipv4.ip_forward=1 ;;
     h-task-killed)       : ;;
+    i-xt-ipvs-missing)   mv -v /root/aside/libxt_ipvs.so "$(cat /root/aside/libxt_ipvs.path)"; docker service rm matchless
+                         waitfor 120 sh -c '[ -z "$(docker ps -q -f label=com.docker.swarm.service.name=matchless)" ]'
+                         docker network rm matchless ;;
+    j-ip-vs-rr-missing)  mv -v /root/aside/$(basename "$(cat /root/aside/ip_vs_rr.path)") "$(cat /root/aside/ip_vs_rr.path)"
+                         depmod -a; remove_all; sleep 2; create_all ;;
+    k-ipvs-sysctl-reset) nsx ingress_sbox sysctl -w net.ipv4.vs.expire_nodest_conn=1 ;;
+    l-filter-accept-deleted) local rule; rule=$(cat /root/aside/l.rule); iptables ${rule/-A DOCKER-INGRESS/-I DOCKER-INGRESS 1} ;;
+    m-ingress-after-bridge) iptables -D DOCKER-FORWARD -j DOCKER-INGRESS; iptables -I DOCKER-FORWARD 1 -j DOCKER-INGRESS ;;
+    n-ingress-snat-deleted) local rule; rule=$(cat /root/aside/n.rule); nsx ingress_sbox iptables -t nat ${rule/-A POSTROUTING/-I POSTROUTING 1} ;;
   esac
 }
 restart_dockerd() {
@@ -262,10 +307,11 @@ repair_step() { # step fault -> 0 when the step ran (health is judged by the cal
     manual)   undo_fault $2 ;;
   esac
 }
-step_grace() { case $1 in wait) echo 150;; force) echo 15;; recreate|reset) echo 150;; restart) echo 240;; manual) echo 20;; esac; }
+step_grace() { case $1 in wait) echo 150;; force) echo 15;; recreate|reset) echo 150;; restart) echo 240;; manual) echo 150;; esac; }
 
-for F in $FAULTS; do
-  P=$O/phases/$F; mkdir -p $P
+fault_phase() { # fault [phase-prefix]   -> $O/phases/<prefix><fault>/, a line in phases.txt
+  local F=$1 pre=${2:-} P step t0 outcome ladder SS TL
+  P=$O/phases/$pre$F; mkdir -p $P
   if ! health; then
     echo "# not healthy before the fault" > $P/NOT-HEALTHY-BEFORE.txt; cat /tmp/health.txt >> $P/NOT-HEALTHY-BEFORE.txt
   fi
@@ -296,8 +342,58 @@ for F in $FAULTS; do
     fi
     echo "$step: not repaired ($((SECONDS-t0)) s): $(grep FAIL /tmp/health.txt | cut -c1-200 | tr '\n' ';')" >> $P/repair.txt
   done
-  mark "fault $F $outcome"
-  echo "$F $outcome" >> $O/phases.txt
-done
+  mark "fault $pre$F $outcome"
+  echo "$pre$F $outcome" >> $O/phases.txt
+}
+for F in $FAULTS; do fault_phase $F; done
+
+# ---------------------------------------------------------------- the other engines (issue 11)
+# ENGINES (params.env): directories of the host's engine cache (contrib/lab/engine_cache.py), shared at
+# /engines. For each: the node is wiped as a reboot would (dockerd stopped, its state, namespaces, links,
+# rules and IPVS tables gone), that engine's dockerd starts with the image's containerd, runc and tini,
+# the swarm and services are made again, then phase <engine>/healthy and ENGINE_FAULTS (plus
+# m-ingress-after-bridge from 28 on, where the jump lives in DOCKER-FORWARD).
+ENGINE_FAULTS=${ENGINE_FAULTS:-"l-filter-accept-deleted n-ingress-snat-deleted"}
+wipe_node() {
+  local p; p=$(cat /var/run/docker.pid 2>/dev/null)
+  [ -n "$p" ] && { kill -TERM $p; waitfor 120 sh -c "! kill -0 $p" || kill -9 $p; }
+  pkill -x containerd; sleep 1
+  for n in /var/run/docker/netns/*; do umount $n 2>/dev/null; done
+  rm -rf /var/lib/docker /var/run/docker /run/docker /var/run/docker.pid /var/run/docker.sock
+  for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^(docker|veth|br-)'); do ip link del $l 2>/dev/null; done
+  for t in filter nat mangle raw; do iptables -t $t -F; iptables -t $t -X; done
+  for t in filter nat mangle raw; do iptables-legacy -t $t -F 2>/dev/null; iptables-legacy -t $t -X 2>/dev/null; done
+  iptables -P FORWARD ACCEPT; ipvsadm -C
+  sysctl -qw net.ipv4.ip_forward=0   # as at boot: each engine sets it (and the FORWARD policy) itself
+}
+if [ -n "${ENGINES:-}" ]; then
+  mkdir -p /engines
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro vmengines /engines || fail "mount /engines"
+  for E in $ENGINES; do
+    # phases are named by the engine's label (26.1, 28: stable); setup/engine-<label>.txt has its exact version
+    V=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["label"])' /engines/$E/ENGINE.json 2>/dev/null || echo $E)
+    pre="engine-$V/"
+    mark "engine $V switch"
+    { wipe_node; ENGINE_PATH=/engines/$E/usr/sbin:/engines/$E/usr/bin; start_dockerd; } > $O/setup/engine-$V.txt 2>&1 \
+      || { echo "${pre}healthy NOT-STARTED" >> $O/phases.txt; mark "engine $V did not start"; continue; }
+    docker version >> $O/setup/engine-$V.txt 2>&1
+    docker swarm init --advertise-addr $ADVERTISE >> $O/setup/engine-$V.txt 2>&1 || { echo "${pre}healthy NO-SWARM" >> $O/phases.txt; continue; }
+    tar -C /tmp/bbroot -c . | docker import - bb:1 >> $O/setup/engine-$V.txt 2>&1
+    create_all >> $O/setup/engine-$V.txt 2>&1
+    if ! wait_healthy 420 $O/setup/health-engine-$V.txt; then
+      echo "${pre}healthy NOT-HEALTHY" >> $O/phases.txt; mark "engine $V never healthy"; continue
+    fi
+    $GC facts --json $O/baseline.json > /dev/null
+    P=$O/phases/${pre}healthy; mkdir -p $P; cp /tmp/health.txt $P/health-before.txt; cp $O/baseline.json $P/facts.json
+    run_swarmscope $P & SS=$!
+    capture $P full
+    wait $SS
+    echo "${pre}healthy ok" >> $O/phases.txt
+    mark "engine $V healthy captured"
+    faults=$ENGINE_FAULTS
+    [ "${V%%.*}" -ge 28 ] && faults="$faults m-ingress-after-bridge"
+    for F in $faults; do fault_phase $F $pre; done
+  done
+fi
 mark scenario_done
 touch $O/DONE
