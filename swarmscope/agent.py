@@ -184,13 +184,13 @@ def report_checks(checks: list[Check], stream=None) -> int:
 def run_once(opts: CollectOptions, run: str) -> int:
     """Collect this node and print it as chunk lines; the exit code for the task."""
     from swarmscope.gather.chunks import encode, error_line
-    from swarmscope.collect.snapshot import collect
+    from swarmscope.pipeline import collect_node
 
     node_id = os.environ.get("SWARMSCOPE_NODE_ID") or ""
     checks = check_environment(opts)
     report_checks(checks)
     try:
-        snap = collect(opts)
+        snap = collect_node(opts)
     except SwarmscopeError as exc:
         print(error_line(run, node_id or "unknown", str(exc)), flush=True)
         return 3
@@ -767,8 +767,7 @@ _malloc_trim = None
 
 def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], token_file: Optional[str],
                  rounds: Optional[int] = None) -> int:
-    from swarmscope.collect.snapshot import collect
-    from swarmscope.correlate import analyze
+    from swarmscope.pipeline import analyze_snapshots, collect_node
     from swarmscope.render.text import finding_log_line
 
     interval = _check_interval(interval)
@@ -794,8 +793,8 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
         t0 = time.monotonic()
         try:
             opts.warnings.clear()
-            snap = collect(opts)
-            analysis = analyze([snap])
+            snap = collect_node(opts)
+            analysis = analyze_snapshots([snap])
         except Exception as exc:  # noqa: BLE001 - keep running, say why
             state.failures += 1
             log(f"collection failed: {exc}")

@@ -1,12 +1,14 @@
-"""The command line: a thin click layer over collect -> correlate -> render.
+"""The command line: a thin click layer over the pipeline (pipeline.py: collect or load ->
+redact -> analyze) and the renderers (render/).
 
-Known errors become one ``swarmscope: error: ...`` line and a documented exit
-code (see errors.ExitStatus); a traceback is shown only with ``--debug``.
+It maps options onto the pipeline's Source and Redaction and onto a renderer, and errors onto
+one ``swarmscope: error: ...`` line and a documented exit code (see errors.ExitStatus); a
+traceback is shown only with ``--debug``. It computes nothing, assembles no document and writes
+no file itself.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -15,6 +17,7 @@ import click
 
 from swarmscope import __version__
 from swarmscope.errors import ExitStatus, SwarmscopeError, UsageError
+from swarmscope.render import CHECK_FORMATS, EXPLAIN_FORMATS, formats_help
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -96,37 +99,9 @@ def _options(netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dn
     )
 
 
-def _warn(opts) -> None:
-    for w in opts.warnings:
-        click.echo(f"swarmscope: warning: {w}", err=True)
-
-
-def _write(text: str, output: str | None) -> None:
-    if output in (None, "-"):
-        click.echo(text)
-        return
-    try:
-        with open(output, "w") as fh:
-            fh.write(text + "\n")
-    except OSError as exc:
-        raise SwarmscopeError(f"cannot write {output}: {exc.strerror}") from None
-
-
-def _write_json(doc, output: str | None) -> None:
-    """Write a JSON document (dicts, lists, dataclasses) indented, streamed, as json.dumps(indent=2) prints it."""
-    from swarmscope.render.jsonout import write_json
-
-    if output in (None, "-"):
-        sys.stdout.flush()
-        out = click.get_binary_stream("stdout")
-        write_json(doc, out)
-        out.flush()
-        return
-    try:
-        with open(output, "wb") as fh:
-            write_json(doc, fh)
-    except OSError as exc:
-        raise SwarmscopeError(f"cannot write {output}: {exc.strerror}") from None
+def _say(msg: str) -> None:
+    """What the pipeline says, on standard error."""
+    click.echo(f"swarmscope: {msg}", err=True)
 
 
 def version_text() -> str:
@@ -149,12 +124,9 @@ def _complete_service(ctx: click.Context, param, incomplete: str):
     if not path:
         return []
     try:
-        from swarmscope.correlate import analyze
-        from swarmscope.dump import load
-        from swarmscope.ingest import is_text_input, load_text
+        from swarmscope import pipeline
 
-        snaps = load_text([path])[0] if is_text_input(path) else load(path)
-        names = sorted({s.name for s in analyze(snaps).services})
+        names = sorted({s.name for s in pipeline.analyze(pipeline.load(path)).services})
     except Exception:  # completion never fails loudly
         return []
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
@@ -182,59 +154,37 @@ def collect(as_json, output, **kw):
     Exit code 0 when the snapshot is complete, 4 when parts could not be
     collected (they are listed), 3 when nothing could be collected.
     """
-    from swarmscope.collect.snapshot import collect as do_collect
+    from swarmscope.pipeline import collect_node
+    from swarmscope.render.output import write_json, write_text
 
-    opts = _options(**kw)
-    snap = do_collect(opts)
-    _warn(opts)
+    snap = collect_node(_options(**kw), _say)
     if as_json:
-        _write_json(snap, output)
+        write_json(snap, output)
     else:
         from swarmscope.render.summary import render_summary
 
-        _write(render_summary(snap), output)
+        write_text(render_summary(snap), output)
     sys.exit(ExitStatus.OK if snap.complete else ExitStatus.PARTIAL)
 
 
-def _load_or_collect(from_file, kw) -> tuple[list, bool, list]:
-    """(snapshots, complete, failed nodes) from --from FILE, from every node of
-    the swarm (on a manager), or from this node (--local, or on a worker)."""
+def _source(from_file, kw):
+    """The pipeline's Source: --from FILE, else every node of the swarm (on a manager) or this
+    node (--local, or on a worker)."""
+    from swarmscope.pipeline import DEFAULT_IMAGE, Source
+
     if from_file:
-        from swarmscope.dump import load_with_failed
-        from swarmscope.ingest import is_text_input, load_text
-
-        if is_text_input(from_file):  # a support.sh transcript, pasted output, or a directory of them
-            snaps, rep = load_text([from_file], kw.get("max_input"))
-            for line in rep.lines()[1:] if rep.skipped else []:
-                click.echo(f"swarmscope: {line}", err=True)
-            return snaps, all(s.complete for s in snaps), []
-        snaps, failed = load_with_failed(from_file, kw.get("max_input"))
-        return snaps, all(s.complete for s in snaps) and not failed, failed
-    from swarmscope.gather.run import collect_swarm
-
-    opts = _options(**kw)
-    snaps, failed = collect_swarm(opts, local=kw.get("local", True), image=kw.get("image") or "swarmscope:latest",
-                                  node_timeout=kw.get("node_timeout") or 180.0,
-                                  say=lambda m: click.echo(f"swarmscope: {m}", err=True))
-    _warn(opts)
-    for f in failed:
-        click.echo(f"swarmscope: warning: node {f['node']} did not answer: {f['reason']}", err=True)
-    return snaps, all(s.complete for s in snaps) and not failed, failed
+        return Source(from_file=from_file, max_input=kw.get("max_input"))
+    return Source(collect=_options(**kw), local=kw.get("local", True), image=kw.get("image") or DEFAULT_IMAGE,
+                  node_timeout=kw.get("node_timeout") or 180.0)
 
 
-def _save(path, snaps, analysis, failed=None) -> None:
+def _save(path, run) -> None:
+    """--save FILE: the dump the output was made from."""
     if path:
-        from swarmscope.dump import make_dump
+        from swarmscope.pipeline import dump_document
+        from swarmscope.render.output import write_json
 
-        _write_json(make_dump(snaps, analysis, failed, plain=False), path)
-
-
-def _exit_for(analysis, complete: bool) -> int:
-    from swarmscope.correlate.findings import fails
-
-    if fails(analysis.findings, analysis.services):
-        return ExitStatus.FINDINGS
-    return ExitStatus.OK if complete else ExitStatus.PARTIAL
+        write_json(dump_document(run), path)
 
 
 def _colour(ctx_colour: str) -> bool:
@@ -272,25 +222,12 @@ def redact_options(fn):
     return fn
 
 
-def _pop_redact(kw: dict) -> dict:
-    return {k: kw.pop(k, None) for k in ("redact", "keep_names", "redact_map", "redact_seed")}
+def _redaction(kw: dict):
+    """The pipeline's Redaction from --redact and its companions (taken out of ``kw``)."""
+    from swarmscope.pipeline import Redaction
 
-
-def _apply_redact(snaps: list, red: dict, failed: list | None = None):
-    """(snapshots, redactor or None): the redaction layer, between collection and correlation.
-    The redactor also learns the failed nodes (their names and ids), and ``redactor.failed_nodes``
-    redacts them."""
-    if not red.get("redact"):
-        if red.get("keep_names") or red.get("redact_map") or red.get("redact_seed"):
-            raise UsageError("--keep-names, --redact-map and --redact-seed go with --redact")
-        return snaps, None
-    from swarmscope.redact import redact_snapshots, write_map
-
-    snaps, redactor = redact_snapshots(snaps, keep_names=bool(red.get("keep_names")), seed=red.get("redact_seed"),
-                                       failed_nodes=failed)
-    if red.get("redact_map"):
-        write_map(red["redact_map"], redactor)
-    return snaps, redactor
+    return Redaction(redact=bool(kw.pop("redact", None)), keep_names=bool(kw.pop("keep_names", None)),
+                     map_file=kw.pop("redact_map", None), seed=kw.pop("redact_seed", None))
 
 
 @cli.command()
@@ -300,9 +237,8 @@ def _apply_redact(snaps: list, red: dict, failed: list | None = None):
 @collect_options
 @cluster_options
 @click.option("--node", "node", metavar="NAME", help="Show only this node's hops.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "mermaid", "dot", "html"]), default="text", show_default=True,
-              help="mermaid: a flowchart for a GitHub issue; dot: Graphviz (dot -Tsvg); html: one offline page "
-                   "(pictures need Graphviz).")
+@click.option("--format", "fmt", type=click.Choice(list(EXPLAIN_FORMATS)), default="text", show_default=True,
+              help=formats_help(EXPLAIN_FORMATS))
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Colour in text output (auto: only on a terminal).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the evidence of every hop.")
@@ -317,20 +253,17 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     """
     import difflib
 
-    from swarmscope.correlate import analyze
-    from swarmscope.render.text import render_explain
+    from swarmscope import pipeline, render
+    from swarmscope.render.output import write_json, write_text
 
     if not service and not all_services:
         raise click.UsageError("name a SERVICE to explain, or use --all")
-    red = _pop_redact(kw)
-    snaps, complete, failed = _load_or_collect(from_file, kw)
-    snaps, redactor = _apply_redact(snaps, red, failed)
-    if redactor is not None:
-        failed = redactor.failed_nodes(failed)
-    if redactor is not None and service:
-        service = redactor.name(service)
-    analysis = analyze(snaps)
-    _save(save, snaps, analysis, failed)
+    red = _redaction(kw)
+    run = pipeline.analyzed(_source(from_file, kw), red, _say)
+    if run.redactor is not None and service:
+        service = run.redactor.name(service)
+    _save(save, run)
+    analysis = run.analysis
     if all_services:
         services = analysis.services
     else:
@@ -347,29 +280,13 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
             raise UsageError(f"no service named {service!r}", hint)
     if node and node not in analysis.nodes:
         raise UsageError(f"no node named {node!r} in the data", f"nodes: {', '.join(analysis.nodes)}")
-    if fmt == "json":
-        names = {s.name for s in services}
-        doc = {
-            "nodes": analysis.nodes,
-            "services": services,
-            "findings": [f for f in analysis.findings if f.service in names or f.service is None],
-        }
-        _write_json(doc, None)
-    elif fmt == "mermaid":
-        from swarmscope.render.mermaid import render_mermaid
-
-        click.echo(render_mermaid(services, node=node), nl=False)
-    elif fmt == "dot":
-        from swarmscope.render.dot import render_dot
-
-        click.echo(render_dot(services, node=node), nl=False)
-    elif fmt == "html":
-        from swarmscope.render.html import page_for
-
-        click.echo(page_for(analysis, services, node=node, source=from_file), nl=False)
+    out = render.explain(fmt, analysis, services, render.View(node=node, colour=_colour(colour), verbose=verbose,
+                                                              source=from_file))
+    if isinstance(out, str):
+        write_text(out, nl=False)
     else:
-        click.echo(render_explain(analysis, services, colour=_colour(colour), node=node, verbose=verbose))
-    sys.exit(_exit_for(analysis, complete))
+        write_json(out)
+    sys.exit(pipeline.exit_status(run))
 
 
 @cli.command()
@@ -385,24 +302,20 @@ def dump(from_file, as_json, output, **kw):
     Attach the file to a bug report; `explain --from FILE` and `check --from
     FILE` read it back anywhere. Exit code as for `check`.
     """
-    from swarmscope.correlate import analyze
-    from swarmscope.dump import make_dump
+    from swarmscope import pipeline
+    from swarmscope.render.output import write_json
 
-    red = _pop_redact(kw)
-    snaps, complete, failed = _load_or_collect(from_file, kw)
-    snaps, redactor = _apply_redact(snaps, red, failed)
-    if redactor is not None:
-        failed = redactor.failed_nodes(failed)
-    analysis = analyze(snaps)
-    _write_json(make_dump(snaps, analysis, failed, plain=False), output)
-    sys.exit(_exit_for(analysis, complete))
+    run = pipeline.analyzed(_source(from_file, kw), _redaction(kw), _say)
+    write_json(pipeline.dump_document(run), output)
+    sys.exit(pipeline.exit_status(run))
 
 
 @cli.command()
 @from_option
 @collect_options
 @cluster_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(CHECK_FORMATS)), default="text", show_default=True,
+              help=formats_help(CHECK_FORMATS))
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Show every evidence line.")
 @click.option("--save", metavar="FILE", help="Also write the dump the check was made from.")
@@ -411,18 +324,17 @@ def check(from_file, fmt, colour, verbose, save, **kw):
 
     Exit code 0 healthy, 1 findings of error severity, 4 incomplete data.
     """
-    from swarmscope.correlate import analyze
-    from swarmscope.render.text import render_check
+    from swarmscope import pipeline, render
+    from swarmscope.render.output import write_json, write_text
 
-    snaps, complete, failed = _load_or_collect(from_file, kw)
-    analysis = analyze(snaps)
-    _save(save, snaps, analysis, failed)
-    if fmt == "json":
-        _write_json({"nodes": analysis.nodes, "complete": complete, "failed_nodes": failed,
-                     "findings": analysis.findings}, None)
+    run = pipeline.analyzed(_source(from_file, kw), None, _say)
+    _save(save, run)
+    out = render.check(fmt, run, render.View(colour=_colour(colour), verbose=verbose, source=from_file))
+    if isinstance(out, str):
+        write_text(out, nl=False)
     else:
-        click.echo(render_check(analysis, colour=_colour(colour), verbose=verbose))
-    sys.exit(_exit_for(analysis, complete))
+        write_json(out)
+    sys.exit(pipeline.exit_status(run))
 
 
 @cli.command()
@@ -455,7 +367,7 @@ def agent(once, run_id, check_only, interval, listen, token_file, **kw):
 @cli.command()
 @from_option
 @collect_options
-@(globals().get("cluster_options") or (lambda fn: fn))  # every node of the swarm, where cluster mode exists
+@cluster_options
 @redact_options
 @click.option("-o", "--output", metavar="FILE", default="swarmscope-report.tar.gz", show_default=True,
               help="Where to write the bundle (a tar.gz).")
@@ -467,18 +379,14 @@ def report(from_file, output, no_svg, **kw):
     `explain --from BUNDLE` and `check --from BUNDLE` read it back offline.
     Exit code as for `check`.
     """
+    from swarmscope import pipeline
     from swarmscope.report import run_report
 
-    red = _pop_redact(kw)
-    say = lambda m: click.echo(f"swarmscope: {m}", err=True)  # noqa: E731
-    say("collecting" if not from_file else f"reading {from_file}")
-    res = _load_or_collect(from_file, kw)
-    snaps, complete = res[0], res[1]
-    failed = res[2] if len(res) > 2 else None
-    snaps, redactor = _apply_redact(snaps, red, failed)  # run_report redacts the failed nodes it writes
-    analysis = run_report(snaps, output, from_file=from_file, failed_nodes=failed, redactor=redactor,
-                          keep_names=bool(red.get("keep_names")), svg=not no_svg, say=say)
-    sys.exit(_exit_for(analysis, complete and not failed))
+    red = _redaction(kw)
+    _say("collecting" if not from_file else f"reading {from_file}")
+    run = pipeline.redact(pipeline.obtain(_source(from_file, kw), _say), red, failed_nodes="tree")
+    run_report(run, output, keep_names=red.keep_names, svg=not no_svg, say=_say)
+    sys.exit(pipeline.exit_status(run))
 
 
 @cli.command("import")
@@ -494,18 +402,12 @@ def import_cmd(inputs, output, max_input, **kw):
     DIR: a directory of such files. What was read and what was skipped is printed on standard
     error. Exit code 0, or 4 when parts could not be read (they are listed).
     """
-    from swarmscope.correlate import analyze
-    from swarmscope.dump import make_dump
-    from swarmscope.ingest import load_text
+    from swarmscope import pipeline
+    from swarmscope.render.output import write_json
 
-    red = _pop_redact(kw)
-    snaps, rep = load_text(list(inputs), max_input)
-    for line in rep.lines():
-        click.echo(f"swarmscope: {line}", err=True)
-    snaps, _ = _apply_redact(snaps, red, [])
-    analysis = analyze(snaps)
-    _write_json(make_dump(snaps, analysis, [], plain=False), output)
-    sys.exit(ExitStatus.OK if all(s.complete for s in snaps) else ExitStatus.PARTIAL)
+    run = pipeline.redact(pipeline.load_texts(list(inputs), max_input, _say), _redaction(kw))
+    write_json(pipeline.dump_document(run), output)
+    sys.exit(pipeline.exit_status(run, findings=False))
 
 
 @cli.command("findings")
@@ -513,18 +415,10 @@ def import_cmd(inputs, output, max_input, **kw):
 def findings_cmd(fmt):
     """List every finding id swarmscope knows, with its severity and hint."""
     from swarmscope.correlate.findings import catalogue
+    from swarmscope.render.output import write_text
+    from swarmscope.render.text import render_catalogue
 
-    if fmt == "markdown":
-        click.echo("| id | severity | meaning | hint |")
-        click.echo("| --- | --- | --- | --- |")
-        for c in catalogue():
-            cell = lambda t: t.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
-            click.echo(f"| `{c.id}` | {c.severity} | {cell(c.title)} | {cell(c.hint)} |")
-        return
-    for c in catalogue():
-        click.echo(f"{c.id}  ({c.severity})")
-        click.echo(f"    {c.title}")
-        click.echo(f"    hint: {c.hint}")
+    write_text(render_catalogue(catalogue(), fmt))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from swarmscope import __version__
-from swarmscope.correlate import analyze
-from swarmscope.correlate.types import Analysis
 from swarmscope.errors import DEFAULT_MAX_INPUT_MB, InputError
 from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot, to_dict
 
@@ -23,15 +21,26 @@ try:
 except ImportError:  # pragma: no cover
     _orjson = None
 
+if TYPE_CHECKING:
+    from swarmscope.correlate.types import Analysis
+
 DUMP_SCHEMA = "swarmscope/dump"
 DUMP_VERSION = 1
 
 
 def make_dump(snapshots: list[Snapshot], analysis: Analysis | None = None, failed_nodes: list[dict] | None = None,
               plain: bool = True) -> dict:
-    """The dump document. ``plain=False`` leaves the snapshots, path maps and findings as
-    dataclasses, for ``render.jsonout`` to encode directly (same text, no dict copy)."""
-    analysis = analysis or analyze(snapshots)
+    """The dump document of ``snapshots`` and the pipeline's ``analysis`` of them. ``plain=False``
+    leaves the snapshots, path maps and findings as dataclasses, for ``render.jsonout`` to encode
+    directly (same text, no dict copy).
+
+    Without ``analysis`` (scripts: contrib/golden_outputs.py, examples/make_examples.py,
+    benchmarks/gen_swarm.py) it is the pipeline's (``pipeline.analyze_snapshots``); swarmscope
+    itself always passes the analysis it already has (``pipeline.dump_document``)."""
+    if analysis is None:
+        from swarmscope.pipeline import analyze_snapshots
+
+        analysis = analyze_snapshots(snapshots)
     if not plain:
         return {
             "schema": DUMP_SCHEMA,

@@ -31,11 +31,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from swarmscope import __version__
-from swarmscope.correlate import analyze
+from swarmscope import __version__, pipeline
 from swarmscope.correlate.types import Analysis
 from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION, make_dump
 from swarmscope.model import SNAPSHOT_VERSION, Namespace, Snapshot
+from swarmscope.pipeline import Run
 from swarmscope.render.bundle import render_index, render_summary_txt
 from swarmscope.render.raw import render_ip_addr, render_ipvsadm, render_sysctls
 
@@ -139,18 +139,16 @@ def _manifest(snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, create
 # the bundle
 
 
-def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = None, *, redaction: Optional[dict] = None,
-                 progress: Callable[[str], None] = lambda msg: None, svg: Optional[bool] = None,
-                 dot_timeout: float = 30.0) -> tuple[bytes, Analysis]:
-    """The tar.gz bytes of a report on ``snaps`` (already redacted if asked), and the analysis."""
+def build_report(snaps: list[Snapshot], analysis: Analysis, failed_nodes: Optional[list[dict]] = None, *,
+                 redaction: Optional[dict] = None, progress: Callable[[str], None] = lambda msg: None,
+                 svg: Optional[bool] = None, dot_timeout: float = 30.0) -> bytes:
+    """The tar.gz bytes of a report on ``snaps`` (already redacted if asked) and the pipeline's ``analysis`` of them."""
     from swarmscope.render.dot import dot_svg, render_dot
     from swarmscope.render.mermaid import render_mermaid
     from swarmscope.render.text import render_explain
 
     failed_nodes = failed_nodes or []
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    progress("correlating")
-    analysis = analyze(snaps)
     b = Bundle()
     b.add("dump.json", json.dumps(make_dump(snaps, analysis, failed_nodes), indent=2) + "\n", "the full dump (explain/check --from)")
     progress(f"explaining {len(analysis.services)} services")
@@ -199,27 +197,22 @@ def build_report(snaps: list[Snapshot], failed_nodes: Optional[list[dict]] = Non
             info.mtime = int(now)
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue(), analysis
+    return buf.getvalue()
 
 
-def run_report(snaps: list[Snapshot], output: str, *, from_file: Optional[str] = None, failed_nodes: Optional[list[dict]] = None,
-               redactor=None, keep_names: bool = False, svg: bool = True,
+def run_report(run: Run, output: str, *, keep_names: bool = False, svg: bool = True,
                say: Callable[[str], None] = lambda msg: None) -> Analysis:
-    """Build the bundle of ``snaps`` (redacted already when ``redactor`` is given) and write it to ``output``."""
-    from swarmscope.dump import failed_nodes_of, read_document
-    from swarmscope.errors import SwarmscopeError
+    """Analyze ``run`` (collected or loaded, and redacted when ``run.redactor`` is set), render its
+    bundle and write it to ``output`` ('-': standard output)."""
+    from swarmscope.render.output import write_bytes
 
-    if failed_nodes is None:
-        failed_nodes = failed_nodes_of(read_document(from_file)) if from_file else []
-    if redactor is not None and failed_nodes:
-        failed_nodes = redactor.tree(failed_nodes)
-    for s in snaps:
+    for s in run.snapshots:
         prov = s.provenance
         bad = [p for p in prov if p.status != "ok"]
         say(f"node {s.node.hostname}: {len(s.namespaces)} namespaces, {len(prov)} commands and calls"
             + (f", {len(bad)} not ok" if bad else "") + ("" if s.complete else " (incomplete)"))
-    redaction = {"redacted": redactor is not None}
-    if redactor is not None:
+    redaction = {"redacted": run.redactor is not None}
+    if run.redactor is not None:
         redaction.update({
             "keep_names": keep_names,
             "what": "IPv4/IPv6 addresses (prefix-preserving, private stays private, public -> 240.0.0.0/4 and 2001:db8::/32), "
@@ -230,18 +223,10 @@ def run_report(snaps: list[Snapshot], output: str, *, from_file: Optional[str] =
                     "(ingress, docker_gwbridge, ingress_sbox); ports, marks, protocols, states, rule structure, versions, times",
             "map": "not in this bundle (--redact-map FILE keeps it for the owner)",
         })
-    data, analysis = build_report(snaps, failed_nodes, redaction=redaction, progress=say, svg=svg)
-    try:
-        if output == "-":
-            import sys
-
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        else:
-            with open(output, "wb") as fh:
-                fh.write(data)
-    except OSError as exc:
-        raise SwarmscopeError(f"cannot write {output}: {exc.strerror}") from None
+    say("correlating")
+    analysis = pipeline.analyze(run)
+    data = build_report(run.snapshots, analysis, run.failed, redaction=redaction, progress=say, svg=svg)
+    write_bytes(data, output)
     roots = [f.id for f in analysis.findings if f.caused_by is None]
     say(f"wrote {output} ({len(data) // 1024 + 1} KiB)" + (f"; root causes: {', '.join(roots)}" if roots else "; no findings"))
     return analysis

@@ -89,3 +89,8 @@ def dot_svg(dot: str, dot_bin: Optional[str] = None, timeout: float = 30.0) -> t
     if cp.returncode != 0:
         return None, cp.stderr.decode(errors="replace").strip()[:300]
     return cp.stdout, None
+
+
+def for_explain(analysis, services: list[ServicePath], view) -> str:
+    """``explain --format dot``."""
+    return render_dot(services, node=view.node)

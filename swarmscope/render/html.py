@@ -16,7 +16,7 @@ from swarmscope import __version__
 from swarmscope.correlate.types import Analysis, Finding, NodePath, ServicePath
 from swarmscope.render.text import finding_where
 
-__all__ = ["render_html", "svg_for_page", "page_for"]
+__all__ = ["render_html", "svg_for_page", "page_for", "for_explain"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -197,3 +197,8 @@ def page_for(analysis: Analysis, services: list[ServicePath], node: Optional[str
     names = ", ".join(s.name for s in services)
     return render_html(analysis, services, svgs=svgs, svg_reason=reason, title=f"swarmscope explain {names}",
                        subtitle=f"from {source}" if source else "")
+
+
+def for_explain(analysis: Analysis, services: list[ServicePath], view) -> str:
+    """``explain --format html``."""
+    return page_for(analysis, services, node=view.node, source=view.source)

@@ -99,3 +99,13 @@ def explain_document(analysis: Any, services: list) -> dict:
 def check_document(analysis: Any, complete: bool, failed_nodes: list) -> dict:
     """``check --format json``: the nodes, whether the data is complete, the nodes that failed, every finding."""
     return {"nodes": analysis.nodes, "complete": complete, "failed_nodes": failed_nodes, "findings": analysis.findings}
+
+
+def for_explain(analysis: Any, services: list, view: Any) -> dict:
+    """``explain --format json``."""
+    return explain_document(analysis, services)
+
+
+def for_check(run: Any, view: Any) -> dict:
+    """``check --format json``."""
+    return check_document(run.analysis, run.complete, run.failed)

@@ -89,3 +89,8 @@ def render_mermaid(services: list[ServicePath], node: Optional[str] = None) -> s
     for style, idx in link_styles.items():
         out.append(f"  linkStyle {','.join(map(str, idx))} {LINKS[style]}")
     return "\n".join(out) + "\n"
+
+
+def for_explain(analysis, services: list[ServicePath], view) -> str:
+    """``explain --format mermaid``."""
+    return render_mermaid(services, node=view.node)

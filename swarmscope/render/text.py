@@ -270,3 +270,13 @@ def render_catalogue(entries: list, fmt: str = "text") -> str:
         out.append(f"    {c.title}")
         out.append(f"    hint: {c.hint}")
     return "\n".join(out)
+
+
+def for_explain(analysis: Analysis, services: list[ServicePath], view) -> str:
+    """``explain --format text``."""
+    return render_explain(analysis, services, colour=view.colour, node=view.node, verbose=view.verbose) + "\n"
+
+
+def for_check(run, view) -> str:
+    """``check --format text``."""
+    return render_check(run.analysis, colour=view.colour, verbose=view.verbose) + "\n"

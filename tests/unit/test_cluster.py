@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import string
-import threading
 import urllib.error
 import urllib.request
 

@@ -20,6 +20,7 @@ import rawsnap
 
 from swarmscope import model
 from swarmscope.dump import make_dump
+from swarmscope.pipeline import analyze_snapshots
 from swarmscope.redact import FIELDS, KEEP, MAP_KEYS, Redactor, redact_snapshots
 from swarmscope.report import build_report
 
@@ -153,7 +154,7 @@ def test_a_secret_planted_in_every_free_text_field_is_gone_from_every_file(tmp_p
     dump = json.dumps(make_dump(red, failed_nodes=r.failed_nodes(failed)))
     assert _leaks(dump) == [], _leaks(dump)
     assert "gone-worker" not in dump and "corp.example.com" not in dump
-    data, _ = build_report(red, r.failed_nodes(failed), redaction={"redacted": True}, svg=False)
+    data = build_report(red, analyze_snapshots(red), r.failed_nodes(failed), redaction={"redacted": True}, svg=False)
     bundle = tmp_path / "r.tar.gz"
     bundle.write_bytes(data)
     files = leakscan.bundle_files(bundle)

@@ -20,6 +20,7 @@ import rawsnap
 from swarmscope.collect.docker_api import norm_container, norm_service, norm_task
 from swarmscope.correlate import analyze
 from swarmscope.dump import load, make_dump
+from swarmscope.pipeline import analyze_snapshots
 from swarmscope.model import to_dict
 from swarmscope.redact import Redactor, redact_snapshots
 from swarmscope.render import dot as dotr
@@ -229,7 +230,7 @@ def bundles(tmp_path):
         red = None
         if redact:
             snaps, red = redact_snapshots(snaps, seed="bundle")
-        data, _ = build_report(snaps, [], redaction={"redacted": redact})
+        data = build_report(snaps, analyze_snapshots(snaps), [], redaction={"redacted": redact})
         p = tmp_path / f"{name}.tar.gz"
         p.write_bytes(data)
         out[name] = p
@@ -262,7 +263,7 @@ def test_rendered_ipvs_when_read_over_netlink(tmp_path):
     snap = rawsnap.lab_vm()
     sbox = rawsnap.find_ns(snap, "ingress_sbox")
     sbox.ipvs.raw, sbox.ipvs.source = None, "netlink"
-    data, _ = build_report([snap], [])
+    data = build_report([snap], analyze_snapshots([snap]), [])
     p = tmp_path / "r.tar.gz"
     p.write_bytes(data)
     files = leakscan.bundle_files(p)

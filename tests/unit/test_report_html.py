@@ -34,7 +34,8 @@ def bundle_files(data: bytes) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def bundle():
     snaps, _ = load_text([str(TRANSCRIPT)])
-    data, analysis = build_report(snaps)
+    analysis = analyze(snaps)
+    data = build_report(snaps, analysis)
     return bundle_files(data), analysis
 
 

@@ -1,0 +1,213 @@
+"""The one pipeline: collect or load -> redact -> analyze -> render.
+
+Every command runs it, in these steps and in this order: the CLI's commands (cli.py maps their
+options onto a Source and a Redaction and hands the Run to a renderer), the report bundle
+(report.py renders a Run into a tar.gz) and the standing agent (agent.py collects this node,
+analyzes it and renders metrics and log lines).
+
+- ``obtain``: snapshots from a saved file (a dump, a snapshot, a report bundle, support.sh
+  transcripts or pasted output), from every node of the swarm (on a manager), or from this node;
+- ``redact``: the redaction layer, after collection and before anything is computed or written
+  (it also writes the owner's redaction map);
+- ``analyze``: the correlator (cluster view, path maps, findings);
+- the renderers are in render/; ``exit_status`` is the exit policy of the commands.
+
+What a step has to say (progress, warnings, a node that did not answer) goes to ``say``, one
+line without the ``swarmscope:`` prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from swarmscope.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from swarmscope.collect.snapshot import CollectOptions
+    from swarmscope.correlate.types import Analysis
+    from swarmscope.model import Snapshot
+
+Say = Callable[[str], None]
+DEFAULT_IMAGE = "swarmscope:latest"
+
+
+def quiet(msg: str) -> None:
+    """A ``say`` that says nothing."""
+
+
+@dataclass
+class Source:
+    """Where the snapshots come from: ``from_file`` (``--from``), else a live collection with
+    ``collect`` options: every node of the swarm, or only this one (``local``)."""
+
+    from_file: str | None = None
+    max_input: float | None = None  # MiB, for from_file
+    collect: CollectOptions | None = None
+    local: bool = True
+    image: str = DEFAULT_IMAGE
+    node_timeout: float = 180.0
+
+
+@dataclass
+class Redaction:
+    """``--redact`` and its companions."""
+
+    redact: bool = False
+    keep_names: bool = False
+    map_file: str | None = None
+    seed: str | None = None
+
+    def check(self) -> None:
+        if not self.redact and (self.keep_names or self.map_file or self.seed):
+            raise UsageError("--keep-names, --redact-map and --redact-seed go with --redact")
+
+
+@dataclass
+class Run:
+    """What one pass of the pipeline has: the snapshots (redacted when asked), whether they are
+    complete, the nodes that could not be collected, the redactor, and the analysis."""
+
+    snapshots: list[Snapshot]
+    complete: bool
+    failed: list[dict] = field(default_factory=list)
+    redactor: Any = None
+    analysis: Analysis | None = None
+
+
+# --------------------------------------------------------------------------- collect or load
+
+
+def load(path: str, max_input: float | None = None, say: Say = quiet) -> Run:
+    """A saved dump, snapshot or report bundle; or support.sh transcripts and pasted output
+    (a file or a directory), whose skipped parts are said."""
+    from swarmscope.ingest import is_text_input, load_text
+
+    if is_text_input(path):
+        snaps, rep = load_text([path], max_input)
+        for line in rep.lines()[1:] if rep.skipped else []:
+            say(line)
+        return Run(snaps, all(s.complete for s in snaps))
+    from swarmscope.dump import load_with_failed
+
+    snaps, failed = load_with_failed(path, max_input)
+    return Run(snaps, all(s.complete for s in snaps) and not failed, failed)
+
+
+def load_texts(paths: list[str], max_input: float | None = None, say: Say = quiet) -> Run:
+    """Snapshots from support.sh transcripts and pasted output (``import``); what was read and
+    what was skipped is said."""
+    from swarmscope.ingest import load_text
+
+    snaps, rep = load_text(paths, max_input)
+    for line in rep.lines():
+        say(line)
+    return Run(snaps, all(s.complete for s in snaps))
+
+
+def _warnings(opts: CollectOptions, say: Say) -> None:
+    for w in opts.warnings:
+        say(f"warning: {w}")
+
+
+def collect_node(opts: CollectOptions, say: Say = quiet) -> Snapshot:
+    """This node's snapshot (``collect``, the agent); the collector's warnings are said."""
+    from swarmscope.collect.snapshot import collect
+
+    snap = collect(opts)
+    _warnings(opts, say)
+    return snap
+
+
+def collect(source: Source, say: Say = quiet) -> Run:
+    """Every node of the swarm (from a manager, through a global job) or only this one."""
+    from swarmscope.gather.run import collect_swarm
+
+    opts = source.collect
+    assert opts is not None
+    snaps, failed = collect_swarm(opts, local=source.local, image=source.image or DEFAULT_IMAGE,
+                                  node_timeout=source.node_timeout or 180.0, say=say)
+    _warnings(opts, say)
+    for f in failed:
+        say(f"warning: node {f['node']} did not answer: {f['reason']}")
+    return Run(snaps, all(s.complete for s in snaps) and not failed, failed)
+
+
+def obtain(source: Source, say: Say = quiet) -> Run:
+    """Collect or load: ``--from FILE``, or a live collection."""
+    if source.from_file:
+        return load(source.from_file, source.max_input, say)
+    return collect(source, say)
+
+
+# --------------------------------------------------------------------------- redact
+
+
+def redact(run: Run, red: Redaction | None, failed_nodes: str = "fields") -> Run:
+    """The redaction layer, between collection and correlation: the snapshots are replaced by
+    their redacted form and the redactor kept (it also learns the failed nodes' names and ids).
+    With ``red.map_file`` the owner's map is written (mode 600). The failed nodes are redacted
+    field by field as the redaction layer declares them (``failed_nodes="fields"``), or as free
+    JSON data (``"tree"``, what the report bundle has always written)."""
+    if red is None:
+        return run
+    red.check()
+    if not red.redact:
+        return run
+    from swarmscope.redact import redact_snapshots, write_map
+
+    run.snapshots, run.redactor = redact_snapshots(run.snapshots, keep_names=red.keep_names, seed=red.seed,
+                                                   failed_nodes=run.failed)
+    if red.map_file:
+        write_map(red.map_file, run.redactor)
+    if run.failed:
+        run.failed = run.redactor.tree(run.failed) if failed_nodes == "tree" else run.redactor.failed_nodes(run.failed)
+    return run
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def analyze_snapshots(snaps: list[Snapshot]) -> Analysis:
+    """The correlator on snapshots: the cluster view, the path map of every service, the findings."""
+    from swarmscope.correlate import analyze as correlate
+
+    return correlate(snaps)
+
+
+def analyze(run: Run) -> Analysis:
+    """The run's analysis (made once)."""
+    if run.analysis is None:
+        run.analysis = analyze_snapshots(run.snapshots)
+    return run.analysis
+
+
+def analyzed(source: Source, red: Redaction | None = None, say: Say = quiet) -> Run:
+    """The whole pipeline up to rendering: collect or load, redact (failed nodes included), analyze."""
+    r = redact(obtain(source, say), red)
+    analyze(r)
+    return r
+
+
+# --------------------------------------------------------------------------- exit policy and documents
+
+
+def exit_status(run: Run, findings: bool = True) -> int:
+    """1 when (``findings``) there are findings of error severity, else 0 when the data is
+    complete and 4 when it is not."""
+    if findings:
+        from swarmscope.correlate.findings import fails
+
+        a = analyze(run)
+        if fails(a.findings, a.services):
+            return ExitStatus.FINDINGS
+    return ExitStatus.OK if run.complete else ExitStatus.PARTIAL
+
+
+def dump_document(run: Run, plain: bool = False) -> dict:
+    """The dump of the run: its snapshots, path maps, findings and failed nodes (``plain=False``:
+    dataclasses left for render.jsonout to encode)."""
+    from swarmscope.dump import make_dump
+
+    return make_dump(run.snapshots, analyze(run), run.failed, plain=plain)
