@@ -14,10 +14,67 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 SNAPSHOT_SCHEMA = "swarmscope/snapshot"
 SNAPSHOT_VERSION = 1
+
+
+# --------------------------------------------------------------------------
+# status words: each is its own string (a StrEnum member is a str equal to its value, and JSON
+# writes the value), so documents and text read as they always did
+
+
+class NsKind(StrEnum):
+    """What a network namespace is (``Namespace.kind``), from its file name."""
+
+    INGRESS_SBOX = "ingress_sbox"
+    LB = "lb"  # lb_<network id prefix>: a network's load balancer
+    OVERLAY = "overlay"  # 1-<network id prefix>: an overlay network's bridge and VXLAN device
+    CONTAINER = "container"  # a task's (or container's) sandbox
+    HOST = "host"  # "default": dockerd's handle on the host namespace
+    UNKNOWN = "unknown"
+
+
+class HopStatus(StrEnum):
+    """How one hop of a path is judged; also a DNS check's result and a backend's REDIRECT."""
+
+    OK = "ok"
+    MISSING = "missing"
+    MISMATCH = "mismatch"
+    NA = "n/a"  # not part of this path (e.g. host mode where no task runs)
+    UNKNOWN = "unknown"  # not read, or not knowable from the data
+
+
+class Verdict(StrEnum):
+    """A node's path as a whole."""
+
+    OK = "ok"
+    BROKEN = "broken"
+    DEGRADED = "degraded"  # serves, but some real servers are wrong
+    UNKNOWN = "unknown"
+    NA = "n/a"
+
+
+class BackendState(StrEnum):
+    """An IPVS real server against the service's tasks."""
+
+    OK = "ok"
+    MISSING = "missing"  # a running task with no real server
+    STARTING = "starting"  # in transition (correlate.lifecycle): neither good nor a fault
+    DRAINING = "draining"  # in transition: weight 0 before the task stops
+    STALE = "stale"  # a real server whose task is gone
+    LINGERING = "lingering"  # a stale real server at weight 0
+    FOREIGN = "foreign"  # a real server that is another service's task
+    WEIGHT0 = "weight0"  # a running task's real server at weight 0
+    UNKNOWN = "unknown"  # a task on another node that the data does not show
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
 
 
 # --------------------------------------------------------------------------
@@ -461,7 +518,8 @@ class Interface:
 class Namespace:
     name: str  # file name under the netns directory
     path: str
-    kind: str  # ingress_sbox | lb | overlay | container | host ("default": the host namespace) | unknown
+    # an NsKind; typed str, as snapshot JSON of any version is read and checked (dump.py) as a string
+    kind: str
     network_id: str | None = None  # full id when it could be joined, else the prefix
     network_name: str | None = None
     container_id: str | None = None

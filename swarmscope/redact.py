@@ -50,7 +50,7 @@ import types
 import typing
 from typing import Any
 
-from swarmscope.model import Snapshot
+from swarmscope.model import NsKind, Snapshot
 
 HEX = "0123456789abcdef"
 B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -495,9 +495,9 @@ class Redactor:
                     self._register_id(cn.endpoint_id)
                     self._register_name("net", cn.network_name)
             for sns in s.namespaces:
-                if sns.kind == "container":
+                if sns.kind == NsKind.CONTAINER:
                     self._register_id(sns.name, HEX)
-                elif sns.kind in ("lb", "overlay"):
+                elif sns.kind in (NsKind.LB, NsKind.OVERLAY):
                     self._register_id(sns.name.split("_", 1)[-1].split("-", 1)[-1], B36)
                 self._register_id(sns.network_id)
                 self._register_id(sns.container_id)

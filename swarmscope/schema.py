@@ -11,6 +11,7 @@ import dataclasses
 import json
 import types
 import typing
+from enum import StrEnum
 from typing import Any
 
 from swarmscope.correlate.types import Finding, ServicePath
@@ -47,6 +48,8 @@ def _type_schema(tp: Any, defs: dict) -> dict:
             ]
             defs[name] = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
         return {"$ref": f"#/$defs/{name}"}
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        return {"type": "string"}  # the status words (model.HopStatus, ...): JSON holds their values
     return {
         str: {"type": "string"},
         int: {"type": "integer"},

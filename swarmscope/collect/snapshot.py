@@ -35,6 +35,7 @@ from swarmscope.model import (
     IpvsSupport,
     Namespace,
     NodeInfo,
+    NsKind,
     Snapshot,
 )
 from swarmscope.netns import NamespaceError, is_mounted_namespace, run_in_netns
@@ -58,34 +59,34 @@ class CollectOptions:
     warnings: list[str] = field(default_factory=list)  # filled for the CLI to print
 
 
-def classify(name: str) -> tuple[str, str | None]:
+def classify(name: str) -> tuple[NsKind, str | None]:
     """(kind, network id prefix) from a namespace file name."""
     if name == "ingress_sbox":
-        return "ingress_sbox", None
+        return NsKind.INGRESS_SBOX, None
     if name == "default":
-        return "host", None  # dockerd's handle on the host namespace, for --network host containers
+        return NsKind.HOST, None  # dockerd's handle on the host namespace, for --network host containers
     if name.startswith("lb_"):
-        return "lb", name[3:]
+        return NsKind.LB, name[3:]
     m = _OVERLAY_NS.match(name)
     if m:
-        return "overlay", m.group(1)
+        return NsKind.OVERLAY, m.group(1)
     if _CONTAINER_NS.match(name):
-        return "container", None
-    return "unknown", None
+        return NsKind.CONTAINER, None
+    return NsKind.UNKNOWN, None
 
 
 def _join(ns: Namespace, view: DockerView) -> None:
     """Attach the Docker objects a namespace belongs to."""
-    if ns.kind in ("lb", "overlay") and ns.network_id:
+    if ns.kind in (NsKind.LB, NsKind.OVERLAY) and ns.network_id:
         prefix = ns.network_id
         matches = [n for n in view.networks if n.id.startswith(prefix)]
         if len(matches) == 1:
             ns.network_id, ns.network_name = matches[0].id, matches[0].name
-    elif ns.kind == "ingress_sbox":
+    elif ns.kind == NsKind.INGRESS_SBOX:
         ing = [n for n in view.networks if n.ingress]
         if ing:
             ns.network_id, ns.network_name = ing[0].id, ing[0].name
-    elif ns.kind == "container":
+    elif ns.kind == NsKind.CONTAINER:
         for c in view.containers:
             if c.sandbox_key and os.path.basename(c.sandbox_key) == ns.name:
                 ns.container_id, ns.container_name = c.id, c.name
@@ -111,10 +112,10 @@ def _dns_questions(view: DockerView, namespaces: list[Namespace]) -> dict[str, l
         names.discard("")
         if not names:
             continue
-        asker = next((ns for ns in namespaces if ns.kind == "lb" and ns.network_id == net.id), None)
+        asker = next((ns for ns in namespaces if ns.kind == NsKind.LB and ns.network_id == net.id), None)
         if asker is None:
             for ns in namespaces:
-                if ns.kind != "container" or not ns.container_id:
+                if ns.kind != NsKind.CONTAINER or not ns.container_id:
                     continue
                 c = next((c for c in view.containers if c.id == ns.container_id), None)
                 if c and any(cn.network_id == net.id for cn in c.networks):
@@ -151,7 +152,7 @@ def _collect_namespace(
         for d in (ns.iptables, ns.iptables_other):
             if d is not None and not d.available and d.reason and "not installed" not in d.reason:
                 ns.errors.append(f"iptables-{d.backend}-save: {d.reason}")
-    if ns.kind in ("ingress_sbox", "lb"):
+    if ns.kind in (NsKind.INGRESS_SBOX, NsKind.LB):
         with _soft(ns, "ipvs"):
             ns.ipvs = read_ipvs(rec, ns.name, support)
         if ns.ipvs is not None and ns.ipvs.available:
@@ -295,7 +296,7 @@ def collect(opts: CollectOptions) -> Snapshot:
             ns.errors.append(f"{type(exc).__name__}: {exc}")
 
     def one(ns: Namespace) -> None:
-        if ns.stale or ns.vanished or ns.kind == "host":
+        if ns.stale or ns.vanished or ns.kind == NsKind.HOST:
             return  # the host namespace is collected once, as `host`
         enter(ns, lambda: _collect_namespace(ns, rec, opts, None, support, [], []), opts.timeout * 4 + 5)
 

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix
-from swarmscope.correlate.findings import ERROR, INFO, WARNING, Ctx, Hit, _has_ipvs_snat, check
+from swarmscope.correlate.findings import Ctx, Hit, _has_ipvs_snat, check
 from swarmscope.correlate.types import Finding
+from swarmscope.model import NsKind, Severity
 
 #: dockerd log kinds (collect/dockerd_log.PATTERNS) -> the findings each corroborates
 LOG_CORROBORATES: dict[str, set[str]] = {
@@ -52,7 +53,7 @@ def _log_lines(n: NodeCtx, finding_id: str) -> list[str]:
 
 
 def _sandboxes(n: NodeCtx):
-    return [ns for ns in n.snap.namespaces if ns.kind in ("lb", "ingress_sbox")]
+    return [ns for ns in n.snap.namespaces if ns.kind in (NsKind.LB, NsKind.INGRESS_SBOX)]
 
 
 def _has_mark_rule(n: NodeCtx) -> bool:
@@ -78,7 +79,7 @@ def _has_rr_service(n: NodeCtx) -> bool:
 # modules present but unusable, and iptables without the ipvs match
 
 
-@check("kernel.ipvs-scheduler-missing", ERROR, "ip_vs is loaded but its round-robin scheduler (ip_vs_rr) is not available",
+@check("kernel.ipvs-scheduler-missing", Severity.ERROR, "ip_vs is loaded but its round-robin scheduler (ip_vs_rr) is not available",
        "dockerd creates every IPVS service with the rr scheduler; without ip_vs_rr (not loaded, not built in, no module "
        "on disk) each 'Failed to create a new service for vip' and the real servers never appear. Install the kernel's "
        "modules package that matches `uname -r` (ip_vs_rr.ko lives beside ip_vs.ko) or use a kernel built with "
@@ -92,7 +93,7 @@ def check_scheduler_missing(ctx: Ctx) -> Iterator[Hit]:
                   evidence=[f"ip_vs: {ipvs.method}", f"ip_vs_rr: {m.how}"] + _log_lines(n, "kernel.ipvs-scheduler-missing"))
 
 
-@check("kernel.netfilter-module-missing", ERROR, "a netfilter module the mesh's rules need is not available (xt_mark, nf_nat)",
+@check("kernel.netfilter-module-missing", Severity.ERROR, "a netfilter module the mesh's rules need is not available (xt_mark, nf_nat)",
        "dockerd's MARK rules need xt_mark and its DNAT/SNAT/REDIRECT rules need nf_nat; the module is neither loaded, "
        "built in nor on disk, so those rules cannot be added. Install the kernel modules package matching `uname -r` "
        "(or a kernel with CONFIG_NETFILTER_XT_MARK / CONFIG_NF_NAT), then restart dockerd.")
@@ -107,7 +108,7 @@ def check_netfilter_module_missing(ctx: Ctx) -> Iterator[Hit]:
                           evidence=[f"{name}: {m.how}"] + _log_lines(n, "kernel.netfilter-module-missing"))
 
 
-@check("iptables.no-ipvs-match", ERROR, "iptables cannot use the `ipvs` match: dockerd's SNAT rule cannot be added",
+@check("iptables.no-ipvs-match", Severity.ERROR, "iptables cannot use the `ipvs` match: dockerd's SNAT rule cannot be added",
        "dockerd adds `-t nat -A POSTROUTING -m ipvs --ipvs -d <subnet> -j SNAT` in each load-balancer sandbox; "
        "without the match (userspace libxt_ipvs.so in the xtables directory, kernel module xt_ipvs) iptables fails with "
        "\"Couldn't load match `ipvs'\", the SNAT rule and the VIP's MARK rule are never added and the IPVS service is not "
@@ -162,19 +163,19 @@ def _known_addresses(cl: Cluster, now) -> set[str] | None:
 
 def _service_for(cl: Cluster, ns, vaddr: str, vport: int) -> str | None:
     """The service a connection entry's virtual address belongs to (VIP on the lb_ network, or published port)."""
-    if ns.kind == "lb":
+    if ns.kind == NsKind.LB:
         for s in cl.services:
             for v in s.vips:
                 if strip_prefix(v.address) == vaddr and (not ns.network_id or v.network_id.startswith(ns.network_id)
                                                           or ns.network_id.startswith(v.network_id)):
                     return s.name
     for s in cl.services:
-        if any(p.published_port == vport and p.publish_mode == "ingress" for p in s.ports) and ns.kind == "ingress_sbox":
+        if any(p.published_port == vport and p.publish_mode == "ingress" for p in s.ports) and ns.kind == NsKind.INGRESS_SBOX:
             return s.name
     return None
 
 
-@check("ipvs.conn-stale-udp", WARNING, "IPVS keeps UDP connection entries to an address no task has",
+@check("ipvs.conn-stale-udp", Severity.WARNING, "IPVS keeps UDP connection entries to an address no task has",
        "UDP 'connections' through the VIP or published port stick to their real server until they idle out for the "
        "udp timeout (300 s by default): a client that keeps sending from the same source port (DNS forwarders, syslog, "
        "statsd, VoIP) keeps sending to a task that is gone. The kernel drops such entries when the real server is "
@@ -196,7 +197,7 @@ def check_conn_stale_udp(ctx: Ctx) -> Iterator[Hit]:
                     stale.setdefault((_service_for(cl, ns, g.vaddr, g.vport), g.daddr), []).append(g)
             for (svc, daddr), groups in sorted(stale.items(), key=lambda kv: (kv[0][0] or "", ip_key(kv[0][1]))):
                 count = sum(g.count for g in groups)
-                yield Hit([n.name], svc, ns.network_name if ns.kind == "lb" else None,
+                yield Hit([n.name], svc, ns.network_name if ns.kind == NsKind.LB else None,
                           f"{ns.name}: {count} UDP entries to {daddr}",
                           [f"{ns.name} ip_vs_conn: UDP {g.vaddr}:{g.vport} -> {daddr}:{g.dport} {g.state} x{g.count}"
                            f" (expires in {g.min_expires} s)" for g in groups[:5]]
@@ -206,7 +207,7 @@ def check_conn_stale_udp(ctx: Ctx) -> Iterator[Hit]:
 IDLE_FRACTION = 0.5  # an ESTABLISHED entry idle for at least half the tcp timeout
 
 
-@check("ipvs.idle-timeout", INFO, "long-lived TCP connections through IPVS are idle long enough to be cut",
+@check("ipvs.idle-timeout", Severity.INFO, "long-lived TCP connections through IPVS are idle long enough to be cut",
        "IPVS forgets an ESTABLISHED connection after the tcp timeout without a packet (900 s by default); the next "
        "packet on it is then dropped or reset, and the client sees a hang. Send TCP keepalives more often than the "
        "timeout from the client (e.g. net.ipv4.tcp_keepalive_time below 900 in the client's container, or the "
@@ -228,7 +229,7 @@ def check_idle_timeout(ctx: Ctx) -> Iterator[Hit]:
                     idle.setdefault(_service_for(cl, ns, g.vaddr, g.vport), []).append(g)
             for svc, groups in sorted(idle.items(), key=lambda kv: kv[0] or ""):
                 longest = t.timeouts.tcp - min(g.min_expires for g in groups)
-                yield Hit([n.name], svc, ns.network_name if ns.kind == "lb" else None,
+                yield Hit([n.name], svc, ns.network_name if ns.kind == NsKind.LB else None,
                           f"{ns.name}: idle up to {longest} s of the {t.timeouts.tcp} s tcp timeout",
                           [f"{ns.name} timeouts (tcp tcpfin udp): {t.timeouts.tcp} {t.timeouts.tcpfin} {t.timeouts.udp}"]
                           + [f"{ns.name} ip_vs_conn: TCP {g.vaddr}:{g.vport} -> {g.daddr}:{g.dport} ESTABLISHED x{g.count},"

@@ -19,6 +19,7 @@ from swarmscope.model import (
     Namespace,
     Network,
     NetworkService,
+    NsKind,
     PortSpec,
     Service,
     ServiceVip,
@@ -68,7 +69,7 @@ class NodeCtx:
     def ingress_sbox(self) -> Namespace | None:
         return self.ns("ingress_sbox")
 
-    def _net_ns(self, kind: str, network_id: str) -> Namespace | None:
+    def _net_ns(self, kind: NsKind, network_id: str) -> Namespace | None:
         key = (kind, network_id)
         if key not in self._memo:
             self._memo[key] = next((x for x in self.snap.namespaces if x.kind == kind and x.network_id and (
@@ -76,10 +77,10 @@ class NodeCtx:
         return self._memo[key]
 
     def lb_ns(self, network_id: str) -> Namespace | None:
-        return self._net_ns("lb", network_id)
+        return self._net_ns(NsKind.LB, network_id)
 
     def overlay_ns(self, network_id: str) -> Namespace | None:
-        return self._net_ns("overlay", network_id)
+        return self._net_ns(NsKind.OVERLAY, network_id)
 
     def container_ns(self, container_id: str | None) -> Namespace | None:
         if not container_id:
@@ -87,7 +88,7 @@ class NodeCtx:
         if self._by_container is None:
             self._by_container = {}
             for x in self.snap.namespaces:
-                if x.kind == "container" and x.container_id:
+                if x.kind == NsKind.CONTAINER and x.container_id:
                     self._by_container.setdefault(x.container_id, x)
         return self._by_container.get(container_id)
 

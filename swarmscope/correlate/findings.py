@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix
 from swarmscope.correlate.paths import settling_addresses
-from swarmscope.correlate.types import MISMATCH, MISSING, Finding, Hop, NodePath, ServicePath
+from swarmscope.correlate.types import Finding, Hop, NodePath, ServicePath
 from swarmscope.engines import NEWEST, SUPPORTED_SINCE, newer_than_profiles, profile_for
+from swarmscope.model import BackendState, HopStatus, NsKind, Severity, Verdict
 
-ERROR, WARNING, INFO = "error", "warning", "info"
-SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 #: the one policy for verdicts and exit codes: a finding of these severities means traffic stops. A path
 #: is broken only at a hop that carries one (or at a bad hop no check explains), and `check` fails (exit 1)
 #: exactly when there is one -- so a BROKEN path and exit 0 cannot go together.
-BREAKING = frozenset({ERROR})
+BREAKING = frozenset({Severity.ERROR})
 
 
 @dataclass
@@ -57,14 +57,14 @@ class Ctx:
 @dataclass
 class CheckSpec:
     id: str
-    severity: str
+    severity: Severity
     title: str
     hint: str
     fn: Callable[[Ctx], Iterable[Hit]]
 
 
 REGISTRY: list[CheckSpec] = []
-SEVERITY: dict[str, str] = {}  # finding id -> severity, filled as checks register
+SEVERITY: dict[str, Severity] = {}  # finding id -> severity, filled as checks register
 
 
 def _register(spec: CheckSpec) -> None:
@@ -72,7 +72,7 @@ def _register(spec: CheckSpec) -> None:
     SEVERITY[spec.id] = spec.severity
 
 
-def check(id: str, severity: str, title: str, hint: str):
+def check(id: str, severity: Severity, title: str, hint: str):
     def deco(fn: Callable[[Ctx], Iterable[Hit]]):
         _register(CheckSpec(id, severity, title, hint, fn))
         return fn
@@ -80,7 +80,8 @@ def check(id: str, severity: str, title: str, hint: str):
     return deco
 
 
-def hop_check(id: str, severity: str, title: str, hint: str, key: str | tuple[str, ...], statuses=(MISSING, MISMATCH), which: str = "all",
+def hop_check(id: str, severity: Severity, title: str, hint: str, key: str | tuple[str, ...],
+              statuses: tuple[HopStatus, ...] = (HopStatus.MISSING, HopStatus.MISMATCH), which: str = "all",
               per_service: bool = True):
     """Register a check that fires where a path hop has one of ``statuses``.
 
@@ -107,7 +108,7 @@ def hop_check(id: str, severity: str, title: str, hint: str, key: str | tuple[st
 # node and kernel
 
 
-@check("kernel.no-ipvs", ERROR, "kernel has no ip_vs: the routing mesh cannot be programmed",
+@check("kernel.no-ipvs", Severity.ERROR, "kernel has no ip_vs: the routing mesh cannot be programmed",
        "Load ip_vs (`modprobe ip_vs ip_vs_rr`) or boot a kernel with CONFIG_IP_VS, then restart dockerd; "
        "until then published ports and service VIPs do not answer on this node (DNS and tasks still work).")
 def check_no_ipvs(ctx: Ctx) -> Iterator[Hit]:
@@ -118,7 +119,7 @@ def check_no_ipvs(ctx: Ctx) -> Iterator[Hit]:
             yield Hit([n.name], detail=v.detail or "", evidence=[f"{v.method}: {v.detail}"], hops=[h for h in hops if h])
 
 
-@check("host.ip-forward-off", ERROR, "IP forwarding is off on the host",
+@check("host.ip-forward-off", Severity.ERROR, "IP forwarding is off on the host",
        "`sysctl -w net.ipv4.ip_forward=1` (and persist it in /etc/sysctl.d); forwarded ingress traffic is dropped without it.")
 def check_host_ip_forward(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
@@ -131,7 +132,7 @@ def _publishes_ingress(ctx: Ctx) -> bool:
     return any(p.publish_mode == "ingress" and p.published_port for s in ctx.cluster.services for p in s.ports)
 
 
-@check("host.route-localnet-off", WARNING, "route_localnet is off on docker_gwbridge",
+@check("host.route-localnet-off", Severity.WARNING, "route_localnet is off on docker_gwbridge",
        "`sysctl -w net.ipv4.conf.docker_gwbridge.route_localnet=1`: without it 127.0.0.1:PORT on the node does not reach "
        "the routing mesh (dockerd sets it when it programs the first ingress port).")
 def check_route_localnet(ctx: Ctx) -> Iterator[Hit]:
@@ -149,10 +150,10 @@ def _has_ipvs_snat(ns) -> bool:
 
 
 def _lb_sandboxes(n: NodeCtx):
-    return [ns for ns in n.snap.namespaces if ns.kind in ("lb", "ingress_sbox") and ns.sysctls]
+    return [ns for ns in n.snap.namespaces if ns.kind in (NsKind.LB, NsKind.INGRESS_SBOX) and ns.sysctls]
 
 
-@check("ipvs.sysctl-unexpected", WARNING, "IPVS sysctls differ from what the engine sets",
+@check("ipvs.sysctl-unexpected", Severity.WARNING, "IPVS sysctls differ from what the engine sets",
        "Something reset the load-balancer namespace's IPVS sysctls; `docker service update --force` on an affected "
        "service, or restarting dockerd, re-applies them. Stale connections to removed tasks can hang meanwhile.")
 def check_ipvs_sysctls(ctx: Ctx) -> Iterator[Hit]:
@@ -162,7 +163,7 @@ def check_ipvs_sysctls(ctx: Ctx) -> Iterator[Hit]:
         if n.ipvs_missing or prof is None:
             continue
         for ns in _lb_sandboxes(n):
-            want = dict(prof.lb_sysctls if ns.kind == "lb" else prof.ingress_sysctls)
+            want = dict(prof.lb_sysctls if ns.kind == NsKind.LB else prof.ingress_sysctls)
             if prof.conntrack_with_snat and _has_ipvs_snat(ns):
                 want["net.ipv4.vs.conntrack"] = "1"
             bad = {k: ns.sysctls.get(k) for k, v in want.items() if ns.sysctls.get(k) is not None and ns.sysctls.get(k) != v}
@@ -175,7 +176,7 @@ def check_ipvs_sysctls(ctx: Ctx) -> Iterator[Hit]:
                 )
 
 
-@check("kernel.ipvs-no-conntrack", ERROR, "the kernel's IPVS has no connection tracking (IP_VS_NFCT)",
+@check("kernel.ipvs-no-conntrack", Severity.ERROR, "the kernel's IPVS has no connection tracking (IP_VS_NFCT)",
        "net.ipv4.vs.conntrack does not exist, so dockerd's fwmarker fails before it adds the MARK and SNAT rules "
        "('Failed to write to /proc/sys/net/ipv4/vs/conntrack' in dockerd's log). Use a kernel built with "
        "CONFIG_IP_VS_NFCT=y (every distribution kernel has it), then restart dockerd; re-creating services cannot help.")
@@ -191,7 +192,7 @@ def check_ipvs_no_conntrack(ctx: Ctx) -> Iterator[Hit]:
                                     f"{ns.name}: " + ", ".join(f"{k} = {ns.sysctls[k]}" for k in present)])
 
 
-@check("engine.newer-than-profiles", INFO, "the engine is newer than every profile swarmscope has",
+@check("engine.newer-than-profiles", Severity.INFO, "the engine is newer than every profile swarmscope has",
        "Judged with the newest profile; what this engine programs differently is not known to this swarmscope. "
        "Check for a newer swarmscope, and report what looks wrong with `swarmscope report`.")
 def check_engine_newer(ctx: Ctx) -> Iterator[Hit]:
@@ -201,7 +202,7 @@ def check_engine_newer(ctx: Ctx) -> Iterator[Hit]:
                       evidence=[f"docker version: {n.snap.node.engine_version}; newest profile {NEWEST.name}"])
 
 
-@check("engine.unsupported", WARNING, "the engine is older than the layouts swarmscope reads",
+@check("engine.unsupported", Severity.WARNING, "the engine is older than the layouts swarmscope reads",
        "Engines before 18.06 balance VIPs inside every task's sandbox, not in lb_ namespaces; swarmscope does not "
        "judge that layout, so VIP paths on this node are unknown. Upgrade the engine (18.06 is from 2018).")
 def check_engine_unsupported(ctx: Ctx) -> Iterator[Hit]:
@@ -212,7 +213,7 @@ def check_engine_unsupported(ctx: Ctx) -> Iterator[Hit]:
                       evidence=[f"docker version: {n.snap.node.engine_version} (supported from {SUPPORTED_SINCE})"])
 
 
-@check("iptables.backend-split", WARNING, "rules in the iptables backend the engine does not use",
+@check("iptables.backend-split", Severity.WARNING, "rules in the iptables backend the engine does not use",
        "The engine programs one backend; rules in the other (legacy vs nft) are evaluated too and can drop or "
        "redirect mesh traffic unseen. Find what writes them (a firewall tool, a container with its own iptables) "
        "and make every tool use the engine's backend.")
@@ -257,7 +258,7 @@ def _stops(rule, proto: str, port: int) -> bool:
     return True
 
 
-@check("iptables.other-backend-drops", ERROR, "a rule in the iptables backend the engine does not use drops mesh traffic",
+@check("iptables.other-backend-drops", Severity.ERROR, "a rule in the iptables backend the engine does not use drops mesh traffic",
        "Both backends' rules are evaluated: this DROP/REJECT in the other backend (legacy vs nft) stops a published "
        "port or the swarm's own ports although the engine's rules accept them. Delete it (the evidence names it, "
        "e.g. `iptables-legacy -D ...`) and make the tool that wrote it use the engine's backend.")
@@ -266,7 +267,7 @@ def check_other_backend_drops(ctx: Ctx) -> Iterator[Hit]:
     wanted = [(proto, port, f"published {proto}/{port}") for proto, port in published] + list(SWARM_PORTS)
     for n in ctx.cluster.nodes:
         places = [("host", n.snap.host.iptables_other)] + [(ns.name, ns.iptables_other) for ns in n.snap.namespaces
-                                                            if ns.kind in ("ingress_sbox", "lb")]
+                                                            if ns.kind in (NsKind.INGRESS_SBOX, NsKind.LB)]
         for where, d in places:
             if d is None or not d.available:
                 continue
@@ -283,7 +284,7 @@ def check_other_backend_drops(ctx: Ctx) -> Iterator[Hit]:
 # host rules for the ingress mesh
 
 
-@check("ingress.chain-missing", ERROR, "nat chain DOCKER-INGRESS is missing",
+@check("ingress.chain-missing", Severity.ERROR, "nat chain DOCKER-INGRESS is missing",
        "The host's ingress rules are gone (a firewall reload such as `firewall-cmd --reload` or `iptables -F` "
        "removes them, or they were never programmed). Restart dockerd on the node to re-program them.")
 def check_chain_missing(ctx: Ctx) -> Iterator[Hit]:
@@ -297,7 +298,7 @@ def check_chain_missing(ctx: Ctx) -> Iterator[Hit]:
                       evidence=[f"host nat chains: {', '.join(d.table('nat').chains)}"], hops=[h for h in hops if h])
 
 
-@check("ingress.jump-missing", ERROR, "no jump to DOCKER-INGRESS from nat PREROUTING/OUTPUT",
+@check("ingress.jump-missing", Severity.ERROR, "no jump to DOCKER-INGRESS from nat PREROUTING/OUTPUT",
        "Restart dockerd on the node to re-create the jump rules; check that no firewall script deletes them.")
 def check_jump_missing(ctx: Ctx) -> Iterator[Hit]:
     if not _publishes_ingress(ctx):
@@ -315,7 +316,7 @@ def check_jump_missing(ctx: Ctx) -> Iterator[Hit]:
             yield Hit([n.name], detail=f"no jump from {' and '.join(missing)}", evidence=ev)
 
 
-@check("ingress.jump-duplicated", WARNING, "jump rules to DOCKER-INGRESS are duplicated",
+@check("ingress.jump-duplicated", Severity.WARNING, "jump rules to DOCKER-INGRESS are duplicated",
        "Harmless for routing but a sign of a script re-adding rules; remove the duplicates or restart dockerd.")
 def check_jump_duplicated(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
@@ -330,55 +331,55 @@ def check_jump_duplicated(ctx: Ctx) -> Iterator[Hit]:
                     yield Hit([n.name], detail=f"{tname} {c} jumps {len(jumps)} times", evidence=[r.line for r in jumps])
 
 
-hop_check("ingress.jump-shadowed", ERROR, "a rule ends the published port's packets before Docker's jump",
+hop_check("ingress.jump-shadowed", Severity.ERROR, "a rule ends the published port's packets before Docker's jump",
           "A rule in nat PREROUTING/OUTPUT ahead of `-m addrtype --dst-type LOCAL -j DOCKER-INGRESS` (an "
           "ACCEPT/RETURN, or its own DNAT/REDIRECT of the port) keeps the port's packets from ever reaching "
           "DOCKER-INGRESS. Remove it or move it after Docker's jump (the evidence names it); duplicates of "
-          "Docker's own jump are harmless, a rule like this is not.", "host.jump", (MISMATCH,), "ports")
-hop_check("ingress.dnat-missing", ERROR, "no DNAT for the published port in DOCKER-INGRESS",
+          "Docker's own jump are harmless, a rule like this is not.", "host.jump", (HopStatus.MISMATCH,), "ports")
+hop_check("ingress.dnat-missing", Severity.ERROR, "no DNAT for the published port in DOCKER-INGRESS",
           "Restart dockerd on the node (or `docker service update --force SERVICE`) to re-program the port; "
-          "check for a firewall reload that flushed the nat table.", "host.dnat", (MISSING,), "ports")
-hop_check("ingress.dnat-wrong-target", ERROR, "DNAT for the published port points to the wrong address",
+          "check for a firewall reload that flushed the nat table.", "host.dnat", (HopStatus.MISSING,), "ports")
+hop_check("ingress.dnat-wrong-target", Severity.ERROR, "DNAT for the published port points to the wrong address",
           "The DNAT target must be ingress_sbox's address on docker_gwbridge; stale rules from an older "
-          "docker_gwbridge survive. Restart dockerd on the node to flush and re-program DOCKER-INGRESS.", "host.dnat", (MISMATCH,), "ports")
-hop_check("ingress.filter-accept-missing", ERROR, "filter rules do not accept the published port",
+          "docker_gwbridge survive. Restart dockerd on the node to flush and re-program DOCKER-INGRESS.", "host.dnat", (HopStatus.MISMATCH,), "ports")
+hop_check("ingress.filter-accept-missing", Severity.ERROR, "filter rules do not accept the published port",
           "filter DOCKER-INGRESS must ACCEPT --dport and --sport ESTABLISHED for the port and be reached from "
-          "FORWARD; restart dockerd to re-program it.", "host.filter", (MISSING,), "ports")
-hop_check("ingress.forward-dropped", ERROR, "filter FORWARD drops the published port's traffic",
+          "FORWARD; restart dockerd to re-program it.", "host.filter", (HopStatus.MISSING,), "ports")
+hop_check("ingress.forward-dropped", Severity.ERROR, "filter FORWARD drops the published port's traffic",
           "Walking filter FORWARD as the kernel does, the port's new connections (or their replies) hit the rule in "
           "the evidence before DOCKER-INGRESS accepts them: an operator's DROP in DOCKER-USER, or a chain order "
           "Docker does not make (on 28.x DOCKER-INGRESS must come first in DOCKER-FORWARD, before DOCKER-BRIDGE's "
           "`! -i docker_gwbridge -o docker_gwbridge -j DROP`). Delete or narrow that rule, or restart dockerd to "
-          "re-create its chains in order.", "host.forward", (MISMATCH, MISSING), "ports")
-hop_check("ingress.forward-order", WARNING, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER",
+          "re-create its chains in order.", "host.forward", (HopStatus.MISMATCH, HopStatus.MISSING), "ports")
+hop_check("ingress.forward-order", Severity.WARNING, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER",
           "DOCKER-USER must be the first jump in FORWARD so user rules apply to published ports; re-insert "
-          "`-I FORWARD -j DOCKER-USER` or restart dockerd.", "host.filter", (MISMATCH,), "ports")
-hop_check("ingress.sandbox-missing", ERROR, "ingress_sbox namespace is missing",
+          "`-I FORWARD -j DOCKER-USER` or restart dockerd.", "host.filter", (HopStatus.MISMATCH,), "ports")
+hop_check("ingress.sandbox-missing", Severity.ERROR, "ingress_sbox namespace is missing",
           "The node's ingress sandbox is gone: restart dockerd; if it persists, leave and re-join the swarm "
-          "or recreate the ingress network.", "ingress.sbox", (MISSING,), "ports")
-hop_check("ingress.mark-missing", ERROR, "no MARK rule for the published port in ingress_sbox",
+          "or recreate the ingress network.", "ingress.sbox", (HopStatus.MISSING,), "ports")
+hop_check("ingress.mark-missing", Severity.ERROR, "no MARK rule for the published port in ingress_sbox",
           "ingress_sbox mangle PREROUTING must mark the port with the service's LocalLBIndex; "
-          "`docker service update --force SERVICE` re-programs it.", "ingress.mark", (MISSING,), "ports")
-hop_check("ingress.mark-mismatch", ERROR, "ingress_sbox marks the port with a mark that is not the node's LocalLBIndex",
+          "`docker service update --force SERVICE` re-programs it.", "ingress.mark", (HopStatus.MISSING,), "ports")
+hop_check("ingress.mark-mismatch", Severity.ERROR, "ingress_sbox marks the port with a mark that is not the node's LocalLBIndex",
           "The rule is stale (left from an earlier service using the port); `docker service update --force SERVICE` "
-          "or restarting dockerd re-programs it.", "ingress.mark", (MISMATCH,), "ports")
-hop_check("ingress.ipvs-service-missing", ERROR, "no IPVS service for the port's firewall mark in ingress_sbox",
+          "or restarting dockerd re-programs it.", "ingress.mark", (HopStatus.MISMATCH,), "ports")
+hop_check("ingress.ipvs-service-missing", Severity.ERROR, "no IPVS service for the port's firewall mark in ingress_sbox",
           "`docker service update --force SERVICE` re-creates the IPVS service; check dockerd's log for "
-          "'Failed to create a new service for vip'.", "ingress.ipvs", (MISSING,), "ports")
-hop_check("ingress.snat-missing", ERROR, "no IPVS SNAT rule in ingress_sbox",
+          "'Failed to create a new service for vip'.", "ingress.ipvs", (HopStatus.MISSING,), "ports")
+hop_check("ingress.snat-missing", Severity.ERROR, "no IPVS SNAT rule in ingress_sbox",
           "Without `-m ipvs --ipvs -d <ingress subnet> -j SNAT` replies from tasks on other nodes bypass the "
-          "sandbox; restart dockerd on the node.", "ingress.snat", (MISSING, MISMATCH), "ports")
-hop_check("ingress.vip-alias-missing", WARNING, "the service's ingress VIP is not on ingress_sbox",
+          "sandbox; restart dockerd on the node.", "ingress.snat", (HopStatus.MISSING, HopStatus.MISMATCH), "ports")
+hop_check("ingress.vip-alias-missing", Severity.WARNING, "the service's ingress VIP is not on ingress_sbox",
           "dockerd adds the VIP as a /32 alias when it creates the IPVS service; `docker service update --force SERVICE`.",
-          "ingress.vip_alias", (MISSING,), "ports")
-hop_check("ingress.vip-mark-missing", WARNING, "no INPUT MARK for the ingress VIP in ingress_sbox",
-          "`docker service update --force SERVICE` re-programs it.", "ingress.vip_mark", (MISSING, MISMATCH), "ports")
-hop_check("host.port-unbound", ERROR, "host-mode published port is not bound on a node that runs a task",
+          "ingress.vip_alias", (HopStatus.MISSING,), "ports")
+hop_check("ingress.vip-mark-missing", Severity.WARNING, "no INPUT MARK for the ingress VIP in ingress_sbox",
+          "`docker service update --force SERVICE` re-programs it.", "ingress.vip_mark", (HopStatus.MISSING, HopStatus.MISMATCH), "ports")
+hop_check("host.port-unbound", Severity.ERROR, "host-mode published port is not bound on a node that runs a task",
           "Check the task's container: with mode=host, dockerd maps the port only while the task runs; "
-          "`docker service ps SERVICE` shows why it is not.", "host.bound", (MISSING,), "ports")
+          "`docker service ps SERVICE` shows why it is not.", "host.bound", (HopStatus.MISSING,), "ports")
 
 
-@check("ingress.sandbox-incomplete", ERROR, "ingress_sbox exists but the engine has no working ingress endpoint for it",
+@check("ingress.sandbox-incomplete", Severity.ERROR, "ingress_sbox exists but the engine has no working ingress endpoint for it",
        "The ingress sandbox was only half created: the ingress network lists no `ingress-sbox` endpoint on this "
        "node, or the sandbox lacks the load-balancer address the engine gave it (dockerd's log then shows "
        "'Failed to find a load balancer IP to use for network'). Restart dockerd on the node; if it persists, "
@@ -406,7 +407,7 @@ def check_sandbox_incomplete(ctx: Ctx) -> Iterator[Hit]:
                                 f"ingress_sbox addresses: {', '.join(have) or 'none'}"])
 
 
-@check("ingress.redirect-missing", ERROR, "a task sandbox has no REDIRECT from published to target port",
+@check("ingress.redirect-missing", Severity.ERROR, "a task sandbox has no REDIRECT from published to target port",
        "The task's own nat PREROUTING must REDIRECT the published port to the target port; "
        "`docker service update --force SERVICE` replaces the task.")
 def check_redirect(ctx: Ctx) -> Iterator[Hit]:
@@ -414,7 +415,7 @@ def check_redirect(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
     for sp, _kind, label, np in ctx.node_paths("ports"):
         for b in np.backends:  # a task in its first seconds may not have its rule yet
-            if b.redirect not in (MISSING, MISMATCH) or b.status == "starting" or (b.task_id, label) in seen:
+            if b.redirect not in (HopStatus.MISSING, HopStatus.MISMATCH) or b.status == BackendState.STARTING or (b.task_id, label) in seen:
                 continue
             t = cl.task(b.task_id)
             where = cl.node_by_id(t.node_id) if t is not None else None
@@ -428,51 +429,51 @@ def check_redirect(ctx: Ctx) -> Iterator[Hit]:
 # VIP load balancing on overlay networks
 
 
-@check("lb.namespace-missing", ERROR, "no lb_ namespace for a network with VIP services on this node",
+@check("lb.namespace-missing", Severity.ERROR, "no lb_ namespace for a network with VIP services on this node",
        "dockerd creates lb_<network> when the first task of the network starts on the node; restart dockerd, "
        "or remove and recreate the service's tasks (`docker service update --force`).")
 def check_lb_missing(ctx: Ctx) -> Iterator[Hit]:
     seen = set()
     for _sp, _kind, net, np in ctx.node_paths("vips"):
         h = np.hop("lb.ns")
-        if h is not None and h.status == MISSING and (np.node, net) not in seen:
+        if h is not None and h.status == HopStatus.MISSING and (np.node, net) not in seen:
             seen.add((np.node, net))
             yield Hit([np.node], network=net, detail=f"network {net}", evidence=list(h.evidence), hops=[h])
 
 
-hop_check("link.down", ERROR, "a link on the path is down",
+hop_check("link.down", Severity.ERROR, "a link on the path is down",
           "An interface a packet must cross (a sandbox's veth, its other end on docker_gwbridge or the overlay "
           "bridge, or the bridge itself) is down: `ip link set DEV up` in the namespace the evidence names "
           "(`nsenter --net=/var/run/docker/netns/NAME`), then find what took it down; restarting dockerd "
-          "recreates the sandboxes.", ("ingress.links", "lb.links"), (MISSING,), "all", per_service=False)
-hop_check("lb.ip-forward-off", ERROR, "IP forwarding is off in the load-balancer namespace",
+          "recreates the sandboxes.", ("ingress.links", "lb.links"), (HopStatus.MISSING,), "all", per_service=False)
+hop_check("lb.ip-forward-off", Severity.ERROR, "IP forwarding is off in the load-balancer namespace",
           "dockerd never writes ip_forward in lb_ namespaces: each copies the host's value when it is created. Turn "
           "it on now with `nsenter --net=/var/run/docker/netns/lb_<id> sysctl -w net.ipv4.ip_forward=1`, and keep "
           "net.ipv4.ip_forward=1 on the host (/etc/sysctl.d) so the next lb_ namespace starts with it; restarting "
           "dockerd does not fix a host whose own setting turns it off.",
-          "lb.ip_forward", (MISMATCH,), "vips", per_service=False)
-hop_check("ingress.ip-forward-off", ERROR, "IP forwarding is off in ingress_sbox",
+          "lb.ip_forward", (HopStatus.MISMATCH,), "vips", per_service=False)
+hop_check("ingress.ip-forward-off", Severity.ERROR, "IP forwarding is off in ingress_sbox",
           "Published-port traffic is routed through ingress_sbox to the tasks; dockerd never writes ip_forward "
           "there (the sandbox copies the host's value when it is created). `nsenter --net=/var/run/docker/netns/"
           "ingress_sbox sysctl -w net.ipv4.ip_forward=1`, and keep net.ipv4.ip_forward=1 on the host (/etc/sysctl.d).",
-          "ingress.ip_forward", (MISMATCH,), "ports", per_service=False)
-hop_check("vip.alias-missing", ERROR, "the service VIP is not on its lb_ namespace",
+          "ingress.ip_forward", (HopStatus.MISMATCH,), "ports", per_service=False)
+hop_check("vip.alias-missing", Severity.ERROR, "the service VIP is not on its lb_ namespace",
           "The /32 alias lets the lb_ sandbox accept VIP traffic; `docker service update --force SERVICE` re-adds it.",
-          "lb.vip_alias", (MISSING, MISMATCH), "vips")
-hop_check("vip.mark-missing", ERROR, "no MARK rule for the service VIP",
+          "lb.vip_alias", (HopStatus.MISSING, HopStatus.MISMATCH), "vips")
+hop_check("vip.mark-missing", Severity.ERROR, "no MARK rule for the service VIP",
           "lb_ mangle INPUT must mark the VIP with the service's LocalLBIndex; `docker service update --force SERVICE`.",
-          "lb.mark", (MISSING,), "vips")
-hop_check("vip.mark-mismatch", ERROR, "the VIP is marked with a value that is not the node's LocalLBIndex",
+          "lb.mark", (HopStatus.MISSING,), "vips")
+hop_check("vip.mark-mismatch", Severity.ERROR, "the VIP is marked with a value that is not the node's LocalLBIndex",
           "A stale rule from an earlier service; `docker service update --force SERVICE` or restart dockerd.",
-          "lb.mark", (MISMATCH,), "vips")
-hop_check("vip.ipvs-service-missing", ERROR, "no IPVS service for the VIP's firewall mark",
+          "lb.mark", (HopStatus.MISMATCH,), "vips")
+hop_check("vip.ipvs-service-missing", Severity.ERROR, "no IPVS service for the VIP's firewall mark",
           "`docker service update --force SERVICE` re-creates it; check dockerd's log for IPVS errors.",
-          "lb.ipvs", (MISSING,), "vips")
-hop_check("vip.snat-missing", ERROR, "no IPVS SNAT rule in the lb_ namespace",
-          "Restart dockerd on the node to re-program the lb_ sandbox.", "lb.snat", (MISSING, MISMATCH), "vips")
+          "lb.ipvs", (HopStatus.MISSING,), "vips")
+hop_check("vip.snat-missing", Severity.ERROR, "no IPVS SNAT rule in the lb_ namespace",
+          "Restart dockerd on the node to re-program the lb_ sandbox.", "lb.snat", (HopStatus.MISSING, HopStatus.MISMATCH), "vips")
 
 
-def _backend_check(id: str, severity: str, title: str, hint: str, status: str):
+def _backend_check(id: str, severity: Severity, title: str, hint: str, status: BackendState):
     def fn(ctx: Ctx) -> Iterator[Hit]:
         for sp, kind, label, np in ctx.node_paths():
             for b in np.backends:
@@ -495,7 +496,7 @@ def _backend_check(id: str, severity: str, title: str, hint: str, status: str):
     _register(CheckSpec(id, severity, title, hint, fn))
 
 
-@check("ipvs.no-usable-backend", ERROR, "IPVS has real servers but none can take a connection",
+@check("ipvs.no-usable-backend", Severity.ERROR, "IPVS has real servers but none can take a connection",
        "Every real server is drained (weight 0), stale or another service's: new connections to the port or VIP "
        "on this node fail. `docker service update --force SERVICE` rebuilds the table; the other findings on "
        "this path say which real servers are wrong.")
@@ -503,55 +504,55 @@ def check_no_usable_backend(ctx: Ctx) -> Iterator[Hit]:
     for sp, kind, label, np in ctx.node_paths():
         key = "lb.backends" if kind == "vip" else "ingress.backends"
         h = np.hop(key)
-        if h is None or h.status != MISSING or not np.backends or any(b.status in ("ok", "draining", "starting") for b in np.backends):
+        if h is None or h.status != HopStatus.MISSING or not np.backends or any(b.status in (BackendState.OK, BackendState.DRAINING, BackendState.STARTING) for b in np.backends):
             continue
         if not any(b.weight is not None for b in np.backends):  # no IPVS entry at all: the other checks say why
             continue
         yield Hit([np.node], sp.name, label if kind == "vip" else None, f"{label}: {h.detail}", list(h.evidence), [h])
 
 
-_backend_check("ipvs.backend-stale", ERROR, "IPVS real server with no running task (stale)",
+_backend_check("ipvs.backend-stale", Severity.ERROR, "IPVS real server with no running task (stale)",
                "Connections are sent to an address nothing answers on. `docker service update --force SERVICE` "
-               "rebuilds the table; if it comes back, restart dockerd on the node.", "stale")
-_backend_check("ipvs.backend-missing", ERROR, "running task missing from IPVS",
+               "rebuilds the table; if it comes back, restart dockerd on the node.", BackendState.STALE)
+_backend_check("ipvs.backend-missing", Severity.ERROR, "running task missing from IPVS",
                "The task gets no traffic through the VIP/port on this node; `docker service update --force SERVICE`, "
-               "and look for 'Failed to create real server' in dockerd's log.", "missing")
-_backend_check("ipvs.weight-zero", WARNING, "running task has IPVS weight 0",
+               "and look for 'Failed to create real server' in dockerd's log.", BackendState.MISSING)
+_backend_check("ipvs.weight-zero", Severity.WARNING, "running task has IPVS weight 0",
                "Weight 0 is how dockerd drains a task it is removing; on a running task it gets no new connections. "
-               "`docker service update --force SERVICE` resets it.", "weight0")
-_backend_check("ipvs.weight-zero-lingering", WARNING, "weight-0 real server lingers after its task is gone",
+               "`docker service update --force SERVICE` resets it.", BackendState.WEIGHT0)
+_backend_check("ipvs.weight-zero-lingering", Severity.WARNING, "weight-0 real server lingers after its task is gone",
                "dockerd should delete drained real servers; a lingering one is harmless for traffic but shows the "
-               "engine missed the removal. Restart dockerd on the node if it persists.", "lingering")
-_backend_check("ipvs.backend-foreign", ERROR, "IPVS real server belongs to another service",
+               "engine missed the removal. Restart dockerd on the node if it persists.", BackendState.LINGERING)
+_backend_check("ipvs.backend-foreign", Severity.ERROR, "IPVS real server belongs to another service",
                "Traffic for this service reaches another service's task: an address was reused while the old "
-               "entry stayed. `docker service update --force` both services.", "foreign")
+               "entry stayed. `docker service update --force` both services.", BackendState.FOREIGN)
 
 
 # --------------------------------------------------------------------------
 # DNS
 
 
-hop_check("dns.vip-mismatch", ERROR, "DNS for the service name does not answer its VIP",
+hop_check("dns.vip-mismatch", Severity.ERROR, "DNS for the service name does not answer its VIP",
           "The embedded resolver (127.0.0.11) answers what the node's service discovery holds; a wrong or missing "
           "answer means gossip is out of sync: check `docker network inspect -v NETWORK` on the node.",
-          "dns.vip", (MISSING, MISMATCH), "vips")
-hop_check("dns.rr-mismatch", ERROR, "DNS round-robin answers differ from the running tasks",
+          "dns.vip", (HopStatus.MISSING, HopStatus.MISMATCH), "vips")
+hop_check("dns.rr-mismatch", Severity.ERROR, "DNS round-robin answers differ from the running tasks",
           "With endpoint_mode dnsrr the resolver must answer every running task's address; check "
-          "`docker network inspect -v NETWORK` on the node.", "dns.rr", (MISSING, MISMATCH), "vips")
+          "`docker network inspect -v NETWORK` on the node.", "dns.rr", (HopStatus.MISSING, HopStatus.MISMATCH), "vips")
 
 
-@check("dns.tasks-mismatch", ERROR, "tasks.<service> answers differ from the running tasks",
+@check("dns.tasks-mismatch", Severity.ERROR, "tasks.<service> answers differ from the running tasks",
        "The node's service discovery is out of sync with the swarm: addresses missing or extra. "
        "Check the network's gossip (`docker network inspect -v NETWORK`, Peers) and dockerd's log on the node.")
 def check_dns_tasks(ctx: Ctx) -> Iterator[Hit]:
     for sp in ctx.paths:
         for c in sp.dns:
-            if c.status in (MISSING, MISMATCH):
+            if c.status in (HopStatus.MISSING, HopStatus.MISMATCH):
                 yield Hit([c.node], sp.name, c.network, f"{c.query} on {c.network}: {c.detail}",
                           [f"{c.query} -> {' '.join(c.answers) or c.detail}", f"running tasks: {' '.join(c.expected)}"])
 
 
-@check("dns.duplicate-answer", WARNING, "the embedded DNS answers the same address more than once",
+@check("dns.duplicate-answer", Severity.WARNING, "the embedded DNS answers the same address more than once",
        "The node's service discovery holds two records for one address (typically a task removed while another "
        "got its address, and the old record stayed): round-robin clients favour that task, and the stale record "
        "can outlive it. `docker service update --force SERVICE` re-registers the records; if it persists, "
@@ -566,7 +567,7 @@ def check_dns_duplicates(ctx: Ctx) -> Iterator[Hit]:
                           [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"])
 
 
-@check("dns.nodes-differ", WARNING, "DNS answers differ between nodes",
+@check("dns.nodes-differ", Severity.WARNING, "DNS answers differ between nodes",
        "Nodes disagree about the service: one node's service discovery lags. Compare "
        "`docker network inspect -v NETWORK` on the nodes; check the gossip ports (7946 tcp/udp) between them.")
 def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
@@ -589,7 +590,7 @@ def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
                       [f"{', '.join(nodes)}: {' '.join(a) or 'no address'}" for a, nodes in by_answer.items()])
 
 
-@check("service.replicas-short", WARNING, "fewer tasks running than the service asks for",
+@check("service.replicas-short", Severity.WARNING, "fewer tasks running than the service asks for",
        "Some replicas are not running: `docker service ps --no-trunc SERVICE` shows why (the error is in the "
        "evidence). Until they run, the service's VIP and published ports balance over fewer backends.")
 def check_replicas(ctx: Ctx) -> Iterator[Hit]:
@@ -618,7 +619,7 @@ def check_replicas(ctx: Ctx) -> Iterator[Hit]:
 # networks and the host
 
 
-@check("net.duplicate-ip", ERROR, "two endpoints have the same address on a network",
+@check("net.duplicate-ip", Severity.ERROR, "two endpoints have the same address on a network",
        "Traffic for one of them reaches the other. Usually IPAM state left by a node that went away: remove the "
        "stale task or container, or recreate the network.")
 def check_duplicate_ip(ctx: Ctx) -> Iterator[Hit]:
@@ -648,7 +649,7 @@ def check_duplicate_ip(ctx: Ctx) -> Iterator[Hit]:
                       evidence=sorted(who))
 
 
-@check("net.lb-endpoint-left-behind", WARNING, "a load-balancer endpoint of a node that left the swarm is still on a network",
+@check("net.lb-endpoint-left-behind", Severity.WARNING, "a load-balancer endpoint of a node that left the swarm is still on a network",
        "The network's service discovery keeps the load-balancer endpoint (and its address) of a node that is no "
        "longer in `docker node ls`: the address stays taken and can collide when it is reused. Remove the node "
        "properly (`docker node rm`), or recreate the network; restarting dockerd on the managers resyncs gossip.")
@@ -670,7 +671,7 @@ def check_lb_endpoint_left_behind(ctx: Ctx) -> Iterator[Hit]:
                                         f"(Host IP {ep.host_ip})", f"swarm node addresses: {', '.join(sorted(known, key=ip_key))}"])
 
 
-@check("net.subnet-overlap", ERROR, "an overlay or ingress subnet overlaps a host route",
+@check("net.subnet-overlap", Severity.ERROR, "an overlay or ingress subnet overlaps a host route",
        "Packets for the overlapping range go to the wrong place. Recreate the overlay network with a "
        "non-overlapping --subnet (the ingress network: `docker network rm ingress` and create it again with --ingress).")
 def check_subnet_overlap(ctx: Ctx) -> Iterator[Hit]:
@@ -697,7 +698,7 @@ def check_subnet_overlap(ctx: Ctx) -> Iterator[Hit]:
                               evidence=[f"host route {r}" for r in hits])
 
 
-@check("overlay.namespace-missing", ERROR, "overlay namespace missing on a node that runs tasks of the network",
+@check("overlay.namespace-missing", Severity.ERROR, "overlay namespace missing on a node that runs tasks of the network",
        "The node cannot carry VXLAN traffic for the network: restart dockerd on the node; check dockerd's log for overlay errors.")
 def check_overlay_missing(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
@@ -709,18 +710,18 @@ def check_overlay_missing(ctx: Ctx) -> Iterator[Hit]:
             if net is None or net.driver != "overlay" or not n.snap.netns_dir:
                 continue
             if n.overlay_ns(nid) is None:
-                have = [ns.name for ns in n.snap.namespaces if ns.kind == "overlay"] or ["none"]
+                have = [ns.name for ns in n.snap.namespaces if ns.kind == NsKind.OVERLAY] or ["none"]
                 yield Hit([n.name], network=net.name, detail=f"no 1-{nid[:10]} namespace for {net.name}",
                           evidence=[f"overlay namespaces on {n.name}: {', '.join(have)}"])
 
 
-@check("overlay.vxlan-down", ERROR, "the overlay's vxlan interface is missing or down",
+@check("overlay.vxlan-down", Severity.ERROR, "the overlay's vxlan interface is missing or down",
        "Without vxlan0 the network's traffic cannot leave the node: restart dockerd; check that UDP 4789 is open "
        "between nodes and that the vxlan module is loaded.")
 def check_vxlan(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         for ns in n.snap.namespaces:
-            if ns.kind != "overlay" or not ns.interfaces:
+            if ns.kind != NsKind.OVERLAY or not ns.interfaces:
                 continue
             # kind comes from rtnetlink; text captures (`ip addr`) only give the name
             vx = [i for i in ns.interfaces if i.kind == "vxlan" or (i.kind is None and i.name.startswith("vxlan"))]
@@ -734,7 +735,7 @@ def check_vxlan(ctx: Ctx) -> Iterator[Hit]:
 ENGINE_PROCS = {"dockerd", "docker-proxy"}
 
 
-@check("host.port-conflict", ERROR, "a published port is held by another process on the host",
+@check("host.port-conflict", Severity.ERROR, "a published port is held by another process on the host",
        "Another program listens on the port, so the engine cannot reserve it (host mode: the task cannot start). "
        "Stop that program or publish the service on another port.")
 def check_port_conflict(ctx: Ctx) -> Iterator[Hit]:
@@ -747,7 +748,7 @@ def check_port_conflict(ctx: Ctx) -> Iterator[Hit]:
                           evidence=[f"{li.protocol} {li.address}:{li.port} pid {li.pid} {li.process}"])
 
 
-@check("host.gwbridge-missing", ERROR, "docker_gwbridge is missing",
+@check("host.gwbridge-missing", Severity.ERROR, "docker_gwbridge is missing",
        "Ingress traffic and the tasks' way out go through docker_gwbridge: restart dockerd to re-create it.")
 def check_gwbridge(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
@@ -884,7 +885,7 @@ def fails(findings: list[Finding], paths: list[ServicePath]) -> bool:
     """Whether `check` fails: a breaking finding, or (belt and braces) a broken path."""
     if any(f.severity in BREAKING for f in findings):
         return True
-    return any(np.verdict == "broken" for _, _, _, np in Ctx(None, paths).node_paths())  # type: ignore[arg-type]
+    return any(np.verdict == Verdict.BROKEN for _, _, _, np in Ctx(None, paths).node_paths())  # type: ignore[arg-type]
 
 
 def catalogue() -> list[CheckSpec]:

@@ -14,13 +14,6 @@ from datetime import datetime
 from swarmscope.correlate import lifecycle, netfilter
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix, task_addresses
 from swarmscope.correlate.types import (
-    DRAINING,
-    MISMATCH,
-    MISSING,
-    NA,
-    OK,
-    STARTING,
-    UNKNOWN,
     Backend,
     DnsCheck,
     Hop,
@@ -31,7 +24,20 @@ from swarmscope.correlate.types import (
     VipPath,
 )
 from swarmscope.engines import profile_for
-from swarmscope.model import Interface, IptablesDump, IpvsService, Namespace, PortSpec, Rule, Service, Table, Task
+from swarmscope.model import (
+    BackendState,
+    HopStatus,
+    Interface,
+    IptablesDump,
+    IpvsService,
+    Namespace,
+    PortSpec,
+    Rule,
+    Service,
+    Table,
+    Task,
+    Verdict,
+)
 from swarmscope.parse.iptables import dnat_destination, mark_value
 
 INGRESS_CHAIN = "DOCKER-INGRESS"
@@ -117,20 +123,20 @@ def ipvs_line(s: IpvsService, d=None) -> str:
 def _kernel_hop(n: NodeCtx) -> Hop:
     v = n.snap.node.ip_vs
     if v is None or v.available is None:
-        return Hop("kernel.ipvs", "kernel ip_vs", UNKNOWN, "could not establish whether the kernel has ip_vs")
+        return Hop("kernel.ipvs", "kernel ip_vs", HopStatus.UNKNOWN, "could not establish whether the kernel has ip_vs")
     if v.available:
-        return Hop("kernel.ipvs", "kernel ip_vs", OK, v.method, [v.method])
-    return Hop("kernel.ipvs", "kernel ip_vs", MISSING, "kernel has no ip_vs", [f"{v.method}: {v.detail}"])
+        return Hop("kernel.ipvs", "kernel ip_vs", HopStatus.OK, v.method, [v.method])
+    return Hop("kernel.ipvs", "kernel ip_vs", HopStatus.MISSING, "kernel has no ip_vs", [f"{v.method}: {v.detail}"])
 
 
 def _sysctl_hop(key: str, label: str, values: dict, name: str, want: str = "1") -> Hop:
     if name not in values:
-        return Hop(key, label, UNKNOWN, f"{name} not read")
+        return Hop(key, label, HopStatus.UNKNOWN, f"{name} not read")
     v = values.get(name)
     if v is None:
-        return Hop(key, label, UNKNOWN, f"{name} not readable")
-    st = OK if v == want else MISMATCH
-    return Hop(key, label, st, f"{name}={v}" + ("" if st == OK else f" (want {want})"), [f"{name} = {v}"])
+        return Hop(key, label, HopStatus.UNKNOWN, f"{name} not readable")
+    st = HopStatus.OK if v == want else HopStatus.MISMATCH
+    return Hop(key, label, st, f"{name}={v}" + ("" if st == HopStatus.OK else f" (want {want})"), [f"{name} = {v}"])
 
 
 def ns_listing(n: NodeCtx) -> str:
@@ -140,25 +146,25 @@ def ns_listing(n: NodeCtx) -> str:
 
 def _ns_hop(key: str, label: str, ns: Namespace | None, what: str, n: NodeCtx) -> Hop:
     if ns is None:
-        return Hop(key, label, MISSING, f"no {what} namespace on this node", [ns_listing(n)])
+        return Hop(key, label, HopStatus.MISSING, f"no {what} namespace on this node", [ns_listing(n)])
     if ns.vanished:
-        return Hop(key, label, UNKNOWN, f"{ns.name} vanished during collection")
+        return Hop(key, label, HopStatus.UNKNOWN, f"{ns.name} vanished during collection")
     if ns.errors and not ns.interfaces:
-        return Hop(key, label, UNKNOWN, f"{ns.name}: {ns.errors[0]}")
-    return Hop(key, label, OK, ns.name, [ns.path])
+        return Hop(key, label, HopStatus.UNKNOWN, f"{ns.name}: {ns.errors[0]}")
+    return Hop(key, label, HopStatus.OK, ns.name, [ns.path])
 
 
 def _alias_hop(key: str, label: str, ns: Namespace | None, vip: str | None, aux: bool = False) -> Hop:
     if ns is None or vip is None:
-        return Hop(key, label, UNKNOWN if vip is None else MISSING, "no namespace" if ns is None else "no VIP", aux=aux)
+        return Hop(key, label, HopStatus.UNKNOWN if vip is None else HopStatus.MISSING, "no namespace" if ns is None else "no VIP", aux=aux)
     for iface, addr, plen in ns_addresses(ns):
         if addr == vip:
-            st = OK if plen == 32 else MISMATCH
+            st = HopStatus.OK if plen == 32 else HopStatus.MISMATCH
             return Hop(key, label, st, f"{vip}/{plen} on {iface}", [f"{ns.name}: {iface} inet {addr}/{plen}"], aux=aux)
     if not ns.interfaces:
-        return Hop(key, label, UNKNOWN, f"interfaces of {ns.name} not read", aux=aux)
+        return Hop(key, label, HopStatus.UNKNOWN, f"interfaces of {ns.name} not read", aux=aux)
     have = ", ".join(f"{i}:{a}/{p}" for i, a, p in ns_addresses(ns)) or "none"
-    return Hop(key, label, MISSING, f"{vip}/32 is not on any interface of {ns.name}", [f"{ns.name} addresses: {have}"], aux=aux)
+    return Hop(key, label, HopStatus.MISSING, f"{vip}/32 is not on any interface of {ns.name}", [f"{ns.name} addresses: {have}"], aux=aux)
 
 
 def _mark_hop(
@@ -174,57 +180,57 @@ def _mark_hop(
     if not marks:
         exp = f" (expected mark {expected} = {expected:#x})" if expected is not None else ""
         ev = [f"{where}: {r.line}" for r in chain or []] or [f"{where}: no rules"]
-        return Hop(key, label, MISSING, f"no MARK rule in {where}{exp}", ev, aux=aux), expected
+        return Hop(key, label, HopStatus.MISSING, f"no MARK rule in {where}{exp}", ev, aux=aux), expected
     ev = [r.line for r, _ in marks]
     if expected is None:
         m = marks[0][1]
-        return Hop(key, label, OK, f"mark {m} ({m:#x}); LocalLBIndex unknown on this node", ev, aux=aux), m
+        return Hop(key, label, HopStatus.OK, f"mark {m} ({m:#x}); LocalLBIndex unknown on this node", ev, aux=aux), m
     good = [m for _, m in marks if m == expected]
     if good:
-        return Hop(key, label, OK, f"mark {expected} ({expected:#x}) = LocalLBIndex", ev, aux=aux), expected
+        return Hop(key, label, HopStatus.OK, f"mark {expected} ({expected:#x}) = LocalLBIndex", ev, aux=aux), expected
     m = marks[0][1]
     return (
-        Hop(key, label, MISMATCH, f"marks {m} ({m:#x}) but LocalLBIndex on this node is {expected} ({expected:#x})", ev, aux=aux),
+        Hop(key, label, HopStatus.MISMATCH, f"marks {m} ({m:#x}) but LocalLBIndex on this node is {expected} ({expected:#x})", ev, aux=aux),
         m,
     )
 
 
 def _ipvs_hop(key: str, label: str, n: NodeCtx, ns: Namespace | None, mark: int | None) -> tuple[Hop, IpvsService | None]:
     if ns is None:
-        return Hop(key, label, MISSING, "no load-balancer namespace"), None
+        return Hop(key, label, HopStatus.MISSING, "no load-balancer namespace"), None
     t = ns.ipvs
     if t is None:
-        return Hop(key, label, UNKNOWN, f"IPVS of {ns.name} not read"), None
+        return Hop(key, label, HopStatus.UNKNOWN, f"IPVS of {ns.name} not read"), None
     if not t.available:
         if n.ipvs_missing:
-            return Hop(key, label, MISSING, "kernel has no ip_vs", [f"{ns.name}: {t.reason}"]), None
-        return Hop(key, label, UNKNOWN, t.reason or "IPVS unavailable", [f"{ns.name}: {t.reason}"]), None
+            return Hop(key, label, HopStatus.MISSING, "kernel has no ip_vs", [f"{ns.name}: {t.reason}"]), None
+        return Hop(key, label, HopStatus.UNKNOWN, t.reason or "IPVS unavailable", [f"{ns.name}: {t.reason}"]), None
     if mark is None:
-        return Hop(key, label, UNKNOWN, "no firewall mark to look up"), None
+        return Hop(key, label, HopStatus.UNKNOWN, "no firewall mark to look up"), None
     s = t.service_for_mark(mark)
     if s is None:
         have = ", ".join(x.key for x in t.services) or "no services"
-        return Hop(key, label, MISSING, f"no IPVS service FWM {mark} in {ns.name}", [f"{ns.name} IPVS: {have}"]), None
-    return Hop(key, label, OK, f"FWM {mark} {s.scheduler}, {len(s.dests)} real servers", [ipvs_line(s)]), s
+        return Hop(key, label, HopStatus.MISSING, f"no IPVS service FWM {mark} in {ns.name}", [f"{ns.name} IPVS: {have}"]), None
+    return Hop(key, label, HopStatus.OK, f"FWM {mark} {s.scheduler}, {len(s.dests)} real servers", [ipvs_line(s)]), s
 
 
 def _snat_hop(key: str, label: str, ns: Namespace | None, subnets: list[str], source: str | None) -> Hop:
     t = table(ns.iptables if ns else None, "nat")
     if ns is None:
-        return Hop(key, label, MISSING, "no load-balancer namespace")
+        return Hop(key, label, HopStatus.MISSING, "no load-balancer namespace")
     if t is None:
-        return Hop(key, label, UNKNOWN, f"iptables of {ns.name} not read")
+        return Hop(key, label, HopStatus.UNKNOWN, f"iptables of {ns.name} not read")
     rules = [r for r in t.rules("POSTROUTING") if r.target == "SNAT" and r.has_match("ipvs")]
     if not rules:
         ev = [f"{ns.name} nat POSTROUTING: {r.line}" for r in t.rules("POSTROUTING")] or [f"{ns.name} nat POSTROUTING: no rules"]
-        return Hop(key, label, MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {ns.name} nat POSTROUTING", ev)
+        return Hop(key, label, HopStatus.MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {ns.name} nat POSTROUTING", ev)
     ev = [r.line for r in rules]
     for r in rules:
         d = r.value("-d")
         to = (r.value("--to-source") or "").split(":")[0]
         if (not subnets or d in subnets) and (source is None or to == source):
-            return Hop(key, label, OK, f"SNAT {d} -> {to}", ev)
-    return Hop(key, label, MISMATCH, f"SNAT present but not for {', '.join(subnets)} -> {source}", ev)
+            return Hop(key, label, HopStatus.OK, f"SNAT {d} -> {to}", ev)
+    return Hop(key, label, HopStatus.MISMATCH, f"SNAT present but not for {', '.join(subnets)} -> {source}", ev)
 
 
 def _is_down(i) -> bool:
@@ -255,7 +261,7 @@ def links_hop(key: str, label: str, sandbox: Namespace | None, others: list[tupl
     """Every interface a packet crosses: the sandbox's own links, the other end of each (a bridge port
     on the host or in the overlay namespace) and the bridges themselves."""
     if sandbox is None or not sandbox.interfaces:
-        return Hop(key, label, UNKNOWN, "interfaces not read")
+        return Hop(key, label, HopStatus.UNKNOWN, "interfaces not read")
     checked, down = [], []
     for i in sandbox.interfaces:
         if i.name == "lo":
@@ -269,8 +275,8 @@ def links_hop(key: str, label: str, sandbox: Namespace | None, others: list[tupl
         if b is not None and _is_down(b):
             down.append(f"{where}: bridge {b.name} state {b.state}, admin {'up' if b.admin_up else 'down'}")
     if down:
-        return Hop(key, label, MISSING, down[0], down)
-    return Hop(key, label, OK, f"{', '.join(checked)} and their other ends up", [f"{sandbox.name}: {', '.join(checked)} up"])
+        return Hop(key, label, HopStatus.MISSING, down[0], down)
+    return Hop(key, label, HopStatus.OK, f"{', '.join(checked)} and their other ends up", [f"{sandbox.name}: {', '.join(checked)} up"])
 
 
 # --------------------------------------------------------------------------
@@ -305,7 +311,7 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: dat
         seen.add(d.address)
         owners = cl.task_by_address(network_id, d.address)
         live = [t for t in owners if t.state == "running" and t.desired_state == "running"]
-        b = Backend(address=d.address, port=d.port, weight=d.weight, forward=d.forward, status="ok")
+        b = Backend(address=d.address, port=d.port, weight=d.weight, forward=d.forward, status=BackendState.OK)
         owner = live[0] if live else (owners[0] if owners else None)
         if owner is not None:
             b.task_id, b.task, b.task_state = owner.id, cl.task_name(owner), owner.state
@@ -313,17 +319,17 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: dat
             b.node, b.container_id = cl.node_name(owner.node_id), owner.container_id
         if live and live[0].service_id == svc.id:
             moving = updating or _disabled(cl, svc, network_id, n, live[0], d.address)
-            b.status = ("draining" if moving else "weight0") if d.weight == 0 else "ok"
+            b.status = (BackendState.DRAINING if moving else BackendState.WEIGHT0) if d.weight == 0 else BackendState.OK
         elif live:
-            b.status = "foreign"
+            b.status = BackendState.FOREIGN
         elif owner is not None and owner.service_id == svc.id and lifecycle.draining(owner, now):
-            b.status = DRAINING  # dockerd drains (weight 0) before it stops, deletes after
+            b.status = BackendState.DRAINING  # dockerd drains (weight 0) before it stops, deletes after
         elif owner is not None and owner.service_id == svc.id and lifecycle.starting(owner, now):
-            b.status = STARTING  # added as its container starts, before the API says running
+            b.status = BackendState.STARTING  # added as its container starts, before the API says running
         elif not owners and not cl.knows_all_tasks(network_id):
-            b.status = "unknown"  # no manager view and no verbose inspect: a task on another node is not known here
+            b.status = BackendState.UNKNOWN  # no manager view and no verbose inspect: a task on another node is not known here
         else:
-            b.status = "lingering" if d.weight == 0 else "stale"
+            b.status = BackendState.LINGERING if d.weight == 0 else BackendState.STALE
         out.append(b)
     for addr, t in expected.items():
         if addr in seen:
@@ -331,8 +337,8 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: dat
         out.append(
             Backend(
                 address=addr,
-                status=STARTING if lifecycle.starting(t, now) or updating or _disabled(cl, svc, network_id, n, t, addr)
-                else "missing",
+                status=BackendState.STARTING if lifecycle.starting(t, now) or updating or _disabled(cl, svc, network_id, n, t, addr)
+                else BackendState.MISSING,
                 task_id=t.id,
                 task=cl.task_name(t),
                 task_state=t.state,
@@ -350,32 +356,33 @@ def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: IpvsServ
     """Backends of a path: with no IPVS service, the running tasks, missing (or unknown when IPVS was not read)."""
     backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [], n.now, n)
     if ipvs_svc is None:
-        backends = [b for b in backends if b.status in ("missing", STARTING)]
-        if ipvs_hop.status == UNKNOWN:
+        backends = [b for b in backends if b.status in (BackendState.MISSING, BackendState.STARTING)]
+        if ipvs_hop.status == HopStatus.UNKNOWN:
             for b in backends:
-                b.status = "unknown"
+                b.status = BackendState.UNKNOWN
     return backends
 
 
 def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: IpvsService | None, ipvs_hop: Hop) -> Hop:
     if ipvs_svc is None:
-        if ipvs_hop.status == UNKNOWN:
-            return Hop(key, label, UNKNOWN, "IPVS not read: real servers unknown")
-        return Hop(key, label, MISSING, "no IPVS service to read real servers from")
-    good = [b for b in backends if b.status == "ok"]
-    moving = [b for b in backends if b.status in (DRAINING, STARTING)]
-    bad = [b for b in backends if b.status not in ("ok", "unknown", DRAINING, STARTING)]
+        if ipvs_hop.status == HopStatus.UNKNOWN:
+            return Hop(key, label, HopStatus.UNKNOWN, "IPVS not read: real servers unknown")
+        return Hop(key, label, HopStatus.MISSING, "no IPVS service to read real servers from")
+    good = [b for b in backends if b.status == BackendState.OK]
+    moving = [b for b in backends if b.status in (BackendState.DRAINING, BackendState.STARTING)]
+    bad = [b for b in backends if b.status not in (BackendState.OK, BackendState.UNKNOWN, BackendState.DRAINING,
+                                                  BackendState.STARTING)]
     ev = [ipvs_line(ipvs_svc, d) for d in ipvs_svc.dests]
     summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
-    if not good and any(b.status == "unknown" for b in backends) and not bad:
-        return Hop(key, label, UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})", ev)
+    if not good and any(b.status == BackendState.UNKNOWN for b in backends) and not bad:
+        return Hop(key, label, HopStatus.UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})", ev)
     if not good and moving and not bad:
-        return Hop(key, label, UNKNOWN, f"tasks being replaced: no settled real server yet ({summary})", ev)
+        return Hop(key, label, HopStatus.UNKNOWN, f"tasks being replaced: no settled real server yet ({summary})", ev)
     if not good:
-        return Hop(key, label, MISSING, f"no usable real server ({summary})", ev)
+        return Hop(key, label, HopStatus.MISSING, f"no usable real server ({summary})", ev)
     if bad:
-        return Hop(key, label, MISMATCH, summary, ev)
-    return Hop(key, label, OK, f"{len(good)} real servers = running tasks", ev)
+        return Hop(key, label, HopStatus.MISMATCH, summary, ev)
+    return Hop(key, label, HopStatus.OK, f"{len(good)} real servers = running tasks", ev)
 
 
 # --------------------------------------------------------------------------
@@ -445,60 +452,60 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
 
     hnat = nat(n.snap.host.iptables)
     if hnat is None:
-        hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", UNKNOWN, "host iptables not read"))
-        hops.append(Hop("host.dnat", f"host DNAT :{P}", UNKNOWN, "host iptables not read"))
+        hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.UNKNOWN, "host iptables not read"))
+        hops.append(Hop("host.dnat", f"host DNAT :{P}", HopStatus.UNKNOWN, "host iptables not read"))
     else:
         jumps = {c: [r for r in hnat.rules(c) if r.target == INGRESS_CHAIN] for c in ("PREROUTING", "OUTPUT")}
         ev = [r.line for c in jumps for r in jumps[c]]
         if INGRESS_CHAIN not in hnat.chains:
-            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISSING, "nat chain DOCKER-INGRESS does not exist",
+            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.MISSING, "nat chain DOCKER-INGRESS does not exist",
                             [f"host nat chains: {', '.join(hnat.chains)}"]))
         elif not jumps["PREROUTING"] or not jumps["OUTPUT"]:
             miss = " and ".join(c for c in jumps if not jumps[c])
             ev = [f"host nat {c}: {r.line}" for c in jumps for r in hnat.rules(c)] or ["host nat PREROUTING/OUTPUT: no rules"]
-            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISSING, f"no jump from {miss}", ev))
+            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.MISSING, f"no jump from {miss}", ev))
         else:
             shadow = [(c, r) for c in jumps if (r := _shadowed_by(hnat.rules(c), proto, P)) is not None]
             if shadow:
                 c, r = shadow[0]
-                hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", MISMATCH,
+                hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.MISMATCH,
                                 f"nat {c}: '{r.line}' ends {proto}/{P} before Docker's jump to DOCKER-INGRESS",
                                 [f"host nat {c}: {x.line}" for x in hnat.rules(c)]))
             else:
-                hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", OK, "PREROUTING and OUTPUT jump (dst-type LOCAL)", ev))
+                hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.OK, "PREROUTING and OUTPUT jump (dst-type LOCAL)", ev))
         gw_ip, gw_ev = gwbridge_sbox_ip(n)
         dnats = port_rules(n, "host", hnat, INGRESS_CHAIN, "DNAT", "--dport", proto, P)
         label = f"host DNAT :{P} -> {gw_ip or 'ingress_sbox'}:{P}"
         if not dnats:
-            hops.append(Hop("host.dnat", label, MISSING, f"no DNAT for {proto}/{P} in nat DOCKER-INGRESS", gw_ev))
+            hops.append(Hop("host.dnat", label, HopStatus.MISSING, f"no DNAT for {proto}/{P} in nat DOCKER-INGRESS", gw_ev))
         else:
             dest = dnat_destination(dnats[0]) or (None, None)
             ev = [r.line for r in dnats] + gw_ev
             if gw_ip and dest[0] != gw_ip:
-                hops.append(Hop("host.dnat", label, MISMATCH, f"DNAT to {dest[0]}, but ingress_sbox is {gw_ip} on docker_gwbridge", ev))
+                hops.append(Hop("host.dnat", label, HopStatus.MISMATCH, f"DNAT to {dest[0]}, but ingress_sbox is {gw_ip} on docker_gwbridge", ev))
             elif dest[1] not in (None, P):
-                hops.append(Hop("host.dnat", label, MISMATCH, f"DNAT to port {dest[1]}, expected {P}", ev))
+                hops.append(Hop("host.dnat", label, HopStatus.MISMATCH, f"DNAT to port {dest[1]}, expected {P}", ev))
             else:
-                hops.append(Hop("host.dnat", label, OK, f"DNAT to {dest[0]}:{dest[1] or P}", ev))
+                hops.append(Hop("host.dnat", label, HopStatus.OK, f"DNAT to {dest[0]}:{dest[1] or P}", ev))
 
     hfilter = table(n.snap.host.iptables, "filter")
     if hfilter is None:
-        hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", UNKNOWN, "host iptables not read"))
+        hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.UNKNOWN, "host iptables not read"))
     else:
         acc = port_rules(n, "host", hfilter, INGRESS_CHAIN, "ACCEPT", "--dport", proto, P)
         back = port_rules(n, "host", hfilter, INGRESS_CHAIN, "ACCEPT", "--sport", proto, P)
         order = n.memo(("reach", id(hfilter), "FORWARD"), lambda: chain_reach_order(hfilter, "FORWARD"))
         ev = [r.line for r in acc + back]
         if INGRESS_CHAIN not in order:
-            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", MISSING, "FORWARD never reaches filter DOCKER-INGRESS", ev))
+            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.MISSING, "FORWARD never reaches filter DOCKER-INGRESS", ev))
         elif not acc or not back:
             what = "--dport" if not acc else "--sport ESTABLISHED"
-            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", MISSING, f"no {what} {P} ACCEPT in filter DOCKER-INGRESS", ev))
+            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.MISSING, f"no {what} {P} ACCEPT in filter DOCKER-INGRESS", ev))
         elif "DOCKER-USER" in order and order.index("DOCKER-USER") > order.index(INGRESS_CHAIN):
-            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", MISMATCH, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER", ev + [f"FORWARD order: {' -> '.join(order)}"]))
+            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.MISMATCH, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER", ev + [f"FORWARD order: {' -> '.join(order)}"]))
         else:
-            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", OK, "accepted in filter DOCKER-INGRESS, after DOCKER-USER", ev))
-        if hops[-1].status in (OK, MISMATCH):
+            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.OK, "accepted in filter DOCKER-INGRESS, after DOCKER-USER", ev))
+        if hops[-1].status in (HopStatus.OK, HopStatus.MISMATCH):
             hops.append(_forward_hop(n, hfilter, proto, P))
 
     sbox = n.ingress_sbox
@@ -515,10 +522,10 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
     mangle = table(sbox.iptables if sbox else None, "mangle")
     if sbox is None:
-        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", MISSING, "no ingress_sbox"))
+        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.MISSING, "no ingress_sbox"))
         mark = expected
     elif mangle is None:
-        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", UNKNOWN, "ingress_sbox iptables not read"))
+        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.UNKNOWN, "ingress_sbox iptables not read"))
         mark = expected
     else:
         rules = port_rules(n, "ingress_sbox", mangle, "PREROUTING", "MARK", "--dport", proto, P)
@@ -558,46 +565,47 @@ def _forward_hop(n: NodeCtx, hfilter: Table, proto: str, P: int) -> Hop:
         w = n.memo(("forward", id(hfilter), pkt), lambda pkt=pkt, compiled=compiled: netfilter.walk(hfilter, "FORWARD", pkt, compiled))
         trail = f"path: {' -> '.join(w.trail)}"
         if w.verdict == "drop" and w.rule is not None:
-            return Hop("host.forward", label, MISMATCH,
+            return Hop("host.forward", label, HopStatus.MISMATCH,
                        f"a {direction} on {proto}/{P} is dropped by '{w.rule.line}' (filter {w.chain}) before "
                        f"DOCKER-INGRESS accepts it", [f"filter {w.chain}: {w.rule.line}", trail])
         if w.verdict == "policy-drop" and not w.maybe:
-            return Hop("host.forward", label, MISMATCH, f"a {direction} on {proto}/{P} reaches no ACCEPT: FORWARD policy DROP",
+            return Hop("host.forward", label, HopStatus.MISMATCH, f"a {direction} on {proto}/{P} reaches no ACCEPT: FORWARD policy DROP",
                        [trail])
         out.append(f"{direction}: {w.verdict}" + (f" by '{w.rule.line}' (filter {w.chain})" if w.rule else "")
                    + f"; {trail}" + (f"; {len(w.maybe)} rule(s) that might match not judged" if w.maybe else ""))
-    return Hop("host.forward", label, OK, "new connections and replies pass filter FORWARD", out)
+    return Hop("host.forward", label, HopStatus.OK, "new connections and replies pass filter FORWARD", out)
 
 
 def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
     """The task sandbox's REDIRECT published -> target port, on the task's node."""
-    if b.status in ("stale", "lingering", "foreign", "unknown", DRAINING) or (b.status == STARTING and not b.container_id):
-        b.redirect = NA if b.status != "unknown" else UNKNOWN
+    if b.status in (BackendState.STALE, BackendState.LINGERING, BackendState.FOREIGN, BackendState.UNKNOWN,
+                    BackendState.DRAINING) or (b.status == BackendState.STARTING and not b.container_id):
+        b.redirect = HopStatus.NA if b.status != BackendState.UNKNOWN else HopStatus.UNKNOWN
         return
     if not b.container_id:  # a task known from a network inspect only: its sandbox is on a node not in the data
-        b.redirect = UNKNOWN
+        b.redirect = HopStatus.UNKNOWN
         b.redirect_evidence = [f"task {b.task} runs on {b.node}, whose sandboxes are not in the data"]
         return
     task = cl.task(b.task_id)
     node = cl.node_by_id(task.node_id) if task else None
     if node is None:
-        b.redirect = UNKNOWN
+        b.redirect = HopStatus.UNKNOWN
         b.redirect_evidence = [f"no snapshot of node {b.node}"]
         return
     ns = node.container_ns(b.container_id)
     t = table(ns.iptables if ns else None, "nat")
     if ns is None or t is None:
-        b.redirect = UNKNOWN
+        b.redirect = HopStatus.UNKNOWN
         b.redirect_evidence = [f"task sandbox of {b.task} not read on {node.name}"]
         return
     rules = [r for r in port_rules(node, ns.name, t, "PREROUTING", "REDIRECT", "--dport", port.protocol, port.published_port)
              if (r.value("-d") or "").split("/")[0] == b.address]
     if not rules:
-        b.redirect = MISSING
+        b.redirect = HopStatus.MISSING
         b.redirect_evidence = [f"{ns.name}: no REDIRECT {port.protocol}/{port.published_port} -> {port.target_port} for {b.address}"]
         return
     to = rules[0].value("--to-ports") or rules[0].value("--to-port")
-    b.redirect = OK if to == str(port.target_port) else MISMATCH
+    b.redirect = HopStatus.OK if to == str(port.target_port) else HopStatus.MISMATCH
     b.redirect_evidence = [f"{ns.name}: {rules[0].line}"]
 
 
@@ -606,19 +614,19 @@ def host_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> Nod
     np = NodePath(node=n.name, node_id=n.node_id)
     here = [t for t in cl.running_tasks(svc) if t.node_id == n.node_id]
     if not here:
-        np.hops.append(Hop("task.here", "task on this node", NA, "no running task here: host-mode ports are served only where a task runs"))
-        np.verdict, np.reason = NA, "no task on this node (host mode)"
+        np.hops.append(Hop("task.here", "task on this node", HopStatus.NA, "no running task here: host-mode ports are served only where a task runs"))
+        np.verdict, np.reason = Verdict.NA, "no task on this node (host mode)"
         return np
-    np.hops.append(Hop("task.here", "task on this node", OK, ", ".join(cl.task_name(t) for t in here)))
+    np.hops.append(Hop("task.here", "task on this node", HopStatus.OK, ", ".join(cl.task_name(t) for t in here)))
     ls = [li for li in n.snap.host.listeners if li.port == port.published_port and li.protocol == port.protocol]
     hnat = nat(n.snap.host.iptables)
     dnats = [r for r in hnat.rules("DOCKER") if r.target == "DNAT" and proto_port(r, port.protocol, "--dport", port.published_port)] if hnat else []
     ev = [f"{li.protocol} {li.address}:{li.port} held by {li.process or '?'} (pid {li.pid})" for li in ls] + [r.line for r in dnats]
     if ls or dnats:
-        np.hops.append(Hop("host.bound", f"host port {port.published_port}", OK, "bound on the host", ev))
+        np.hops.append(Hop("host.bound", f"host port {port.published_port}", HopStatus.OK, "bound on the host", ev))
     else:
         held = ", ".join(f"{li.protocol}/{li.port}" for li in n.snap.host.listeners) or "none"
-        np.hops.append(Hop("host.bound", f"host port {port.published_port}", MISSING, "nothing bound and no DNAT for the port",
+        np.hops.append(Hop("host.bound", f"host port {port.published_port}", HopStatus.MISSING, "nothing bound and no DNAT for the port",
                            [f"sockets bound on published ports: {held}",
                             f"host nat DOCKER: {len(hnat.rules('DOCKER')) if hnat else 0} rules, none for {port.protocol}/{port.published_port}"]))
     verdict(np)
@@ -651,22 +659,22 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     hops.append(_kernel_hop(n))
     a = _dns_answer(n, network_id, svc.name)
     if a is None:
-        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", UNKNOWN, "not asked on this node"))
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.UNKNOWN, "not asked on this node"))
     elif a.status != "ok":
-        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", MISSING, f"{a.status}{': ' + a.reason if a.reason else ''}", [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"]))
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.MISSING, f"{a.status}{': ' + a.reason if a.reason else ''}", [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"]))
     elif set(a.answers) == {vip}:  # a duplicated record is dns.duplicate-answer's
-        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", OK, vip, [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.OK, vip, [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
     else:
-        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", MISMATCH, f"answers {' '.join(a.answers)}", [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.MISMATCH, f"answers {' '.join(a.answers)}", [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
     prof = profile_for(n.snap.node.engine_version)
     if prof is not None and not prof.lb_sandboxes:  # engine.unsupported says so once per node
-        hops.append(Hop("lb.ns", "VIP load balancing", UNKNOWN,
+        hops.append(Hop("lb.ns", "VIP load balancing", HopStatus.UNKNOWN,
                         f"engine {n.snap.node.engine_version} balances VIPs in every task sandbox (before 18.06): not judged"))
         verdict(np)
         return np
     lb = n.lb_ns(network_id)
     hops.append(_ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_", n))
-    hops.append(_sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward") if lb else Hop("lb.ip_forward", "lb_ ip_forward", MISSING, "no lb_ namespace"))
+    hops.append(_sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward") if lb else Hop("lb.ip_forward", "lb_ ip_forward", HopStatus.MISSING, "no lb_ namespace"))
     if lb is not None:
         ov = n.overlay_ns(network_id)
         br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
@@ -676,10 +684,10 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     expected = n.local_lb_index(network_id, svc.name)
     mangle = table(lb.iptables if lb else None, "mangle")
     if lb is None:
-        hops.append(Hop("lb.mark", f"MARK for {vip}", MISSING, "no lb_ namespace"))
+        hops.append(Hop("lb.mark", f"MARK for {vip}", HopStatus.MISSING, "no lb_ namespace"))
         mark = expected
     elif mangle is None:
-        hops.append(Hop("lb.mark", f"MARK for {vip}", UNKNOWN, f"iptables of {lb.name} not read"))
+        hops.append(Hop("lb.mark", f"MARK for {vip}", HopStatus.UNKNOWN, f"iptables of {lb.name} not read"))
         mark = expected
     else:
         rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
@@ -702,15 +710,15 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
     a = _dns_answer(n, network_id, svc.name)
     label = f"DNS {svc.name} -> task addresses"
     if a is None:
-        np.hops.append(Hop("dns.rr", label, UNKNOWN, "not asked on this node"))
+        np.hops.append(Hop("dns.rr", label, HopStatus.UNKNOWN, "not asked on this node"))
     elif a.status != "ok":
-        np.hops.append(Hop("dns.rr", label, MISSING, a.status, [f"{a.query}: {a.status}"]))
+        np.hops.append(Hop("dns.rr", label, HopStatus.MISSING, a.status, [f"{a.query}: {a.status}"]))
     elif _dns_agrees(cl, svc, network_id, a.answers, expected, n.now):
-        np.hops.append(Hop("dns.rr", label, OK, " ".join(a.answers), [f"{a.query} -> {' '.join(a.answers)}"]))
+        np.hops.append(Hop("dns.rr", label, HopStatus.OK, " ".join(a.answers), [f"{a.query} -> {' '.join(a.answers)}"]))
     else:
-        np.hops.append(Hop("dns.rr", label, MISMATCH, f"answers {' '.join(a.answers)}, running tasks {' '.join(expected)}", [f"{a.query} -> {' '.join(a.answers)}"]))
+        np.hops.append(Hop("dns.rr", label, HopStatus.MISMATCH, f"answers {' '.join(a.answers)}, running tasks {' '.join(expected)}", [f"{a.query} -> {' '.join(a.answers)}"]))
     np.backends = [
-        Backend(address=x, status="ok", task=cl.task_name(t), task_id=t.id, task_state=t.state, service=svc.name, node=cl.node_name(t.node_id), container_id=t.container_id)
+        Backend(address=x, status=BackendState.OK, task=cl.task_name(t), task_id=t.id, task_state=t.state, service=svc.name, node=cl.node_name(t.node_id), container_id=t.container_id)
         for t in cl.running_tasks(svc)
         for x in task_addresses(t, network_id)
     ]
@@ -747,9 +755,9 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
         a = _dns_answer(n, network_id, f"tasks.{svc.name}")
         if a is None:
             continue
-        c = DnsCheck(node=n.name, network_id=network_id, network=cl.network_name(network_id), query=a.query, status=OK, answers=a.answers, expected=expected)
+        c = DnsCheck(node=n.name, network_id=network_id, network=cl.network_name(network_id), query=a.query, status=HopStatus.OK, answers=a.answers, expected=expected)
         if a.status != "ok":
-            c.status = MISSING if expected else OK
+            c.status = HopStatus.MISSING if expected else HopStatus.OK
             c.detail = a.status + (f": {a.reason}" if a.reason else "")
             c.missing = list(expected)
         else:
@@ -762,7 +770,7 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
                          and (enabled is None or x in enabled)]
             c.extra = [x for x in a.answers if x not in expected and x not in settling]
             if c.missing or c.extra:
-                c.status = MISMATCH
+                c.status = HopStatus.MISMATCH
                 c.detail = "; ".join(p for p in (f"missing {' '.join(c.missing)}" if c.missing else "", f"extra {' '.join(c.extra)}" if c.extra else "") if p)
         out.append(c)
     return out
@@ -782,29 +790,29 @@ def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
     for h in np.hops:
         if h.aux:
             continue
-        if h.status == MISMATCH and h.key.endswith(".backends") and any(b.status == "ok" for b in np.backends):
+        if h.status == HopStatus.MISMATCH and h.key.endswith(".backends") and any(b.status == BackendState.OK for b in np.backends):
             degraded = degraded or h  # traffic still reaches a good backend
             continue
-        if h.status in (MISSING, MISMATCH) and breaks is not None and not breaks(h):
+        if h.status in (HopStatus.MISSING, HopStatus.MISMATCH) and breaks is not None and not breaks(h):
             degraded = degraded or h
             continue
-        if h.status in (MISSING, MISMATCH):
-            np.verdict, np.broken_at = "broken", h.label
+        if h.status in (HopStatus.MISSING, HopStatus.MISMATCH):
+            np.verdict, np.broken_at = Verdict.BROKEN, h.label
             np.reason = f"{h.label}: {h.detail}"
             return
     if degraded is not None:
-        np.verdict, np.broken_at = "degraded", degraded.label
+        np.verdict, np.broken_at = Verdict.DEGRADED, degraded.label
         np.reason = f"{degraded.label}: {degraded.detail}"
         return
-    redirects = [b.redirect for b in np.backends if b.status == "ok" and b.redirect is not None]
-    if redirects and all(r in (MISSING, MISMATCH) for r in redirects):
-        np.verdict, np.broken_at, np.reason = "broken", "task REDIRECT", "no running backend has its REDIRECT rule"
+    redirects = [b.redirect for b in np.backends if b.status == BackendState.OK and b.redirect is not None]
+    if redirects and all(r in (HopStatus.MISSING, HopStatus.MISMATCH) for r in redirects):
+        np.verdict, np.broken_at, np.reason = Verdict.BROKEN, "task REDIRECT", "no running backend has its REDIRECT rule"
         return
-    if any(h.status == UNKNOWN for h in np.hops if not h.aux):
-        h = next(h for h in np.hops if h.status == UNKNOWN and not h.aux)
-        np.verdict, np.reason = UNKNOWN, f"{h.label}: {h.detail}"
+    if any(h.status == HopStatus.UNKNOWN for h in np.hops if not h.aux):
+        h = next(h for h in np.hops if h.status == HopStatus.UNKNOWN and not h.aux)
+        np.verdict, np.reason = Verdict.UNKNOWN, f"{h.label}: {h.detail}"
         return
-    np.verdict, np.reason = OK, "every hop ok"
+    np.verdict, np.reason = Verdict.OK, "every hop ok"
 
 
 def service_path(cl: Cluster, svc: Service) -> ServicePath:

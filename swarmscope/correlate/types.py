@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-OK = "ok"
-MISSING = "missing"
-MISMATCH = "mismatch"
-NA = "n/a"
-UNKNOWN = "unknown"
-
-# backend states of tasks in transition (correlate.lifecycle): neither good nor a fault
-DRAINING = "draining"
-STARTING = "starting"
+from swarmscope.model import BackendState, HopStatus, Severity, Verdict
 
 
 @dataclass
 class Hop:
     key: str  # stable, e.g. "host.dnat"
     label: str  # what a user reads, e.g. "host DNAT 8000 -> 172.18.0.2:8000"
-    status: str
+    status: HopStatus
     detail: str = ""
     evidence: list[str] = field(default_factory=list)  # exact rule lines, IPVS entries, addresses, answers
     findings: list[str] = field(default_factory=list)  # ids of findings about this hop
@@ -32,7 +24,7 @@ class Backend:
     """One real server of an IPVS service, or a running task that should be one."""
 
     address: str
-    status: str  # ok | missing | stale | lingering | weight0 | foreign | unknown | draining | starting
+    status: BackendState
     port: int | None = None
     weight: int | None = None
     forward: str | None = None
@@ -42,7 +34,7 @@ class Backend:
     service: str | None = None
     node: str | None = None
     container_id: str | None = None
-    redirect: str | None = None  # ingress only: ok | missing | unknown | n/a, on the task's node
+    redirect: HopStatus | None = None  # ingress only, on the task's node
     redirect_evidence: list[str] = field(default_factory=list)
 
 
@@ -52,7 +44,7 @@ class NodePath:
     node_id: str | None
     hops: list[Hop] = field(default_factory=list)
     backends: list[Backend] = field(default_factory=list)
-    verdict: str = UNKNOWN  # ok | broken | degraded (serves, some real servers wrong) | unknown | n/a
+    verdict: Verdict = Verdict.UNKNOWN
     broken_at: str | None = None  # label of the first broken (or, when degraded, the degraded) hop
     reason: str = ""
 
@@ -87,7 +79,7 @@ class DnsCheck:
     network_id: str
     network: str
     query: str
-    status: str  # ok | missing | mismatch | unknown
+    status: HopStatus  # ok | missing | mismatch | unknown
     answers: list[str] = field(default_factory=list)
     expected: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -124,7 +116,7 @@ class ServicePath:
 @dataclass
 class Finding:
     id: str
-    severity: str  # error | warning | info
+    severity: Severity
     title: str
     hint: str
     nodes: list[str] = field(default_factory=list)

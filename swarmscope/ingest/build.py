@@ -32,21 +32,24 @@ from swarmscope.model import (
     Namespace,
     Network,
     NodeInfo,
+    NsKind,
     Provenance,
     Snapshot,
 )
 
 #: iptables tables the correlator reads in each kind of namespace; a namespace whose input lacks
 #: one of them is left unread (an absent table would read as an empty one: a fault invented)
-NEEDED_TABLES = {"host": ("nat", "filter"), "ingress_sbox": ("nat", "mangle"), "lb": ("nat", "mangle"),
-                 "container": ("nat",), "overlay": (), "unknown": ()}
+NEEDED_TABLES: dict[NsKind, tuple[str, ...]] = {
+    NsKind.HOST: ("nat", "filter"), NsKind.INGRESS_SBOX: ("nat", "mangle"), NsKind.LB: ("nat", "mangle"),
+    NsKind.CONTAINER: ("nat",), NsKind.OVERLAY: (), NsKind.UNKNOWN: (),
+}
 
 
-def classify(name: str) -> tuple[str, str | None]:
+def classify(name: str) -> tuple[NsKind, str | None]:
     """(kind, network id prefix) of a namespace name: the collector's rules (one place), plus "host",
     the name a transcript or pasted file gives the host namespace."""
     if name == "host":
-        return "host", None
+        return NsKind.HOST, None
     return collect_classify(name)
 
 
@@ -303,7 +306,7 @@ def _interfaces(d: _Ns) -> list[Interface]:
     return sorted(out.values(), key=lambda x: x.index)
 
 
-def _dump(d: _Ns, kind: str, backend: str | None) -> tuple[IptablesDump | None, str | None]:
+def _dump(d: _Ns, kind: NsKind, backend: str | None) -> tuple[IptablesDump | None, str | None]:
     """The namespace's iptables, or None and why (no table read, or a table the correlator reads is absent)."""
     if not d.tables:
         return None, None
@@ -333,7 +336,7 @@ def to_snapshot(nt: NodeText) -> Snapshot:
     # the host
     h = nt.ns.get("host") or _Ns(name="host")
     host = HostNamespace(interfaces=_interfaces(h), routes=h.routes)
-    host.iptables, why = _dump(h, "host", backend)
+    host.iptables, why = _dump(h, NsKind.HOST, backend)
     if why:
         notes.append(why)
     gw = next((i for i in host.interfaces if i.name == "docker_gwbridge"), None)
@@ -355,7 +358,7 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         if not d.links:
             _link_states(d, notes)
         ns = Namespace(name=name, path=d.path or f"/var/run/docker/netns/{name}", kind=kind, network_id=prefix)
-        if kind == "overlay":
+        if kind == NsKind.OVERLAY:
             if d.addrs and not d.links:
                 notes.append(f"{name}: interfaces left unread: 'ip -o -4 address show' lists only interfaces with an IPv4 "
                              "address, and the overlay's vxlan0 has none (overlay.vxlan-down is not judged)")
@@ -366,14 +369,14 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         ns.iptables, why = _dump(d, kind, backend)
         if why:
             notes.append(why)
-        if d.ipvs is not None and (kind in ("lb", "ingress_sbox") or (d.ipvs.available and d.ipvs.services)):
+        if d.ipvs is not None and (kind in (NsKind.LB, NsKind.INGRESS_SBOX) or (d.ipvs.available and d.ipvs.services)):
             ns.ipvs = d.ipvs
         ns.sysctls = dict(d.sysctls)
         if prefix:
             full = [n for n in nets.values() if n.id.startswith(prefix)]
             if full:
                 ns.network_id, ns.network_name = full[0].id, full[0].name
-        if kind == "ingress_sbox":
+        if kind == NsKind.INGRESS_SBOX:
             ing = [n for n in nets.values() if n.ingress]
             if ing:
                 ns.network_id, ns.network_name = ing[0].id, ing[0].name
@@ -450,7 +453,7 @@ def _not_in_input(nt: NodeText, have: list[Namespace], notes: list[str]) -> list
     if ingress is not None and "ingress_sbox" not in names and not (nt.transcript and "ingress_sbox" in nt.markers):
         why = ("not in the input: the transcript ends before support.sh's ingress_sbox section" if nt.transcript
                else "not in the input: no output from ingress_sbox was given")
-        out.append(Namespace(name="ingress_sbox", path="/var/run/docker/netns/ingress_sbox", kind="ingress_sbox",
+        out.append(Namespace(name="ingress_sbox", path="/var/run/docker/netns/ingress_sbox", kind=NsKind.INGRESS_SBOX,
                              network_id=ingress.id, network_name=ingress.name, errors=[why]))
     new_script = any(n.startswith("lb_") for n in names)
     for net in nets.values():
@@ -463,7 +466,7 @@ def _not_in_input(nt: NodeText, have: list[Namespace], notes: list[str]) -> list
             continue  # support.sh entered *<id:9>* and found no lb_: absent
         why = ("not in the input: this support.sh enters only the overlay namespace of a network"
                if nt.transcript and net.id in nt.markers else f"not in the input: no output from {lb} was given")
-        out.append(Namespace(name=lb, path=f"/var/run/docker/netns/{lb}", kind="lb", network_id=net.id,
+        out.append(Namespace(name=lb, path=f"/var/run/docker/netns/{lb}", kind=NsKind.LB, network_id=net.id,
                              network_name=net.name, errors=[why]))
     for ns in out:
         notes.append(f"{ns.name}: {ns.errors[0]} (judged unknown)")
