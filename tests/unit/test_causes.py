@@ -23,6 +23,7 @@ Inputs, and how each was derived:
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 from pathlib import Path
 
@@ -430,3 +431,28 @@ def test_nothing_asked_where_ip_vs_is_not_loaded(monkeypatch):
     cipvs.read_conns(rec, "lb_x", t)
     assert t.timeouts is None and t.conns is None and "not loaded" in t.conns_reason
     assert [e.status for e in rec.entries] == ["skipped", "skipped"]
+
+
+# --------------------------------------------------------------------------
+# the same causes, made for real in the VM tier's guest (tests/fixtures/vm-dumps/README.md)
+
+VM_DUMPS = Path(__file__).resolve().parents[1] / "fixtures" / "vm-dumps"
+
+
+@pytest.mark.parametrize("phase,root,log", [
+    ("healthy", None, None),
+    ("i-xt-ipvs-missing", "iptables.no-ipvs-match", "Couldn't load match"),
+    ("j-ip-vs-rr-missing", "kernel.ipvs-scheduler-missing", "Failed to create a new service for vip"),
+    ("k-ipvs-sysctl-reset", "ipvs.sysctl-unexpected", None),
+])
+def test_cause_made_for_real_in_the_vm(phase, root, log):
+    from swarmscope.dump import snapshots_from_data
+
+    path = VM_DUMPS / f"{phase}.json"
+    a = analyze(snapshots_from_data(json.loads(path.read_text()), str(path)))
+    assert roots(a) == ([root] if root else []), [(f.id, f.detail) for f in a.findings if f.caused_by is None]
+    if root:
+        f = finding(a, root)
+        assert all(x.caused_by == root for x in a.findings if x is not f), [(x.id, x.caused_by) for x in a.findings]
+        if log:  # dockerd's own line is in the evidence
+            assert any(e.startswith("dockerd log (file /var/log/dockerd.log") and log in e for e in f.evidence), f.evidence

@@ -429,24 +429,33 @@ def phases(out: Path) -> dict[str, str]:
     return res
 
 
-def export_fixtures(out: Path, dest: Path = FIXTURES, image: Image | None = None) -> list[Path]:
-    """Copy the small raw captures of every phase into tests/fixtures/vm/<phase>/ (plus a README)."""
+def export_fixtures(out: Path, dest: Path = FIXTURES, image: Image | None = None,
+                    only: list[str] | None = None) -> list[Path]:
+    """Copy the small raw captures of every phase into tests/fixtures/vm/<phase>/ (plus a README).
+    ``only``: these phases (names as in phases.txt, e.g. engine-28/healthy), replacing just them."""
     copied = []
-    if dest.exists():
+    if only is None and dest.exists():
         shutil.rmtree(dest)
-    for phase_dir in sorted((out / "phases").iterdir()):
+    names = only if only is not None else [p for p in phases(out)]
+    for name in names:
+        phase_dir = out / "phases" / name
+        if not phase_dir.is_dir():
+            raise FileNotFoundError(f"no phase {name} in {out}")
+        if only is not None and (dest / name).exists():
+            shutil.rmtree(dest / name)
         for f in sorted(phase_dir.rglob("*")):
             rel = f.relative_to(out / "phases")
-            if not f.is_file() or rel.parts[1] == "swarmscope" or f.stat().st_size > FIXTURE_MAX_BYTES:
+            if not f.is_file() or "swarmscope" in rel.parts or f.stat().st_size > FIXTURE_MAX_BYTES:
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, target)
             copied.append(target)
-    for name in ("phases.txt", "timings-guest.txt"):
-        if (out / name).exists():
-            shutil.copyfile(out / name, dest / name)
-    _write_fixture_readme(out, dest)
+    if only is None:
+        for name in ("phases.txt", "timings-guest.txt"):
+            if (out / name).exists():
+                shutil.copyfile(out / name, dest / name)
+        _write_fixture_readme(out, dest)
     return copied
 
 
@@ -460,6 +469,12 @@ FAULT_DOC = {
     "f-vip-removed": "whoami's VIP /32 alias removed from eth0 of demo's `lb_` namespace",
     "g-lb-ip-forward-off": "`sysctl -w net.ipv4.ip_forward=0` in demo's `lb_` namespace",
     "h-task-killed": "`kill -9` of a whoami task container's init process from the VM host (behind swarm's back); `timeline.txt` samples both load balancers every ~0.5 s",
+    "i-xt-ipvs-missing": "`libxt_ipvs.so` moved out of the xtables directory, then network `matchless` and a service on it created (a new `lb_`)",
+    "j-ip-vs-rr-missing": "every service removed, `modprobe -r ip_vs_rr`, its `.ko` moved out of /lib/modules and `depmod -a`, the services created again",
+    "k-ipvs-sysctl-reset": "`net.ipv4.vs.expire_nodest_conn=0` in ingress_sbox",
+    "l-filter-accept-deleted": "the host's filter `DOCKER-INGRESS` ACCEPT rule for `--dport 8000` deleted",
+    "m-ingress-after-bridge": "engine 28: the jump to `DOCKER-INGRESS` moved after `-j DOCKER-BRIDGE` in `DOCKER-FORWARD`",
+    "n-ingress-snat-deleted": "ingress_sbox's `-m ipvs --ipvs -d <ingress subnet> -j SNAT` deleted",
 }
 
 
@@ -568,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                    "or '26.1 28'; '' for none)")
     e = sub.add_parser("export-fixtures")
     e.add_argument("run_out", type=Path)
+    e.add_argument("--phases", default=None, help="only these phases (space-separated), replacing just them")
     sub.add_parser("status")
     a = ap.parse_args(argv)
     try:
@@ -587,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
                               "seconds": round(res.seconds), "phases": phases(out)}, indent=2))
             return 0 if res.ok else 1
         elif a.cmd == "export-fixtures":
-            files = export_fixtures(a.run_out)
+            files = export_fixtures(a.run_out, only=a.phases.split() if a.phases else None)
             print(f"{len(files)} files into {FIXTURES}")
         elif a.cmd == "status":
             c = cache_dir()
