@@ -841,6 +841,7 @@ class Snapshot:
             raise ValueError(f"not a swarmscope node snapshot (expected schema {SNAPSHOT_SCHEMA!r})")
         if data.get("version") != SNAPSHOT_VERSION:
             raise ValueError(
-                f"snapshot version {data.get('version')!r} is not supported (this swarmscope reads version {SNAPSHOT_VERSION})"
+                f"snapshot version {data.get('version')!r} is not supported "
+                f"(this swarmscope reads version {SNAPSHOT_VERSION})"
             )
         return from_dict(cls, data)

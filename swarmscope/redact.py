@@ -78,13 +78,16 @@ _MAC = re.compile(r"(?<![0-9A-Fa-f:-])([0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(?:\2[0
 _PROC_ADDR = re.compile(r"(?<![0-9A-Za-z])([0-9A-Fa-f]{8}):([0-9A-Fa-f]{4})(?![0-9A-Za-z])")  # /proc/net/*: either case
 _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _URL_CRED = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+)(?::([^/\s@]*))?@")
-_KV_SECRET = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth|bearer)(\s*[=:]\s*|\s+)"
-                        r"(\"?)([^\s\"',;]{4,})")
+_KV_SECRET = re.compile(
+    r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth|bearer)(\s*[=:]\s*|\s+)"
+    r"(\"?)([^\s\"',;]{4,})"
+)
 _TOKEN_WORD = re.compile(
     r"(?<![A-Za-z0-9_\-])(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_\w{16,}|glpat-[\w-]{16,}|xox[abposr]-[\w-]{10,}"
     r"|(?:AKIA|ASIA)[A-Z0-9]{16}|eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*|sk-[A-Za-z0-9_-]{16,}"
     r"|(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z])(?=[A-Za-z0-9+/_-]*[0-9])[A-Za-z0-9+/_-]{24,}={0,2})"
-    r"(?![A-Za-z0-9_\-])")
+    r"(?![A-Za-z0-9_\-])"
+)
 #: quoted free text in iptables rules (comments, log prefixes) and the options that carry it
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _FREE_OPT = re.compile(r"(--comment|--log-prefix|--nflog-prefix)(\s+)([^\s\"]+)")
@@ -97,9 +100,16 @@ _TOKENISH = re.compile(
     r"^(?=.*[0-9])(?=.*[A-Za-z])[A-Za-z0-9+/=_\-.]{20,}$"  # long and mixed: a key, a password, a hash
 )
 
-_PRIVATE4 = [(ipaddress.ip_network(n), p) for n, p in
-             (("10.0.0.0/8", 8), ("172.16.0.0/12", 12), ("192.168.0.0/16", 16), ("100.64.0.0/10", 10),
-              ("169.254.0.0/16", 16))]
+_PRIVATE4 = [
+    (ipaddress.ip_network(n), p)
+    for n, p in (
+        ("10.0.0.0/8", 8),
+        ("172.16.0.0/12", 12),
+        ("192.168.0.0/16", 16),
+        ("100.64.0.0/10", 10),
+        ("169.254.0.0/16", 16),
+    )
+]
 _KEEP4 = [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "224.0.0.0/4")]
 _PUBLIC4_TO = 0xF0000000  # 240.0.0.0/4
 _KEEP6 = [ipaddress.ip_network(n) for n in ("ff00::/8",)]
@@ -124,9 +134,19 @@ OPTION = "option"  # an iptables option value: TEXT for --comment/--log-prefix/-
 
 FIELDS: dict[str, dict[str, str]] = {
     "Snapshot": {"schema": KEEP, "tool_version": KEEP, "collected_at": KEEP, "netns_dir": TEXT, "errors": TEXT},
-    "NodeInfo": {"hostname": TEXT, "kernel_release": TEXT, "node_id": TEXT, "node_addr": NONAME, "role": KEEP,
-                 "swarm_state": KEEP, "engine_version": KEEP, "api_version": KEEP, "engine_os": TEXT, "sysctls": NONAME,
-                 "firewall_backend": KEEP},
+    "NodeInfo": {
+        "hostname": TEXT,
+        "kernel_release": TEXT,
+        "node_id": TEXT,
+        "node_addr": NONAME,
+        "role": KEEP,
+        "swarm_state": KEEP,
+        "engine_version": KEEP,
+        "api_version": KEEP,
+        "engine_os": TEXT,
+        "sysctls": NONAME,
+        "firewall_backend": KEEP,
+    },
     "IpvsSupport": {"method": TEXT, "detail": TEXT},
     "IptablesBackend": {"engine_backend": KEEP, "method": TEXT, "other_backend": KEEP},
     "HostNamespace": {"routes": NONAME},
@@ -140,9 +160,19 @@ FIELDS: dict[str, dict[str, str]] = {
     "RuleMatch": {"module": KEEP},
     "Bridge": {"name": NONAME, "members": NONAME, "state": KEEP},
     "Listener": {"protocol": KEEP, "address": NONAME, "process": PROCESS},
-    "Namespace": {"name": TEXT, "path": TEXT, "kind": KEEP, "network_id": TEXT, "network_name": TEXT,
-                  "container_id": TEXT, "container_name": TEXT, "task_id": TEXT, "service_name": TEXT,
-                  "sysctls": NONAME, "errors": TEXT},
+    "Namespace": {
+        "name": TEXT,
+        "path": TEXT,
+        "kind": KEEP,
+        "network_id": TEXT,
+        "network_name": TEXT,
+        "container_id": TEXT,
+        "container_name": TEXT,
+        "task_id": TEXT,
+        "service_name": TEXT,
+        "sysctls": NONAME,
+        "errors": TEXT,
+    },
     "IpvsTable": {"source": KEEP, "reason": TEXT, "raw": RAW, "conns_reason": TEXT},
     "IpvsTimeouts": {"source": KEEP},
     "IpvsConnGroup": {"protocol": KEEP, "vaddr": NONAME, "daddr": NONAME, "state": KEEP},
@@ -153,32 +183,78 @@ FIELDS: dict[str, dict[str, str]] = {
     "LogMatch": {"kind": KEEP, "line": TEXT},
     "IpvsService": {"protocol": KEEP, "scheduler": KEEP, "address": NONAME, "flags": NONAME},
     "IpvsDest": {"address": NONAME, "forward": KEEP},
-    "DnsAnswer": {"service": TEXT, "network_id": TEXT, "network_name": TEXT, "query": TEXT, "namespace": TEXT,
-                  "status": KEEP, "answers": NONAME, "reason": TEXT},
+    "DnsAnswer": {
+        "service": TEXT,
+        "network_id": TEXT,
+        "network_name": TEXT,
+        "query": TEXT,
+        "namespace": TEXT,
+        "status": KEEP,
+        "answers": NONAME,
+        "reason": TEXT,
+    },
     "DockerView": {"reason": TEXT},
-    "Service": {"id": TEXT, "name": TEXT, "mode": KEEP, "endpoint_mode": KEEP, "networks": TEXT, "image": IMAGE,
-                "labels": LABELS, "update_state": KEEP},
+    "Service": {
+        "id": TEXT,
+        "name": TEXT,
+        "mode": KEEP,
+        "endpoint_mode": KEEP,
+        "networks": TEXT,
+        "image": IMAGE,
+        "labels": LABELS,
+        "update_state": KEEP,
+    },
     "PortSpec": {"protocol": KEEP, "publish_mode": KEEP},
     "ServiceVip": {"network_id": TEXT, "address": NONAME},
-    "Task": {"id": TEXT, "service_id": TEXT, "service_name": TEXT, "node_id": TEXT, "desired_state": KEEP,
-             "state": KEEP, "error": TEXT, "container_id": TEXT, "state_since": KEEP},
+    "Task": {
+        "id": TEXT,
+        "service_id": TEXT,
+        "service_name": TEXT,
+        "node_id": TEXT,
+        "desired_state": KEEP,
+        "state": KEEP,
+        "error": TEXT,
+        "container_id": TEXT,
+        "state_since": KEEP,
+    },
     "TaskAttachment": {"network_id": TEXT, "network_name": TEXT, "addresses": NONAME},
     "Network": {"id": TEXT, "name": TEXT, "driver": KEEP, "scope": KEEP, "subnets": NONAME, "gateways": NONAME},
     "NetworkContainer": {"key": TEXT, "name": TEXT, "endpoint_id": TEXT, "ipv4": NONAME},
     "NetworkService": {"name": TEXT, "vip": NONAME, "ports": NONAME},
     "NetworkTaskEndpoint": {"name": TEXT, "endpoint_id": TEXT, "endpoint_ip": NONAME, "host_ip": NONAME},
     "NetworkPeer": {"name": TEXT, "ip": NONAME},
-    "Container": {"id": TEXT, "name": TEXT, "sandbox_key": TEXT, "sandbox_id": TEXT, "service_id": TEXT,
-                  "service_name": TEXT, "task_id": TEXT, "state": KEEP, "started_at": KEEP},
+    "Container": {
+        "id": TEXT,
+        "name": TEXT,
+        "sandbox_key": TEXT,
+        "sandbox_id": TEXT,
+        "service_id": TEXT,
+        "service_name": TEXT,
+        "task_id": TEXT,
+        "state": KEEP,
+        "started_at": KEEP,
+    },
     "ContainerNet": {"network_id": TEXT, "network_name": TEXT, "ip_address": NONAME, "endpoint_id": TEXT},
-    "SwarmNode": {"id": TEXT, "hostname": TEXT, "role": KEEP, "state": KEEP, "availability": KEEP, "address": NONAME,
-                  "manager_reachability": KEEP, "engine_version": KEEP},
+    "SwarmNode": {
+        "id": TEXT,
+        "hostname": TEXT,
+        "role": KEEP,
+        "state": KEEP,
+        "availability": KEEP,
+        "address": NONAME,
+        "manager_reachability": KEEP,
+        "engine_version": KEEP,
+    },
     "Provenance": {"what": TEXT, "namespace": TEXT, "status": KEEP, "argv": TEXT, "reason": TEXT},
 }
 #: the keys of maps: kept unless declared here (sysctl names and table names are vocabulary)
-MAP_KEYS: dict[tuple[str, str], str] = {("Network", "services"): TEXT, ("Table", "chains"): NONAME,
-                                        ("IptablesDump", "tables"): KEEP, ("NodeInfo", "sysctls"): KEEP,
-                                        ("Namespace", "sysctls"): KEEP}
+MAP_KEYS: dict[tuple[str, str], str] = {
+    ("Network", "services"): TEXT,
+    ("Table", "chains"): NONAME,
+    ("IptablesDump", "tables"): KEEP,
+    ("NodeInfo", "sysctls"): KEEP,
+    ("Namespace", "sysctls"): KEEP,
+}
 #: a dump's failed_nodes entries (cluster/gather.py)
 FAILED_NODE: dict[str, str] = {"node": TEXT, "node_id": TEXT, "kind": KEEP, "reason": TEXT}
 
@@ -212,7 +288,14 @@ class Redactor:
         self._name_re: re.Pattern | None = None
         self._image_re: re.Pattern | None = None
         # what was actually substituted, for the owner's map
-        self.used: dict[str, dict[str, str]] = {"addresses": {}, "names": {}, "ids": {}, "macs": {}, "images": {}, "tokens": {}}
+        self.used: dict[str, dict[str, str]] = {
+            "addresses": {},
+            "names": {},
+            "ids": {},
+            "macs": {},
+            "images": {},
+            "tokens": {},
+        }
 
     # ------------------------------------------------------------------ keyed primitives
 
@@ -373,7 +456,12 @@ class Redactor:
         parts = v.split(".")
         if len(parts) >= 3 and parts[0] in services:
             return  # <service>.<slot|node id>.<task id>: the parts are mapped on their own
-        if v in KEEP_NAMES or v.startswith(("gateway_", "lb-", "lb_")) or v.endswith("-endpoint") or v.endswith("-sbox"):
+        if (
+            v in KEEP_NAMES
+            or v.startswith(("gateway_", "lb-", "lb_"))
+            or v.endswith("-endpoint")
+            or v.endswith("-sbox")
+        ):
             return  # names Docker gives its own endpoints, made of ids and network names
         self._register_name("ctr", v)
 
@@ -389,7 +477,9 @@ class Redactor:
         registry = None
         if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
             registry = parts.pop(0)
-        official = registry in (None, "docker.io", "index.docker.io") and (len(parts) == 1 or (len(parts) == 2 and parts[0] == "library"))
+        official = registry in (None, "docker.io", "index.docker.io") and (
+            len(parts) == 1 or (len(parts) == 2 and parts[0] == "library")
+        )
         if official:
             new = "/".join(parts)
         else:
@@ -520,9 +610,15 @@ class Redactor:
                 self._names[v] = f"{kind}-{i}.invalid" if kind in ("registry", "domain") else f"{kind}-{i}"
         self._pending.clear()
         alts = sorted(self._names, key=len, reverse=True)
-        self._name_re = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, alts)) + r")(?![A-Za-z0-9])") if alts else None
+        self._name_re = (
+            re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, alts)) + r")(?![A-Za-z0-9])") if alts else None
+        )
         imgs = sorted(self._images, key=len, reverse=True)
-        self._image_re = re.compile(r"(?<![A-Za-z0-9./:@-])(" + "|".join(map(re.escape, imgs)) + r")(?![A-Za-z0-9/:@])") if imgs else None
+        self._image_re = (
+            re.compile(r"(?<![A-Za-z0-9./:@-])(" + "|".join(map(re.escape, imgs)) + r")(?![A-Za-z0-9/:@])")
+            if imgs
+            else None
+        )
 
     def name(self, value: str) -> str:
         """The substitute of a name (service, network, node...), or the name itself when it is kept."""
@@ -543,8 +639,13 @@ class Redactor:
         if names and self._name_re is not None:
             s = self._name_re.sub(lambda m: self.name(m.group(1)), s)
         if "." in s:
-            s = _IPV4.sub(lambda m: self.cidr(m.group(1), int(m.group(2)) if m.group(2) else None, 4)
-                          + (f"/{m.group(2)}" if m.group(2) else ""), s)
+            s = _IPV4.sub(
+                lambda m: (
+                    self.cidr(m.group(1), int(m.group(2)) if m.group(2) else None, 4)
+                    + (f"/{m.group(2)}" if m.group(2) else "")
+                ),
+                s,
+            )
         if s.count(":") >= 2 or s.count("-") >= 5:
             s = _MAC.sub(lambda m: self.mac(m.group(1)), s)
         if s.count(":") >= 2:
@@ -578,7 +679,9 @@ class Redactor:
     def secrets(self, s: str) -> str:
         """E-mail addresses, credentials in URLs, ``password=...``-style values and token-like words."""
         if "@" in s:
-            s = _URL_CRED.sub(lambda m: m.group(1) + ("redacted:redacted@" if m.group(3) is not None else "redacted@"), s)
+            s = _URL_CRED.sub(
+                lambda m: m.group(1) + ("redacted:redacted@" if m.group(3) is not None else "redacted@"), s
+            )
             s = _EMAIL.sub(lambda m: self._email(m.group(0)), s)
         s = _KV_SECRET.sub(lambda m: m.group(1) + m.group(2) + m.group(3) + self.token(m.group(4)), s)
         return _TOKEN_WORD.sub(lambda m: m.group(0) if m.group(0).startswith("token-") else self.token(m.group(0)), s)
@@ -667,9 +770,13 @@ class Redactor:
         if isinstance(value, dict):
             vt = (typing.get_args(tp) or (str, Any))[1] if origin is dict else Any
             if how == LABELS:
-                return {self.label_key(k): self.label_value(k, v) if isinstance(v, str) else v for k, v in value.items()}
-            return {(self._apply(keys, k) if isinstance(k, str) else k): self._walk(vt, v, how, keys, sibling)
-                    for k, v in value.items()}
+                return {
+                    self.label_key(k): self.label_value(k, v) if isinstance(v, str) else v for k, v in value.items()
+                }
+            return {
+                (self._apply(keys, k) if isinstance(k, str) else k): self._walk(vt, v, how, keys, sibling)
+                for k, v in value.items()
+            }
         if isinstance(value, str):
             return self._apply(how, value, sibling)
         return value
@@ -690,8 +797,12 @@ class Redactor:
             if not isinstance(f, dict):
                 out.append(self.tree(f))
                 continue
-            out.append({k: self._apply(FAILED_NODE.get(k, TEXT), v) if isinstance(v, str) else self.tree(v)
-                        for k, v in f.items()})
+            out.append(
+                {
+                    k: self._apply(FAILED_NODE.get(k, TEXT), v) if isinstance(v, str) else self.tree(v)
+                    for k, v in f.items()
+                }
+            )
         return out
 
     # ------------------------------------------------------------------ trees
@@ -729,8 +840,13 @@ class Redactor:
         }
 
 
-def redact_snapshots(snaps: list[Snapshot], keep_names: bool = False, seed: str | None = None,
-                     key: bytes | None = None, failed_nodes: list | None = None) -> tuple[list[Snapshot], Redactor]:
+def redact_snapshots(
+    snaps: list[Snapshot],
+    keep_names: bool = False,
+    seed: str | None = None,
+    key: bytes | None = None,
+    failed_nodes: list | None = None,
+) -> tuple[list[Snapshot], Redactor]:
     r = Redactor(key=key, keep_names=keep_names, seed=seed).learn(snaps, failed_nodes)
     return [r.snapshot(s) for s in snaps], r
 
@@ -751,8 +867,10 @@ def write_map(path: str, redactor: Redactor) -> None:
     except OSError as exc:
         raise SwarmscopeError(f"cannot write {path}: {exc.strerror}") from None
     if st is not None and stat.S_ISLNK(st.st_mode):
-        raise UsageError(f"--redact-map {path} is a symbolic link: give the path of a regular file (the map is never "
-                         "written through a link)")
+        raise UsageError(
+            f"--redact-map {path} is a symbolic link: give the path of a regular file (the map is never "
+            "written through a link)"
+        )
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise UsageError(f"--redact-map {path} exists and is not a regular file")
     directory = os.path.dirname(os.path.abspath(path))

@@ -90,7 +90,16 @@ def dump_schema() -> dict:
                         "reason": {"type": "string"},
                         "node_id": {"type": ["string", "null"]},
                         "kind": {
-                            "enum": ["down", "drained", "image-missing", "rejected", "failed", "timeout", "output", None],
+                            "enum": [
+                                "down",
+                                "drained",
+                                "image-missing",
+                                "rejected",
+                                "failed",
+                                "timeout",
+                                "output",
+                                None,
+                            ],
                             "description": "why the node did not answer (cluster gathering)",
                         },
                         "task_state": {"type": "string", "description": "the gather task's last state"},

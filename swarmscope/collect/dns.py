@@ -35,7 +35,9 @@ def _answer(resp) -> tuple[str, list[str], str | None]:
     return ("ok" if answers else "noanswer"), answers, None
 
 
-def ask_many(names: list[str], timeout: float, resolver: str = RESOLVER, port: int = 53) -> list[tuple[str, list[str], str | None, float]]:
+def ask_many(
+    names: list[str], timeout: float, resolver: str = RESOLVER, port: int = 53
+) -> list[tuple[str, list[str], str | None, float]]:
     """(status, sorted A answers with any duplicates kept, reason, duration_ms) per name, asked concurrently."""
     import dns.exception
     import dns.flags
@@ -114,7 +116,9 @@ def ask_all(questions: list[tuple[str, str, str]], namespace: str, timeout: floa
     """questions: (service name, network id, network name); asks <svc> and tasks.<svc>, all at once."""
     asked = [(q, query) for q in questions for query in (q[0], f"tasks.{q[0]}")]
     out = []
-    for ((service, net_id, net_name), query), (status, answers, reason, ms) in zip(asked, ask_many([a[1] for a in asked], timeout), strict=True):
+    for ((service, net_id, net_name), query), (status, answers, reason, ms) in zip(
+        asked, ask_many([a[1] for a in asked], timeout), strict=True
+    ):
         out.append(
             DnsAnswer(
                 service=service,

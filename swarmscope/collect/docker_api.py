@@ -64,7 +64,8 @@ def describe_connect_error(host: str, exc: Exception) -> str:
     if path and not os.path.exists(path):
         return f"no Docker socket at {path}: is dockerd running? point swarmscope at it with -H/--host or DOCKER_HOST"
     if "Permission denied" in text or "PermissionError" in text:
-        return f"permission denied on the Docker socket {path or host}: run as root (sudo) or as a member of the docker group"
+        return (f"permission denied on the Docker socket {path or host}: "
+                "run as root (sudo) or as a member of the docker group")
     if "timed out" in text.lower() or "timeout" in text.lower():
         return f"the Docker API at {host} did not answer in time (raise --docker-timeout, or check dockerd)"
     return f"cannot reach the Docker API at {host}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
@@ -103,7 +104,8 @@ def engine_info(api) -> EngineInfo:
         os=info.get("OperatingSystem"),
         kernel=info.get("KernelVersion"),
         firewall_backend=((info.get("FirewallBackend") or {}).get("Driver") or None)
-        if isinstance(info.get("FirewallBackend"), dict) else None,
+        if isinstance(info.get("FirewallBackend"), dict)
+        else None,
     )
 
 
@@ -150,7 +152,10 @@ def norm_service(raw: dict) -> Service:
         )
         for p in (endpoint.get("Ports") or ep_spec.get("Ports") or [])
     ]
-    vips = [ServiceVip(network_id=v.get("NetworkID", ""), address=v.get("Addr", "")) for v in endpoint.get("VirtualIPs") or []]
+    vips = [
+        ServiceVip(network_id=v.get("NetworkID", ""), address=v.get("Addr", ""))
+        for v in endpoint.get("VirtualIPs") or []
+    ]
     template = spec.get("TaskTemplate") or {}
     nets = [n.get("Target") for n in (template.get("Networks") or spec.get("Networks") or []) if n.get("Target")]
     image = (template.get("ContainerSpec") or {}).get("Image")
@@ -210,7 +215,11 @@ def norm_network(raw: dict, verbose: bool) -> Network:
     ipam = raw.get("IPAM") or {}
     cfg = ipam.get("Config") or []
     opts = raw.get("Options") or {}
-    vxlan = [int(x) for x in (opts.get("com.docker.network.driver.overlay.vxlanid_list") or "").split(",") if x.strip().isdigit()]
+    vxlan = [
+        int(x)
+        for x in (opts.get("com.docker.network.driver.overlay.vxlanid_list") or "").split(",")
+        if x.strip().isdigit()
+    ]
     containers = [
         NetworkContainer(key=k, name=v.get("Name"), endpoint_id=v.get("EndpointID"), ipv4=v.get("IPv4Address") or None)
         for k, v in (raw.get("Containers") or {}).items()
@@ -299,8 +308,13 @@ def norm_node(raw: dict) -> SwarmNode:
 # collection
 
 
-def collect_view(api, info: EngineInfo, rec: Recorder, only_networks: set[str] | None = None,
-                 skip_containers: frozenset[str] = frozenset()) -> DockerView:
+def collect_view(
+    api,
+    info: EngineInfo,
+    rec: Recorder,
+    only_networks: set[str] | None = None,
+    skip_containers: frozenset[str] = frozenset(),
+) -> DockerView:
     """Read the API view; a failing call is recorded and the rest goes on. ``only_networks``: inspect
     only these networks and skip the nodes (the second look); ``skip_containers``: ids not inspected again."""
     view = DockerView()
@@ -328,20 +342,26 @@ def collect_view(api, info: EngineInfo, rec: Recorder, only_networks: set[str] |
             view.nodes = [norm_node(n) for n in call("nodes", api.nodes, [])]
     elif only_networks is None:
         for what in ("services", "tasks", "nodes"):
-            rec.skipped(f"docker:{what}", "host", "this node is a worker: only managers can list services, tasks and nodes")
+            rec.skipped(
+                f"docker:{what}", "host", "this node is a worker: only managers can list services, tasks and nodes"
+            )
 
     for n in call("networks", api.networks, []):
         nid = n.get("Id", "")
         if only_networks is not None and nid not in only_networks:
             continue
         if n.get("Driver") == "overlay" or n.get("Name") == "docker_gwbridge":
-            raw = call(f"network inspect -v {n.get('Name')}", lambda nid=nid: api.inspect_network(nid, verbose=True), None)
+            raw = call(
+                f"network inspect -v {n.get('Name')}", lambda nid=nid: api.inspect_network(nid, verbose=True), None
+            )
             if raw is not None:
                 view.networks.append(norm_network(raw, verbose=True))
                 continue
         view.networks.append(norm_network(n, verbose=False))
 
-    listed = [c for c in call("containers", lambda: api.containers(all=False), []) if c.get("Id") not in skip_containers]
+    listed = [
+        c for c in call("containers", lambda: api.containers(all=False), []) if c.get("Id") not in skip_containers
+    ]
 
     def inspect(c: dict):
         return call(f"container inspect {c.get('Id', '')[:12]}", lambda: api.inspect_container(c["Id"]), None)
@@ -449,5 +469,6 @@ def second_look(api, info: EngineInfo, view: DockerView, network_ids: set[str], 
 
 def collect_view_parts(api, info: EngineInfo, rec: Recorder, network_ids: set[str], view: DockerView) -> DockerView:
     """The tasks (a manager), the networks ``network_ids`` (verbose) and the containers not yet inspected."""
-    return collect_view(api, info, rec, only_networks=network_ids,
-                        skip_containers=frozenset(c.id for c in view.containers))
+    return collect_view(
+        api, info, rec, only_networks=network_ids, skip_containers=frozenset(c.id for c in view.containers)
+    )

@@ -36,7 +36,9 @@ PATTERNS: dict[str, re.Pattern] = {
     "ipvs-family": re.compile(r"could not get ipvs family information from the kernel", re.I),
     "no-ipvs-match": re.compile(r"couldn't load match [`'\"]?ipvs", re.I),
     "vs-conntrack": re.compile(r"/proc/sys/net/ipv4/vs/conntrack", re.I),
-    "fwmark-failed": re.compile(r"failed to add firewall mark rule|reexec failed: exit status 8|set up rule failed", re.I),
+    "fwmark-failed": re.compile(
+        r"failed to add firewall mark rule|reexec failed: exit status 8|set up rule failed", re.I
+    ),
     "no-lb-ip": re.compile(r"failed to find a load balancer ip to use for network", re.I),
     "ipvs-service-failed": re.compile(r"failed to create a new service for vip", re.I),
     "real-server-failed": re.compile(r"failed to create real server", re.I),
@@ -83,9 +85,13 @@ def read_journal(rec: Recorder) -> DockerdLog:
         reason = "not a systemd-booted host (no /run/systemd/system): no journal to read"
         rec.skipped("dockerd log (journal)", "host", reason, JOURNAL_ARGV)
         return DockerdLog(source=source, available=False, reason=reason)
-    unit = rec.run("docker.service unit", "host", ["systemctl", "show", "--property=LoadState", "--value", "docker.service"])
+    unit = rec.run(
+        "docker.service unit", "host", ["systemctl", "show", "--property=LoadState", "--value", "docker.service"]
+    )
     if unit.ok and unit.stdout.strip() != "loaded":
-        reason = f"docker.service is not a loaded unit here ({unit.stdout.strip() or 'unknown'}): pass --dockerd-log FILE"
+        reason = (
+            f"docker.service is not a loaded unit here ({unit.stdout.strip() or 'unknown'}): pass --dockerd-log FILE"
+        )
         return DockerdLog(source=source, available=False, reason=reason)
     res = rec.run("dockerd log (journal)", "host", JOURNAL_ARGV)
     if not res.ok:

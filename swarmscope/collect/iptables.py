@@ -62,12 +62,14 @@ def legacy_skip_reason(names_file: str = LEGACY_NAMES) -> str | None:
         with open(names_file, "rb") as fh:
             text = fh.read()
     except FileNotFoundError:
-        return "no legacy tables: ip_tables is not loaded (no /proc/net/ip_tables_names), iptables-legacy-save would print nothing"
+        return ("no legacy tables: ip_tables is not loaded (no /proc/net/ip_tables_names), "
+                "iptables-legacy-save would print nothing")
     except OSError:
         return None  # cannot tell: read it
     if text.strip():
         return None
-    return "no legacy tables in this namespace (/proc/net/ip_tables_names is empty), iptables-legacy-save would print nothing"
+    return ("no legacy tables in this namespace (/proc/net/ip_tables_names is empty), "
+            "iptables-legacy-save would print nothing")
 
 
 def read_both(rec: Recorder, namespace: str) -> dict[str, IptablesDump]:
@@ -96,13 +98,24 @@ def read_both(rec: Recorder, namespace: str) -> dict[str, IptablesDump]:
             continue
         if rc != 0:
             reason = (text.strip().splitlines() or [f"exit code {rc}"])[-1][:300]
-            rec.add(Provenance(what=what, namespace=namespace, status="failed", argv=[what], exit_code=rc, reason=reason))
+            rec.add(
+                Provenance(what=what, namespace=namespace, status="failed", argv=[what], exit_code=rc, reason=reason)
+            )
             dumps[b] = IptablesDump(backend=b, available=False, reason=reason, raw=text)
             continue
         try:
             dump = parse_iptables_save(text, backend=b)
         except ParseError as exc:
-            rec.add(Provenance(what=what, namespace=namespace, status="failed", argv=[what], exit_code=rc, reason=f"parse error: {exc}"))
+            rec.add(
+                Provenance(
+                    what=what,
+                    namespace=namespace,
+                    status="failed",
+                    argv=[what],
+                    exit_code=rc,
+                    reason=f"parse error: {exc}",
+                )
+            )
             dumps[b] = IptablesDump(backend=b, available=False, reason=f"could not parse the output: {exc}", raw=text)
             continue
         rec.add(Provenance(what=what, namespace=namespace, status="ok", argv=[what], exit_code=rc))
@@ -115,7 +128,11 @@ def _parse(rec: Recorder, namespace: str, text: str, backend: str) -> IptablesDu
         return parse_iptables_save(text, backend=backend)
     except ParseError as exc:
         what = f"iptables-{backend}-save"
-        rec.add(Provenance(what=what, namespace=namespace, status="failed", argv=[what], exit_code=0, reason=f"parse error: {exc}"))
+        rec.add(
+            Provenance(
+                what=what, namespace=namespace, status="failed", argv=[what], exit_code=0, reason=f"parse error: {exc}"
+            )
+        )
         return IptablesDump(backend=backend, available=False, reason=f"could not parse the output: {exc}", raw=text)
 
 
@@ -126,8 +143,12 @@ def _read_nft_only(rec: Recorder, namespace: str, legacy_reason: str) -> dict[st
     if res.status == "ok":
         nft = _parse(rec, namespace, res.stdout, "nft")
     else:
-        nft = IptablesDump(backend="nft", available=False, reason=res.reason,
-                           raw=res.stdout + res.stderr if res.exit_code is not None else "")
+        nft = IptablesDump(
+            backend="nft",
+            available=False,
+            reason=res.reason,
+            raw=res.stdout + res.stderr if res.exit_code is not None else "",
+        )
     return {"nft": nft, "legacy": parse_iptables_save("", backend="legacy")}
 
 

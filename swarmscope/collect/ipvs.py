@@ -17,7 +17,8 @@ from swarmscope.errors import ParseError
 from swarmscope.model import IpvsDest, IpvsService, IpvsSupport, IpvsTable
 from swarmscope.parse.ipvs import parse_ipvsadm_list, parse_proc_ip_vs
 
-NO_IPVS = "the kernel has no ip_vs (no IPVS generic netlink family, no /proc/net/ip_vs): swarm cannot program its load balancers"
+NO_IPVS = ("the kernel has no ip_vs (no IPVS generic netlink family, no /proc/net/ip_vs): "
+           "swarm cannot program its load balancers")
 
 _FWD = {0: "Masq", 1: "Local", 2: "Tunnel", 3: "Route", 4: "Bypass"}  # IP_VS_CONN_F_FWD_MASK values
 _PROTO = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", 132: "sctp"}
@@ -143,8 +144,12 @@ def read_timeouts(rec: Recorder, namespace: str, table: IpvsTable) -> None:
         return
     if not os.path.exists("/proc/thread-self/net/ip_vs"):
         # ipvsadm runs `modprobe ip_vs` when the kernel does not know the family: never where it is not loaded
-        rec.skipped("ipvsadm -L --timeout", namespace, "ip_vs is not loaded here (no /proc/net/ip_vs)",
-                    ["ipvsadm", "-L", "--timeout"])
+        rec.skipped(
+            "ipvsadm -L --timeout",
+            namespace,
+            "ip_vs is not loaded here (no /proc/net/ip_vs)",
+            ["ipvsadm", "-L", "--timeout"],
+        )
         return
     res = rec.run("ipvsadm -L --timeout", namespace, ["ipvsadm", "-L", "--timeout"])
     if res.ok:

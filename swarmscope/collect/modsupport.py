@@ -36,7 +36,9 @@ def _index_has(path: str, name: str) -> bool | None:
     return False
 
 
-def module_state(name: str, release: str, sys_module: str = "/sys/module", lib_modules: str = "/lib/modules") -> KernelModule:
+def module_state(
+    name: str, release: str, sys_module: str = "/sys/module", lib_modules: str = "/lib/modules"
+) -> KernelModule:
     d = os.path.join(sys_module, name)
     if os.path.isdir(d):
         try:
@@ -108,6 +110,10 @@ def xtables_extension(name: str, dirs: list[str] | None = None) -> XtablesExtens
         if os.path.exists(p):
             return XtablesExtension(name, True, p, "found")
     if not with_ext:
-        return XtablesExtension(name, None, ", ".join(dirs) or None,
-                                "no xtables directory with extensions found (a static build cannot be judged)")
+        return XtablesExtension(
+            name,
+            None,
+            ", ".join(dirs) or None,
+            "no xtables directory with extensions found (a static build cannot be judged)",
+        )
     return XtablesExtension(name, False, ", ".join(with_ext), f"no libxt_{name}.so in {', '.join(with_ext)}")

@@ -166,7 +166,8 @@ def _collect_namespace(
         _ask_dns(ns, rec, opts, questions, dns_out)
 
 
-def _ask_dns(ns: Namespace, rec: Recorder, opts: CollectOptions, questions: list[tuple[str, str, str]], dns_out: list) -> None:
+def _ask_dns(ns: Namespace, rec: Recorder, opts: CollectOptions, questions: list[tuple[str, str, str]],
+             dns_out: list) -> None:
     """Inside the namespace: its questions to the embedded resolver, all at once."""
     with _soft(ns, "dns"), rec.step(f"dns {len(questions) * 2} queries to 127.0.0.11", ns.name) as step:
         answers = ask_all(questions, ns.name, opts.dns_timeout)
@@ -321,9 +322,16 @@ def collect(opts: CollectOptions) -> Snapshot:
     askers = [ns for ns in namespaces if ns.name in plan and not (ns.stale or ns.vanished)]
     if askers:
         with ThreadPoolExecutor(max_workers=min(len(askers), max(1, opts.workers))) as dns_pool:
-            list(dns_pool.map(lambda ns: enter(
-                ns, lambda: _ask_dns(ns, rec, opts, plan[ns.name], dns_out),
-                opts.dns_timeout * 2 * len(plan[ns.name]) + 5), askers))
+            list(
+                dns_pool.map(
+                    lambda ns: enter(
+                        ns,
+                        lambda: _ask_dns(ns, rec, opts, plan[ns.name], dns_out),
+                        opts.dns_timeout * 2 * len(plan[ns.name]) + 5,
+                    ),
+                    askers,
+                )
+            )
     if api is not None:
         try:
             _second_look(api, info, view, dns_out, rec, errors)

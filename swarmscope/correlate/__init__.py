@@ -19,4 +19,6 @@ def analyze(snapshots: list[Snapshot]) -> Analysis:
     corroborate(cluster, findings)  # dockerd's own log lines, as evidence of the findings they explain
     for _, _, _, np in ctx.node_paths():  # judged again now that each bad hop's findings are known
         verdict(np, hop_breaks)
-    return Analysis(services=paths, findings=findings, nodes=[n.name for n in cluster.nodes], api_source=cluster.api_source)
+    return Analysis(
+        services=paths, findings=findings, nodes=[n.name for n in cluster.nodes], api_source=cluster.api_source
+    )

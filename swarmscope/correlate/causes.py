@@ -25,11 +25,22 @@ LOG_CORROBORATES: dict[str, set[str]] = {
     "ipvs-family": {"kernel.no-ipvs"},
     "no-ipvs-match": {"iptables.no-ipvs-match", "ingress.snat-missing", "vip.snat-missing"},
     "vs-conntrack": {"kernel.ipvs-no-conntrack"},
-    "fwmark-failed": {"iptables.no-ipvs-match", "kernel.netfilter-module-missing", "kernel.ipvs-no-conntrack",
-                      "ingress.mark-missing", "ingress.vip-mark-missing", "vip.mark-missing", "ingress.snat-missing",
-                      "vip.snat-missing"},
+    "fwmark-failed": {
+        "iptables.no-ipvs-match",
+        "kernel.netfilter-module-missing",
+        "kernel.ipvs-no-conntrack",
+        "ingress.mark-missing",
+        "ingress.vip-mark-missing",
+        "vip.mark-missing",
+        "ingress.snat-missing",
+        "vip.snat-missing",
+    },
     "no-lb-ip": {"ingress.sandbox-incomplete", "lb.namespace-missing"},
-    "ipvs-service-failed": {"kernel.ipvs-scheduler-missing", "ingress.ipvs-service-missing", "vip.ipvs-service-missing"},
+    "ipvs-service-failed": {
+        "kernel.ipvs-scheduler-missing",
+        "ingress.ipvs-service-missing",
+        "vip.ipvs-service-missing",
+    },
     "real-server-failed": {"kernel.ipvs-scheduler-missing", "ipvs.backend-missing"},
 }
 MAX_LOG_EVIDENCE = 3
@@ -59,16 +70,26 @@ def _sandboxes(n: NodeCtx):
 def _has_mark_rule(n: NodeCtx) -> bool:
     for ns in _sandboxes(n):
         d = ns.iptables
-        if d is not None and d.available and any(r.target == "MARK" for c in ("PREROUTING", "INPUT")
-                                                   for r in d.table("mangle").rules(c)):
+        if (
+            d is not None
+            and d.available
+            and any(r.target == "MARK" for c in ("PREROUTING", "INPUT") for r in d.table("mangle").rules(c))
+        ):
             return True
     return False
 
 
 def _has_nat_rule(n: NodeCtx) -> bool:
     d = n.snap.host.iptables
-    return d is not None and d.available and any(r.target in ("DNAT", "SNAT", "REDIRECT", "MASQUERADE")
-                                                 for c in d.table("nat").chains.values() for r in c.rules)
+    return (
+        d is not None
+        and d.available
+        and any(
+            r.target in ("DNAT", "SNAT", "REDIRECT", "MASQUERADE")
+            for c in d.table("nat").chains.values()
+            for r in c.rules
+        )
+    )
 
 
 def _has_rr_service(n: NodeCtx) -> bool:
@@ -79,24 +100,35 @@ def _has_rr_service(n: NodeCtx) -> bool:
 # modules present but unusable, and iptables without the ipvs match
 
 
-@check("kernel.ipvs-scheduler-missing", Severity.ERROR, "ip_vs is loaded but its round-robin scheduler (ip_vs_rr) is not available",
-       "dockerd creates every IPVS service with the rr scheduler; without ip_vs_rr (not loaded, not built in, no module "
-       "on disk) each 'Failed to create a new service for vip' and the real servers never appear. Install the kernel's "
-       "modules package that matches `uname -r` (ip_vs_rr.ko lives beside ip_vs.ko) or use a kernel built with "
-       "CONFIG_IP_VS_RR, then `modprobe ip_vs_rr` and restart dockerd.")
+@check(
+    "kernel.ipvs-scheduler-missing",
+    Severity.ERROR,
+    "ip_vs is loaded but its round-robin scheduler (ip_vs_rr) is not available",
+    "dockerd creates every IPVS service with the rr scheduler; without ip_vs_rr (not loaded, not built in, no module "
+    "on disk) each 'Failed to create a new service for vip' and the real servers never appear. Install the kernel's "
+    "modules package that matches `uname -r` (ip_vs_rr.ko lives beside ip_vs.ko) or use a kernel built with "
+    "CONFIG_IP_VS_RR, then `modprobe ip_vs_rr` and restart dockerd.",
+)
 def check_scheduler_missing(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         m, ipvs = _module(n, "ip_vs_rr"), n.snap.node.ip_vs
         if ipvs is None or not _ipvs_usable(n) or m is None or m.state != "absent" or _has_rr_service(n):
             continue
-        yield Hit([n.name], detail=f"ip_vs_rr absent on kernel {n.snap.node.kernel_release}",
-                  evidence=[f"ip_vs: {ipvs.method}", f"ip_vs_rr: {m.how}"] + _log_lines(n, "kernel.ipvs-scheduler-missing"))
+        yield Hit(
+            [n.name],
+            detail=f"ip_vs_rr absent on kernel {n.snap.node.kernel_release}",
+            evidence=[f"ip_vs: {ipvs.method}", f"ip_vs_rr: {m.how}"] + _log_lines(n, "kernel.ipvs-scheduler-missing"),
+        )
 
 
-@check("kernel.netfilter-module-missing", Severity.ERROR, "a netfilter module the mesh's rules need is not available (xt_mark, nf_nat)",
-       "dockerd's MARK rules need xt_mark and its DNAT/SNAT/REDIRECT rules need nf_nat; the module is neither loaded, "
-       "built in nor on disk, so those rules cannot be added. Install the kernel modules package matching `uname -r` "
-       "(or a kernel with CONFIG_NETFILTER_XT_MARK / CONFIG_NF_NAT), then restart dockerd.")
+@check(
+    "kernel.netfilter-module-missing",
+    Severity.ERROR,
+    "a netfilter module the mesh's rules need is not available (xt_mark, nf_nat)",
+    "dockerd's MARK rules need xt_mark and its DNAT/SNAT/REDIRECT rules need nf_nat; the module is neither loaded, "
+    "built in nor on disk, so those rules cannot be added. Install the kernel modules package matching `uname -r` "
+    "(or a kernel with CONFIG_NETFILTER_XT_MARK / CONFIG_NF_NAT), then restart dockerd.",
+)
 def check_netfilter_module_missing(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         if not _ipvs_usable(n):
@@ -104,17 +136,24 @@ def check_netfilter_module_missing(ctx: Ctx) -> Iterator[Hit]:
         for name, proven in (("xt_mark", _has_mark_rule), ("nf_nat", _has_nat_rule)):
             m = _module(n, name)
             if m is not None and m.state == "absent" and not proven(n):
-                yield Hit([n.name], detail=f"{name} absent on kernel {n.snap.node.kernel_release}",
-                          evidence=[f"{name}: {m.how}"] + _log_lines(n, "kernel.netfilter-module-missing"))
+                yield Hit(
+                    [n.name],
+                    detail=f"{name} absent on kernel {n.snap.node.kernel_release}",
+                    evidence=[f"{name}: {m.how}"] + _log_lines(n, "kernel.netfilter-module-missing"),
+                )
 
 
-@check("iptables.no-ipvs-match", Severity.ERROR, "iptables cannot use the `ipvs` match: dockerd's SNAT rule cannot be added",
-       "dockerd adds `-t nat -A POSTROUTING -m ipvs --ipvs -d <subnet> -j SNAT` in each load-balancer sandbox; "
-       "without the match (userspace libxt_ipvs.so in the xtables directory, kernel module xt_ipvs) iptables fails with "
-       "\"Couldn't load match `ipvs'\", the SNAT rule and the VIP's MARK rule are never added and the IPVS service is not "
-       "created. Install what is missing (the distribution's full iptables package, e.g. `iptables` rather than a "
-       "minimal build; the kernel modules package for `uname -r` or CONFIG_IP_VS_XT / CONFIG_NETFILTER_XT_MATCH_IPVS), "
-       "then restart dockerd.")
+@check(
+    "iptables.no-ipvs-match",
+    Severity.ERROR,
+    "iptables cannot use the `ipvs` match: dockerd's SNAT rule cannot be added",
+    "dockerd adds `-t nat -A POSTROUTING -m ipvs --ipvs -d <subnet> -j SNAT` in each load-balancer sandbox; "
+    "without the match (userspace libxt_ipvs.so in the xtables directory, kernel module xt_ipvs) iptables fails with "
+    "\"Couldn't load match `ipvs'\", the SNAT rule and the VIP's MARK rule are never added and the IPVS service is not "
+    "created. Install what is missing (the distribution's full iptables package, e.g. `iptables` rather than a "
+    "minimal build; the kernel modules package for `uname -r` or CONFIG_IP_VS_XT / CONFIG_NETFILTER_XT_MATCH_IPVS), "
+    "then restart dockerd.",
+)
 def check_no_ipvs_match(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         if not _ipvs_usable(n):
@@ -133,8 +172,11 @@ def check_no_ipvs_match(ctx: Ctx) -> Iterator[Hit]:
         if ext is not None and ext.found is False:
             why.append(f"userspace: {ext.how}")
         if why:
-            yield Hit([n.name], detail="; ".join(w.split(":", 1)[0] + " side missing" for w in why),
-                      evidence=why + [f"no ipvs SNAT rule in {', '.join(lacking)}"] + _log_lines(n, "iptables.no-ipvs-match"))
+            yield Hit(
+                [n.name],
+                detail="; ".join(w.split(":", 1)[0] + " side missing" for w in why),
+                evidence=why + [f"no ipvs SNAT rule in {', '.join(lacking)}"] + _log_lines(n, "iptables.no-ipvs-match"),
+            )
 
 
 # --------------------------------------------------------------------------
@@ -166,21 +208,31 @@ def _service_for(cl: Cluster, ns, vaddr: str, vport: int) -> str | None:
     if ns.kind == NsKind.LB:
         for s in cl.services:
             for v in s.vips:
-                if strip_prefix(v.address) == vaddr and (not ns.network_id or v.network_id.startswith(ns.network_id)
-                                                          or ns.network_id.startswith(v.network_id)):
+                if strip_prefix(v.address) == vaddr and (
+                    not ns.network_id
+                    or v.network_id.startswith(ns.network_id)
+                    or ns.network_id.startswith(v.network_id)
+                ):
                     return s.name
     for s in cl.services:
-        if any(p.published_port == vport and p.publish_mode == "ingress" for p in s.ports) and ns.kind == NsKind.INGRESS_SBOX:
+        if (
+            any(p.published_port == vport and p.publish_mode == "ingress" for p in s.ports)
+            and ns.kind == NsKind.INGRESS_SBOX
+        ):
             return s.name
     return None
 
 
-@check("ipvs.conn-stale-udp", Severity.WARNING, "IPVS keeps UDP connection entries to an address no task has",
-       "UDP 'connections' through the VIP or published port stick to their real server until they idle out for the "
-       "udp timeout (300 s by default): a client that keeps sending from the same source port (DNS forwarders, syslog, "
-       "statsd, VoIP) keeps sending to a task that is gone. The kernel drops such entries when the real server is "
-       "removed only with net.ipv4.vs.expire_nodest_conn=1 (dockerd sets it in the sandbox; see ipvs.sysctl-unexpected); "
-       "restart the client (a new source port gets a new entry) or stop it for longer than the udp timeout.")
+@check(
+    "ipvs.conn-stale-udp",
+    Severity.WARNING,
+    "IPVS keeps UDP connection entries to an address no task has",
+    "UDP 'connections' through the VIP or published port stick to their real server until they idle out for the "
+    "udp timeout (300 s by default): a client that keeps sending from the same source port (DNS forwarders, syslog, "
+    "statsd, VoIP) keeps sending to a task that is gone. The kernel drops such entries when the real server is "
+    "removed only with net.ipv4.vs.expire_nodest_conn=1 (dockerd sets it in the sandbox; see ipvs.sysctl-unexpected); "
+    "restart the client (a new source port gets a new entry) or stop it for longer than the udp timeout.",
+)
 def check_conn_stale_udp(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
     for n in cl.nodes:
@@ -197,23 +249,34 @@ def check_conn_stale_udp(ctx: Ctx) -> Iterator[Hit]:
                     stale.setdefault((_service_for(cl, ns, g.vaddr, g.vport), g.daddr), []).append(g)
             for (svc, daddr), groups in sorted(stale.items(), key=lambda kv: (kv[0][0] or "", ip_key(kv[0][1]))):
                 count = sum(g.count for g in groups)
-                yield Hit([n.name], svc, ns.network_name if ns.kind == NsKind.LB else None,
-                          f"{ns.name}: {count} UDP entries to {daddr}",
-                          [f"{ns.name} ip_vs_conn: UDP {g.vaddr}:{g.vport} -> {daddr}:{g.dport} {g.state} x{g.count}"
-                           f" (expires in {g.min_expires} s)" for g in groups[:5]]
-                          + [f"no running task has {daddr}"])
+                yield Hit(
+                    [n.name],
+                    svc,
+                    ns.network_name if ns.kind == NsKind.LB else None,
+                    f"{ns.name}: {count} UDP entries to {daddr}",
+                    [
+                        f"{ns.name} ip_vs_conn: UDP {g.vaddr}:{g.vport} -> {daddr}:{g.dport} {g.state} x{g.count}"
+                        f" (expires in {g.min_expires} s)"
+                        for g in groups[:5]
+                    ]
+                    + [f"no running task has {daddr}"],
+                )
 
 
 IDLE_FRACTION = 0.5  # an ESTABLISHED entry idle for at least half the tcp timeout
 
 
-@check("ipvs.idle-timeout", Severity.INFO, "long-lived TCP connections through IPVS are idle long enough to be cut",
-       "IPVS forgets an ESTABLISHED connection after the tcp timeout without a packet (900 s by default); the next "
-       "packet on it is then dropped or reset, and the client sees a hang. Send TCP keepalives more often than the "
-       "timeout from the client (e.g. net.ipv4.tcp_keepalive_time below 900 in the client's container, or the "
-       "driver's keepalive option), or raise the timeout yourself in the sandbox: `nsenter --net=/var/run/docker/netns/"
-       "<sandbox> ipvsadm --set <tcp> <tcpfin> <udp>` (a change only you should make; dockerd does not keep it across "
-       "a new sandbox).")
+@check(
+    "ipvs.idle-timeout",
+    Severity.INFO,
+    "long-lived TCP connections through IPVS are idle long enough to be cut",
+    "IPVS forgets an ESTABLISHED connection after the tcp timeout without a packet (900 s by default); the next "
+    "packet on it is then dropped or reset, and the client sees a hang. Send TCP keepalives more often than the "
+    "timeout from the client (e.g. net.ipv4.tcp_keepalive_time below 900 in the client's container, or the "
+    "driver's keepalive option), or raise the timeout yourself in the sandbox: `nsenter --net=/var/run/docker/netns/"
+    "<sandbox> ipvsadm --set <tcp> <tcpfin> <udp>` (a change only you should make; dockerd does not keep it across "
+    "a new sandbox).",
+)
 def check_idle_timeout(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
     for n in cl.nodes:
@@ -224,16 +287,27 @@ def check_idle_timeout(ctx: Ctx) -> Iterator[Hit]:
             limit = t.timeouts.tcp * (1 - IDLE_FRACTION)
             idle: dict[str | None, list] = {}
             for g in t.conns:
-                if g.protocol.upper() == "TCP" and g.state == "ESTABLISHED" and g.min_expires is not None \
-                        and g.min_expires <= limit:
+                if (
+                    g.protocol.upper() == "TCP"
+                    and g.state == "ESTABLISHED"
+                    and g.min_expires is not None
+                    and g.min_expires <= limit
+                ):
                     idle.setdefault(_service_for(cl, ns, g.vaddr, g.vport), []).append(g)
             for svc, groups in sorted(idle.items(), key=lambda kv: kv[0] or ""):
                 longest = t.timeouts.tcp - min(g.min_expires for g in groups)
-                yield Hit([n.name], svc, ns.network_name if ns.kind == NsKind.LB else None,
-                          f"{ns.name}: idle up to {longest} s of the {t.timeouts.tcp} s tcp timeout",
-                          [f"{ns.name} timeouts (tcp tcpfin udp): {t.timeouts.tcp} {t.timeouts.tcpfin} {t.timeouts.udp}"]
-                          + [f"{ns.name} ip_vs_conn: TCP {g.vaddr}:{g.vport} -> {g.daddr}:{g.dport} ESTABLISHED x{g.count},"
-                             f" idle {t.timeouts.tcp - g.min_expires} s" for g in groups[:5]])
+                yield Hit(
+                    [n.name],
+                    svc,
+                    ns.network_name if ns.kind == NsKind.LB else None,
+                    f"{ns.name}: idle up to {longest} s of the {t.timeouts.tcp} s tcp timeout",
+                    [f"{ns.name} timeouts (tcp tcpfin udp): {t.timeouts.tcp} {t.timeouts.tcpfin} {t.timeouts.udp}"]
+                    + [
+                        f"{ns.name} ip_vs_conn: TCP {g.vaddr}:{g.vport} -> {g.daddr}:{g.dport} ESTABLISHED x{g.count},"
+                        f" idle {t.timeouts.tcp - g.min_expires} s"
+                        for g in groups[:5]
+                    ],
+                )
 
 
 # --------------------------------------------------------------------------

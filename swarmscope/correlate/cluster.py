@@ -231,7 +231,8 @@ def _ingress_ports(specs: list[str], n: NodeCtx) -> list[PortSpec]:
         if not m:
             continue
         target, published = int(m.group(1)), int(m.group(2))
-        protos = {r.value("-p") for r in (mangle.rules("PREROUTING") if mangle else []) if r.value("--dport") == str(published)}
+        prerouting = mangle.rules("PREROUTING") if mangle else []
+        protos = {r.value("-p") for r in prerouting if r.value("--dport") == str(published)}
         proto = "udp" if protos == {"udp"} else "tcp"
         out.append(PortSpec(protocol=proto, target_port=target, published_port=published, publish_mode="ingress"))
     return out
@@ -331,9 +332,15 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                         # on a node whose containers were all listed, a task that is not among them does
                         # not run there, whatever the network's service discovery still says
                         gone = host is not None and host.snap.docker.available and (node_id in (None, host.node_id))
-                        t = tasks[tid] = Task(id=tid, service_id=svc.id, service_name=name, slot=slot,
-                                              node_id=node_id or (host.node_id if host else None),
-                                              desired_state="running", state="orphaned" if gone else "running")
+                        t = tasks[tid] = Task(
+                            id=tid,
+                            service_id=svc.id,
+                            service_name=name,
+                            slot=slot,
+                            node_id=node_id or (host.node_id if host else None),
+                            desired_state="running",
+                            state="orphaned" if gone else "running",
+                        )
                     attach(t, net.id, net.name, f"{ep.endpoint_ip}/{plen}")
                 if not ns.vip:
                     if not net.ingress:

@@ -62,7 +62,12 @@ def _ports(spec: str | None) -> set[int]:
     out: set[int] = set()
     for part in (spec or "").split(","):
         lo, _, hi = part.partition(":")
-        if lo.isascii() and lo.isdigit() and len(lo) <= 5 and (not hi or (hi.isascii() and hi.isdigit() and len(hi) <= 5)):
+        if (
+            lo.isascii()
+            and lo.isdigit()
+            and len(lo) <= 5
+            and (not hi or (hi.isascii() and hi.isdigit() and len(hi) <= 5))
+        ):
             out.update(range(int(lo), int(hi or lo) + 1))
     return out
 
@@ -74,7 +79,7 @@ def _compile(r: Rule) -> list:
     rest: list[Callable[[Packet], bool | None]] = []
 
     def cond(fn, negated: bool, into: list) -> None:
-        into.append((lambda p: (None if (v := fn(p)) is None else not v)) if negated else fn)
+        into.append((lambda p: None if (v := fn(p)) is None else not v) if negated else fn)
 
     for o in r.params:
         val = o.value or ""
@@ -90,8 +95,13 @@ def _compile(r: Rule) -> list:
             except ValueError:
                 net = None
             any_addr = val.split("/")[-1] == "0"
-            cond(lambda p, net=net, any_addr=any_addr: True if any_addr else (
-                None if net is None or not p.dst else ipaddress.ip_address(p.dst) in net), o.negated, rest)
+            cond(
+                lambda p, net=net, any_addr=any_addr: (
+                    True if any_addr else (None if net is None or not p.dst else ipaddress.ip_address(p.dst) in net)
+                ),
+                o.negated,
+                rest,
+            )
         elif o.opt == "-s":
             any_addr = val.split("/")[-1] == "0"
             cond(lambda p, any_addr=any_addr: True if any_addr else None, o.negated, rest)
@@ -110,7 +120,7 @@ def _compile(r: Rule) -> list:
                 cond(lambda p, states=states: p.state in states, o.negated, rest)
             elif o.opt == "--dst-type":
                 local = o.value == "LOCAL"
-                cond(lambda p, local=local: (p.dst_local if local else None), o.negated, rest)
+                cond(lambda p, local=local: p.dst_local if local else None, o.negated, rest)
             elif m.module == "comment":
                 continue
             else:
@@ -217,10 +227,12 @@ def _candidates(t: Table, chain: str, p: Packet, compiled: dict) -> list[Rule]:
     generic, by_dport, by_sport = index
     rules = t.rules(chain)
     # an unknown port (a client's) is an ephemeral one: rules for ports outside that range cannot match it
-    picked = sorted(set(generic)
-                    | set(by_dport.get(p.dport, ()) if p.dport is not None else ())
-                    | set(by_sport.get(p.sport, ()) if p.sport is not None else ())
-                    | ({i for port, v in by_dport.items() if port in EPHEMERAL for i in v} if p.dport is None else set())
-                    | ({i for port, v in by_sport.items() if port in EPHEMERAL for i in v} if p.sport is None else set()))
+    picked = sorted(
+        set(generic)
+        | set(by_dport.get(p.dport, ()) if p.dport is not None else ())
+        | set(by_sport.get(p.sport, ()) if p.sport is not None else ())
+        | ({i for port, v in by_dport.items() if port in EPHEMERAL for i in v} if p.dport is None else set())
+        | ({i for port, v in by_sport.items() if port in EPHEMERAL for i in v} if p.sport is None else set())
+    )
     out = compiled[key] = [rules[i] for i in picked]
     return out

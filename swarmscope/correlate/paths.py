@@ -156,7 +156,8 @@ def _ns_hop(key: str, label: str, ns: Namespace | None, what: str, n: NodeCtx) -
 
 def _alias_hop(key: str, label: str, ns: Namespace | None, vip: str | None, aux: bool = False) -> Hop:
     if ns is None or vip is None:
-        return Hop(key, label, HopStatus.UNKNOWN if vip is None else HopStatus.MISSING, "no namespace" if ns is None else "no VIP", aux=aux)
+        status = HopStatus.UNKNOWN if vip is None else HopStatus.MISSING
+        return Hop(key, label, status, "no namespace" if ns is None else "no VIP", aux=aux)
     for iface, addr, plen in ns_addresses(ns):
         if addr == vip:
             st = HopStatus.OK if plen == 32 else HopStatus.MISMATCH
@@ -164,11 +165,23 @@ def _alias_hop(key: str, label: str, ns: Namespace | None, vip: str | None, aux:
     if not ns.interfaces:
         return Hop(key, label, HopStatus.UNKNOWN, f"interfaces of {ns.name} not read", aux=aux)
     have = ", ".join(f"{i}:{a}/{p}" for i, a, p in ns_addresses(ns)) or "none"
-    return Hop(key, label, HopStatus.MISSING, f"{vip}/32 is not on any interface of {ns.name}", [f"{ns.name} addresses: {have}"], aux=aux)
+    return Hop(
+        key,
+        label,
+        HopStatus.MISSING,
+        f"{vip}/32 is not on any interface of {ns.name}",
+        [f"{ns.name} addresses: {have}"],
+        aux=aux,
+    )
 
 
 def _mark_hop(
-    key: str, label: str, rules: list[Rule], expected: int | None, where: str, aux: bool = False,
+    key: str,
+    label: str,
+    rules: list[Rule],
+    expected: int | None,
+    where: str,
+    aux: bool = False,
     chain: list[Rule] | None = None,
 ) -> tuple[Hop, int | None]:
     """Judge MARK rules; returns the hop and the mark to follow into IPVS.
@@ -190,12 +203,21 @@ def _mark_hop(
         return Hop(key, label, HopStatus.OK, f"mark {expected} ({expected:#x}) = LocalLBIndex", ev, aux=aux), expected
     m = marks[0][1]
     return (
-        Hop(key, label, HopStatus.MISMATCH, f"marks {m} ({m:#x}) but LocalLBIndex on this node is {expected} ({expected:#x})", ev, aux=aux),
+        Hop(
+            key,
+            label,
+            HopStatus.MISMATCH,
+            f"marks {m} ({m:#x}) but LocalLBIndex on this node is {expected} ({expected:#x})",
+            ev,
+            aux=aux,
+        ),
         m,
     )
 
 
-def _ipvs_hop(key: str, label: str, n: NodeCtx, ns: Namespace | None, mark: int | None) -> tuple[Hop, IpvsService | None]:
+def _ipvs_hop(
+    key: str, label: str, n: NodeCtx, ns: Namespace | None, mark: int | None
+) -> tuple[Hop, IpvsService | None]:
     if ns is None:
         return Hop(key, label, HopStatus.MISSING, "no load-balancer namespace"), None
     t = ns.ipvs
@@ -210,7 +232,9 @@ def _ipvs_hop(key: str, label: str, n: NodeCtx, ns: Namespace | None, mark: int 
     s = t.service_for_mark(mark)
     if s is None:
         have = ", ".join(x.key for x in t.services) or "no services"
-        return Hop(key, label, HopStatus.MISSING, f"no IPVS service FWM {mark} in {ns.name}", [f"{ns.name} IPVS: {have}"]), None
+        return Hop(
+            key, label, HopStatus.MISSING, f"no IPVS service FWM {mark} in {ns.name}", [f"{ns.name} IPVS: {have}"]
+        ), None
     return Hop(key, label, HopStatus.OK, f"FWM {mark} {s.scheduler}, {len(s.dests)} real servers", [ipvs_line(s)]), s
 
 
@@ -222,7 +246,9 @@ def _snat_hop(key: str, label: str, ns: Namespace | None, subnets: list[str], so
         return Hop(key, label, HopStatus.UNKNOWN, f"iptables of {ns.name} not read")
     rules = [r for r in t.rules("POSTROUTING") if r.target == "SNAT" and r.has_match("ipvs")]
     if not rules:
-        ev = [f"{ns.name} nat POSTROUTING: {r.line}" for r in t.rules("POSTROUTING")] or [f"{ns.name} nat POSTROUTING: no rules"]
+        ev = [f"{ns.name} nat POSTROUTING: {r.line}" for r in t.rules("POSTROUTING")] or [
+            f"{ns.name} nat POSTROUTING: no rules"
+        ]
         return Hop(key, label, HopStatus.MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {ns.name} nat POSTROUTING", ev)
     ev = [r.line for r in rules]
     for r in rules:
@@ -252,12 +278,21 @@ def _peer(i, candidates: list[tuple[str, list]]) -> tuple[str, object] | None:
 
 def _describe_link(where: str, i, peer) -> str:
     state = f"state {i.state}, admin {'up' if i.admin_up else 'down'}"
-    other = f"; other end {peer[1].name} in {peer[0]}" + (f" (bridge {peer[1].master})" if peer[1].master else "") if peer else ""
+    other = (
+        f"; other end {peer[1].name} in {peer[0]}" + (f" (bridge {peer[1].master})" if peer[1].master else "")
+        if peer
+        else ""
+    )
     return f"{where}: {i.name} {state}{other}"
 
 
-def links_hop(key: str, label: str, sandbox: Namespace | None, others: list[tuple[str, list]],
-              bridges: list[tuple[str, Interface | None]]) -> Hop:
+def links_hop(
+    key: str,
+    label: str,
+    sandbox: Namespace | None,
+    others: list[tuple[str, list]],
+    bridges: list[tuple[str, Interface | None]],
+) -> Hop:
     """Every interface a packet crosses: the sandbox's own links, the other end of each (a bridge port
     on the host or in the overlay namespace) and the bridges themselves."""
     if sandbox is None or not sandbox.interfaces:
@@ -276,7 +311,13 @@ def links_hop(key: str, label: str, sandbox: Namespace | None, others: list[tupl
             down.append(f"{where}: bridge {b.name} state {b.state}, admin {'up' if b.admin_up else 'down'}")
     if down:
         return Hop(key, label, HopStatus.MISSING, down[0], down)
-    return Hop(key, label, HopStatus.OK, f"{', '.join(checked)} and their other ends up", [f"{sandbox.name}: {', '.join(checked)} up"])
+    return Hop(
+        key,
+        label,
+        HopStatus.OK,
+        f"{', '.join(checked)} and their other ends up",
+        [f"{sandbox.name}: {', '.join(checked)} up"],
+    )
 
 
 # --------------------------------------------------------------------------
@@ -293,8 +334,9 @@ def _disabled(cl: Cluster, svc: Service, network_id: str, n: NodeCtx | None, tas
     return a is None or a.status != "ok" or address not in a.answers
 
 
-def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: datetime | None = None,
-                     n: NodeCtx | None = None) -> list[Backend]:
+def compare_backends(
+    cl: Cluster, svc: Service, network_id: str, dests, now: datetime | None = None, n: NodeCtx | None = None
+) -> list[Backend]:
     """IPVS real servers against the running tasks. Tasks in transition (lifecycle) are neither
     good nor bad: a draining task's real server may linger, a starting task's may not be there yet."""
     running = cl.running_tasks(svc)
@@ -327,7 +369,9 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: dat
         elif owner is not None and owner.service_id == svc.id and lifecycle.starting(owner, now):
             b.status = BackendState.STARTING  # added as its container starts, before the API says running
         elif not owners and not cl.knows_all_tasks(network_id):
-            b.status = BackendState.UNKNOWN  # no manager view and no verbose inspect: a task on another node is not known here
+            b.status = (
+                BackendState.UNKNOWN
+            )  # no manager view and no verbose inspect: a task on another node is not known here
         else:
             b.status = BackendState.LINGERING if d.weight == 0 else BackendState.STALE
         out.append(b)
@@ -337,7 +381,8 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: dat
         out.append(
             Backend(
                 address=addr,
-                status=BackendState.STARTING if lifecycle.starting(t, now) or updating or _disabled(cl, svc, network_id, n, t, addr)
+                status=BackendState.STARTING
+                if lifecycle.starting(t, now) or updating or _disabled(cl, svc, network_id, n, t, addr)
                 else BackendState.MISSING,
                 task_id=t.id,
                 task=cl.task_name(t),
@@ -351,8 +396,9 @@ def compare_backends(cl: Cluster, svc: Service, network_id: str, dests, now: dat
     return out
 
 
-def _backends_for(cl: Cluster, svc: Service, network_id: str, ipvs_svc: IpvsService | None, ipvs_hop: Hop,
-                  n: NodeCtx) -> list[Backend]:
+def _backends_for(
+    cl: Cluster, svc: Service, network_id: str, ipvs_svc: IpvsService | None, ipvs_hop: Hop, n: NodeCtx
+) -> list[Backend]:
     """Backends of a path: with no IPVS service, the running tasks, missing (or unknown when IPVS was not read)."""
     backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [], n.now, n)
     if ipvs_svc is None:
@@ -370,12 +416,17 @@ def _backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: IpvsS
         return Hop(key, label, HopStatus.MISSING, "no IPVS service to read real servers from")
     good = [b for b in backends if b.status == BackendState.OK]
     moving = [b for b in backends if b.status in (BackendState.DRAINING, BackendState.STARTING)]
-    bad = [b for b in backends if b.status not in (BackendState.OK, BackendState.UNKNOWN, BackendState.DRAINING,
-                                                  BackendState.STARTING)]
+    bad = [
+        b
+        for b in backends
+        if b.status not in (BackendState.OK, BackendState.UNKNOWN, BackendState.DRAINING, BackendState.STARTING)
+    ]
     ev = [ipvs_line(ipvs_svc, d) for d in ipvs_svc.dests]
     summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
     if not good and any(b.status == BackendState.UNKNOWN for b in backends) and not bad:
-        return Hop(key, label, HopStatus.UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})", ev)
+        return Hop(
+            key, label, HopStatus.UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})", ev
+        )
     if not good and moving and not bad:
         return Hop(key, label, HopStatus.UNKNOWN, f"tasks being replaced: no settled real server yet ({summary})", ev)
     if not good:
@@ -417,8 +468,12 @@ _NAT_TERMINAL = frozenset({"ACCEPT", "RETURN", "DNAT", "REDIRECT", "DROP"})
 
 def _docker_jump(r: Rule) -> bool:
     """Docker's own jump: `-m addrtype --dst-type LOCAL -j DOCKER-INGRESS`, nothing else restricting it."""
-    return (r.target == INGRESS_CHAIN and not r.params
-            and [m.module for m in r.matches] == ["addrtype"] and r.value("--dst-type") == "LOCAL")
+    return (
+        r.target == INGRESS_CHAIN
+        and not r.params
+        and [m.module for m in r.matches] == ["addrtype"]
+        and r.value("--dst-type") == "LOCAL"
+    )
 
 
 def _shadowed_by(rules: list[Rule], proto: str, port: int) -> Rule | None:
@@ -458,31 +513,64 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         jumps = {c: [r for r in hnat.rules(c) if r.target == INGRESS_CHAIN] for c in ("PREROUTING", "OUTPUT")}
         ev = [r.line for c in jumps for r in jumps[c]]
         if INGRESS_CHAIN not in hnat.chains:
-            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.MISSING, "nat chain DOCKER-INGRESS does not exist",
-                            [f"host nat chains: {', '.join(hnat.chains)}"]))
+            hops.append(
+                Hop(
+                    "host.jump",
+                    "host nat -> DOCKER-INGRESS",
+                    HopStatus.MISSING,
+                    "nat chain DOCKER-INGRESS does not exist",
+                    [f"host nat chains: {', '.join(hnat.chains)}"],
+                )
+            )
         elif not jumps["PREROUTING"] or not jumps["OUTPUT"]:
             miss = " and ".join(c for c in jumps if not jumps[c])
-            ev = [f"host nat {c}: {r.line}" for c in jumps for r in hnat.rules(c)] or ["host nat PREROUTING/OUTPUT: no rules"]
+            ev = [f"host nat {c}: {r.line}" for c in jumps for r in hnat.rules(c)] or [
+                "host nat PREROUTING/OUTPUT: no rules"
+            ]
             hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.MISSING, f"no jump from {miss}", ev))
         else:
             shadow = [(c, r) for c in jumps if (r := _shadowed_by(hnat.rules(c), proto, P)) is not None]
             if shadow:
                 c, r = shadow[0]
-                hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.MISMATCH,
-                                f"nat {c}: '{r.line}' ends {proto}/{P} before Docker's jump to DOCKER-INGRESS",
-                                [f"host nat {c}: {x.line}" for x in hnat.rules(c)]))
+                hops.append(
+                    Hop(
+                        "host.jump",
+                        "host nat -> DOCKER-INGRESS",
+                        HopStatus.MISMATCH,
+                        f"nat {c}: '{r.line}' ends {proto}/{P} before Docker's jump to DOCKER-INGRESS",
+                        [f"host nat {c}: {x.line}" for x in hnat.rules(c)],
+                    )
+                )
             else:
-                hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.OK, "PREROUTING and OUTPUT jump (dst-type LOCAL)", ev))
+                hops.append(
+                    Hop(
+                        "host.jump",
+                        "host nat -> DOCKER-INGRESS",
+                        HopStatus.OK,
+                        "PREROUTING and OUTPUT jump (dst-type LOCAL)",
+                        ev,
+                    )
+                )
         gw_ip, gw_ev = gwbridge_sbox_ip(n)
         dnats = port_rules(n, "host", hnat, INGRESS_CHAIN, "DNAT", "--dport", proto, P)
         label = f"host DNAT :{P} -> {gw_ip or 'ingress_sbox'}:{P}"
         if not dnats:
-            hops.append(Hop("host.dnat", label, HopStatus.MISSING, f"no DNAT for {proto}/{P} in nat DOCKER-INGRESS", gw_ev))
+            hops.append(
+                Hop("host.dnat", label, HopStatus.MISSING, f"no DNAT for {proto}/{P} in nat DOCKER-INGRESS", gw_ev)
+            )
         else:
             dest = dnat_destination(dnats[0]) or (None, None)
             ev = [r.line for r in dnats] + gw_ev
             if gw_ip and dest[0] != gw_ip:
-                hops.append(Hop("host.dnat", label, HopStatus.MISMATCH, f"DNAT to {dest[0]}, but ingress_sbox is {gw_ip} on docker_gwbridge", ev))
+                hops.append(
+                    Hop(
+                        "host.dnat",
+                        label,
+                        HopStatus.MISMATCH,
+                        f"DNAT to {dest[0]}, but ingress_sbox is {gw_ip} on docker_gwbridge",
+                        ev,
+                    )
+                )
             elif dest[1] not in (None, P):
                 hops.append(Hop("host.dnat", label, HopStatus.MISMATCH, f"DNAT to port {dest[1]}, expected {P}", ev))
             else:
@@ -497,14 +585,46 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         order = n.memo(("reach", id(hfilter), "FORWARD"), lambda: chain_reach_order(hfilter, "FORWARD"))
         ev = [r.line for r in acc + back]
         if INGRESS_CHAIN not in order:
-            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.MISSING, "FORWARD never reaches filter DOCKER-INGRESS", ev))
+            hops.append(
+                Hop(
+                    "host.filter",
+                    f"host filter ACCEPT :{P}",
+                    HopStatus.MISSING,
+                    "FORWARD never reaches filter DOCKER-INGRESS",
+                    ev,
+                )
+            )
         elif not acc or not back:
             what = "--dport" if not acc else "--sport ESTABLISHED"
-            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.MISSING, f"no {what} {P} ACCEPT in filter DOCKER-INGRESS", ev))
+            hops.append(
+                Hop(
+                    "host.filter",
+                    f"host filter ACCEPT :{P}",
+                    HopStatus.MISSING,
+                    f"no {what} {P} ACCEPT in filter DOCKER-INGRESS",
+                    ev,
+                )
+            )
         elif "DOCKER-USER" in order and order.index("DOCKER-USER") > order.index(INGRESS_CHAIN):
-            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.MISMATCH, "FORWARD reaches DOCKER-INGRESS before DOCKER-USER", ev + [f"FORWARD order: {' -> '.join(order)}"]))
+            hops.append(
+                Hop(
+                    "host.filter",
+                    f"host filter ACCEPT :{P}",
+                    HopStatus.MISMATCH,
+                    "FORWARD reaches DOCKER-INGRESS before DOCKER-USER",
+                    ev + [f"FORWARD order: {' -> '.join(order)}"],
+                )
+            )
         else:
-            hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.OK, "accepted in filter DOCKER-INGRESS, after DOCKER-USER", ev))
+            hops.append(
+                Hop(
+                    "host.filter",
+                    f"host filter ACCEPT :{P}",
+                    HopStatus.OK,
+                    "accepted in filter DOCKER-INGRESS, after DOCKER-USER",
+                    ev,
+                )
+            )
         if hops[-1].status in (HopStatus.OK, HopStatus.MISMATCH):
             hops.append(_forward_hop(n, hfilter, proto, P))
 
@@ -516,9 +636,15 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         ov = n.overlay_ns(ingress.id) if ingress else None
         gw = next((i for i in n.snap.host.interfaces if i.name == "docker_gwbridge"), None)
         br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
-        hops.append(links_hop("ingress.links", "ingress_sbox links", sbox,
-                              [("host", n.snap.host.interfaces)] + ([(ov.name, ov.interfaces)] if ov else []),
-                              [("host", gw)] + ([(ov.name, br)] if ov else [])))
+        hops.append(
+            links_hop(
+                "ingress.links",
+                "ingress_sbox links",
+                sbox,
+                [("host", n.snap.host.interfaces)] + ([(ov.name, ov.interfaces)] if ov else []),
+                [("host", gw)] + ([(ov.name, br)] if ov else []),
+            )
+        )
     expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
     mangle = table(sbox.iptables if sbox else None, "mangle")
     if sbox is None:
@@ -529,8 +655,14 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         mark = expected
     else:
         rules = port_rules(n, "ingress_sbox", mangle, "PREROUTING", "MARK", "--dport", proto, P)
-        h, mark = _mark_hop("ingress.mark", f"ingress_sbox MARK :{P}", rules, expected, "ingress_sbox mangle PREROUTING",
-                            chain=mangle.rules("PREROUTING"))
+        h, mark = _mark_hop(
+            "ingress.mark",
+            f"ingress_sbox MARK :{P}",
+            rules,
+            expected,
+            "ingress_sbox mangle PREROUTING",
+            chain=mangle.rules("PREROUTING"),
+        )
         hops.append(h)
     h, ipvs_svc = _ipvs_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
     hops.append(h)
@@ -545,8 +677,15 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     hops.append(_alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True))
     if mangle is not None and vip:
         rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
-        h, _ = _mark_hop("ingress.vip_mark", f"ingress VIP {vip} INPUT MARK", rules, expected, "ingress_sbox mangle INPUT",
-                         aux=True, chain=mangle.rules("INPUT"))
+        h, _ = _mark_hop(
+            "ingress.vip_mark",
+            f"ingress VIP {vip} INPUT MARK",
+            rules,
+            expected,
+            "ingress_sbox mangle INPUT",
+            aux=True,
+            chain=mangle.rules("INPUT"),
+        )
         hops.append(h)
     verdict(np)
     return np
@@ -559,27 +698,51 @@ def _forward_hop(n: NodeCtx, hfilter: Table, proto: str, P: int) -> Hop:
     gw_ip, _ = gwbridge_sbox_ip(n)
     label = f"host filter FORWARD :{P}"
     out = []
-    for direction, pkt in (("new connection", netfilter.Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
-                           ("reply", netfilter.Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED"))):
+    for direction, pkt in (
+        ("new connection", netfilter.Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
+        ("reply", netfilter.Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED")),
+    ):
         compiled = n.memo(("netfilter", id(hfilter)), dict)
-        w = n.memo(("forward", id(hfilter), pkt), lambda pkt=pkt, compiled=compiled: netfilter.walk(hfilter, "FORWARD", pkt, compiled))
+        w = n.memo(
+            ("forward", id(hfilter), pkt),
+            lambda pkt=pkt, compiled=compiled: netfilter.walk(hfilter, "FORWARD", pkt, compiled),
+        )
         trail = f"path: {' -> '.join(w.trail)}"
         if w.verdict == "drop" and w.rule is not None:
-            return Hop("host.forward", label, HopStatus.MISMATCH,
-                       f"a {direction} on {proto}/{P} is dropped by '{w.rule.line}' (filter {w.chain}) before "
-                       f"DOCKER-INGRESS accepts it", [f"filter {w.chain}: {w.rule.line}", trail])
+            return Hop(
+                "host.forward",
+                label,
+                HopStatus.MISMATCH,
+                f"a {direction} on {proto}/{P} is dropped by '{w.rule.line}' (filter {w.chain}) before "
+                f"DOCKER-INGRESS accepts it",
+                [f"filter {w.chain}: {w.rule.line}", trail],
+            )
         if w.verdict == "policy-drop" and not w.maybe:
-            return Hop("host.forward", label, HopStatus.MISMATCH, f"a {direction} on {proto}/{P} reaches no ACCEPT: FORWARD policy DROP",
-                       [trail])
-        out.append(f"{direction}: {w.verdict}" + (f" by '{w.rule.line}' (filter {w.chain})" if w.rule else "")
-                   + f"; {trail}" + (f"; {len(w.maybe)} rule(s) that might match not judged" if w.maybe else ""))
+            return Hop(
+                "host.forward",
+                label,
+                HopStatus.MISMATCH,
+                f"a {direction} on {proto}/{P} reaches no ACCEPT: FORWARD policy DROP",
+                [trail],
+            )
+        out.append(
+            f"{direction}: {w.verdict}"
+            + (f" by '{w.rule.line}' (filter {w.chain})" if w.rule else "")
+            + f"; {trail}"
+            + (f"; {len(w.maybe)} rule(s) that might match not judged" if w.maybe else "")
+        )
     return Hop("host.forward", label, HopStatus.OK, "new connections and replies pass filter FORWARD", out)
 
 
 def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
     """The task sandbox's REDIRECT published -> target port, on the task's node."""
-    if b.status in (BackendState.STALE, BackendState.LINGERING, BackendState.FOREIGN, BackendState.UNKNOWN,
-                    BackendState.DRAINING) or (b.status == BackendState.STARTING and not b.container_id):
+    if b.status in (
+        BackendState.STALE,
+        BackendState.LINGERING,
+        BackendState.FOREIGN,
+        BackendState.UNKNOWN,
+        BackendState.DRAINING,
+    ) or (b.status == BackendState.STARTING and not b.container_id):
         b.redirect = HopStatus.NA if b.status != BackendState.UNKNOWN else HopStatus.UNKNOWN
         return
     if not b.container_id:  # a task known from a network inspect only: its sandbox is on a node not in the data
@@ -598,11 +761,16 @@ def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
         b.redirect = HopStatus.UNKNOWN
         b.redirect_evidence = [f"task sandbox of {b.task} not read on {node.name}"]
         return
-    rules = [r for r in port_rules(node, ns.name, t, "PREROUTING", "REDIRECT", "--dport", port.protocol, port.published_port)
-             if (r.value("-d") or "").split("/")[0] == b.address]
+    rules = [
+        r
+        for r in port_rules(node, ns.name, t, "PREROUTING", "REDIRECT", "--dport", port.protocol, port.published_port)
+        if (r.value("-d") or "").split("/")[0] == b.address
+    ]
     if not rules:
         b.redirect = HopStatus.MISSING
-        b.redirect_evidence = [f"{ns.name}: no REDIRECT {port.protocol}/{port.published_port} -> {port.target_port} for {b.address}"]
+        b.redirect_evidence = [
+            f"{ns.name}: no REDIRECT {port.protocol}/{port.published_port} -> {port.target_port} for {b.address}"
+        ]
         return
     to = rules[0].value("--to-ports") or rules[0].value("--to-port")
     b.redirect = HopStatus.OK if to == str(port.target_port) else HopStatus.MISMATCH
@@ -614,21 +782,48 @@ def host_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> Nod
     np = NodePath(node=n.name, node_id=n.node_id)
     here = [t for t in cl.running_tasks(svc) if t.node_id == n.node_id]
     if not here:
-        np.hops.append(Hop("task.here", "task on this node", HopStatus.NA, "no running task here: host-mode ports are served only where a task runs"))
+        np.hops.append(
+            Hop(
+                "task.here",
+                "task on this node",
+                HopStatus.NA,
+                "no running task here: host-mode ports are served only where a task runs",
+            )
+        )
         np.verdict, np.reason = Verdict.NA, "no task on this node (host mode)"
         return np
     np.hops.append(Hop("task.here", "task on this node", HopStatus.OK, ", ".join(cl.task_name(t) for t in here)))
     ls = [li for li in n.snap.host.listeners if li.port == port.published_port and li.protocol == port.protocol]
     hnat = nat(n.snap.host.iptables)
-    dnats = [r for r in hnat.rules("DOCKER") if r.target == "DNAT" and proto_port(r, port.protocol, "--dport", port.published_port)] if hnat else []
-    ev = [f"{li.protocol} {li.address}:{li.port} held by {li.process or '?'} (pid {li.pid})" for li in ls] + [r.line for r in dnats]
+    dnats = (
+        [
+            r
+            for r in hnat.rules("DOCKER")
+            if r.target == "DNAT" and proto_port(r, port.protocol, "--dport", port.published_port)
+        ]
+        if hnat
+        else []
+    )
+    ev = [f"{li.protocol} {li.address}:{li.port} held by {li.process or '?'} (pid {li.pid})" for li in ls] + [
+        r.line for r in dnats
+    ]
     if ls or dnats:
         np.hops.append(Hop("host.bound", f"host port {port.published_port}", HopStatus.OK, "bound on the host", ev))
     else:
         held = ", ".join(f"{li.protocol}/{li.port}" for li in n.snap.host.listeners) or "none"
-        np.hops.append(Hop("host.bound", f"host port {port.published_port}", HopStatus.MISSING, "nothing bound and no DNAT for the port",
-                           [f"sockets bound on published ports: {held}",
-                            f"host nat DOCKER: {len(hnat.rules('DOCKER')) if hnat else 0} rules, none for {port.protocol}/{port.published_port}"]))
+        np.hops.append(
+            Hop(
+                "host.bound",
+                f"host port {port.published_port}",
+                HopStatus.MISSING,
+                "nothing bound and no DNAT for the port",
+                [
+                    f"sockets bound on published ports: {held}",
+                    f"host nat DOCKER: {len(hnat.rules('DOCKER')) if hnat else 0} rules, "
+                    f"none for {port.protocol}/{port.published_port}",
+                ],
+            )
+        )
     verdict(np)
     return np
 
@@ -661,25 +856,62 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     if a is None:
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.UNKNOWN, "not asked on this node"))
     elif a.status != "ok":
-        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.MISSING, f"{a.status}{': ' + a.reason if a.reason else ''}", [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"]))
+        hops.append(
+            Hop(
+                "dns.vip",
+                f"DNS {svc.name} -> {vip}",
+                HopStatus.MISSING,
+                f"{a.status}{': ' + a.reason if a.reason else ''}",
+                [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"],
+            )
+        )
     elif set(a.answers) == {vip}:  # a duplicated record is dns.duplicate-answer's
-        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.OK, vip, [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
+        hops.append(
+            Hop(
+                "dns.vip",
+                f"DNS {svc.name} -> {vip}",
+                HopStatus.OK,
+                vip,
+                [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"],
+            )
+        )
     else:
-        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.MISMATCH, f"answers {' '.join(a.answers)}", [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"]))
+        hops.append(
+            Hop(
+                "dns.vip",
+                f"DNS {svc.name} -> {vip}",
+                HopStatus.MISMATCH,
+                f"answers {' '.join(a.answers)}",
+                [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"],
+            )
+        )
     prof = profile_for(n.snap.node.engine_version)
     if prof is not None and not prof.lb_sandboxes:  # engine.unsupported says so once per node
-        hops.append(Hop("lb.ns", "VIP load balancing", HopStatus.UNKNOWN,
-                        f"engine {n.snap.node.engine_version} balances VIPs in every task sandbox (before 18.06): not judged"))
+        hops.append(
+            Hop(
+                "lb.ns",
+                "VIP load balancing",
+                HopStatus.UNKNOWN,
+                f"engine {n.snap.node.engine_version} balances VIPs in every task sandbox (before 18.06): not judged",
+            )
+        )
         verdict(np)
         return np
     lb = n.lb_ns(network_id)
     hops.append(_ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_", n))
-    hops.append(_sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward") if lb else Hop("lb.ip_forward", "lb_ ip_forward", HopStatus.MISSING, "no lb_ namespace"))
+    hops.append(
+        _sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward")
+        if lb
+        else Hop("lb.ip_forward", "lb_ ip_forward", HopStatus.MISSING, "no lb_ namespace")
+    )
     if lb is not None:
         ov = n.overlay_ns(network_id)
         br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
-        hops.append(links_hop("lb.links", "lb_ links", lb, [(ov.name, ov.interfaces)] if ov else [],
-                              [(ov.name, br)] if ov else []))
+        hops.append(
+            links_hop(
+                "lb.links", "lb_ links", lb, [(ov.name, ov.interfaces)] if ov else [], [(ov.name, br)] if ov else []
+            )
+        )
     hops.append(_alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip))
     expected = n.local_lb_index(network_id, svc.name)
     mangle = table(lb.iptables if lb else None, "mangle")
@@ -691,8 +923,9 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         mark = expected
     else:
         rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
-        h, mark = _mark_hop("lb.mark", f"MARK for {vip}", rules, expected, f"{lb.name} mangle INPUT",
-                            chain=mangle.rules("INPUT"))
+        h, mark = _mark_hop(
+            "lb.mark", f"MARK for {vip}", rules, expected, f"{lb.name} mangle INPUT", chain=mangle.rules("INPUT")
+        )
         hops.append(h)
     h, ipvs_svc = _ipvs_hop("lb.ipvs", f"IPVS in {lb.name if lb else 'lb_'}", n, lb, mark)
     hops.append(h)
@@ -716,9 +949,26 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
     elif _dns_agrees(cl, svc, network_id, a.answers, expected, n.now):
         np.hops.append(Hop("dns.rr", label, HopStatus.OK, " ".join(a.answers), [f"{a.query} -> {' '.join(a.answers)}"]))
     else:
-        np.hops.append(Hop("dns.rr", label, HopStatus.MISMATCH, f"answers {' '.join(a.answers)}, running tasks {' '.join(expected)}", [f"{a.query} -> {' '.join(a.answers)}"]))
+        np.hops.append(
+            Hop(
+                "dns.rr",
+                label,
+                HopStatus.MISMATCH,
+                f"answers {' '.join(a.answers)}, running tasks {' '.join(expected)}",
+                [f"{a.query} -> {' '.join(a.answers)}"],
+            )
+        )
     np.backends = [
-        Backend(address=x, status=BackendState.OK, task=cl.task_name(t), task_id=t.id, task_state=t.state, service=svc.name, node=cl.node_name(t.node_id), container_id=t.container_id)
+        Backend(
+            address=x,
+            status=BackendState.OK,
+            task=cl.task_name(t),
+            task_id=t.id,
+            task_state=t.state,
+            service=svc.name,
+            node=cl.node_name(t.node_id),
+            container_id=t.container_id,
+        )
         for t in cl.running_tasks(svc)
         for x in task_addresses(t, network_id)
     ]
@@ -729,8 +979,12 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
 def settling_addresses(cl: Cluster, svc: Service, network_id: str, now: datetime | None) -> set[str]:
     """Addresses of the service's tasks in transition: DNS may or may not hold them yet."""
     updating = lifecycle.updating(svc)
-    return {a for t in cl.service_tasks(svc) if updating or t.id in cl.uncertain or lifecycle.in_transition(t, now)
-            for a in task_addresses(t, network_id)}
+    return {
+        a
+        for t in cl.service_tasks(svc)
+        if updating or t.id in cl.uncertain or lifecycle.in_transition(t, now)
+        for a in task_addresses(t, network_id)
+    }
 
 
 def _dns_agrees(cl: Cluster, svc: Service, network_id: str, answers, expected, now) -> bool:
@@ -755,7 +1009,15 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
         a = _dns_answer(n, network_id, f"tasks.{svc.name}")
         if a is None:
             continue
-        c = DnsCheck(node=n.name, network_id=network_id, network=cl.network_name(network_id), query=a.query, status=HopStatus.OK, answers=a.answers, expected=expected)
+        c = DnsCheck(
+            node=n.name,
+            network_id=network_id,
+            network=cl.network_name(network_id),
+            query=a.query,
+            status=HopStatus.OK,
+            answers=a.answers,
+            expected=expected,
+        )
         if a.status != "ok":
             c.status = HopStatus.MISSING if expected else HopStatus.OK
             c.detail = a.status + (f": {a.reason}" if a.reason else "")
@@ -766,12 +1028,20 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
             # runs; nothing a node shows says so but its weight): missing counts only where this node's
             # load balancer still sends it traffic, so DNS and IPVS disagree
             enabled = None if cl.api_source is not None else _enabled_in_ipvs(n, network_id)
-            c.missing = [x for x in expected if x not in a.answers and x not in settling
-                         and (enabled is None or x in enabled)]
+            c.missing = [
+                x for x in expected if x not in a.answers and x not in settling and (enabled is None or x in enabled)
+            ]
             c.extra = [x for x in a.answers if x not in expected and x not in settling]
             if c.missing or c.extra:
                 c.status = HopStatus.MISMATCH
-                c.detail = "; ".join(p for p in (f"missing {' '.join(c.missing)}" if c.missing else "", f"extra {' '.join(c.extra)}" if c.extra else "") if p)
+                c.detail = "; ".join(
+                    p
+                    for p in (
+                        f"missing {' '.join(c.missing)}" if c.missing else "",
+                        f"extra {' '.join(c.extra)}" if c.extra else "",
+                    )
+                    if p
+                )
         out.append(c)
     return out
 
@@ -790,7 +1060,11 @@ def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
     for h in np.hops:
         if h.aux:
             continue
-        if h.status == HopStatus.MISMATCH and h.key.endswith(".backends") and any(b.status == BackendState.OK for b in np.backends):
+        if (
+            h.status == HopStatus.MISMATCH
+            and h.key.endswith(".backends")
+            and any(b.status == BackendState.OK for b in np.backends)
+        ):
             degraded = degraded or h  # traffic still reaches a good backend
             continue
         if h.status in (HopStatus.MISSING, HopStatus.MISMATCH) and breaks is not None and not breaks(h):
@@ -806,7 +1080,11 @@ def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
         return
     redirects = [b.redirect for b in np.backends if b.status == BackendState.OK and b.redirect is not None]
     if redirects and all(r in (HopStatus.MISSING, HopStatus.MISMATCH) for r in redirects):
-        np.verdict, np.broken_at, np.reason = Verdict.BROKEN, "task REDIRECT", "no running backend has its REDIRECT rule"
+        np.verdict, np.broken_at, np.reason = (
+            Verdict.BROKEN,
+            "task REDIRECT",
+            "no running backend has its REDIRECT rule",
+        )
         return
     if any(h.status == HopStatus.UNKNOWN for h in np.hops if not h.aux):
         h = next(h for h in np.hops if h.status == HopStatus.UNKNOWN and not h.aux)
@@ -837,7 +1115,10 @@ def service_path(cl: Cluster, svc: Service) -> ServicePath:
                 state=t.state,
                 desired_state=t.desired_state,
                 container_id=t.container_id,
-                addresses={(a.network_name or cl.network_name(a.network_id)): [strip_prefix(x) or "" for x in a.addresses] for a in t.attachments},
+                addresses={
+                    (a.network_name or cl.network_name(a.network_id)): [strip_prefix(x) or "" for x in a.addresses]
+                    for a in t.attachments
+                },
             )
         )
     for p in svc.ports:
@@ -845,7 +1126,9 @@ def service_path(cl: Cluster, svc: Service) -> ServicePath:
             continue
         pp = PortPath(protocol=p.protocol, published=p.published_port, target=p.target_port, mode=p.publish_mode)
         for n in cl.nodes:
-            pp.nodes.append(ingress_node_path(cl, svc, p, n) if p.publish_mode == "ingress" else host_node_path(cl, svc, p, n))
+            pp.nodes.append(
+                ingress_node_path(cl, svc, p, n) if p.publish_mode == "ingress" else host_node_path(cl, svc, p, n)
+            )
         sp.ports.append(pp)
     for nid in net_ids:
         net = cl.networks.get(nid)

@@ -20,9 +20,17 @@ from swarmscope.model import Snapshot
 
 __all__ = ["TextReport", "load_text", "is_text_input", "EXPECTED"]
 
-EXPECTED = ("a support.sh transcript, or one command's output: " + ", ".join(sorted(set(KINDS.values()) - {
-    "support.sh IP overlap check", "support.sh summary", "support.sh container block (docker container inspect --format)",
-    "support.sh network marker"})))
+EXPECTED = "a support.sh transcript, or one command's output: " + ", ".join(
+    sorted(
+        set(KINDS.values())
+        - {
+            "support.sh IP overlap check",
+            "support.sh summary",
+            "support.sh container block (docker container inspect --format)",
+            "support.sh network marker",
+        }
+    )
+)
 
 _NS_FILE = re.compile(r"^(ingress_sbox|lb_[0-9a-z]+|\d+-[0-9a-z]+|[0-9a-f]{12})[-_.]")
 
@@ -75,7 +83,10 @@ def _read(path: str, limit: int) -> str:
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(raw) > limit:
-        raise InputError(f"{path} is larger than the limit of {limit / (1024 * 1024):g} MiB for --from input (--max-input MiB raises it)")
+        raise InputError(
+            f"{path} is larger than the limit of {limit / (1024 * 1024):g} MiB for --from input "
+            "(--max-input MiB raises it)"
+        )
     if b"\x00" in raw[:65536]:
         raise InputError(f"{path} is a binary file: expected {EXPECTED}")
     return raw.decode("utf-8", errors="replace")
@@ -119,7 +130,9 @@ def load_text(paths: list[str], limit_mb: float | None = None) -> tuple[list[Sna
                 text = _read(fp, limit)
                 total += len(text)
                 if total > limit:
-                    raise InputError(f"{path} holds more than the limit of {limit / (1024 * 1024):g} MiB for --from input")
+                    raise InputError(
+                        f"{path} holds more than the limit of {limit / (1024 * 1024):g} MiB for --from input"
+                    )
                 label = os.path.join(path, name)
                 try:
                     secs, skipped = _sections_of_file(fp, text, label)

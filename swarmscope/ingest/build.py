@@ -187,7 +187,8 @@ def read_section(nt: NodeText, sec: Section) -> None:
                 services = P.parse_ipvsadm_save(sec.text)
             else:
                 services = P.parse_proc_ip_vs(sec.text)
-            ns.ipvs = IpvsTable(available=True, source="ipvsadm" if kind != "proc-ip_vs" else "proc", services=services, raw=sec.text)
+            ns.ipvs = IpvsTable(available=True, source="ipvsadm" if kind != "proc-ip_vs" else "proc",
+                                services=services, raw=sec.text)
             if first.startswith("IP Virtual Server version") or services:
                 nt.ipvs_evidence.append((True, f"{sec.where}: {first or 'IPVS table'}"))
     elif kind == "ip-o-addr":
@@ -252,8 +253,15 @@ def read_section(nt: NodeText, sec: Section) -> None:
         pass
     else:
         raise ParseError(kind, 0, "", "no reader for this kind of section")
-    nt.provenance.append(Provenance(what=f"text: {sec.command or kind}", namespace=sec.namespace, status="ok",
-                                    argv=[sec.command] if sec.command else [], reason=f"read from {sec.where}"))
+    nt.provenance.append(
+        Provenance(
+            what=f"text: {sec.command or kind}",
+            namespace=sec.namespace,
+            status="ok",
+            argv=[sec.command] if sec.command else [],
+            reason=f"read from {sec.where}",
+        )
+    )
 
 
 def _merge(have: list[Interface], new: list[Interface]) -> list[Interface]:
@@ -285,8 +293,10 @@ def _link_states(d: _Ns, notes: list[str]) -> None:
             i.state = "down" if all("linkdown" in r.flags for r in mine) else "up"
         elif d.routes_read and any(a.family == 4 and a.prefixlen < 32 for a in i.addresses):
             i.admin_up, i.state = False, "down"
-            notes.append(f"{d.name}: {i.name} has no connected route in 'ip route' although it has a subnet address: "
-                         "read as down")
+            notes.append(
+                f"{d.name}: {i.name} has no connected route in 'ip route' although it has a subnet address: "
+                "read as down"
+            )
         else:
             i.admin_up, i.state = True, "unknown"
             notes.append(f"{d.name}: {i.name}: link state not in the input (ip -o addr prints none): taken as not down")
@@ -312,9 +322,13 @@ def _dump(d: _Ns, kind: NsKind, backend: str | None) -> tuple[IptablesDump | Non
         return None, None
     need = [t for t in NEEDED_TABLES.get(kind, ()) if t not in d.tables]
     if need:
-        return None, (f"{d.name}: iptables left unread: the input has {', '.join(sorted(d.tables))} but not "
-                      f"{', '.join(need)} (an absent table would read as an empty one)")
-    dump = IptablesDump(backend=backend or "unknown", tables={k: v[0] for k, v in d.tables.items()}, raw="\n".join(d.raw))
+        return None, (
+            f"{d.name}: iptables left unread: the input has {', '.join(sorted(d.tables))} but not "
+            f"{', '.join(need)} (an absent table would read as an empty one)"
+        )
+    dump = IptablesDump(
+        backend=backend or "unknown", tables={k: v[0] for k, v in d.tables.items()}, raw="\n".join(d.raw)
+    )
     return dump, None
 
 
@@ -341,9 +355,13 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         notes.append(why)
     gw = next((i for i in host.interfaces if i.name == "docker_gwbridge"), None)
     if host.interfaces:
-        host.gwbridge = Bridge(name="docker_gwbridge", present=gw is not None, addresses=list(gw.addresses) if gw else [],
-                               members=sorted(i.name for i in host.interfaces if i.master == "docker_gwbridge"),
-                               state=gw.state if gw else None)
+        host.gwbridge = Bridge(
+            name="docker_gwbridge",
+            present=gw is not None,
+            addresses=list(gw.addresses) if gw else [],
+            members=sorted(i.name for i in host.interfaces if i.master == "docker_gwbridge"),
+            state=gw.state if gw else None,
+        )
         if gw is None and not h.links:
             host.gwbridge = None  # addresses alone cannot say a bridge without an address is absent
 
@@ -360,8 +378,10 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         ns = Namespace(name=name, path=d.path or f"/var/run/docker/netns/{name}", kind=kind, network_id=prefix)
         if kind == NsKind.OVERLAY:
             if d.addrs and not d.links:
-                notes.append(f"{name}: interfaces left unread: 'ip -o -4 address show' lists only interfaces with an IPv4 "
-                             "address, and the overlay's vxlan0 has none (overlay.vxlan-down is not judged)")
+                notes.append(
+                    f"{name}: interfaces left unread: 'ip -o -4 address show' lists only interfaces with an IPv4 "
+                    "address, and the overlay's vxlan0 has none (overlay.vxlan-down is not judged)"
+                )
             else:
                 ns.interfaces = _interfaces(d)
         else:
@@ -398,9 +418,18 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         svc = sname[1] if sname[0] == "tasks" and len(sname) > 1 else sname[0]
         for net in nets.values():
             if svc in net.services and not net.ingress:
-                dns.append(DnsAnswer(service=svc, network_id=net.id, network_name=net.name, query=lk.query.split(".")[0] if sname[0] != "tasks" else f"tasks.{svc}",
-                                     namespace=sec.namespace, status=lk.status if lk.status != "unknown" else "error",
-                                     answers=lk.answers, reason=lk.reason or f"read from {sec.where}"))
+                dns.append(
+                    DnsAnswer(
+                        service=svc,
+                        network_id=net.id,
+                        network_name=net.name,
+                        query=lk.query.split(".")[0] if sname[0] != "tasks" else f"tasks.{svc}",
+                        namespace=sec.namespace,
+                        status=lk.status if lk.status != "unknown" else "error",
+                        answers=lk.answers,
+                        reason=lk.reason or f"read from {sec.where}",
+                    )
+                )
 
     ip_vs = None
     if nt.ipvs_evidence:
@@ -410,9 +439,12 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         if yes:
             ip_vs = IpvsSupport(available=True, method=f"ipvsadm answered in the input: {short(yes[0])}")
         else:
-            ip_vs = IpvsSupport(available=False, method=f"ipvsadm in the input: {short(no[0])}",
-                                detail="ipvsadm could not reach the kernel's IPVS (Protocol not available): "
-                                       "ip_vs was not loaded and could not be loaded when the text was captured")
+            ip_vs = IpvsSupport(
+                available=False,
+                method=f"ipvsadm in the input: {short(no[0])}",
+                detail="ipvsadm could not reach the kernel's IPVS (Protocol not available): "
+                "ip_vs was not loaded and could not be loaded when the text was captured",
+            )
     node = NodeInfo(
         hostname=hostname,
         kernel_release=info.get("kernel") or "",
@@ -423,22 +455,41 @@ def to_snapshot(nt: NodeText) -> Snapshot:
         engine_version=info.get("engine_version"),
         ip_vs=ip_vs,
         sysctls=dict(h.sysctls),
-        iptables=IptablesBackend(engine_backend=backend, method=(
-            "iptables -L printed the nft backend's warning about legacy tables" if backend else
-            "not in the input: iptables -L does not say which backend it lists")),
+        iptables=IptablesBackend(
+            engine_backend=backend,
+            method=(
+                "iptables -L printed the nft backend's warning about legacy tables"
+                if backend
+                else "not in the input: iptables -L does not say which backend it lists"
+            ),
+        ),
     )
-    view = DockerView(available=False,
-                      reason="built from text: no Docker API; services and tasks are rebuilt from the containers and "
-                             "verbose network inspects the text holds",
-                      networks=list(nets.values()), containers=containers)
+    view = DockerView(
+        available=False,
+        reason="built from text: no Docker API; services and tasks are rebuilt from the containers and "
+        "verbose network inspects the text holds",
+        networks=list(nets.values()),
+        containers=containers,
+    )
     prov = list(nt.provenance)
     for n in notes:
         prov.append(Provenance(what="text: not judged", namespace=n.split(":", 1)[0], status="skipped", reason=n))
     for d in nt.ns.values():
         for x in d.lossy + d.notes:
             prov.append(Provenance(what="text: lossy", namespace=d.name, status="ok", reason=x))
-    return Snapshot(node=node, tool_version="", collected_at="", complete=not errors,
-                    netns_dir="", host=host, namespaces=namespaces, dns=dns, docker=view, provenance=prov, errors=errors)
+    return Snapshot(
+        node=node,
+        tool_version="",
+        collected_at="",
+        complete=not errors,
+        netns_dir="",
+        host=host,
+        namespaces=namespaces,
+        dns=dns,
+        docker=view,
+        provenance=prov,
+        errors=errors,
+    )
 
 
 def _not_in_input(nt: NodeText, have: list[Namespace], notes: list[str]) -> list[Namespace]:
@@ -451,10 +502,21 @@ def _not_in_input(nt: NodeText, have: list[Namespace], notes: list[str]) -> list
     nets = nt.networks
     ingress = next((n for n in nets.values() if n.ingress), None)
     if ingress is not None and "ingress_sbox" not in names and not (nt.transcript and "ingress_sbox" in nt.markers):
-        why = ("not in the input: the transcript ends before support.sh's ingress_sbox section" if nt.transcript
-               else "not in the input: no output from ingress_sbox was given")
-        out.append(Namespace(name="ingress_sbox", path="/var/run/docker/netns/ingress_sbox", kind=NsKind.INGRESS_SBOX,
-                             network_id=ingress.id, network_name=ingress.name, errors=[why]))
+        why = (
+            "not in the input: the transcript ends before support.sh's ingress_sbox section"
+            if nt.transcript
+            else "not in the input: no output from ingress_sbox was given"
+        )
+        out.append(
+            Namespace(
+                name="ingress_sbox",
+                path="/var/run/docker/netns/ingress_sbox",
+                kind=NsKind.INGRESS_SBOX,
+                network_id=ingress.id,
+                network_name=ingress.name,
+                errors=[why],
+            )
+        )
     new_script = any(n.startswith("lb_") for n in names)
     for net in nets.values():
         if net.ingress or net.driver != "overlay" or not any(s.vip for s in net.services.values()):
@@ -464,10 +526,21 @@ def _not_in_input(nt: NodeText, have: list[Namespace], notes: list[str]) -> list
             continue
         if nt.transcript and net.id in nt.markers and new_script:
             continue  # support.sh entered *<id:9>* and found no lb_: absent
-        why = ("not in the input: this support.sh enters only the overlay namespace of a network"
-               if nt.transcript and net.id in nt.markers else f"not in the input: no output from {lb} was given")
-        out.append(Namespace(name=lb, path=f"/var/run/docker/netns/{lb}", kind=NsKind.LB, network_id=net.id,
-                             network_name=net.name, errors=[why]))
+        why = (
+            "not in the input: this support.sh enters only the overlay namespace of a network"
+            if nt.transcript and net.id in nt.markers
+            else f"not in the input: no output from {lb} was given"
+        )
+        out.append(
+            Namespace(
+                name=lb,
+                path=f"/var/run/docker/netns/{lb}",
+                kind=NsKind.LB,
+                network_id=net.id,
+                network_name=net.name,
+                errors=[why],
+            )
+        )
     for ns in out:
         notes.append(f"{ns.name}: {ns.errors[0]} (judged unknown)")
     return out

@@ -157,12 +157,15 @@ def _ns_name(path: str | None) -> str:
 
 
 _DOCKER_INFO_START = re.compile(r"^(Client:|Server:)\s*")
-_TITLES = ("Host iptables", "Host links addresses and routes", "Overlay network configuration", "Container network configuration")
+_TITLES = ("Host iptables", "Host links addresses and routes", "Overlay network configuration",
+           "Container network configuration")
 
 
 def looks_like_transcript(text: str) -> bool:
-    return bool(re.search(r"^(nnn Network |ccc Container |Host iptables$|==SUMMARY==)", text, re.M)) or \
-        len(re.findall(r"^# (?:nsenter\s|iptables\s|ip\s|ipvsadm\s)", text, re.M)) >= 2
+    return (
+        bool(re.search(r"^(nnn Network |ccc Container |Host iptables$|==SUMMARY==)", text, re.M))
+        or len(re.findall(r"^# (?:nsenter\s|iptables\s|ip\s|ipvsadm\s)", text, re.M)) >= 2
+    )
 
 
 def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
@@ -180,7 +183,7 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
     n = len(lines)
 
     def add(kind, first, last, **kw):
-        body = "\n".join(lines[first:last + 1]) + "\n"
+        body = "\n".join(lines[first : last + 1]) + "\n"
         sections.append(Section(kind=kind, text=body, source=source, first=first + 1, last=last + 1, node=node, **kw))
 
     def block_end(start: int) -> int:
@@ -196,7 +199,9 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
         if not s:
             i += 1
             continue
-        if s == "Host iptables" and (seen_summary or (node_has_content and any(x.node == node for x in sections if x.kind != "docker-info"))):
+        if s == "Host iptables" and (
+            seen_summary or (node_has_content and any(x.node == node for x in sections if x.kind != "docker-info"))
+        ):
             node += 1
             seen_summary = False
             node_has_content = False
@@ -213,8 +218,12 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
             continue
         if _DOCKER_INFO_START.match(s) and _docker_info_ahead(lines, i):
             j = i + 1
-            while j < n and (lines[j].startswith(" ") or not lines[j].strip() or lines[j].startswith("WARNING") or
-                             re.match(r"^(Client|Server):", lines[j])):
+            while j < n and (
+                lines[j].startswith(" ")
+                or not lines[j].strip()
+                or lines[j].startswith("WARNING")
+                or re.match(r"^(Client|Server):", lines[j])
+            ):
                 if _is_marker(lines[j]):
                     break
                 j += 1
@@ -241,8 +250,11 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
                     k -= 1  # cut before the next section: the JSON is incomplete and will be listed as skipped
                 add("network-inspect", j, min(k, n - 1), extra={"network": nid})
                 j = k + 1
-            while j < n and (lines[j].strip() in ("No overlap", "") or lines[j].startswith("*** OVERLAP") or
-                             (lines[j].strip() and not _is_marker(lines[j]) and not lines[j].startswith("#"))):
+            while j < n and (
+                lines[j].strip() in ("No overlap", "")
+                or lines[j].startswith("*** OVERLAP")
+                or (lines[j].strip() and not _is_marker(lines[j]) and not lines[j].startswith("#"))
+            ):
                 if lines[j].startswith("*** OVERLAP"):
                     k = j + 1
                     while k < n and not _is_marker(lines[k]):
@@ -251,7 +263,9 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
                     j = k
                     break
                 if lines[j].strip() not in ("No overlap", ""):
-                    skipped.append(f"{source}:{j + 1}: unexpected text after network {nid}'s inspect: {lines[j].strip()[:80]}")
+                    skipped.append(
+                        f"{source}:{j + 1}: unexpected text after network {nid}'s inspect: {lines[j].strip()[:80]}"
+                    )
                 j += 1
             i = j
             continue
@@ -260,7 +274,9 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
             cid, state = (m.group(1), m.group(2)) if m else ("?", None)
             node_has_content = True
             j = i + 1
-            while j < n and re.match(r"^(Name|Id|Hostname|CreatedAt|State|RestartCount|Labels|NetworkSettings):", lines[j]):
+            while j < n and re.match(
+                r"^(Name|Id|Hostname|CreatedAt|State|RestartCount|Labels|NetworkSettings):", lines[j]
+            ):
                 j += 1
             add("container", i + 1, j - 1, extra={"container": cid, "status": state})
             i = j
@@ -273,9 +289,20 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
             if kind is None:
                 skipped.append(f"{source}:{i + 1}: command not read by swarmscope: {cmd[:100]}")
             else:
-                sections.append(Section(kind=kind, text="\n".join(lines[i + 1:end + 1]) + "\n", source=source,
-                                        first=i + 2, last=max(end + 1, i + 2), node=node, command=cmd,
-                                        namespace=_ns_name(ns_path), ns_path=ns_path, table=table))
+                sections.append(
+                    Section(
+                        kind=kind,
+                        text="\n".join(lines[i + 1 : end + 1]) + "\n",
+                        source=source,
+                        first=i + 2,
+                        last=max(end + 1, i + 2),
+                        node=node,
+                        command=cmd,
+                        namespace=_ns_name(ns_path),
+                        ns_path=ns_path,
+                        table=table,
+                    )
+                )
             i = end + 1
             continue
         skipped.append(f"{source}:{i + 1}: not part of a support.sh transcript: {s[:80]}")
@@ -284,14 +311,20 @@ def split_transcript(text: str, source: str) -> tuple[list[Section], list[str]]:
 
 
 def _docker_info_ahead(lines: list[str], i: int) -> bool:
-    window = "\n".join(lines[i:i + 40])
+    window = "\n".join(lines[i : i + 40])
     return " Server Version:" in window or "Server Version:" in window or " Context:" in window
 
 
 def _is_marker(line: str) -> bool:
     s = line.strip()
-    return (line.startswith("# ") or line.startswith("nnn Network ") or line.startswith("ccc Container ")
-            or s in _TITLES or s == "==SUMMARY==" or s.startswith("This tool requires"))
+    return (
+        line.startswith("# ")
+        or line.startswith("nnn Network ")
+        or line.startswith("ccc Container ")
+        or s in _TITLES
+        or s == "==SUMMARY=="
+        or s.startswith("This tool requires")
+    )
 
 
 # --------------------------------------------------------------------------- pasted files
@@ -335,7 +368,9 @@ def recognise(text: str) -> str | None:
         if "\\" in first and "link/" in first:
             return "ip-o-link"
         return "ip-addr"
-    if re.match(r"^((default|unicast|local|broadcast|blackhole|unreachable|prohibit)\s|[0-9.]+(/\d+)?\s+(via|dev)\s)", first):
+    if re.match(
+        r"^((default|unicast|local|broadcast|blackhole|unreachable|prohibit)\s|[0-9.]+(/\d+)?\s+(via|dev)\s)", first
+    ):
         return "ip-route"
     if re.match(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\s+dev\s", first):
         return "bridge-fdb"
@@ -350,8 +385,14 @@ def recognise(text: str) -> str | None:
     lines = [ln.strip() for ln in s.splitlines() if ln.strip()]
     if lines and all(_SYSCTL.match(ln) for ln in lines) and any(ln.startswith("net.") for ln in lines):
         return "sysctl"
-    if lines and all(re.match(r"^[0-9a-fA-F.:]+(\s+(STREAM|DGRAM|RAW|\S+))*\s*$", ln) for ln in lines) and \
-            all(re.match(r"^[0-9a-fA-F.:]+$", ln.split()[0]) and ("." in ln.split()[0] or ":" in ln.split()[0]) for ln in lines):
+    if (
+        lines
+        and all(re.match(r"^[0-9a-fA-F.:]+(\s+(STREAM|DGRAM|RAW|\S+))*\s*$", ln) for ln in lines)
+        and all(
+            re.match(r"^[0-9a-fA-F.:]+$", ln.split()[0]) and ("." in ln.split()[0] or ":" in ln.split()[0])
+            for ln in lines
+        )
+    ):
         return "dns"
     return None
 
@@ -370,10 +411,21 @@ def split_pasted(text: str, source: str) -> tuple[list[Section], list[str]]:
     if head.startswith(("# ", "$ ")) or _PROMPT.match(head):
         cmd = _PROMPT.sub("", head[2:] if head.startswith(("# ", "$ ")) else head).strip()
         kind, plain, ns_path, table = command_kind(cmd)
-        body = "\n".join(lines[k + 1:]) + "\n"
+        body = "\n".join(lines[k + 1 :]) + "\n"
         if kind is not None:
-            return [Section(kind=kind, text=body, source=source, first=k + 2, last=max(len(lines), k + 2), command=cmd,
-                            namespace=_ns_name(ns_path), ns_path=ns_path, table=table)], []
+            return [
+                Section(
+                    kind=kind,
+                    text=body,
+                    source=source,
+                    first=k + 2,
+                    last=max(len(lines), k + 2),
+                    command=cmd,
+                    namespace=_ns_name(ns_path),
+                    ns_path=ns_path,
+                    table=table,
+                )
+            ], []
         if head.startswith("# "):  # a comment, not a command: recognise what follows
             kind = recognise(body)
             if kind is not None:

@@ -46,13 +46,29 @@ def parse_dig(text: str) -> Lookup:
         if lines and all(_is_ip(ln) or ln.endswith(".") for ln in lines):
             return Lookup(tool="dig +short", query=None, status="ok", answers=[ln for ln in lines if _is_ip(ln)])
         if lines and all(ln.startswith(";;") for ln in lines):
-            return Lookup(tool="dig +short", query=None, status="timeout" if "timed out" in text else "error", reason=lines[-1].lstrip("; "))
+            return Lookup(
+                tool="dig +short",
+                query=None,
+                status="timeout" if "timed out" in text else "error",
+                reason=lines[-1].lstrip("; "),
+            )
         raise ParseError("dig", 1, lines[0] if lines else "", "neither dig output nor dig +short addresses")
     if ";; ->>HEADER<<-" not in text:
-        reason = next((ln.lstrip("; ").strip() for ln in text.splitlines() if "no servers could be reached" in ln or "timed out" in ln), None)
+        reason = next(
+            (
+                ln.lstrip("; ").strip()
+                for ln in text.splitlines()
+                if "no servers could be reached" in ln or "timed out" in ln
+            ),
+            None,
+        )
         q = re.search(r"<<>> DiG \S+ <<>>(?:\s+@\S+)?\s+(\S+)", text)
-        return Lookup(tool="dig", query=q.group(1).rstrip(".") if q else None,
-                      status="timeout" if reason else "error", reason=reason or "no answer header in the output")
+        return Lookup(
+            tool="dig",
+            query=q.group(1).rstrip(".") if q else None,
+            status="timeout" if reason else "error",
+            reason=reason or "no answer header in the output",
+        )
     import jc
 
     try:
@@ -67,8 +83,14 @@ def parse_dig(text: str) -> Lookup:
     q = (r.get("question") or {}).get("name")
     server = r.get("server")
     st = {"NOERROR": "ok" if answers else "noanswer", "NXDOMAIN": "nxdomain"}.get(status, "error")
-    return Lookup(tool="dig", query=q.rstrip(".") if q else None, status=st, answers=answers,
-                  server=server.split("#", 1)[0] if server else None, reason=None if st == "ok" else status.lower())
+    return Lookup(
+        tool="dig",
+        query=q.rstrip(".") if q else None,
+        status=st,
+        answers=answers,
+        server=server.split("#", 1)[0] if server else None,
+        reason=None if st == "ok" else status.lower(),
+    )
 
 
 @parser("nslookup")
@@ -105,7 +127,13 @@ def parse_nslookup(text: str) -> Lookup:
             continue
         if "NXDOMAIN" in s or "can't find" in s or "server can't find" in s:
             m = re.search(r"find\s+(\S+?):", s)
-            return Lookup(tool="nslookup", query=m.group(1).rstrip(".") if m else query, status="nxdomain", server=server, reason=s)
+            return Lookup(
+                tool="nslookup",
+                query=m.group(1).rstrip(".") if m else query,
+                status="nxdomain",
+                server=server,
+                reason=s,
+            )
         if "timed out" in s or "no servers could be reached" in s:
             return Lookup(tool="nslookup", query=query, status="timeout", server=server, reason=s.lstrip("; "))
         if s.startswith("**") or s.startswith(";;"):
@@ -121,7 +149,8 @@ def parse_nslookup(text: str) -> Lookup:
 
 @parser("getent")
 def parse_getent(text: str) -> Lookup:
-    """``getent hosts NAME`` (``ADDR NAME...``) or ``getent ahosts[v4] NAME`` (``ADDR STREAM NAME``, ``ADDR DGRAM`` ...)."""
+    """``getent hosts NAME`` (``ADDR NAME...``) or ``getent ahosts[v4] NAME`` (``ADDR STREAM NAME``,
+    ``ADDR DGRAM`` ...)."""
     answers: list[str] = []
     query = None
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -130,14 +159,21 @@ def parse_getent(text: str) -> Lookup:
             continue
         words = s.split()
         if not _is_ip(words[0]):
-            raise ParseError("getent", lineno, line, f"{words[0]!r} is not an address (getent hosts/ahosts prints ADDRESS NAME)")
+            raise ParseError(
+                "getent", lineno, line, f"{words[0]!r} is not an address (getent hosts/ahosts prints ADDRESS NAME)"
+            )
         if words[0] not in answers:
             answers.append(words[0])
         names = [w for w in words[1:] if w not in ("STREAM", "DGRAM", "RAW")]
         if names and query is None:
             query = names[0].rstrip(".")
     if not answers:
-        return Lookup(tool="getent", query=None, status="unknown", reason="getent printed nothing (the name did not resolve, or nothing was pasted)")
+        return Lookup(
+            tool="getent",
+            query=None,
+            status="unknown",
+            reason="getent printed nothing (the name did not resolve, or nothing was pasted)",
+        )
     return Lookup(tool="getent", query=query, status="ok", answers=answers)
 
 
@@ -149,8 +185,12 @@ def parse_dns(text: str) -> Lookup:
         return parse_nslookup(text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if lines and all(ln.startswith(";;") for ln in lines):  # busybox nslookup and dig +short print only this on failure
-        return Lookup(tool="dig/nslookup", query=None, status="timeout" if "timed out" in text else "error",
-                      reason=lines[-1].lstrip("; "))
+        return Lookup(
+            tool="dig/nslookup",
+            query=None,
+            status="timeout" if "timed out" in text else "error",
+            reason=lines[-1].lstrip("; "),
+        )
     if lines and all(_is_ip(ln) for ln in lines):
         return parse_dig(text)
     return parse_getent(text)

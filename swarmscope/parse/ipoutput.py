@@ -23,7 +23,9 @@ from swarmscope.model import Address, Interface
 __all__ = ["Route", "Neighbour", "FdbEntry", "parse_ip_oneline_addr", "parse_ip_oneline_link", "parse_ip_route",
            "parse_ip_neigh", "parse_bridge_fdb"]
 
-_ADDR_LINE = re.compile(r"^(\d{1,10}):\s+([^\s:@]+)(?:@\S+)?\s+(inet6?)\s+([0-9A-Fa-f.:]+)(?:/(\d{1,3}))?(?:\s|$)(.*)$", re.ASCII)
+_ADDR_LINE = re.compile(
+    r"^(\d{1,10}):\s+([^\s:@]+)(?:@\S+)?\s+(inet6?)\s+([0-9A-Fa-f.:]+)(?:/(\d{1,3}))?(?:\s|$)(.*)$", re.ASCII
+)
 _LINK_LINE = re.compile(r"^(\d{1,10}):\s+([^:@\s]+)(?:@(\S+?))?:\s+<([^>]*)>(.*)$", re.ASCII)
 
 
@@ -48,7 +50,9 @@ def parse_ip_oneline_addr(text: str) -> list[Interface]:
             raise ParseError("ip -o address", lineno, line, f"{addr!r} is not an address") from None
         family = 6 if fam == "inet6" else 4
         iface = out.setdefault(int(idx), Interface(name=name, index=int(idx)))
-        iface.addresses.append(Address(address=addr, prefixlen=int(plen) if plen else (128 if family == 6 else 32), family=family))
+        iface.addresses.append(
+            Address(address=addr, prefixlen=int(plen) if plen else (128 if family == 6 else 32), family=family)
+        )
     return list(out.values())
 
 
@@ -68,9 +72,15 @@ def parse_ip_oneline_link(text: str) -> list[Interface]:
         words = rest.split()
         attrs = {words[i]: words[i + 1] for i in range(len(words) - 1) if words[i] in ("mtu", "master", "state")}
         peer = int(link[2:]) if link and link.startswith("if") and is_number(link[2:], 10) else None
-        iface = Interface(name=name, index=int(idx), state=attrs.get("state", "unknown").lower(),
-                          admin_up="UP" in flags.split(","), mtu=int(attrs["mtu"]) if is_number(attrs.get("mtu", ""), 10) else None,
-                          master=attrs.get("master"), peer_index=peer)
+        iface = Interface(
+            name=name,
+            index=int(idx),
+            state=attrs.get("state", "unknown").lower(),
+            admin_up="UP" in flags.split(","),
+            mtu=int(attrs["mtu"]) if is_number(attrs.get("mtu", ""), 10) else None,
+            master=attrs.get("master"),
+            peer_index=peer,
+        )
         tw = tail.split()
         if len(tw) >= 2 and tw[0] == "link/ether":
             iface.mac = tw[1]
@@ -94,7 +104,18 @@ class Route:
     flags: list[str] = field(default_factory=list)  # linkdown, dead, onlink, ...
 
 
-_ROUTE_TYPES = ("unicast", "local", "broadcast", "multicast", "throw", "unreachable", "prohibit", "blackhole", "nat", "anycast")
+_ROUTE_TYPES = (
+    "unicast",
+    "local",
+    "broadcast",
+    "multicast",
+    "throw",
+    "unreachable",
+    "prohibit",
+    "blackhole",
+    "nat",
+    "anycast",
+)
 
 
 @parser("ip route")
@@ -120,13 +141,26 @@ def parse_ip_route(text: str) -> list[Route]:
             try:
                 net = ipaddress.ip_network(dest, strict=False)
             except ValueError:
-                raise ParseError("ip route", lineno, line, f"{dest!r} is not a destination (default or an address/prefix)") from None
+                raise ParseError(
+                    "ip route", lineno, line, f"{dest!r} is not a destination (default or an address/prefix)"
+                ) from None
             dest = str(net)
-        parsed = cast(list[dict[str, Any]], jc.parse("ip_route", " ".join(words) + "\n", quiet=True))  # standard parser: a list
+        parsed = cast(
+            list[dict[str, Any]], jc.parse("ip_route", " ".join(words) + "\n", quiet=True)
+        )  # standard parser: a list
         f = parsed[0] if parsed else {}
-        out.append(Route(destination=dest, type=rtype, dev=f.get("dev"), via=f.get("via"), src=f.get("src"),
-                         proto=f.get("proto"), scope=f.get("scope"),
-                         flags=[w for w in words if w in ("linkdown", "dead", "onlink", "pervasive", "offload")]))
+        out.append(
+            Route(
+                destination=dest,
+                type=rtype,
+                dev=f.get("dev"),
+                via=f.get("via"),
+                src=f.get("src"),
+                proto=f.get("proto"),
+                scope=f.get("scope"),
+                flags=[w for w in words if w in ("linkdown", "dead", "onlink", "pervasive", "offload")],
+            )
+        )
     return out
 
 

@@ -321,7 +321,8 @@ def parse_iptables_save(text: str, backend: str = "nft", *, lenient: bool = Fals
             if not name or " " in name:
                 raise ParseError(what, lineno, line, "bad table line")
             if table is not None and not lenient:
-                raise ParseError(what, lineno, line, f"table {table.name!r} (line {open_line[0]}) was not closed by COMMIT")
+                raise ParseError(what, lineno, line,
+                                 f"table {table.name!r} (line {open_line[0]}) was not closed by COMMIT")
             if name in dump.tables and not lenient:
                 raise ParseError(what, lineno, line, f"table {name!r} appears twice")
             table = dump.tables.setdefault(name, Table(name=name))
@@ -346,18 +347,31 @@ def parse_iptables_save(text: str, backend: str = "nft", *, lenient: bool = Fals
             continue
         if s.startswith("-A ") or s.startswith("--append ") or _RULE_COUNTERS_RE.match(s):
             if table is None:
-                raise ParseError(what, lineno, line, "rule outside a table (no '*TABLE' line before it, or after COMMIT)")
+                raise ParseError(
+                    what, lineno, line, "rule outside a table (no '*TABLE' line before it, or after COMMIT)"
+                )
             rule = parse_rule(s, what=what, lineno=lineno, line=line, lenient=lenient)
-            _append(table, rule, lenient, ParseError(what, lineno, line, f"rule for chain {rule.chain!r}, which table {table.name!r} does not declare"))
+            _append(
+                table,
+                rule,
+                lenient,
+                ParseError(
+                    what, lineno, line, f"rule for chain {rule.chain!r}, which table {table.name!r} does not declare"
+                ),
+            )
             continue
         raise ParseError(what, lineno, line, "unrecognised line")
     if table is not None and not lenient:
-        raise ParseError(what, open_line[0], open_line[1], f"table {table.name!r} is not closed by COMMIT (truncated output?)")
+        raise ParseError(
+            what, open_line[0], open_line[1], f"table {table.name!r} is not closed by COMMIT (truncated output?)"
+        )
     return dump
 
 
 @parser("iptables -S")
-def parse_iptables_rules(text: str, table: str = "filter", *, lenient: bool = False, what: str = "iptables -S") -> Table:
+def parse_iptables_rules(
+    text: str, table: str = "filter", *, lenient: bool = False, what: str = "iptables -S"
+) -> Table:
     """Parse ``iptables [-t TABLE] -S [-v]`` output (``-P``, ``-N``, ``-A`` lines) into one Table.
 
     Leading indentation is ignored (the form is often quoted indented in
@@ -394,7 +408,12 @@ def parse_iptables_rules(text: str, table: str = "filter", *, lenient: bool = Fa
             continue
         if head in ("-A", "--append"):
             rule = parse_rule(s, what=what, lineno=lineno, line=s, lenient=lenient)
-            _append(t, rule, lenient, ParseError(what, lineno, line, f"rule for chain {rule.chain!r}, which no -P/-N line declares"))
+            _append(
+                t,
+                rule,
+                lenient,
+                ParseError(what, lineno, line, f"rule for chain {rule.chain!r}, which no -P/-N line declares"),
+            )
             continue
         raise ParseError(what, lineno, line, "unrecognised line (expected -P, -N or -A)")
     return t
@@ -435,7 +454,7 @@ def _split_hostport(value: str) -> tuple[str, int | None]:
     if value.startswith("["):  # [v6]:port
         end = value.find("]")
         host = value[1:end] if end > 0 else value
-        rest = value[end + 1:] if end > 0 else ""
+        rest = value[end + 1 :] if end > 0 else ""
         port_s = rest[1:] if rest.startswith(":") else ""
     elif value.count(":") == 1:
         host, port_s = value.split(":", 1)

@@ -91,7 +91,20 @@ def _tail(words: list[str], i: int) -> tuple[RuleMatch | None, list[RuleOption],
             j += 1
         return RuleMatch(w, opts), [], None, j
     if w in _MATCH_PROTOS and nxt.startswith(("flags:", "option=")):
-        return RuleMatch(w, [RuleOption("--tcp-flags" if nxt.startswith("flags:") else "--tcp-option", nxt.split(":", 1)[-1].split("=", 1)[-1])]), [], None, i + 2
+        return (
+            RuleMatch(
+                w,
+                [
+                    RuleOption(
+                        "--tcp-flags" if nxt.startswith("flags:") else "--tcp-option",
+                        nxt.split(":", 1)[-1].split("=", 1)[-1],
+                    )
+                ],
+            ),
+            [],
+            None,
+            i + 2,
+        )
     if w == "multiport" and nxt in ("dports", "sports", "ports") and i + 2 < n:
         val, negated = _neg(words[i + 2])
         j = i + 3
@@ -109,7 +122,10 @@ def _tail(words: list[str], i: int) -> tuple[RuleMatch | None, list[RuleOption],
                 opts.append(RuleOption(f"--{words[j]}"))
                 j += 1
         return RuleMatch("addrtype", opts), [], None, j
-    if w in ("ctstate", "ctstatus", "ctproto", "ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst", "ctdir") and i + 1 < n:
+    if (
+        w in ("ctstate", "ctstatus", "ctproto", "ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst", "ctdir")
+        and i + 1 < n
+    ):
         return RuleMatch("conntrack", [RuleOption(f"--{w}", nxt)]), [], None, i + 2
     if w == "state" and i + 1 < n:
         return RuleMatch("state", [RuleOption("--state", nxt)]), [], None, i + 2
@@ -134,7 +150,12 @@ def _tail(words: list[str], i: int) -> tuple[RuleMatch | None, list[RuleOption],
             end = words.index("*/", i + 1)
         except ValueError:
             return None, [], None, i
-        return RuleMatch("comment", [RuleOption("--comment", " ".join(words[i + 1:end]))]), [], " ".join(words[i + 1:end]), end + 1
+        return (
+            RuleMatch("comment", [RuleOption("--comment", " ".join(words[i + 1 : end]))]),
+            [],
+            " ".join(words[i + 1 : end]),
+            end + 1,
+        )
     # targets
     if w == "MARK" and nxt in ("set", "xset", "and", "or", "xor") and i + 2 < n:
         val = words[i + 2]
@@ -242,7 +263,9 @@ def parse_iptables_list(text: str, table: str | None = None) -> ListedTable:
     if table is None:
         guess = guess_table(list(chains))
         res.table.name = guess or "?"
-        res.lossy.append(f"the table is not named by the command; {'taken to be ' + guess if guess else 'unknown'} from its chains")
+        res.lossy.append(
+            f"the table is not named by the command; {'taken to be ' + guess if guess else 'unknown'} from its chains"
+        )
     res.table.chains = chains
     if not res.verbose and seen_rule:
         res.lossy.append("listed without -v: in/out interfaces and counters are not shown")
@@ -251,7 +274,9 @@ def parse_iptables_list(text: str, table: str | None = None) -> ListedTable:
     return res
 
 
-def _rule(chain: str, line: str, words: list[tuple[int, str]], header: list[str], lineno: int, res: ListedTable) -> Rule:
+def _rule(
+    chain: str, line: str, words: list[tuple[int, str]], header: list[str], lineno: int, res: ListedTable
+) -> Rule:
     k = 0
     vals = [w for _, w in words]
     rule = Rule(chain=chain, line=line.strip())  # as printed, without the column padding before it
@@ -305,7 +330,7 @@ def _rule(chain: str, line: str, words: list[tuple[int, str]], header: list[str]
         rule.params.append(RuleOption(flag, addr, neg))
     i += 2
     proto = next((o.value for o in rule.params if o.opt == "-p"), None)
-    rest = line[words[i][0]:].strip() if i < len(words) else ""
+    rest = line[words[i][0] :].strip() if i < len(words) else ""
     if rest:
         unknown = _extensions(rule, rest, proto)
         for m in rule.matches:

@@ -155,7 +155,8 @@ def parse_ipvsadm_list(text: str) -> list[IpvsService]:
             pending_service_header = False
             continue
         if layout is None:
-            raise ParseError(what, lineno, line, "no ipvsadm header before this line (expected 'Prot LocalAddress:Port ...')")
+            raise ParseError(what, lineno, line,
+                             "no ipvsadm header before this line (expected 'Prot LocalAddress:Port ...')")
         words = s.split()
         if words[0] == "->":
             if current is None:
@@ -163,7 +164,12 @@ def parse_ipvsadm_list(text: str) -> list[IpvsService]:
             current.dests.append(_list_dest(words, layout, what, lineno, line))
             continue
         if words[0] not in _PROTOS:
-            raise ParseError(what, lineno, line, "unrecognised line (expected a service 'TCP|UDP|SCTP|FWM ...' or a destination '-> ...')")
+            raise ParseError(
+                what,
+                lineno,
+                line,
+                "unrecognised line (expected a service 'TCP|UDP|SCTP|FWM ...' or a destination '-> ...')",
+            )
         current = _list_service(words, layout, what, lineno, line)
         services.append(current)
     if pending_service_header:
@@ -207,7 +213,9 @@ def _list_dest(words: list[str], layout: str, what: str, lineno: int, line: str)
     if layout in ("list", "persistent-conn"):
         want = 4 if layout == "list" else 5
         if len(rest) != want:
-            raise ParseError(what, lineno, line, f"expected Forward Weight {'PersistConn ' if want == 5 else ''}ActiveConn InActConn")
+            raise ParseError(
+                what, lineno, line, f"expected Forward Weight {'PersistConn ' if want == 5 else ''}ActiveConn InActConn"
+            )
         fwd = rest[0]
         if fwd not in _FORWARDS:
             raise ParseError(what, lineno, line, f"unknown forwarding method {fwd!r}")
@@ -227,15 +235,22 @@ def _list_dest(words: list[str], layout: str, what: str, lineno: int, line: str)
 # ipvsadm -S -n
 
 _SAVE_SVC_KIND = {
-    "-t": "tcp", "--tcp-service": "tcp",
-    "-u": "udp", "--udp-service": "udp",
-    "-q": "sctp", "--sctp-service": "sctp",
-    "-f": "fwm", "--fwmark-service": "fwm",
+    "-t": "tcp",
+    "--tcp-service": "tcp",
+    "-u": "udp",
+    "--udp-service": "udp",
+    "-q": "sctp",
+    "--sctp-service": "sctp",
+    "-f": "fwm",
+    "--fwmark-service": "fwm",
 }
 _SAVE_FWD = {
-    "-g": "Route", "--gatewaying": "Route",
-    "-i": "Tunnel", "--ipip": "Tunnel",
-    "-m": "Masq", "--masquerading": "Masq",
+    "-g": "Route",
+    "--gatewaying": "Route",
+    "-i": "Tunnel",
+    "--ipip": "Tunnel",
+    "-m": "Masq",
+    "--masquerading": "Masq",
 }
 
 
@@ -326,8 +341,17 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
             elif not is_service and w in ("-w", "--weight"):
                 weight = _int(_arg(words, i, what, lineno, line), what, lineno, line, "weight")
                 i += 2
-            elif not is_service and w in ("-x", "--u-threshold", "-y", "--l-threshold", "--tun-type",
-                                          "--tun-port", "--tun-nocsum", "--tun-csum", "--tun-remcsum"):
+            elif not is_service and w in (
+                "-x",
+                "--u-threshold",
+                "-y",
+                "--l-threshold",
+                "--tun-type",
+                "--tun-port",
+                "--tun-nocsum",
+                "--tun-csum",
+                "--tun-remcsum",
+            ):
                 # thresholds and tunnel options: accepted, not modelled
                 takes_value = w not in ("--tun-nocsum", "--tun-csum", "--tun-remcsum")
                 if takes_value:
@@ -354,7 +378,9 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
                 raise ParseError(what, lineno, line, "destination for a service no '-A' line declared")
             if dest_addr is None:
                 raise ParseError(what, lineno, line, "destination line without -r ADDRESS:PORT")
-            target.dests.append(IpvsDest(address=dest_addr[0], port=dest_addr[1], forward=fwd or "Route", weight=weight))
+            target.dests.append(
+                IpvsDest(address=dest_addr[0], port=dest_addr[1], forward=fwd or "Route", weight=weight)
+            )
     return services
 
 
@@ -364,11 +390,13 @@ def parse_ipvsadm_save(text: str) -> list[IpvsService]:
 _PROC_SERVICE_RE = re.compile(
     r"^(?P<proto>TCP|UDP|SCTP|AH|ESP|FWM)\s+"
     r"(?:(?P<hexaddr>[0-9A-Fa-f]{8}):(?P<hexport>[0-9A-Fa-f]{4})|\[(?P<v6>[0-9A-Fa-f:]+)\]:(?P<v6port>[0-9A-Fa-f]{4})|(?P<fwmark>[0-9A-Fa-f]{8}))"
-    r"\s+(?P<rest>.*)$", re.ASCII
+    r"\s+(?P<rest>.*)$",
+    re.ASCII,
 )
 _PROC_DEST_RE = re.compile(
     r"^->\s+(?:(?P<hexaddr>[0-9A-Fa-f]{8}):(?P<hexport>[0-9A-Fa-f]{4})|\[(?P<v6>[0-9A-Fa-f:]+)\]:(?P<v6port>[0-9A-Fa-f]{4}))"
-    r"\s+(?P<fwd>\S+)\s+(?P<weight>-?\d{1,20})\s+(?P<active>\d{1,20})\s+(?P<inactive>\d{1,20})$", re.ASCII
+    r"\s+(?P<fwd>\S+)\s+(?P<weight>-?\d{1,20})\s+(?P<active>\d{1,20})\s+(?P<inactive>\d{1,20})$",
+    re.ASCII,
 )
 
 
@@ -414,8 +442,14 @@ def parse_proc_ip_vs(text: str) -> list[IpvsService]:
             if fwd not in _FORWARDS:
                 raise ParseError(what, lineno, line, f"unknown forwarding method {fwd!r}")
             current.dests.append(
-                IpvsDest(address=addr, port=port, forward=fwd, weight=int(m.group("weight")),
-                         active=int(m.group("active")), inactive=int(m.group("inactive")))
+                IpvsDest(
+                    address=addr,
+                    port=port,
+                    forward=fwd,
+                    weight=int(m.group("weight")),
+                    active=int(m.group("active")),
+                    inactive=int(m.group("inactive")),
+                )
             )
             continue
         m = _PROC_SERVICE_RE.match(s)
