@@ -15,7 +15,6 @@ import traceback
 
 import click
 
-from swarmscope import __version__
 from swarmscope.errors import ExitStatus, SwarmscopeError, UsageError
 from swarmscope.render import CHECK_FORMATS, EXPLAIN_FORMATS, formats_help
 
@@ -104,16 +103,12 @@ def _say(msg: str) -> None:
     click.echo(f"swarmscope: {msg}", err=True)
 
 
-def version_text() -> str:
-    """`swarmscope --version`: the tool, the schemas it writes and reads, the engine generations it has profiles for."""
-    from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION
-    from swarmscope.engines import PROFILES, SUPPORTED_SINCE
-    from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
+def _version(ctx: click.Context, param, value) -> None:
+    if value and not ctx.resilient_parsing:
+        from swarmscope.render.version import version_text
 
-    names = ", ".join(f"{p.name} (from {p.since})" if p.since.major else p.name for p in PROFILES)
-    return (f"swarmscope {__version__}\n"
-            f"snapshot schema {SNAPSHOT_SCHEMA} version {SNAPSHOT_VERSION}; dump schema {DUMP_SCHEMA} version {DUMP_VERSION}\n"
-            f"engine profiles: {names}; engines before {SUPPORTED_SINCE} are not judged")
+        click.echo(version_text())
+        ctx.exit()
 
 
 def _complete_service(ctx: click.Context, param, incomplete: str):
@@ -134,7 +129,7 @@ def _complete_service(ctx: click.Context, param, incomplete: str):
 
 @click.group(context_settings=CONTEXT)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=lambda ctx, param, value: (click.echo(version_text()), ctx.exit()) if value and not ctx.resilient_parsing else None,
+              callback=_version,
               help="Show the version, the snapshot and dump schemas and the engine profiles, and exit.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
@@ -154,17 +149,17 @@ def collect(as_json, output, **kw):
     Exit code 0 when the snapshot is complete, 4 when parts could not be
     collected (they are listed), 3 when nothing could be collected.
     """
-    from swarmscope.pipeline import collect_node
+    from swarmscope import pipeline
     from swarmscope.render.output import write_json, write_text
 
-    snap = collect_node(_options(**kw), _say)
+    snap = pipeline.collect_node(_options(**kw), _say)
     if as_json:
         write_json(snap, output)
     else:
         from swarmscope.render.summary import render_summary
 
         write_text(render_summary(snap), output)
-    sys.exit(ExitStatus.OK if snap.complete else ExitStatus.PARTIAL)
+    sys.exit(pipeline.exit_status(pipeline.Run([snap], snap.complete), findings=False))
 
 
 def _source(from_file, kw):
