@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from swarmscope.collect.snapshot import CollectOptions
 from swarmscope.errors import SwarmscopeError, UsageError
@@ -41,7 +41,7 @@ CAP_SYS_ADMIN = 21
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def log(msg: str) -> None:
@@ -58,7 +58,7 @@ class Check:
     detail: str
 
 
-def _capabilities() -> Optional[int]:
+def _capabilities() -> int | None:
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -69,7 +69,7 @@ def _capabilities() -> Optional[int]:
     return None
 
 
-def _mount_of(path: str) -> Optional[tuple[str, list[str]]]:
+def _mount_of(path: str) -> tuple[str, list[str]] | None:
     """(mount point, optional fields) of the mount that holds path."""
     best = None
     try:
@@ -138,8 +138,14 @@ def check_environment(opts: CollectOptions) -> list[Check]:
     if mount and mount[0] == os.path.realpath(d):
         fields = mount[1]
         if any(f.startswith(("master:", "shared:")) for f in fields):
-            out.append(Check("netns propagation", True, f"{d} is a {'slave' if any(f.startswith('master:') for f in fields) else 'shared'} "
-                             "mount: namespaces created later appear here"))
+            out.append(
+                Check(
+                    "netns propagation",
+                    True,
+                    f"{d} is a {'slave' if any(f.startswith('master:') for f in fields) else 'shared'} "
+                    "mount: namespaces created later appear here",
+                )
+            )
         else:
             out.append(Check("netns propagation", False, f"{d} is bind-mounted private: namespaces created after the "
                              "agent started will not be visible here, and entering them fails with 'reassociate to "
@@ -169,7 +175,9 @@ def report_checks(checks: list[Check], stream=None) -> int:
     stream = stream or sys.stderr
     missing = [c for c in checks if not c.ok]
     for c in checks:
-        print(f"swarmscope agent: check: {'ok     ' if c.ok else 'MISSING'} {c.what}: {c.detail}", file=stream, flush=True)
+        print(
+            f"swarmscope agent: check: {'ok     ' if c.ok else 'MISSING'} {c.what}: {c.detail}", file=stream, flush=True
+        )
     if missing:
         print(f"swarmscope agent: {len(missing)} requirement(s) missing: {', '.join(c.what for c in missing)}; "
               "collecting anyway: the snapshot says what could not be read", file=stream, flush=True)
@@ -215,7 +223,7 @@ def run_once(opts: CollectOptions, run: str) -> int:
 @dataclass
 class State:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    snapshot_json: Optional[bytes] = None
+    snapshot_json: bytes | None = None
     metrics: str = ""  # the Prometheus text form of the last collection (for the log and the tests)
     registry: Any = None  # a prometheus_client registry holding the last collection's metrics
     exposition: dict = field(default_factory=dict)  # content type -> bytes, made on demand per collection
@@ -236,7 +244,7 @@ class State:
         with self.lock:
             self.registry, self.metrics, self.exposition = registry, text, {}
 
-    def metrics_for(self, accept: str) -> Optional[tuple[bytes, str]]:
+    def metrics_for(self, accept: str) -> tuple[bytes, str] | None:
         """(body, content type) of the last collection's metrics in the format ``accept`` negotiates."""
         with self.lock:
             registry, cache = self.registry, self.exposition
@@ -285,7 +293,7 @@ class HttpLimits:
            "write_timeout": "SWARMSCOPE_HTTP_WRITE_TIMEOUT", "log_interval": "SWARMSCOPE_HTTP_LOG_INTERVAL"}
 
     @classmethod
-    def from_env(cls, environ=None) -> "HttpLimits":
+    def from_env(cls, environ=None) -> HttpLimits:
         """The defaults, with any of ENV's variables set to a positive number instead."""
         environ = os.environ if environ is None else environ
         lim = cls()
@@ -299,7 +307,9 @@ class HttpLimits:
             except ValueError:
                 value = None
             if value is None or not math.isfinite(value) or value <= 0 or value > 1e6:
-                raise UsageError(f"{var}={raw!r} is not a positive number (unset it for the default {getattr(lim, name)})")
+                raise UsageError(
+                    f"{var}={raw!r} is not a positive number (unset it for the default {getattr(lim, name)})"
+                )
             setattr(lim, name, value)
         return lim
 
@@ -318,7 +328,7 @@ _NOISE = {  # counter -> how the periodic log line says it
 }
 
 
-def _response(code: int, body: bytes, ctype: str = "text/plain; charset=utf-8", extra: Optional[dict] = None,
+def _response(code: int, body: bytes, ctype: str = "text/plain; charset=utf-8", extra: dict | None = None,
               head_only: bool = False) -> bytes:
     lines = [f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}", "Server: swarmscope-agent", f"Content-Type: {ctype}",
              f"Content-Length: {len(body)}", "Connection: close", "Cache-Control: no-store"]
@@ -383,7 +393,7 @@ class _Conn:
     def __init__(self, sock, peer, now: float, timeout: float):
         self.sock, self.peer = sock, peer
         self.buf = bytearray()
-        self.out: Optional[memoryview] = None
+        self.out: memoryview | None = None
         self.sent = 0
         self.opened = now
         self.deadline = now + timeout
@@ -409,7 +419,7 @@ class AgentServer:
     """
 
     def __init__(self, address: tuple[str, int], family: int, state: State, token: str,
-                 limits: Optional[HttpLimits] = None, say=None):
+                 limits: HttpLimits | None = None, say=None):
         self.state, self.token = state, token
         self.limits = limits or HttpLimits()
         self.say = say or log
@@ -434,9 +444,9 @@ class AgentServer:
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._listening = True
         self._resume_at = 0.0
-        self._spare: Optional[int] = self._open_spare()
+        self._spare: int | None = self._open_spare()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.counts: dict[str, int] = {k: 0 for k in _NOISE}
         self.served = 0
         self._pending_log: dict[str, int] = {}
@@ -446,13 +456,13 @@ class AgentServer:
     # ---------------------------------------------------------------- life cycle
 
     @staticmethod
-    def _open_spare() -> Optional[int]:
+    def _open_spare() -> int | None:
         try:
             return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
 
-    def start(self) -> "AgentServer":
+    def start(self) -> AgentServer:
         self._thread = threading.Thread(target=self.serve_forever, name="swarmscope-http", daemon=True)
         self._thread.start()
         return self
@@ -488,7 +498,7 @@ class AgentServer:
                 timeout = max(0.0, min(timeout, min(c.deadline for c in self.conns.values()) - now))
             if not self._listening:
                 timeout = max(0.0, min(timeout, self._resume_at - now))
-            for key, mask in self.sel.select(timeout):
+            for key, _mask in self.sel.select(timeout):
                 if key.data == "listen":
                     self._accept()
                 elif key.data == "wake":
@@ -668,7 +678,7 @@ class AgentServer:
 
     # ---------------------------------------------------------------- the log
 
-    def _note(self, kind: str, c: Optional[_Conn] = None) -> None:
+    def _note(self, kind: str, c: _Conn | None = None) -> None:
         self.counts[kind] += 1
         self._pending_log[kind] = self._pending_log.get(kind, 0) + 1
         if c is not None:
@@ -686,7 +696,7 @@ class AgentServer:
         self._last_log = now
 
 
-def read_token(path: Optional[str]) -> str:
+def read_token(path: str | None) -> str:
     if not path:
         raise UsageError("--listen serves node state and needs a token: give --token-file FILE "
                          "(a swarm secret, e.g. /run/secrets/swarmscope_token)")
@@ -733,7 +743,7 @@ def parse_listen(value: str) -> tuple[str, int, int]:
     return str(ip), int(port), socket.AF_INET6 if ip.version == 6 else socket.AF_INET
 
 
-def start_server(listen: str, token_file: Optional[str], state: State, limits: Optional[HttpLimits] = None) -> AgentServer:
+def start_server(listen: str, token_file: str | None, state: State, limits: HttpLimits | None = None) -> AgentServer:
     host, port, family = parse_listen(listen)
     token = read_token(token_file)
     try:
@@ -762,11 +772,11 @@ def _release_memory() -> None:
         _malloc_trim(0)
 
 
-_malloc_trim = None
+_malloc_trim: Any = None  # libc's malloc_trim once looked up; False where there is none
 
 
-def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], token_file: Optional[str],
-                 rounds: Optional[int] = None) -> int:
+def run_standing(opts: CollectOptions, interval: float, listen: str | None, token_file: str | None,
+                 rounds: int | None = None) -> int:
     from swarmscope.pipeline import analyze_snapshots, collect_node
     from swarmscope.render.text import finding_log_line
 
@@ -786,8 +796,8 @@ def run_standing(opts: CollectOptions, interval: float, listen: Optional[str], t
         + (f", serving /metrics and /snapshot on {listen} (token from {token_file}; at most "
            f"{server.cap} connections, {server.limits.header_timeout:g}s to send a request)" if server else ""))
     report_checks(check_environment(opts), stream=sys.stdout)
-    prev: dict[tuple, object] = {}
-    last: Optional[tuple] = None
+    prev: dict[tuple, Any] = {}
+    last: tuple | None = None
     n = 0
     while not stop.is_set():
         t0 = time.monotonic()

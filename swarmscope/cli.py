@@ -83,7 +83,9 @@ def cluster_options(fn):
     return fn
 
 
-def _options(netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dns, workers, dockerd_log=None, **_cluster):
+def _options(
+    netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dns, workers, dockerd_log=None, **_cluster
+):
     from swarmscope.collect.snapshot import CollectOptions
 
     return CollectOptions(
@@ -196,21 +198,34 @@ def from_option(fn):
     fn = click.option("--max-input", "max_input", type=FiniteRange(1, 1 << 20), default=DEFAULT_MAX_INPUT_MB,
                       show_default=True, metavar="MiB",
                       help="With --from: read at most this much (and decompress at most this much from a bundle).")(fn)
-    return click.option("--from", "from_file", metavar="FILE",
-                        help="Read a saved dump, snapshot or report bundle instead of collecting (no root, no Docker needed).")(fn)
+    return click.option(
+        "--from",
+        "from_file",
+        metavar="FILE",
+        help="Read a saved dump, snapshot or report bundle instead of collecting (no root, no Docker needed).",
+    )(fn)
 
 
 def redact_options(fn):
     """--redact and its companions (explain, dump, report)."""
     opts = [
-        click.option("--redact", is_flag=True,
-                     help="Replace addresses, MACs, ids, node, service, network and container names with consistent "
-                          "pseudonyms (after collection, before anything is computed or written)."),
+        click.option(
+            "--redact",
+            is_flag=True,
+            help="Replace addresses, MACs, ids, node, service, network and container names with consistent "
+            "pseudonyms (after collection, before anything is computed or written).",
+        ),
         click.option("--keep-names", is_flag=True, help="With --redact: keep service and network names."),
-        click.option("--redact-map", metavar="FILE",
-                     help="With --redact: save what was replaced by what to FILE (mode 600; for you, never attach it)."),
-        click.option("--redact-seed", metavar="TEXT",
-                     help="With --redact: derive the pseudonyms from TEXT instead of a random key (same TEXT, same pseudonyms)."),
+        click.option(
+            "--redact-map",
+            metavar="FILE",
+            help="With --redact: save what was replaced by what to FILE (mode 600; for you, never attach it).",
+        ),
+        click.option(
+            "--redact-seed",
+            metavar="TEXT",
+            help="With --redact: derive the pseudonyms from TEXT instead of a random key (same TEXT, same pseudonyms).",
+        ),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -258,7 +273,7 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     if run.redactor is not None and service:
         service = run.redactor.name(service)
     _save(save, run)
-    analysis = run.analysis
+    analysis = pipeline.analyze(run)
     if all_services:
         services = analysis.services
     else:
@@ -419,7 +434,9 @@ def findings_cmd(fmt):
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into one line and an exit code."""
     ctx = None
-    if os.environ.get("_SWARMSCOPE_COMPLETE"):  # shell completion (click): `eval "$(_SWARMSCOPE_COMPLETE=bash_source swarmscope)"`
+    if os.environ.get(
+        "_SWARMSCOPE_COMPLETE"
+    ):  # shell completion (click): `eval "$(_SWARMSCOPE_COMPLETE=bash_source swarmscope)"`
         cli._main_shell_completion({}, "swarmscope", "_SWARMSCOPE_COMPLETE")
     try:
         with cli.make_context("swarmscope", list(sys.argv[1:] if argv is None else argv)) as ctx:

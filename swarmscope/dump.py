@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from swarmscope import __version__
 from swarmscope.errors import DEFAULT_MAX_INPUT_MB, InputError
@@ -19,7 +19,7 @@ from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot, to_dic
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from swarmscope.correlate.types import Analysis
@@ -47,7 +47,7 @@ def make_dump(snapshots: list[Snapshot], analysis: Analysis | None = None, faile
             "version": DUMP_VERSION,
             "snapshot_version": SNAPSHOT_VERSION,
             "tool_version": __version__,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "nodes": list(snapshots),
             "failed_nodes": failed_nodes or [],
             "services": analysis.services,
@@ -58,7 +58,7 @@ def make_dump(snapshots: list[Snapshot], analysis: Analysis | None = None, faile
         "version": DUMP_VERSION,
         "snapshot_version": SNAPSHOT_VERSION,
         "tool_version": __version__,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "nodes": [s.to_dict() for s in snapshots],
         "failed_nodes": failed_nodes or [],
         "services": to_dict(analysis.services),
@@ -280,7 +280,8 @@ def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[S
         if schema == DUMP_SCHEMA:
             if data.get("version") != DUMP_VERSION:
                 raise InputError(
-                    f"{source} is a dump of version {data.get('version')!r}; this swarmscope reads version {DUMP_VERSION} "
+                    f"{source} is a dump of version {data.get('version')!r}; "
+                    f"this swarmscope reads version {DUMP_VERSION} "
                     "(use the swarmscope release that wrote it)"
                 )
             nodes = data.get("nodes")
@@ -304,12 +305,13 @@ def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[S
     except ValueError as exc:
         raise InputError(f"{source} is damaged: {exc}") from None
     raise InputError(
-        f"{source} is not a swarmscope dump or snapshot (schema {schema!r}; expected {DUMP_SCHEMA!r} or {SNAPSHOT_SCHEMA!r})"
+        f"{source} is not a swarmscope dump or snapshot "
+        f"(schema {schema!r}; expected {DUMP_SCHEMA!r} or {SNAPSHOT_SCHEMA!r})"
     )
 
 
 
-def _limit_bytes(limit_mb: Optional[float]) -> int:
+def _limit_bytes(limit_mb: float | None) -> int:
     return int((DEFAULT_MAX_INPUT_MB if limit_mb is None else limit_mb) * 1024 * 1024)
 
 
@@ -318,7 +320,7 @@ def _too_big(path: str, limit: int, what: str = "") -> InputError:
                       "(--max-input MiB raises it)")
 
 
-def read_input(path: str, limit_mb: Optional[float] = None) -> bytes:
+def read_input(path: str, limit_mb: float | None = None) -> bytes:
     """The bytes of ``path`` ('-': standard input): only a regular file (or standard input), at most
     ``limit_mb`` MiB; anything else is an InputError of one line."""
     import os
@@ -381,7 +383,7 @@ def parse_json(raw: bytes, path: str) -> Any:
         raise InputError(f"{path} is damaged: {exc}") from None
 
 
-def read_document(path: str, limit_mb: Optional[float] = None) -> Any:
+def read_document(path: str, limit_mb: float | None = None) -> Any:
     """The parsed JSON of ``path``: a dump, a snapshot, or the dump inside a report bundle
     (``swarmscope report``, a tar.gz); '-' for standard input. At most ``limit_mb`` MiB are read,
     and at most as much is decompressed from a bundle."""
@@ -414,7 +416,7 @@ class _Capped(io.RawIOBase):
         return len(data)
 
 
-def _dump_from_bundle(raw: bytes, path: str, limit: Optional[int] = None) -> bytes:
+def _dump_from_bundle(raw: bytes, path: str, limit: int | None = None) -> bytes:
     """dump.json of a report bundle, read as a stream: at most ``limit`` bytes are decompressed."""
     import gzip
     import tarfile
@@ -436,7 +438,7 @@ def _dump_from_bundle(raw: bytes, path: str, limit: Optional[int] = None) -> byt
     raise InputError(f"{path} is an archive without dump.json: not a swarmscope report bundle")
 
 
-def load(path: str, limit_mb: Optional[float] = None) -> list[Snapshot]:
+def load(path: str, limit_mb: float | None = None) -> list[Snapshot]:
     """Read ``path`` (a dump, a snapshot or a report bundle; '-' for standard input)."""
     return snapshots_from_data(read_document(path, limit_mb), path, release=True)
 
@@ -448,7 +450,7 @@ def failed_nodes_of(data: Any) -> list[dict]:
     return []
 
 
-def load_with_failed(path: str, limit_mb: Optional[float] = None) -> tuple[list[Snapshot], list[dict]]:
+def load_with_failed(path: str, limit_mb: float | None = None) -> tuple[list[Snapshot], list[dict]]:
     """The snapshots of a saved dump, snapshot or bundle, and the nodes it says could not be collected."""
     data = read_document(path, limit_mb)
     failed = failed_nodes_of(data)

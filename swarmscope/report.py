@@ -28,8 +28,9 @@ import re
 import shutil
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any
 
 from swarmscope import __version__, pipeline
 from swarmscope.correlate.types import Analysis
@@ -63,7 +64,7 @@ def safe_name(name: str) -> str:
 def _raw_files(b: Bundle, snap: Snapshot) -> None:
     node = safe_name(snap.node.hostname or snap.node.node_id or "node")
 
-    def one(nsname: str, ns: Optional[Namespace], interfaces, ipt, ipt_other, ipvs, sysctls) -> None:
+    def one(nsname: str, ns: Namespace | None, interfaces, ipt, ipt_other, ipvs, sysctls) -> None:
         base = f"raw/{node}/{safe_name(nsname)}"
         info = {"node": snap.node.hostname, "namespace": nsname}
         for d in (ipt, ipt_other):
@@ -75,14 +76,28 @@ def _raw_files(b: Bundle, snap: Snapshot) -> None:
             elif d.raw:
                 b.add(f"{base}/iptables-{d.backend}-save.txt", d.raw, f"iptables-{d.backend}-save", "captured", **info)
             elif not d.available and d.reason:
-                b.entries.append({"path": None, "what": f"iptables-{d.backend}-save", "origin": "not read", "reason": d.reason, **info})
+                b.entries.append(
+                    {
+                        "path": None,
+                        "what": f"iptables-{d.backend}-save",
+                        "origin": "not read",
+                        "reason": d.reason,
+                        **info,
+                    }
+                )
         if ipvs is not None:
             if ipvs.raw:
                 name = "proc-net-ip_vs.txt" if ipvs.source == "proc" else "ipvsadm-Ln.txt"
                 b.add(f"{base}/{name}", ipvs.raw, f"ipvs ({ipvs.source})", "captured", **info)
             elif ipvs.available:
-                b.add(f"{base}/ipvsadm-Ln.rendered.txt", render_ipvsadm(ipvs), f"ipvs ({ipvs.source})", "rendered",
-                      note=f"read over {ipvs.source}; rendered by swarmscope in ipvsadm -Ln form from the parsed table", **info)
+                b.add(
+                    f"{base}/ipvsadm-Ln.rendered.txt",
+                    render_ipvsadm(ipvs),
+                    f"ipvs ({ipvs.source})",
+                    "rendered",
+                    note=f"read over {ipvs.source}; rendered by swarmscope in ipvsadm -Ln form from the parsed table",
+                    **info,
+                )
             else:
                 b.entries.append({"path": None, "what": "ipvs", "origin": "not read", "reason": ipvs.reason, **info})
         if interfaces:
@@ -104,13 +119,25 @@ def _raw_files(b: Bundle, snap: Snapshot) -> None:
 # the manifest
 
 
-def _manifest(snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, created: str, redaction: Optional[dict], pictures: dict) -> dict:
+def _manifest(
+    snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, created: str, redaction: dict | None, pictures: dict
+) -> dict:
     nodes = []
     failures = []
     for s in snaps:
-        nodes.append({"hostname": s.node.hostname, "node_id": s.node.node_id, "role": s.node.role, "collected_at": s.collected_at,
-                      "complete": s.complete, "duration_ms": s.duration_ms, "engine_version": s.node.engine_version,
-                      "kernel_release": s.node.kernel_release, "errors": s.errors})
+        nodes.append(
+            {
+                "hostname": s.node.hostname,
+                "node_id": s.node.node_id,
+                "role": s.node.role,
+                "collected_at": s.collected_at,
+                "complete": s.complete,
+                "duration_ms": s.duration_ms,
+                "engine_version": s.node.engine_version,
+                "kernel_release": s.node.kernel_release,
+                "errors": s.errors,
+            }
+        )
         for p in s.provenance:
             if p.status != "ok":
                 failures.append({"node": s.node.hostname, "what": p.what, "namespace": p.namespace, "status": p.status,
@@ -127,9 +154,20 @@ def _manifest(snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, create
         "nodes": nodes,
         "failed_nodes": failed_nodes,
         "failures": failures,
-        "commands": [{"node": s.node.hostname, "what": p.what, "namespace": p.namespace, "status": p.status, "argv": p.argv,
-                      "exit_code": p.exit_code, "duration_ms": p.duration_ms, "truncated": p.truncated}
-                     for s in snaps for p in s.provenance],
+        "commands": [
+            {
+                "node": s.node.hostname,
+                "what": p.what,
+                "namespace": p.namespace,
+                "status": p.status,
+                "argv": p.argv,
+                "exit_code": p.exit_code,
+                "duration_ms": p.duration_ms,
+                "truncated": p.truncated,
+            }
+            for s in snaps
+            for p in s.provenance
+        ],
         "pictures": pictures,
         "files": b.entries,
     }
@@ -139,21 +177,26 @@ def _manifest(snaps: list[Snapshot], failed_nodes: list[dict], b: Bundle, create
 # the bundle
 
 
-def build_report(snaps: list[Snapshot], analysis: Analysis, failed_nodes: Optional[list[dict]] = None, *,
-                 redaction: Optional[dict] = None, progress: Callable[[str], None] = lambda msg: None,
-                 svg: Optional[bool] = None, dot_timeout: float = 30.0) -> bytes:
+def build_report(snaps: list[Snapshot], analysis: Analysis, failed_nodes: list[dict] | None = None, *,
+                 redaction: dict | None = None, progress: Callable[[str], None] = lambda msg: None,
+                 svg: bool | None = None, dot_timeout: float = 30.0) -> bytes:
     """The tar.gz bytes of a report on ``snaps`` (already redacted if asked) and the pipeline's ``analysis`` of them."""
     from swarmscope.render.dot import dot_svg, render_dot
     from swarmscope.render.mermaid import render_mermaid
     from swarmscope.render.text import render_explain
 
     failed_nodes = failed_nodes or []
-    created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     b = Bundle()
-    b.add("dump.json", json.dumps(make_dump(snaps, analysis, failed_nodes), indent=2) + "\n", "the full dump (explain/check --from)")
+    b.add(
+        "dump.json",
+        json.dumps(make_dump(snaps, analysis, failed_nodes), indent=2) + "\n",
+        "the full dump (explain/check --from)",
+    )
     progress(f"explaining {len(analysis.services)} services")
     dot_bin = shutil.which("dot") if svg is not False else None
-    pictures = {"mermaid": True, "dot": True, "svg": bool(dot_bin), "svg_reason": None if dot_bin else "Graphviz `dot` not installed"}
+    svg_reason = None if dot_bin else "Graphviz `dot` not installed"
+    pictures = {"mermaid": True, "dot": True, "svg": bool(dot_bin), "svg_reason": svg_reason}
     used: set[str] = set()
     svgs: dict[str, str] = {}
     service_files: dict[str, list[tuple[str, str]]] = {}
@@ -162,32 +205,44 @@ def build_report(snaps: list[Snapshot], analysis: Analysis, failed_nodes: Option
         while name in used:
             name += "_"
         used.add(name)
-        b.add(f"explain/{name}.txt", render_explain(analysis, [sp], colour=False, verbose=True) + "\n", f"explain {sp.name}", service=sp.name)
+        b.add(
+            f"explain/{name}.txt",
+            render_explain(analysis, [sp], colour=False, verbose=True) + "\n",
+            f"explain {sp.name}",
+            service=sp.name,
+        )
         b.add(f"pictures/{name}.mmd", render_mermaid([sp]), f"path picture of {sp.name} (Mermaid)", service=sp.name)
         dot = render_dot([sp])
         b.add(f"pictures/{name}.dot", dot, f"path picture of {sp.name} (Graphviz DOT)", service=sp.name)
         service_files[sp.name] = [(f"explain/{name}.txt", "explain text"), (f"pictures/{name}.mmd", "Mermaid"),
                                   (f"pictures/{name}.dot", "DOT")]
         if dot_bin:
-            svg, why = dot_svg(dot, dot_bin, dot_timeout)
-            if svg is not None:
-                b.add(f"pictures/{name}.svg", svg, f"path picture of {sp.name} (SVG, from dot)", service=sp.name)
-                svgs[sp.name] = svg.decode(errors="replace")
+            drawn, why = dot_svg(dot, dot_bin, dot_timeout)
+            if drawn is not None:
+                b.add(f"pictures/{name}.svg", drawn, f"path picture of {sp.name} (SVG, from dot)", service=sp.name)
+                svgs[sp.name] = drawn.decode(errors="replace")
                 service_files[sp.name].append((f"pictures/{name}.svg", "SVG"))
             else:
                 b.entries.append({"path": None, "what": f"svg of {sp.name}", "origin": "not made", "reason": why})
     progress("adding raw command output")
     for s in snaps:
         _raw_files(b, s)
-    b.add("SUMMARY.txt", render_summary_txt(analysis, snaps, failed_nodes, bool(redaction and redaction.get("redacted")), created),
-          "summary: root causes first")
+    b.add(
+        "SUMMARY.txt",
+        render_summary_txt(analysis, snaps, failed_nodes, bool(redaction and redaction.get("redacted")), created),
+        "summary: root causes first",
+    )
     b.add("index.html", render_index(analysis, snaps, failed_nodes, b.entries, created, svgs, service_files,
-                                     None if dot_bin else pictures["svg_reason"], bool(redaction and redaction.get("redacted"))),
+                                     svg_reason, bool(redaction and redaction.get("redacted"))),
           "the report as one page for a browser (offline: inline CSS and SVG, no script)")
     manifest = _manifest(snaps, failed_nodes, b, created, redaction, pictures)
     data = json.dumps(manifest, indent=2) + "\n"
-    files = {"SUMMARY.txt": b.files.pop("SUMMARY.txt"), "index.html": b.files.pop("index.html"), "MANIFEST.json": data.encode(),
-             **b.files}
+    files = {
+        "SUMMARY.txt": b.files.pop("SUMMARY.txt"),
+        "index.html": b.files.pop("index.html"),
+        "MANIFEST.json": data.encode(),
+        **b.files,
+    }
     buf = io.BytesIO()
     now = time.time()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -211,22 +266,32 @@ def run_report(run: Run, output: str, *, keep_names: bool = False, svg: bool = T
         bad = [p for p in prov if p.status != "ok"]
         say(f"node {s.node.hostname}: {len(s.namespaces)} namespaces, {len(prov)} commands and calls"
             + (f", {len(bad)} not ok" if bad else "") + ("" if s.complete else " (incomplete)"))
-    redaction = {"redacted": run.redactor is not None}
+    redaction: dict[str, Any] = {"redacted": run.redactor is not None}
     if run.redactor is not None:
-        redaction.update({
-            "keep_names": keep_names,
-            "what": "IPv4/IPv6 addresses (prefix-preserving, private stays private, public -> 240.0.0.0/4 and 2001:db8::/32), "
-                    "MAC addresses, swarm/container/network/endpoint ids (prefix-preserving), node hostnames, "
-                    + ("container names, image references, tokens in labels"
-                       if keep_names else "service, network, stack and container names, image references, tokens in labels"),
-            "kept": "127.0.0.0/8 (the resolver 127.0.0.11), 0.0.0.0/0, 255.255.255.255, netmasks, multicast; Docker's own names "
-                    "(ingress, docker_gwbridge, ingress_sbox); ports, marks, protocols, states, rule structure, versions, times",
-            "map": "not in this bundle (--redact-map FILE keeps it for the owner)",
-        })
+        redaction.update(
+            {
+                "keep_names": keep_names,
+                "what": "IPv4/IPv6 addresses (prefix-preserving, private stays private, "
+                "public -> 240.0.0.0/4 and 2001:db8::/32), "
+                "MAC addresses, swarm/container/network/endpoint ids (prefix-preserving), node hostnames, "
+                + (
+                    "container names, image references, tokens in labels"
+                    if keep_names
+                    else "service, network, stack and container names, image references, tokens in labels"
+                ),
+                "kept": "127.0.0.0/8 (the resolver 127.0.0.11), 0.0.0.0/0, 255.255.255.255, netmasks, multicast; "
+                "Docker's own names (ingress, docker_gwbridge, ingress_sbox); "
+                "ports, marks, protocols, states, rule structure, versions, times",
+                "map": "not in this bundle (--redact-map FILE keeps it for the owner)",
+            }
+        )
     say("correlating")
     analysis = pipeline.analyze(run)
     data = build_report(run.snapshots, analysis, run.failed, redaction=redaction, progress=say, svg=svg)
     write_bytes(data, output)
     roots = [f.id for f in analysis.findings if f.caused_by is None]
-    say(f"wrote {output} ({len(data) // 1024 + 1} KiB)" + (f"; root causes: {', '.join(roots)}" if roots else "; no findings"))
+    say(
+        f"wrote {output} ({len(data) // 1024 + 1} KiB)"
+        + (f"; root causes: {', '.join(roots)}" if roots else "; no findings")
+    )
     return analysis

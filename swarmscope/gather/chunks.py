@@ -19,8 +19,8 @@ import base64
 import hashlib
 import json
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 MAGIC = "SWARMSCOPE1"
 PIECE = 8000  # base64 characters per line: well under the 16 KiB log line limit
@@ -44,8 +44,8 @@ def error_line(run: str, node_id: str, message: str) -> str:
 class NodeOutput:
     node_id: str
     pieces: dict[int, str] = field(default_factory=dict)
-    total: Optional[int] = None
-    digest: Optional[str] = None
+    total: int | None = None
+    digest: str | None = None
     errors: list[str] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)  # why lines were rejected
 
@@ -111,7 +111,7 @@ class Reassembler:
         if 1 <= i <= n:
             node.pieces[i] = parts[5]
 
-    def get(self, node_id: str) -> Optional[NodeOutput]:
+    def get(self, node_id: str) -> NodeOutput | None:
         return self.nodes.get(node_id)
 
 

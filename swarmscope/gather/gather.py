@@ -22,13 +22,13 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
-from swarmscope.gather.chunks import Reassembler, demux
 from swarmscope.collect import docker_api
 from swarmscope.collect.snapshot import CollectOptions
 from swarmscope.errors import CollectError
+from swarmscope.gather.chunks import Reassembler, demux
 from swarmscope.model import Snapshot
 
 JOB_LABEL = "io.swarmscope.gather"
@@ -56,10 +56,10 @@ class GatherOptions:
 class NodeResult:
     node_id: str
     hostname: str
-    snapshot: Optional[Snapshot] = None
-    kind: Optional[str] = None  # for a failure: down | drained | image-missing | rejected | failed | timeout | output
-    reason: Optional[str] = None
-    task_state: Optional[str] = None
+    snapshot: Snapshot | None = None
+    kind: str | None = None  # for a failure: down | drained | image-missing | rejected | failed | timeout | output
+    reason: str | None = None
+    task_state: str | None = None
     seconds: float = 0.0
     payload_bytes: int = 0
     local: bool = False
@@ -74,8 +74,8 @@ class NodeResult:
 @dataclass
 class GatherResult:
     nodes: list[NodeResult] = field(default_factory=list)
-    job: Optional[str] = None
-    mode: Optional[str] = None
+    job: str | None = None
+    mode: str | None = None
     seconds: float = 0.0
 
     @property
@@ -87,7 +87,7 @@ class GatherResult:
         return [n.failed_entry() for n in self.nodes if n.snapshot is None]
 
 
-def socket_source(docker_host: Optional[str]) -> str:
+def socket_source(docker_host: str | None) -> str:
     """The Docker socket's path on the nodes (the same layout as this one's is assumed)."""
     import os
 
@@ -104,7 +104,7 @@ def agent_command(opts: CollectOptions, run: str) -> list[str]:
     return c
 
 
-def job_spec(opts: GatherOptions, run: str, self_id: Optional[str], job_mode: bool) -> dict:
+def job_spec(opts: GatherOptions, run: str, self_id: str | None, job_mode: bool) -> dict:
     """Keyword arguments for APIClient.create_service."""
     from docker import types
 
@@ -144,7 +144,11 @@ def classify_task(state: str, err: str, agent_errors: list[str], image: str) -> 
     if "no such image" in low or "pull access denied" in low or "manifest unknown" in low or (
         "not found" in low and "image" in low
     ):
-        return "image-missing", f"image missing on that node: {image} ({err.strip()}); docker load it there or push it to a registry the nodes use"
+        return (
+            "image-missing",
+            f"image missing on that node: {image} ({err.strip()}); "
+            "docker load it there or push it to a registry the nodes use",
+        )
     if state == "rejected":
         return "rejected", f"task rejected: {err.strip() or 'no reason given'}"
     if state == "failed":
@@ -159,7 +163,7 @@ def _task_logs(api, task_id: str, timeout: float) -> str:
     return demux(res.content)
 
 
-def _drop_job(snap: Snapshot, service_id: Optional[str]) -> None:
+def _drop_job(snap: Snapshot, service_id: str | None) -> None:
     """Keep the gather job itself out of the data."""
     if not service_id:
         return
@@ -217,7 +221,9 @@ def gather(opts: GatherOptions, collect_local: Callable[[], Snapshot]) -> Gather
             r.local = True
         elif state != "ready":
             r.kind = "down"
-            r.reason = f"node down: the manager sees it as {state}" + (f" ({status['Message']})" if status.get("Message") else "")
+            r.reason = f"node down: the manager sees it as {state}" + (
+                f" ({status['Message']})" if status.get("Message") else ""
+            )
         elif avail == "drain":
             r.kind = "drained"
             r.reason = "node drained (availability drain): the swarm runs no task there"
@@ -264,8 +270,10 @@ def gather(opts: GatherOptions, collect_local: Callable[[], Snapshot]) -> Gather
             created = api.create_service(**spec)
             service_id = created["ID"]
             result.job = spec["name"]
-            progress(f"gathering {total} nodes: {result.job} ({result.mode}, image {opts.image}) on "
-                     f"{len(remote)} node(s), this node ({info.hostname}) locally; per-node timeout {opts.node_timeout:.0f}s")
+            progress(
+                f"gathering {total} nodes: {result.job} ({result.mode}, image {opts.image}) on "
+                f"{len(remote)} node(s), this node ({info.hostname}) locally; per-node timeout {opts.node_timeout:.0f}s"
+            )
         thread = None
         if local is not None:
             thread = threading.Thread(target=run_local, name="swarmscope-local", daemon=True)
@@ -344,8 +352,10 @@ def gather(opts: GatherOptions, collect_local: Callable[[], Snapshot]) -> Gather
                                         f"{st.get('State')}; task state {r.task_state or 'none'})")
                         else:
                             r.kind = "timeout"
-                            r.reason = (f"timed out after {opts.node_timeout:.0f}s (task state "
-                                        f"{r.task_state or 'not yet created'}); raise --node-timeout if the node is slow")
+                            r.reason = (
+                                f"timed out after {opts.node_timeout:.0f}s (task state "
+                                f"{r.task_state or 'not yet created'}); raise --node-timeout if the node is slow"
+                            )
                         del pending[nid]
                         report(r)
                 if thread is not None and now > deadline + opts.node_timeout:
@@ -372,7 +382,7 @@ def gather(opts: GatherOptions, collect_local: Callable[[], Snapshot]) -> Gather
     return result
 
 
-def _remove_job(api, service_id: str, progress, name: Optional[str]) -> None:
+def _remove_job(api, service_id: str, progress, name: str | None) -> None:
     for attempt in range(3):
         try:
             api.remove_service(service_id)
@@ -396,7 +406,7 @@ def _remove_job(api, service_id: str, progress, name: Optional[str]) -> None:
     progress(f"removed {name}")
 
 
-def probe(docker_host: Optional[str], timeout: float):
+def probe(docker_host: str | None, timeout: float):
     """(EngineInfo, number of swarm nodes) over one connection; (None, 0) when the API cannot be reached.
 
     The collector itself reports an unreachable API properly; this only decides whom to collect.

@@ -34,17 +34,25 @@ def _steps(s: Snapshot) -> list[str]:
             for p in s.provenance if p.status != "ok"]
 
 
-def render_summary_txt(analysis: Analysis, snaps: list[Snapshot], failed_nodes: list[dict], redacted: bool, created: str) -> str:
+def render_summary_txt(
+    analysis: Analysis, snaps: list[Snapshot], failed_nodes: list[dict], redacted: bool, created: str
+) -> str:
     """SUMMARY.txt: root causes first, then `check`'s text, then what could not be collected."""
     out = [f"swarmscope {__version__} report, {created}" + (REDACTED_NOTE if redacted else "")]
-    out.append(f"nodes: {', '.join(analysis.nodes) or 'none'}" + (f"; failed: {len(failed_nodes)}" if failed_nodes else ""))
+    out.append(
+        f"nodes: {', '.join(analysis.nodes) or 'none'}" + (f"; failed: {len(failed_nodes)}" if failed_nodes else "")
+    )
     out.append("")
     roots = [f for f in analysis.findings if f.caused_by is None]
     if roots:
         out.append(f"ROOT CAUSES ({len(roots)}):")
         for f in roots:
             where = finding_where(f)
-            out.append(f"  {f.severity.upper()} {f.id}" + (f" [{where}]" if where else "") + (f" (explains {f.explains} more)" if f.explains else ""))
+            out.append(
+                f"  {f.severity.upper()} {f.id}"
+                + (f" [{where}]" if where else "")
+                + (f" (explains {f.explains} more)" if f.explains else "")
+            )
             out.append(f"    {f.title}" + (f": {f.detail}" if f.detail else ""))
             out.append(f"    hint: {f.hint}")
     else:
@@ -69,8 +77,13 @@ def render_index(analysis: Analysis, snaps: list[Snapshot], failed_nodes: list[d
     the manifest's file list)."""
     from swarmscope.render.html import render_html
 
-    files = [("SUMMARY.txt", "summary: root causes first"), ("MANIFEST.json", "versions, nodes, every command, every file")]
-    files += [(e["path"], e["what"]) for e in entries if e.get("path") and e["path"] not in ("SUMMARY.txt", "index.html")]
+    files = [
+        ("SUMMARY.txt", "summary: root causes first"),
+        ("MANIFEST.json", "versions, nodes, every command, every file"),
+    ]
+    files += [
+        (e["path"], e["what"]) for e in entries if e.get("path") and e["path"] not in ("SUMMARY.txt", "index.html")
+    ]
     sub = f"report, {created}" + (REDACTED_NOTE if redacted else "")
     return render_html(analysis, svgs=svgs, svg_reason=svg_reason, files=files, service_files=service_files,
                        title="swarmscope report", subtitle=sub, problems=problems(snaps, failed_nodes))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Optional
 
 from swarmscope.correlate.types import ServicePath
 from swarmscope.render.graph import Box, picture
@@ -41,7 +40,7 @@ def escape(text: str) -> str:
 
 
 def _label(lines: list[str]) -> str:
-    return '"' + "\\n".join(escape(l) for l in lines) + '"'
+    return '"' + "\\n".join(escape(line) for line in lines) + '"'
 
 
 def _box(b: Box, indent: str) -> str:
@@ -49,7 +48,7 @@ def _box(b: Box, indent: str) -> str:
     return f"{indent}{b.id} [label={_label(b.lines)}, {NODE.get(b.style, NODE['na'])}{shape}];"
 
 
-def render_dot(services: list[ServicePath], node: Optional[str] = None) -> str:
+def render_dot(services: list[ServicePath], node: str | None = None) -> str:
     out = [
         "digraph swarmscope {",
         "  rankdir=LR;",
@@ -77,7 +76,7 @@ def render_dot(services: list[ServicePath], node: Optional[str] = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def dot_svg(dot: str, dot_bin: Optional[str] = None, timeout: float = 30.0) -> tuple[Optional[bytes], Optional[str]]:
+def dot_svg(dot: str, dot_bin: str | None = None, timeout: float = 30.0) -> tuple[bytes | None, str | None]:
     """(SVG bytes, None) from Graphviz ``dot``, or (None, why not)."""
     dot_bin = dot_bin or shutil.which("dot")
     if not dot_bin:

@@ -10,7 +10,6 @@ ServicePath as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from swarmscope.correlate.types import Backend, Hop, NodePath, ServicePath
 
@@ -102,12 +101,16 @@ def _node_path(pic: Picture, gid: str, start: str, np: NodePath, first_label: st
         pic.arrows.append(Arrow(last_main, b.id, b.style))
 
 
-def picture(sp: ServicePath, node: Optional[str] = None, prefix: str = "s") -> Picture:
+def picture(sp: ServicePath, node: str | None = None, prefix: str = "s") -> Picture:
     """The boxes and arrows of one service's paths (only ``node``'s, when given)."""
     pic = Picture(title=f"service {sp.name} ({sp.mode}, endpoint mode {sp.endpoint_mode})")
     for pi, pp in enumerate(sp.ports):
         start = f"{prefix}p{pi}"
-        pic.loose.append(Box(start, [f"published {pp.protocol}/{pp.published}", f"-> {pp.target} ({pp.mode} mode)"], "start", "round"))
+        pic.loose.append(
+            Box(
+                start, [f"published {pp.protocol}/{pp.published}", f"-> {pp.target} ({pp.mode} mode)"], "start", "round"
+            )
+        )
         for ni, np in enumerate(pp.nodes):
             if node and np.node != node:
                 continue

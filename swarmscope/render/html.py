@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Optional
 
 from swarmscope import __version__
 from swarmscope.correlate.types import Analysis, Finding, NodePath, ServicePath
@@ -34,9 +33,11 @@ pre{white-space:pre-wrap;margin:2px 0}
 .st-ok,.v-ok{background:#dff3e4;color:#155d2b} .st-missing,.st-mismatch,.v-broken{background:#fbe0e0;color:#8a1414}
 .st-unknown,.v-unknown{background:#eceff3;color:#4a5563} .st-n\\/a,.v-n\\/a{background:#f3f3f3;color:#777}
 .v-degraded{background:#fff1d6;color:#7a4b00}
-.sev-error{border-left:4px solid #c62828} .sev-warning{border-left:4px solid #e0a000} .sev-info{border-left:4px solid #6b7a90}
+.sev-error{border-left:4px solid #c62828} .sev-warning{border-left:4px solid #e0a000} \
+.sev-info{border-left:4px solid #6b7a90}
 .finding{padding:6px 10px;margin:8px 0;background:#fbfbfc}
-.finding .id{font-weight:700} .muted{color:#6b7a90} .pic{overflow:auto;border:1px solid #eef0f3;padding:6px;background:#fff}
+.finding .id{font-weight:700} .muted{color:#6b7a90} \
+.pic{overflow:auto;border:1px solid #eef0f3;padding:6px;background:#fff}
 .pic svg{max-width:100%;height:auto}
 nav a{margin-right:12px} ul.files{columns:2;font-size:13px}
 """
@@ -56,7 +57,9 @@ def svg_for_page(svg: str) -> str:
 
 
 def _verdict(np: NodePath) -> str:
-    text = {"ok": "SERVES", "broken": "BROKEN", "degraded": "DEGRADED", "unknown": "UNKNOWN"}.get(np.verdict, np.verdict.upper())
+    text = {"ok": "SERVES", "broken": "BROKEN", "degraded": "DEGRADED", "unknown": "UNKNOWN"}.get(
+        np.verdict, np.verdict.upper()
+    )
     tail = f" at {np.broken_at}" if np.broken_at and np.verdict in ("broken", "degraded") else ""
     if np.verdict == "unknown" and np.reason:
         tail = f" ({np.reason})"
@@ -69,15 +72,25 @@ def _hops(np: NodePath) -> str:
         ev = "".join(f"<pre>{_e(x)}</pre>" for x in h.evidence[:8])
         more = f'<div class="muted">+{len(h.evidence) - 8} more</div>' if len(h.evidence) > 8 else ""
         fids = " ".join(f'<a href="#f-{_e(f)}"><code>{_e(f)}</code></a>' for f in h.findings)
-        rows.append(f'<tr><td>{_e(h.label)}{" *" if h.aux else ""}</td><td><span class="st st-{_e(h.status)}">{_e(h.status)}</span></td>'
-                    f'<td>{_e(h.detail)}{("<br>" + fids) if fids else ""}</td><td>{ev}{more}</td></tr>')
+        rows.append(
+            f'<tr><td>{_e(h.label)}{" *" if h.aux else ""}</td>'
+            f'<td><span class="st st-{_e(h.status)}">{_e(h.status)}</span></td>'
+            f"<td>{_e(h.detail)}{('<br>' + fids) if fids else ''}</td><td>{ev}{more}</td></tr>"
+        )
     out = ['<table><tr><th>hop</th><th>status</th><th>detail</th><th>evidence</th></tr>', *rows, "</table>"]
     if np.backends:
-        out.append("<table><tr><th>real server</th><th>weight</th><th>status</th><th>task</th><th>node</th><th>redirect</th></tr>")
+        out.append(
+            "<table><tr><th>real server</th><th>weight</th><th>status</th>"
+            "<th>task</th><th>node</th><th>redirect</th></tr>"
+        )
         for b in np.backends:
-            out.append(f"<tr><td class=mono>{_e(b.address)}</td><td>{_e('' if b.weight is None else b.weight)}</td>"
-                       f'<td><span class="st st-{"ok" if b.status == "ok" else "missing" if b.status in ("missing", "stale", "foreign") else "unknown"}">'
-                       f"{_e(b.status)}</span></td><td>{_e(b.task or '')}</td><td>{_e(b.node or '')}</td><td>{_e(b.redirect or '')}</td></tr>")
+            kind = "ok" if b.status == "ok" else "missing" if b.status in ("missing", "stale", "foreign") else "unknown"
+            out.append(
+                f"<tr><td class=mono>{_e(b.address)}</td><td>{_e('' if b.weight is None else b.weight)}</td>"
+                f'<td><span class="st st-{kind}">'
+                f"{_e(b.status)}</span></td><td>{_e(b.task or '')}</td><td>{_e(b.node or '')}</td>"
+                f"<td>{_e(b.redirect or '')}</td></tr>"
+            )
         out.append("</table>")
     return "\n".join(out)
 
@@ -86,18 +99,31 @@ def _finding(f: Finding) -> str:
     where = finding_where(f)
     expl = ""
     if f.explains:
-        expl = "<div>explains " + _e(", ".join(f"{k}" + (f" x{v}" if v > 1 else "") for k, v in sorted(f.explained.items()))) + "</div>"
-    cause = f'<div class="muted">caused by <a href="#f-{_e(f.caused_by)}">{_e(f.caused_by)}</a></div>' if f.caused_by else ""
+        expl = (
+            "<div>explains "
+            + _e(", ".join(f"{k}" + (f" x{v}" if v > 1 else "") for k, v in sorted(f.explained.items())))
+            + "</div>"
+        )
+    cause = (
+        f'<div class="muted">caused by <a href="#f-{_e(f.caused_by)}">{_e(f.caused_by)}</a></div>'
+        if f.caused_by
+        else ""
+    )
     ev = "".join(f"<pre>{_e(x)}</pre>" for x in f.evidence[:12])
-    return (f'<div class="finding sev-{_e(f.severity)}" id="f-{_e(f.id)}"><span class="id">{_e(f.severity.upper())} {_e(f.id)}</span>'
-            f'{(" [" + _e(where) + "]") if where else ""}<div>{_e(f.title)}{(": " + _e(f.detail)) if f.detail else ""}</div>'
-            f"{expl}{cause}{('<div class=muted>evidence:</div>' + ev) if ev else ''}<div><b>hint:</b> {_e(f.hint)}</div></div>")
+    return (
+        f'<div class="finding sev-{_e(f.severity)}" id="f-{_e(f.id)}">'
+        f'<span class="id">{_e(f.severity.upper())} {_e(f.id)}</span>'
+        f"{(' [' + _e(where) + ']') if where else ''}"
+        f"<div>{_e(f.title)}{(': ' + _e(f.detail)) if f.detail else ''}</div>"
+        f"{expl}{cause}{('<div class=muted>evidence:</div>' + ev) if ev else ''}"
+        f"<div><b>hint:</b> {_e(f.hint)}</div></div>"
+    )
 
 
-def render_html(analysis: Analysis, services: Optional[list[ServicePath]] = None, *, svgs: Optional[dict[str, str]] = None,
-                svg_reason: Optional[str] = None, files: Optional[list[tuple[str, str]]] = None,
-                service_files: Optional[dict[str, list[tuple[str, str]]]] = None, title: str = "swarmscope",
-                subtitle: str = "", problems: Optional[list[str]] = None) -> str:
+def render_html(analysis: Analysis, services: list[ServicePath] | None = None, *, svgs: dict[str, str] | None = None,
+                svg_reason: str | None = None, files: list[tuple[str, str]] | None = None,
+                service_files: dict[str, list[tuple[str, str]]] | None = None, title: str = "swarmscope",
+                subtitle: str = "", problems: list[str] | None = None) -> str:
     """The page. ``svgs``: service name -> SVG text; ``files``: (relative path, what) to link;
     ``service_files``: service name -> its own files (explain text, pictures)."""
     services = analysis.services if services is None else services
@@ -105,36 +131,67 @@ def render_html(analysis: Analysis, services: Optional[list[ServicePath]] = None
     names = {s.name for s in services}
     findings = [f for f in analysis.findings if f.service is None or f.service in names]
     roots = [f for f in findings if f.caused_by is None]
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-           f"<header><h1>{_e(title)}</h1><p>swarmscope {_e(__version__)}{(' &middot; ' + _e(subtitle)) if subtitle else ''}"
-           f" &middot; nodes: {_e(', '.join(analysis.nodes) or 'none')}</p></header><main>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>{_e(title)}</h1>"
+        f"<p>swarmscope {_e(__version__)}{(' &middot; ' + _e(subtitle)) if subtitle else ''}"
+        f" &middot; nodes: {_e(', '.join(analysis.nodes) or 'none')}</p></header><main>",
+    ]
     # summary
     out.append('<section id="summary"><h2>Summary</h2>')
-    broken = [(sp, label, np) for sp in services for label, paths in _paths(sp) for np in paths if np.verdict in ("broken", "degraded")]
+    broken = [
+        (sp, label, np)
+        for sp in services
+        for label, paths in _paths(sp)
+        for np in paths
+        if np.verdict in ("broken", "degraded")
+    ]
     if roots:
-        out.append(f"<p><b>Root causes ({len(roots)}):</b> " + ", ".join(f'<a href="#f-{_e(f.id)}"><code>{_e(f.id)}</code></a>' for f in roots) + "</p>")
+        out.append(
+            f"<p><b>Root causes ({len(roots)}):</b> "
+            + ", ".join(f'<a href="#f-{_e(f.id)}"><code>{_e(f.id)}</code></a>' for f in roots)
+            + "</p>"
+        )
     else:
         out.append("<p><b>Root causes:</b> none found</p>")
     out.append("<table><tr><th>service</th><th>path</th><th>node</th><th>verdict</th></tr>")
     for sp in services:
         for label, paths in _paths(sp):
             for np in paths:
-                out.append(f'<tr><td><a href="#s-{_e(sp.name)}">{_e(sp.name)}</a></td><td>{_e(label)}</td><td>{_e(np.node)}</td><td>{_verdict(np)}</td></tr>')
+                out.append(
+                    f'<tr><td><a href="#s-{_e(sp.name)}">{_e(sp.name)}</a></td><td>{_e(label)}</td>'
+                    f"<td>{_e(np.node)}</td><td>{_verdict(np)}</td></tr>"
+                )
     out.append("</table>")
     if broken:
         out.append(f"<p>{len(broken)} path(s) broken or degraded.</p>")
     if problems:
-        out.append(f"<h3>What could not be read ({len(problems)})</h3><ul>" + "".join(f"<li>{_e(p)}</li>" for p in problems[:50]) + "</ul>")
-    out.append("<nav>" + "".join(f'<a href="#s-{_e(sp.name)}">{_e(sp.name)}</a>' for sp in services) + '<a href="#findings">findings</a>'
-               + ('<a href="#files">files</a>' if files else "") + "</nav></section>")
+        out.append(
+            f"<h3>What could not be read ({len(problems)})</h3><ul>"
+            + "".join(f"<li>{_e(p)}</li>" for p in problems[:50])
+            + "</ul>"
+        )
+    out.append(
+        "<nav>"
+        + "".join(f'<a href="#s-{_e(sp.name)}">{_e(sp.name)}</a>' for sp in services)
+        + '<a href="#findings">findings</a>'
+        + ('<a href="#files">files</a>' if files else "")
+        + "</nav></section>"
+    )
     # services
     for sp in services:
         out.append(f'<section id="s-{_e(sp.name)}" class="service"><h2>service {_e(sp.name)}</h2>')
-        mode = f"{sp.mode}" + (f" {sum(1 for t in sp.tasks if t.state == 'running')}/{sp.replicas}" if sp.replicas is not None else "")
-        out.append(f'<p class="muted">{_e(mode)}, endpoint mode {_e(sp.endpoint_mode)}; networks: '
-                   f"{_e(', '.join(f'{n} (VIP {v})' if v else n for n, v in ((n, sp.vips.get(n)) for n in sp.networks)) or 'none')}</p>")
+        mode = f"{sp.mode}" + (
+            f" {sum(1 for t in sp.tasks if t.state == 'running')}/{sp.replicas}" if sp.replicas is not None else ""
+        )
+        nets = [f"{n} (VIP {sp.vips[n]})" if sp.vips.get(n) else n for n in sp.networks]
+        out.append(
+            f'<p class="muted">{_e(mode)}, endpoint mode {_e(sp.endpoint_mode)}; networks: '
+            f"{_e(', '.join(nets) or 'none')}</p>"
+        )
         if sp.name in svgs:
             out.append(f'<div class="pic">{svg_for_page(svgs[sp.name])}</div>')
         elif svg_reason:
@@ -153,8 +210,12 @@ def render_html(analysis: Analysis, services: Optional[list[ServicePath]] = None
         if sp.dns:
             out.append("<h3>DNS</h3><table><tr><th>node</th><th>network</th><th>query</th><th>status</th><th>answers</th><th>problem</th></tr>")
             for c in sp.dns:
-                out.append(f'<tr><td>{_e(c.node)}</td><td>{_e(c.network)}</td><td>{_e(c.query)}</td><td><span class="st st-{_e(c.status)}">'
-                           f"{_e(c.status)}</span></td><td class=mono>{_e(' '.join(c.answers))}</td><td>{_e(c.detail)}</td></tr>")
+                out.append(
+                    f"<tr><td>{_e(c.node)}</td><td>{_e(c.network)}</td><td>{_e(c.query)}</td>"
+                    f'<td><span class="st st-{_e(c.status)}">'
+                    f"{_e(c.status)}</span></td><td class=mono>{_e(' '.join(c.answers))}</td>"
+                    f"<td>{_e(c.detail)}</td></tr>"
+                )
             out.append("</table>")
         sf = (service_files or {}).get(sp.name)
         if sf:
@@ -178,11 +239,15 @@ def _paths(sp: ServicePath) -> list[tuple[str, list[NodePath]]]:
     for p in sp.ports:
         out.append((f"published port {p.protocol}/{p.published} -> {p.target} ({p.mode} mode)", p.nodes))
     for v in sp.vip_paths:
-        out.append((f"VIP {v.vip} on network {v.network}" if v.vip else f"DNS round robin on network {v.network}", v.nodes))
+        out.append(
+            (f"VIP {v.vip} on network {v.network}" if v.vip else f"DNS round robin on network {v.network}", v.nodes)
+        )
     return out
 
 
-def page_for(analysis: Analysis, services: list[ServicePath], node: Optional[str] = None, source: Optional[str] = None) -> str:
+def page_for(
+    analysis: Analysis, services: list[ServicePath], node: str | None = None, source: str | None = None
+) -> str:
     """``explain --format html``: the page of these services, pictures drawn by Graphviz where installed."""
     from swarmscope.render.dot import dot_svg, render_dot
 

@@ -7,8 +7,6 @@ dashed; aside hops (aux) hang off a dotted arrow.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from swarmscope.correlate.types import ServicePath
 from swarmscope.render.graph import Box, Picture, picture
 
@@ -36,7 +34,7 @@ def escape(text: str) -> str:
 
 
 def _label(lines: list[str]) -> str:
-    return '"' + "<br/>".join(escape(l) for l in lines) + '"'
+    return '"' + "<br/>".join(escape(line) for line in lines) + '"'
 
 
 def _box(b: Box) -> str:
@@ -58,7 +56,7 @@ def _emit(pic: Picture, out: list[str], indent: str) -> None:
         out.append(f"{indent}end")
 
 
-def render_mermaid(services: list[ServicePath], node: Optional[str] = None) -> str:
+def render_mermaid(services: list[ServicePath], node: str | None = None) -> str:
     """One flowchart for ``services`` (a subgraph per service when there are several)."""
     out = ["flowchart LR"]
     for name, css in CLASSES.items():

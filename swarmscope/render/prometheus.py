@@ -30,8 +30,11 @@ class CollectionMetrics:
             findings.add_metric([fid, sev], n)
         yield findings
         labels = ["service", "path", "node"]
-        rs = GaugeMetricFamily("swarmscope_real_servers",
-                               "Real servers (IPVS destinations present) per service and path on this node.", labels=labels)
+        rs = GaugeMetricFamily(
+            "swarmscope_real_servers",
+            "Real servers (IPVS destinations present) per service and path on this node.",
+            labels=labels,
+        )
         miss = GaugeMetricFamily("swarmscope_real_servers_missing",
                                  "Running tasks missing from the service's IPVS table on this node.", labels=labels)
         for s in self.analysis.services:
@@ -61,8 +64,12 @@ class CounterMetrics:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily
 
-        yield CounterMetricFamily("swarmscope_collections", "Collections since the agent started.", value=self.collections)
-        yield CounterMetricFamily("swarmscope_collection_failures", "Collections that failed outright.", value=self.failures)
+        yield CounterMetricFamily(
+            "swarmscope_collections", "Collections since the agent started.", value=self.collections
+        )
+        yield CounterMetricFamily(
+            "swarmscope_collection_failures", "Collections that failed outright.", value=self.failures
+        )
 
 
 def _registry(collector):
@@ -75,7 +82,9 @@ def _registry(collector):
 
 def collection_registry(snap, analysis, collections: int, failures: int, finished: float | None = None):
     """A registry with the metrics of one collection (``finished``: when it finished, default now)."""
-    return _registry(CollectionMetrics(snap, analysis, collections, failures, time.time() if finished is None else finished))
+    return _registry(
+        CollectionMetrics(snap, analysis, collections, failures, time.time() if finished is None else finished)
+    )
 
 
 def counters_registry(collections: int, failures: int):

@@ -8,7 +8,10 @@ from swarmscope.model import Interface, IpvsTable
 
 def render_ipvsadm(table: IpvsTable) -> str:
     """An ``ipvsadm -Ln``-style listing of a parsed IPVS table."""
-    out = ["Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"]
+    out = [
+        "Prot LocalAddress:Port Scheduler Flags",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+    ]
     for s in table.services:
         if s.protocol == "fwm":
             head = f"FWM  {s.fwmark} {s.scheduler}"
@@ -17,7 +20,10 @@ def render_ipvsadm(table: IpvsTable) -> str:
         out.append(" ".join([head] + s.flags))
         for d in s.dests:
             weight = "?" if d.weight is None else str(d.weight)
-            out.append(f"  -> {d.address + ':' + str(d.port):<28} {d.forward or '?':<7} {weight:<6} {d.active:<10} {d.inactive}")
+            out.append(
+                f"  -> {d.address + ':' + str(d.port):<28} {d.forward or '?':<7} {weight:<6} "
+                f"{d.active:<10} {d.inactive}"
+            )
     return "\n".join(out) + "\n"
 
 

@@ -82,7 +82,9 @@ def render_summary(snap: Snapshot) -> str:
         b = n.iptables
         other = f"; {b.other_backend} holds {b.other_backend_rules} rules" if b.other_backend else ""
         lines.append(f"iptables: engine uses {b.engine_backend or '?'}{other}")
-    sys = ", ".join(f"{k.replace('net.ipv4.', '').replace('net.', '')}={v if v is not None else '-'}" for k, v in n.sysctls.items())
+    sys = ", ".join(
+        f"{k.replace('net.ipv4.', '').replace('net.', '')}={v if v is not None else '-'}" for k, v in n.sysctls.items()
+    )
     lines.append(f"sysctls: {sys}")
     gw = snap.host.gwbridge
     if gw is not None:
@@ -94,7 +96,7 @@ def render_summary(snap: Snapshot) -> str:
     if snap.host.iptables is not None and snap.host.iptables.available:
         lines.append(f"host iptables ({snap.host.iptables.backend}): {snap.host.iptables.rule_count} rules")
     if snap.host.listeners:
-        ls = ", ".join(f"{l.protocol}/{l.address}:{l.port} ({l.process or '?'})" for l in snap.host.listeners)
+        ls = ", ".join(f"{x.protocol}/{x.address}:{x.port} ({x.process or '?'})" for x in snap.host.listeners)
         lines.append(f"listening on published ports: {ls}")
     lines.append("")
 
@@ -106,8 +108,11 @@ def render_summary(snap: Snapshot) -> str:
     conn_rows = _conn_rows(snap)
     if conn_rows:
         lines.append("IPVS connections (/proc/net/ip_vs_conn, per virtual address and real server):")
-        lines.append(tabulate(conn_rows, headers=["namespace", "timeouts tcp/fin/udp", "virtual", "real server", "entries",
-                                                  "task"]))
+        lines.append(
+            tabulate(
+                conn_rows, headers=["namespace", "timeouts tcp/fin/udp", "virtual", "real server", "entries", "task"]
+            )
+        )
         lines.append("")
 
     if snap.dns:
@@ -154,15 +159,23 @@ def _conn_rows(snap: Snapshot) -> list[list[str]]:
                     owners.setdefault(ep.endpoint_ip.split("/")[0], ep.name)
     rows = []
     for ns in snap.namespaces:
-        t = ns.ipvs
-        if t is None or not t.available or t.conns is None:
+        table = ns.ipvs
+        if table is None or not table.available or table.conns is None:
             continue
-        to = t.timeouts
+        to = table.timeouts
         tos = f"{to.tcp}/{to.tcpfin}/{to.udp}" if to else "-"
-        summary = conn_summary(t.conns)
+        summary = conn_summary(table.conns)
         if not summary:
             rows.append([ns.name, tos, "-", "-", "0", "-"])
         for (vaddr, vport, daddr), states in sorted(summary.items()):
-            rows.append([ns.name, tos, f"{vaddr}:{vport}", daddr, ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
-                         owners.get(daddr, "no task")])
+            rows.append(
+                [
+                    ns.name,
+                    tos,
+                    f"{vaddr}:{vport}",
+                    daddr,
+                    ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+                    owners.get(daddr, "no task"),
+                ]
+            )
     return rows

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import textwrap
-from typing import Optional
 
 from swarmscope.correlate.types import Analysis, Finding, NodePath, ServicePath
 
@@ -30,7 +29,7 @@ class Style:
     def __init__(self, colour: bool):
         self.colour = colour
 
-    def __call__(self, text: str, key: Optional[str] = None, bold: bool = False) -> str:
+    def __call__(self, text: str, key: str | None = None, bold: bool = False) -> str:
         if not self.colour:
             return text
         import click
@@ -46,7 +45,7 @@ def _visible(s: str) -> int:
     return len(_ANSI.sub("", s)) if "\x1b" in s else len(s)
 
 
-def _cell_lines(v, width: Optional[int]) -> list[str]:
+def _cell_lines(v, width: int | None) -> list[str]:
     """A cell as its lines: stripped, and wrapped to ``width`` (textwrap's defaults) where the column has one."""
     s = "" if v is None else str(v)
     if width is not None and (len(s) > width or "\n" in s):
@@ -57,7 +56,9 @@ def _cell_lines(v, width: Optional[int]) -> list[str]:
     return s.strip().split("\n")
 
 
-def table(rows: list[list], headers: Optional[list[str]] = None, maxcolwidths: Optional[list[Optional[int]]] = None) -> list[str]:
+def table(
+    rows: list[list], headers: list[str] | None = None, maxcolwidths: list[int | None] | None = None
+) -> list[str]:
     """Rows as text columns: left-aligned, two spaces apart, under a header and a dashed rule when
     ``headers`` are given; a cell longer than its column's ``maxcolwidths`` entry is wrapped onto
     more lines (the other cells of the row stay on its first line). The layout of tabulate's
@@ -67,7 +68,10 @@ def table(rows: list[list], headers: Optional[list[str]] = None, maxcolwidths: O
     ncols = max([len(r) for r in rows] + [len(headers or [])])
     widths = list(maxcolwidths or []) + [None] * ncols
     cells = [[_cell_lines(r[i] if i < len(r) else "", widths[i]) for i in range(ncols)] for r in rows]
-    colw = [max([_visible(x) for row in cells for x in row[i]] + [len(headers[i]) + 2 if headers else 0]) for i in range(ncols)]
+    colw = [
+        max([_visible(x) for row in cells for x in row[i]] + [len(headers[i]) + 2 if headers else 0])
+        for i in range(ncols)
+    ]
 
     def line(parts: list[str]) -> str:
         return "  ".join(p + " " * (colw[i] - _visible(p)) for i, p in enumerate(parts)).rstrip()
@@ -84,7 +88,9 @@ def table(rows: list[list], headers: Optional[list[str]] = None, maxcolwidths: O
 
 
 def _wrap(text: str, width: int, indent: str = "") -> list[str]:
-    return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False) or [indent]
+    return textwrap.wrap(
+        text, width=width, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False
+    ) or [indent]
 
 
 def _verdict_line(np: NodePath, st: Style) -> str:
@@ -128,18 +134,23 @@ def _backends_table(np: NodePath, st: Style, show_redirect: bool) -> list[str]:
     return ["  " + line for line in table(rows, headers)]
 
 
-def render_service(sp: ServicePath, st: Style, node: Optional[str] = None, verbose: bool = False) -> list[str]:
+def render_service(sp: ServicePath, st: Style, node: str | None = None, verbose: bool = False) -> list[str]:
     out: list[str] = []
-    rep = f"{sp.mode}" + (f" {len([t for t in sp.tasks if t.state == 'running'])}/{sp.replicas}" if sp.replicas is not None else "")
+    rep = f"{sp.mode}" + (
+        f" {len([t for t in sp.tasks if t.state == 'running'])}/{sp.replicas}" if sp.replicas is not None else ""
+    )
     out.append(st(f"service {sp.name}", bold=True) + f"  ({rep}, endpoint mode {sp.endpoint_mode})")
     ports = ", ".join(f"{p.protocol} {p.published} -> {p.target} ({p.mode})" for p in sp.ports) or "none"
     out.extend(_wrap(f"ports:    {ports}", WIDTH, "  "))
     nets = ", ".join(f"{n}" + (f" (VIP {sp.vips[n]})" if sp.vips.get(n) else "") for n in sp.networks) or "none"
     out.extend(_wrap(f"networks: {nets}", WIDTH, "  "))
     if sp.tasks:
-        rows = [[t.name, t.state or "?", t.node, " ".join(f"{a}({n})" for n, addrs in t.addresses.items() for a in addrs)] for t in sp.tasks]
+        rows = [
+            [t.name, t.state or "?", t.node, " ".join(f"{a}({n})" for n, addrs in t.addresses.items() for a in addrs)]
+            for t in sp.tasks
+        ]
         out.append("  tasks:")
-        out.extend("    " + l for l in table(rows, None, [None, None, None, 44]))
+        out.extend("    " + line for line in table(rows, None, [None, None, None, 44]))
     else:
         out.append("  tasks:    none running")
 
@@ -170,8 +181,20 @@ def render_service(sp: ServicePath, st: Style, node: Optional[str] = None, verbo
     if checks:
         out.append("")
         out.append(st("DNS tasks." + sp.name, bold=True))
-        rows = [[c.node, c.network, st(c.status), " ".join(c.answers) or c.detail or "-", c.detail if c.status != "ok" else ""] for c in checks]
-        out.extend("  " + l for l in table(rows, ["node", "network", "status", "answers", "problem"], [16, 12, None, 24, 18]))
+        rows = [
+            [
+                c.node,
+                c.network,
+                st(c.status),
+                " ".join(c.answers) or c.detail or "-",
+                c.detail if c.status != "ok" else "",
+            ]
+            for c in checks
+        ]
+        out.extend(
+            "  " + line
+            for line in table(rows, ["node", "network", "status", "answers", "problem"], [16, 12, None, 24, 18])
+        )
     return out
 
 
@@ -190,8 +213,15 @@ def finding_where(f: Finding) -> str:
 
 def finding_log_line(f: Finding) -> str:
     """A finding as one log line of the standing agent: ``id [severity] service=s network=n nodes=a,b title``."""
-    where = " ".join(x for x in (f"service={f.service}" if f.service else "", f"network={f.network}" if f.network else "",
-                                 f"nodes={','.join(f.nodes)}" if f.nodes else "") if x)
+    where = " ".join(
+        x
+        for x in (
+            f"service={f.service}" if f.service else "",
+            f"network={f.network}" if f.network else "",
+            f"nodes={','.join(f.nodes)}" if f.nodes else "",
+        )
+        if x
+    )
     return f"{f.id} [{f.severity}] {where} {f.title}".replace("  ", " ")
 
 
@@ -216,10 +246,20 @@ def render_findings(findings: list[Finding], st: Style, verbose: bool = False) -
     return out
 
 
-def render_explain(analysis: Analysis, services: list[ServicePath], colour: bool = False, node: Optional[str] = None, verbose: bool = False) -> str:
+def render_explain(
+    analysis: Analysis,
+    services: list[ServicePath],
+    colour: bool = False,
+    node: str | None = None,
+    verbose: bool = False,
+) -> str:
     st = Style(colour)
     out: list[str] = []
-    src = f"; services and tasks from {analysis.api_source}" if analysis.api_source else "; no manager in the data: tasks rebuilt from the nodes' containers"
+    src = (
+        f"; services and tasks from {analysis.api_source}"
+        if analysis.api_source
+        else "; no manager in the data: tasks rebuilt from the nodes' containers"
+    )
     out.append(f"nodes: {', '.join(analysis.nodes)}{src}")
     for sp in services:
         out.append("")
@@ -241,7 +281,9 @@ def render_check(analysis: Analysis, colour: bool = False, verbose: bool = False
         for pp in sp.ports:
             for np in pp.nodes:
                 if np.verdict in ("broken", "degraded"):
-                    broken.append(f"{sp.name} {pp.protocol}/{pp.published} on {np.node}: {np.verdict} at {np.broken_at}")
+                    broken.append(
+                        f"{sp.name} {pp.protocol}/{pp.published} on {np.node}: {np.verdict} at {np.broken_at}"
+                    )
         for vp in sp.vip_paths:
             for np in vp.nodes:
                 if np.verdict in ("broken", "degraded"):

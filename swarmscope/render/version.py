@@ -12,6 +12,9 @@ def version_text() -> str:
     from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
 
     names = ", ".join(f"{p.name} (from {p.since})" if p.since.major else p.name for p in PROFILES)
-    return (f"swarmscope {__version__}\n"
-            f"snapshot schema {SNAPSHOT_SCHEMA} version {SNAPSHOT_VERSION}; dump schema {DUMP_SCHEMA} version {DUMP_VERSION}\n"
-            f"engine profiles: {names}; engines before {SUPPORTED_SINCE} are not judged")
+    return (
+        f"swarmscope {__version__}\n"
+        f"snapshot schema {SNAPSHOT_SCHEMA} version {SNAPSHOT_VERSION}; "
+        f"dump schema {DUMP_SCHEMA} version {DUMP_VERSION}\n"
+        f"engine profiles: {names}; engines before {SUPPORTED_SINCE} are not judged"
+    )
