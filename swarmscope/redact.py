@@ -255,7 +255,7 @@ MAP_KEYS: dict[tuple[str, str], str] = {
     ("NodeInfo", "sysctls"): KEEP,
     ("Namespace", "sysctls"): KEEP,
 }
-#: a dump's failed_nodes entries (cluster/gather.py)
+#: a dump's failed_nodes entries (gather/gather.py)
 FAILED_NODE: dict[str, str] = {"node": TEXT, "node_id": TEXT, "kind": KEEP, "reason": TEXT}
 
 _HINTS_CACHE: dict[type, dict[str, Any]] = {}
