@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from swarmscope.correlate.causes import corroborate
+from swarmscope.correlate.checks import Ctx, hop_breaks, run_checks
+from swarmscope.correlate.checks.causes import corroborate
 from swarmscope.correlate.cluster import build_cluster
-from swarmscope.correlate.findings import Ctx, hop_breaks, run_checks
 from swarmscope.correlate.paths import build_paths, verdict
 from swarmscope.correlate.types import Analysis
 from swarmscope.model import Snapshot

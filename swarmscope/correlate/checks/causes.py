@@ -1,8 +1,8 @@
 """Causes read from the node itself: kernel modules and iptables extensions the mesh needs, the IPVS
 timeouts and connection table, and dockerd's own log (pure: works on what the collector recorded).
 
-A module of its own, imported at the end of findings.py, so these checks (one block, registered like
-every other) and the log corroboration stay apart from the path-based checks other people edit.
+A topic module like the others: its checks run last (the end of ``table.CHECKS``), and the log
+corroboration (``corroborate``, run after the checks) stays apart from the path-based checks.
 Each check judges only what was established: a module state ``unknown`` (no /lib/modules where the
 collector ran), an extension ``found: None`` (a static iptables), timeouts or connections not read
 (older snapshots, captures) give nothing; and a capability the node's own rules or IPVS table prove
@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from swarmscope.correlate import lifecycle
+from swarmscope.correlate.checks.node import has_ipvs_snat
+from swarmscope.correlate.checks.registry import Ctx, Hit, check
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix
-from swarmscope.correlate.findings import Ctx, Hit, _has_ipvs_snat, check
 from swarmscope.correlate.types import Finding
 from swarmscope.model import NsKind, Severity
 
@@ -159,7 +160,7 @@ def check_no_ipvs_match(ctx: Ctx) -> Iterator[Hit]:
         if not _ipvs_usable(n):
             continue
         read = [ns for ns in _sandboxes(n) if ns.iptables is not None and ns.iptables.available]
-        lacking = [ns.name for ns in read if not _has_ipvs_snat(ns)]
+        lacking = [ns.name for ns in read if not has_ipvs_snat(ns)]
         if not lacking:
             continue
         why = []

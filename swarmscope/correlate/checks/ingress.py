@@ -1,0 +1,156 @@
+"""The ingress mesh's host rules (DOCKER-INGRESS, the jumps to it), the ingress sandbox's endpoint, and the
+tasks' own REDIRECT of a published port. The checks that judge one hop of an ingress or host-mode path
+(DNAT, filter, MARK, IPVS, SNAT, ...) are rows of ``table.CHECKS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from swarmscope.correlate import lifecycle
+from swarmscope.correlate.checks.node import publishes_ingress
+from swarmscope.correlate.checks.registry import Ctx, Hit, check
+from swarmscope.correlate.cluster import strip_prefix
+from swarmscope.model import BackendState, HopStatus, Severity
+
+
+@check(
+    "ingress.chain-missing",
+    Severity.ERROR,
+    "nat chain DOCKER-INGRESS is missing",
+    "The host's ingress rules are gone (a firewall reload such as `firewall-cmd --reload` or `iptables -F` "
+    "removes them, or they were never programmed). Restart dockerd on the node to re-program them.",
+)
+def check_chain_missing(ctx: Ctx) -> Iterator[Hit]:
+    if not publishes_ingress(ctx):
+        return
+    for n in ctx.cluster.nodes:
+        d = n.snap.host.iptables
+        if d is not None and d.available and "DOCKER-INGRESS" not in d.table("nat").chains:
+            hops = [
+                np.hop("host.jump") for _, k, _, np in ctx.node_paths("ports") if np.node == n.name and k == "ingress"
+            ]
+            yield Hit(
+                [n.name],
+                detail="no DOCKER-INGRESS chain in the host nat table",
+                evidence=[f"host nat chains: {', '.join(d.table('nat').chains)}"],
+                hops=[h for h in hops if h],
+            )
+
+
+@check(
+    "ingress.jump-missing",
+    Severity.ERROR,
+    "no jump to DOCKER-INGRESS from nat PREROUTING/OUTPUT",
+    "Restart dockerd on the node to re-create the jump rules; check that no firewall script deletes them.",
+)
+def check_jump_missing(ctx: Ctx) -> Iterator[Hit]:
+    if not publishes_ingress(ctx):
+        return
+    for n in ctx.cluster.nodes:
+        d = n.snap.host.iptables
+        if d is None or not d.available:
+            continue
+        t = d.table("nat")
+        if "DOCKER-INGRESS" not in t.chains:
+            continue
+        missing = [c for c in ("PREROUTING", "OUTPUT") if not any(r.target == "DOCKER-INGRESS" for r in t.rules(c))]
+        if missing:
+            ev = [f"host nat {c}: {r.line}" for c in missing for r in t.rules(c)] or [
+                f"host nat {' and '.join(missing)}: no rules"
+            ]
+            yield Hit([n.name], detail=f"no jump from {' and '.join(missing)}", evidence=ev)
+
+
+@check(
+    "ingress.jump-duplicated",
+    Severity.WARNING,
+    "jump rules to DOCKER-INGRESS are duplicated",
+    "Harmless for routing but a sign of a script re-adding rules; remove the duplicates or restart dockerd.",
+)
+def check_jump_duplicated(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        d = n.snap.host.iptables
+        if d is None or not d.available:
+            continue
+        for tname, chains in (("nat", ("PREROUTING", "OUTPUT")), ("filter", ("FORWARD", "DOCKER-FORWARD"))):
+            t = d.table(tname)
+            for c in chains:
+                jumps = [r for r in t.rules(c) if r.target == "DOCKER-INGRESS"]
+                if len(jumps) > 1:
+                    yield Hit(
+                        [n.name], detail=f"{tname} {c} jumps {len(jumps)} times", evidence=[r.line for r in jumps]
+                    )
+
+
+@check(
+    "ingress.sandbox-incomplete",
+    Severity.ERROR,
+    "ingress_sbox exists but the engine has no working ingress endpoint for it",
+    "The ingress sandbox was only half created: the ingress network lists no `ingress-sbox` endpoint on this "
+    "node, or the sandbox lacks the load-balancer address the engine gave it (dockerd's log then shows "
+    "'Failed to find a load balancer IP to use for network'). Restart dockerd on the node; if it persists, "
+    "recreate the ingress network with a larger subnet.",
+)
+def check_sandbox_incomplete(ctx: Ctx) -> Iterator[Hit]:
+    if not publishes_ingress(ctx):
+        return
+    for n in ctx.cluster.nodes:
+        sbox = n.ingress_sbox
+        net = next((x for x in n.snap.docker.networks if x.ingress), None)
+        if sbox is None or net is None or not sbox.interfaces:
+            continue
+        ep = next((c for c in net.containers if c.key == "ingress-sbox"), None)
+        have = [f"{i.name} {a.address}/{a.prefixlen}" for i in sbox.interfaces for a in i.addresses if a.family == 4]
+        if ep is None:
+            yield Hit(
+                [n.name],
+                detail=f"network {net.name} lists no ingress-sbox endpoint",
+                evidence=[
+                    f"docker network inspect {net.name}: endpoints "
+                    + (", ".join(c.name or c.key for c in net.containers) or "none"),
+                    f"ingress_sbox addresses: {', '.join(have) or 'none'}",
+                ],
+            )
+            continue
+        ip = strip_prefix(ep.ipv4)
+        if ip and not any(a.address == ip for i in sbox.interfaces for a in i.addresses):
+            yield Hit(
+                [n.name],
+                detail=f"ingress_sbox lacks its load-balancer address {ip} on {net.name}",
+                evidence=[
+                    f"docker network inspect {net.name}: ingress-sbox {ep.ipv4}",
+                    f"ingress_sbox addresses: {', '.join(have) or 'none'}",
+                ],
+            )
+
+
+@check(
+    "ingress.redirect-missing",
+    Severity.ERROR,
+    "a task sandbox has no REDIRECT from published to target port",
+    "The task's own nat PREROUTING must REDIRECT the published port to the target port; "
+    "`docker service update --force SERVICE` replaces the task.",
+)
+def check_redirect(ctx: Ctx) -> Iterator[Hit]:
+    seen = set()
+    cl = ctx.cluster
+    for sp, _kind, label, np in ctx.node_paths("ports"):
+        for b in np.backends:  # a task in its first seconds may not have its rule yet
+            if (
+                b.redirect not in (HopStatus.MISSING, HopStatus.MISMATCH)
+                or b.status == BackendState.STARTING
+                or (b.task_id, label) in seen
+            ):
+                continue
+            t = cl.task(b.task_id)
+            where = cl.node_by_id(t.node_id) if t is not None else None
+            if t is not None and lifecycle.starting(t, where.now if where else None):
+                continue  # a real server already (IPVS has it), its own sandbox not yet done
+            seen.add((b.task_id, label))
+            yield Hit(
+                [b.node or "?"],
+                sp.name,
+                detail=f"{label}: task {b.task} ({b.address})",
+                evidence=list(b.redirect_evidence),
+            )

@@ -1,0 +1,248 @@
+"""The node and its kernel: ip_vs and its conntrack, the host's sysctls, the IPVS sysctls of the load-balancer
+sandboxes, the engine version against the profiles, and rules in the iptables backend the engine does not use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from swarmscope.correlate.checks.registry import Ctx, Hit, check
+from swarmscope.correlate.cluster import NodeCtx
+from swarmscope.engines import NEWEST, SUPPORTED_SINCE, newer_than_profiles, profile_for
+from swarmscope.model import NsKind, Severity
+
+
+@check("kernel.no-ipvs", Severity.ERROR, "kernel has no ip_vs: the routing mesh cannot be programmed",
+       "Load ip_vs (`modprobe ip_vs ip_vs_rr`) or boot a kernel with CONFIG_IP_VS, then restart dockerd; "
+       "until then published ports and service VIPs do not answer on this node (DNS and tasks still work).")
+def check_no_ipvs(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        v = n.snap.node.ip_vs
+        if v is not None and v.available is False:
+            hops = [np.hop("kernel.ipvs") for _, _, _, np in ctx.node_paths() if np.node == n.name]
+            yield Hit(
+                [n.name], detail=v.detail or "", evidence=[f"{v.method}: {v.detail}"], hops=[h for h in hops if h]
+            )
+
+
+@check(
+    "host.ip-forward-off",
+    Severity.ERROR,
+    "IP forwarding is off on the host",
+    "`sysctl -w net.ipv4.ip_forward=1` (and persist it in /etc/sysctl.d); "
+    "forwarded ingress traffic is dropped without it.",
+)
+def check_host_ip_forward(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        v = n.snap.node.sysctls.get("net.ipv4.ip_forward")
+        if v == "0":
+            yield Hit([n.name], detail="net.ipv4.ip_forward=0", evidence=["net.ipv4.ip_forward = 0"])
+
+
+def publishes_ingress(ctx: Ctx) -> bool:
+    return any(p.publish_mode == "ingress" and p.published_port for s in ctx.cluster.services for p in s.ports)
+
+
+@check(
+    "host.route-localnet-off",
+    Severity.WARNING,
+    "route_localnet is off on docker_gwbridge",
+    "`sysctl -w net.ipv4.conf.docker_gwbridge.route_localnet=1`: without it 127.0.0.1:PORT on the node does not reach "
+    "the routing mesh (dockerd sets it when it programs the first ingress port).",
+)
+def check_route_localnet(ctx: Ctx) -> Iterator[Hit]:
+    if not publishes_ingress(ctx):
+        return
+    for n in ctx.cluster.nodes:
+        v = n.snap.node.sysctls.get("net.ipv4.conf.docker_gwbridge.route_localnet")
+        if v == "0":
+            yield Hit(
+                [n.name], detail="route_localnet=0", evidence=["net.ipv4.conf.docker_gwbridge.route_localnet = 0"]
+            )
+
+
+def has_ipvs_snat(ns) -> bool:
+    t = ns.iptables.table("nat") if ns.iptables and ns.iptables.available else None
+    return t is not None and any(r.target == "SNAT" and r.has_match("ipvs") for r in t.rules("POSTROUTING"))
+
+
+def _lb_sandboxes(n: NodeCtx):
+    return [ns for ns in n.snap.namespaces if ns.kind in (NsKind.LB, NsKind.INGRESS_SBOX) and ns.sysctls]
+
+
+@check(
+    "ipvs.sysctl-unexpected",
+    Severity.WARNING,
+    "IPVS sysctls differ from what the engine sets",
+    "Something reset the load-balancer namespace's IPVS sysctls; `docker service update --force` on an affected "
+    "service, or restarting dockerd, re-applies them. Stale connections to removed tasks can hang meanwhile.",
+)
+def check_ipvs_sysctls(ctx: Ctx) -> Iterator[Hit]:
+    """Compared with what this node's engine version writes (engines.PROFILES), per sandbox kind."""
+    for n in ctx.cluster.nodes:
+        prof = profile_for(n.snap.node.engine_version)
+        if n.ipvs_missing or prof is None:
+            continue
+        for ns in _lb_sandboxes(n):
+            want = dict(prof.lb_sysctls if ns.kind == NsKind.LB else prof.ingress_sysctls)
+            if prof.conntrack_with_snat and has_ipvs_snat(ns):
+                want["net.ipv4.vs.conntrack"] = "1"
+            bad = {
+                k: ns.sysctls.get(k)
+                for k, v in want.items()
+                if ns.sysctls.get(k) is not None and ns.sysctls.get(k) != v
+            }
+            if bad:
+                yield Hit(
+                    [n.name],
+                    network=ns.network_name,
+                    detail=f"{ns.name}: "
+                    + ", ".join(f"{k}={v} (engine {prof.name}+ sets {want[k]})" for k, v in bad.items()),
+                    evidence=[f"{ns.name}: {k} = {v}" for k, v in bad.items()],
+                )
+
+
+@check(
+    "kernel.ipvs-no-conntrack",
+    Severity.ERROR,
+    "the kernel's IPVS has no connection tracking (IP_VS_NFCT)",
+    "net.ipv4.vs.conntrack does not exist, so dockerd's fwmarker fails before it adds the MARK and SNAT rules "
+    "('Failed to write to /proc/sys/net/ipv4/vs/conntrack' in dockerd's log). Use a kernel built with "
+    "CONFIG_IP_VS_NFCT=y (every distribution kernel has it), then restart dockerd; re-creating services cannot help.",
+)
+def check_ipvs_no_conntrack(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        if n.ipvs_missing:
+            continue
+        for ns in _lb_sandboxes(n):
+            present = [k for k, v in ns.sysctls.items() if k.startswith("net.ipv4.vs.") and v is not None]
+            if present and "net.ipv4.vs.conntrack" in ns.sysctls and ns.sysctls["net.ipv4.vs.conntrack"] is None:
+                yield Hit(
+                    [n.name],
+                    detail=f"{ns.name}: no net.ipv4.vs.conntrack",
+                    evidence=[
+                        f"{ns.name}: /proc/sys/net/ipv4/vs/conntrack does not exist",
+                        f"{ns.name}: " + ", ".join(f"{k} = {ns.sysctls[k]}" for k in present),
+                    ],
+                )
+
+
+@check(
+    "engine.newer-than-profiles",
+    Severity.INFO,
+    "the engine is newer than every profile swarmscope has",
+    "Judged with the newest profile; what this engine programs differently is not known to this swarmscope. "
+    "Check for a newer swarmscope, and report what looks wrong with `swarmscope report`.",
+)
+def check_engine_newer(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        if newer_than_profiles(n.snap.node.engine_version):
+            yield Hit(
+                [n.name],
+                detail=f"engine {n.snap.node.engine_version}, judged as {NEWEST.name}",
+                evidence=[f"docker version: {n.snap.node.engine_version}; newest profile {NEWEST.name}"],
+            )
+
+
+@check(
+    "engine.unsupported",
+    Severity.WARNING,
+    "the engine is older than the layouts swarmscope reads",
+    "Engines before 18.06 balance VIPs inside every task's sandbox, not in lb_ namespaces; swarmscope does not "
+    "judge that layout, so VIP paths on this node are unknown. Upgrade the engine (18.06 is from 2018).",
+)
+def check_engine_unsupported(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        prof = profile_for(n.snap.node.engine_version)
+        if prof is not None and not prof.lb_sandboxes:
+            yield Hit(
+                [n.name],
+                detail=f"engine {n.snap.node.engine_version}",
+                evidence=[f"docker version: {n.snap.node.engine_version} (supported from {SUPPORTED_SINCE})"],
+            )
+
+
+@check(
+    "iptables.backend-split",
+    Severity.WARNING,
+    "rules in the iptables backend the engine does not use",
+    "The engine programs one backend; rules in the other (legacy vs nft) are evaluated too and can drop or "
+    "redirect mesh traffic unseen. Find what writes them (a firewall tool, a container with its own iptables) "
+    "and make every tool use the engine's backend.",
+)
+def check_backend_split(ctx: Ctx) -> Iterator[Hit]:
+    for n in ctx.cluster.nodes:
+        b = n.snap.node.iptables
+        main = b.engine_backend if b else None
+        places = [("host", n.snap.host.iptables_other)] + [(ns.name, ns.iptables_other) for ns in n.snap.namespaces]
+        for where, d in places:
+            if d is not None and d.available and d.rule_count:
+                lines = [r.line for t in d.tables.values() for c in t.chains.values() for r in c.rules]
+                yield Hit(
+                    [n.name],
+                    detail=f"{where}: {d.rule_count} rules in {d.backend} while the engine uses {main or '?'}",
+                    evidence=[f"{where} ({d.backend}): {ln}" for ln in lines[:5]],
+                )
+
+
+#: what the swarm itself needs between nodes (proto, port, what)
+SWARM_PORTS = (
+    ("udp", 4789, "VXLAN data"),
+    ("tcp", 7946, "gossip"),
+    ("udp", 7946, "gossip"),
+    ("tcp", 2377, "cluster management"),
+)
+
+
+def _stops(rule, proto: str, port: int) -> bool:
+    """Whether a DROP/REJECT rule can stop packets of proto/port (no protocol or port restriction
+    that excludes them; interface and address conditions are not judged, so they count)."""
+    if rule.target not in ("DROP", "REJECT"):
+        return False
+    p = rule.option("-p")
+    if p is not None and (p.value != proto) != p.negated:
+        return False
+    for opt in ("--dport", "--dports"):
+        d = rule.option(opt)
+        if d is None:
+            continue
+        ports: set[int] = set()
+        for part in (d.value or "").split(","):
+            lo, _, hi = part.partition(":")
+            if lo.isascii() and lo.isdigit() and (not hi or (hi.isascii() and hi.isdigit())):
+                ports.update(range(int(lo), int(hi or lo) + 1))
+        if (port in ports) == d.negated:
+            return False
+    return True
+
+
+@check(
+    "iptables.other-backend-drops",
+    Severity.ERROR,
+    "a rule in the iptables backend the engine does not use drops mesh traffic",
+    "Both backends' rules are evaluated: this DROP/REJECT in the other backend (legacy vs nft) stops a published "
+    "port or the swarm's own ports although the engine's rules accept them. Delete it (the evidence names it, "
+    "e.g. `iptables-legacy -D ...`) and make the tool that wrote it use the engine's backend.",
+)
+def check_other_backend_drops(ctx: Ctx) -> Iterator[Hit]:
+    published = sorted(
+        {(p.protocol, p.published_port) for s in ctx.cluster.services for p in s.ports if p.published_port}
+    )
+    wanted = [(proto, port, f"published {proto}/{port}") for proto, port in published] + list(SWARM_PORTS)
+    for n in ctx.cluster.nodes:
+        places = [("host", n.snap.host.iptables_other)] + [
+            (ns.name, ns.iptables_other) for ns in n.snap.namespaces if ns.kind in (NsKind.INGRESS_SBOX, NsKind.LB)
+        ]
+        for where, d in places:
+            if d is None or not d.available:
+                continue
+            for t in d.tables.values():
+                for c in t.chains.values():
+                    for r in c.rules:
+                        hit = [what for proto, port, what in wanted if _stops(r, proto, port)]
+                        if hit:
+                            yield Hit(
+                                [n.name],
+                                detail=f"{where} ({d.backend}) {t.name} {c.name}: {r.line}",
+                                evidence=[f"{where} ({d.backend}) {t.name}: {r.line}", f"stops: {', '.join(hit)}"],
+                            )

@@ -1,0 +1,131 @@
+"""What a check is: a ``CheckSpec`` (stable id, severity, title, the hint a user can act on) that yields
+``Hit``s from a ``Ctx`` (the cluster and its path map), and the two generic judges the table's literal rows
+use -- ``HopCheck`` (a hop of a path has one of some statuses) and ``BackendCheck`` (an IPVS real server is
+in some state) -- beside ``check``, the decorator for a check that is a function (pure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from swarmscope.correlate.cluster import Cluster
+from swarmscope.correlate.types import Hop, NodePath, ServicePath
+from swarmscope.model import BackendState, HopStatus, Severity
+
+SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+#: the one policy for verdicts and exit codes: a finding of these severities means traffic stops. A path
+#: is broken only at a hop that carries one (or at a bad hop no check explains), and `check` fails (exit 1)
+#: exactly when there is one -- so a BROKEN path and exit 0 cannot go together.
+BREAKING = frozenset({Severity.ERROR})
+
+
+@dataclass
+class Hit:
+    nodes: list[str] = field(default_factory=list)
+    service: str | None = None
+    network: str | None = None
+    detail: str = ""
+    evidence: list[str] = field(default_factory=list)
+    hops: list[Hop] = field(default_factory=list)
+
+
+@dataclass
+class Ctx:
+    cluster: Cluster
+    paths: list[ServicePath]
+
+    def node_paths(self, which: str = "all") -> Iterator[tuple[ServicePath, str, str | None, NodePath]]:
+        """(service path, kind, network or port label, node path) for every node path."""
+        for sp in self.paths:
+            if which in ("all", "ports"):
+                for pp in sp.ports:
+                    for np in pp.nodes:
+                        yield sp, pp.mode, f"{pp.protocol}/{pp.published}", np
+            if which in ("all", "vips"):
+                for vp in sp.vip_paths:
+                    for np in vp.nodes:
+                        yield sp, "vip", vp.network, np
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check of the catalogue; ``hits`` judges a cluster."""
+
+    id: str
+    severity: Severity
+    title: str
+    hint: str
+
+    def hits(self, ctx: Ctx) -> Iterable[Hit]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FnCheck(CheckSpec):
+    """A check that is a function of its own (made by ``@check``)."""
+
+    fn: Callable[[Ctx], Iterable[Hit]]
+
+    def hits(self, ctx: Ctx) -> Iterable[Hit]:
+        return self.fn(ctx)
+
+
+def check(id: str, severity: Severity, title: str, hint: str) -> Callable[[Callable[[Ctx], Iterable[Hit]]], FnCheck]:
+    """Make a function a check; it runs once it is listed in ``table.CHECKS``."""
+
+    def deco(fn: Callable[[Ctx], Iterable[Hit]]) -> FnCheck:
+        return FnCheck(id, severity, title, hint, fn)
+
+    return deco
+
+
+@dataclass(frozen=True)
+class HopCheck(CheckSpec):
+    """Fires where a path hop ``hop`` (the first of several keys a path has) has one of ``when``'s statuses,
+    on the paths ``paths`` names: "ports" (published ports), "vips" (VIP and dnsrr paths) or "all".
+
+    ``per_service=False`` for hops that belong to the network on the node, not to one service (the
+    lb_ namespace's sysctls): every service's path crosses them, and the finding is one per network.
+    """
+
+    hop: str | tuple[str, ...]
+    when: tuple[HopStatus, ...]
+    paths: str
+    per_service: bool = True
+
+    def hits(self, ctx: Ctx) -> Iterator[Hit]:
+        keys = (self.hop,) if isinstance(self.hop, str) else tuple(self.hop)
+        for sp, kind, label, np in ctx.node_paths(self.paths):
+            h = next((x for x in map(np.hop, keys) if x is not None), None)
+            if h is not None and h.status in self.when:
+                net = label if kind == "vip" else None
+                where = f"{label}: " if kind != "vip" and self.per_service else ""
+                yield Hit(
+                    [np.node], sp.name if self.per_service else None, net, f"{where}{h.detail}", list(h.evidence), [h]
+                )
+
+
+@dataclass(frozen=True)
+class BackendCheck(CheckSpec):
+    """Fires for every IPVS real server (a path's backend) in ``state``, on ports and VIPs alike."""
+
+    state: BackendState
+
+    def hits(self, ctx: Ctx) -> Iterator[Hit]:
+        for sp, kind, label, np in ctx.node_paths():
+            for b in np.backends:
+                if b.status != self.state:
+                    continue
+                where = f"network {label}" if kind == "vip" else label
+                owner = f" (task {b.task} {b.task_state} of {b.service})" if b.task else ""
+                key = "ingress.backends" if kind != "vip" else "lb.backends"
+                h = np.hop(key)
+                yield Hit(
+                    [np.node],
+                    sp.name,
+                    label if kind == "vip" else None,
+                    f"{where}: {b.address}{owner}",
+                    [e for e in (h.evidence if h else []) if b.address in e] or [f"{b.address} {self.state}"],
+                    [h] if h else [],
+                )

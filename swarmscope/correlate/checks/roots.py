@@ -1,0 +1,154 @@
+"""Root causes: one cause shown once, with the count of what it explains.
+
+``ROOT_CAUSES`` is the table (root id, the ids it explains on the same node(s), must the network match too);
+``group`` applies it to a run's findings.
+"""
+
+from __future__ import annotations
+
+from swarmscope.correlate.types import Finding
+
+NO_IPVS_SYMPTOMS = {
+    "ingress.chain-missing",
+    "ingress.jump-missing",
+    "ingress.dnat-missing",
+    "ingress.filter-accept-missing",
+    "ingress.mark-missing",
+    "ingress.ipvs-service-missing",
+    "ingress.snat-missing",
+    "ingress.vip-alias-missing",
+    "ingress.vip-mark-missing",
+    "vip.alias-missing",
+    "vip.mark-missing",
+    "vip.ipvs-service-missing",
+    "vip.snat-missing",
+    "ipvs.backend-missing",
+    "host.route-localnet-off",
+}
+ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
+    # (root id, ids it explains on the same node(s), must the network match too)
+    ("kernel.no-ipvs", NO_IPVS_SYMPTOMS, False),
+    ("iptables.other-backend-drops", {"iptables.backend-split"}, False),
+    # fwmarker exits before adding the MARK and SNAT rules: the IPVS services get no traffic
+    (
+        "kernel.ipvs-no-conntrack",
+        {
+            "ingress.mark-missing",
+            "ingress.snat-missing",
+            "ingress.vip-mark-missing",
+            "vip.mark-missing",
+            "vip.snat-missing",
+            "ipvs.sysctl-unexpected",
+        },
+        False,
+    ),
+    # collector-backed causes (correlate/causes.py): a module or extension dockerd's next step needs is not there.
+    # configureFWMark adds the port MARKs, then the ipvs SNAT, then the VIP's INPUT MARK, and returns on the first
+    # failure before NewService: a missing ipvs match or netfilter module leaves the IPVS service uncreated too
+    (
+        "kernel.ipvs-scheduler-missing",
+        {"ingress.ipvs-service-missing", "vip.ipvs-service-missing", "ipvs.backend-missing"},
+        False,
+    ),
+    (
+        "iptables.no-ipvs-match",
+        {
+            "ingress.snat-missing",
+            "vip.snat-missing",
+            "ingress.vip-mark-missing",
+            "vip.mark-missing",
+            "ingress.ipvs-service-missing",
+            "vip.ipvs-service-missing",
+            "ipvs.backend-missing",
+        },
+        False,
+    ),
+    (
+        "kernel.netfilter-module-missing",
+        {
+            "ingress.mark-missing",
+            "ingress.vip-mark-missing",
+            "vip.mark-missing",
+            "ingress.snat-missing",
+            "vip.snat-missing",
+            "ingress.chain-missing",
+            "ingress.jump-missing",
+            "ingress.dnat-missing",
+            "ingress.redirect-missing",
+            "ingress.ipvs-service-missing",
+            "vip.ipvs-service-missing",
+            "ipvs.backend-missing",
+        },
+        False,
+    ),
+    # UDP entries stick to a real server that is still (wrongly) in the table
+    ("ipvs.backend-stale", {"ipvs.conn-stale-udp"}, False),
+    # sandboxes copy the host's ip_forward when they are created
+    ("host.ip-forward-off", {"lb.ip-forward-off", "ingress.ip-forward-off"}, False),
+    (
+        "ingress.sandbox-missing",
+        {
+            "ingress.mark-missing",
+            "ingress.ipvs-service-missing",
+            "ingress.snat-missing",
+            "ingress.vip-alias-missing",
+            "ingress.vip-mark-missing",
+            "ipvs.backend-missing",
+        },
+        False,
+    ),
+    ("ingress.chain-missing", {"ingress.jump-missing", "ingress.dnat-missing", "ingress.filter-accept-missing"}, False),
+    (
+        "lb.namespace-missing",
+        {
+            "lb.ip-forward-off",
+            "vip.alias-missing",
+            "vip.mark-missing",
+            "vip.ipvs-service-missing",
+            "vip.snat-missing",
+            "ipvs.backend-missing",
+        },
+        True,
+    ),
+    ("ingress.mark-missing", {"ingress.ipvs-service-missing", "ipvs.backend-missing"}, False),
+    # a wrong mark is followed into IPVS: the service it names is not there, and the tasks get nothing
+    ("ingress.mark-mismatch", {"ingress.ipvs-service-missing", "ipvs.backend-missing"}, False),
+    ("vip.mark-mismatch", {"vip.ipvs-service-missing", "ipvs.backend-missing"}, True),
+    ("vip.mark-missing", {"vip.ipvs-service-missing", "ipvs.backend-missing"}, True),
+    ("ingress.ipvs-service-missing", {"ipvs.backend-missing"}, False),
+    ("vip.ipvs-service-missing", {"ipvs.backend-missing"}, True),
+]
+
+
+def group(findings: list[Finding]) -> dict[int, Finding]:
+    """Set caused_by on symptoms, and on each cause the count of what it explains (transitively).
+
+    Returns, for each explained finding (by id()), its top root cause.
+    """
+    parent: dict[int, Finding] = {}
+    for root_id, explains, same_net in ROOT_CAUSES:
+        roots = [f for f in findings if f.id == root_id and id(f) not in parent]
+        for f in findings:
+            if id(f) in parent or f.id not in explains:
+                continue
+            for r in roots:
+                if not set(f.nodes) <= set(r.nodes):
+                    continue
+                if same_net and r.network != f.network:
+                    continue
+                if r.service and f.service and r.service != f.service:
+                    continue
+                parent[id(f)] = r
+                f.caused_by = r.id
+                break
+    top: dict[int, Finding] = {}
+    for f in findings:
+        p = parent.get(id(f))
+        while p is not None:
+            p.explains += 1
+            p.explained[f.id] = p.explained.get(f.id, 0) + 1
+            top[id(f)] = p
+            p = parent.get(id(p))
+    return top
+
+
