@@ -15,17 +15,13 @@ import contextlib
 import datetime as _dt
 import os
 import re
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from swarmscope import __version__
-from swarmscope.collect import docker_api, dockerd_log, iptables, kernel, modsupport
-from swarmscope.collect.dns import ask_all
-from swarmscope.collect.ipvs import read_conns, read_ipvs, read_timeouts
-from swarmscope.collect.links import read_interfaces
-from swarmscope.collect.listeners import read_listeners
+from swarmscope.collect import docker_api, iptables, kernel
+from swarmscope.collect.host import Host, LiveHost, SourceUnavailable, reads
 from swarmscope.collect.runner import Recorder
 from swarmscope.errors import CollectError
 from swarmscope.model import (
@@ -38,7 +34,7 @@ from swarmscope.model import (
     NsKind,
     Snapshot,
 )
-from swarmscope.netns import NamespaceError, is_mounted_namespace, run_in_netns
+from swarmscope.netns import NamespaceError
 
 DEFAULT_NETNS_DIR = "/var/run/docker/netns"
 _CONTAINER_NS = re.compile(r"^[0-9a-f]{12}$")
@@ -56,6 +52,7 @@ class CollectOptions:
     workers: int = 8
     dockerd_log: str | None = None  # a dockerd log file to read (its end) instead of the journal
     require_root: bool = True
+    host: Host = field(default_factory=LiveHost)  # what is read: this machine, or a CaptureHost
     warnings: list[str] = field(default_factory=list)  # filled for the CLI to print
 
 
@@ -137,31 +134,35 @@ def _collect_namespace(
     dns_out: list,
 ) -> None:
     """Runs inside the namespace (in the thread run_in_netns started)."""
+    host = opts.host
     try:
-        with rec.step("links+addresses (rtnetlink)", ns.name):
-            ns.interfaces, _ = read_interfaces()
+        with rec.step("links+addresses (rtnetlink)", ns.name) as step, _unavailable(step):
+            ns.interfaces, _ = host.interfaces(ns.name)
     except Exception as exc:
         ns.errors.append(f"interfaces: {exc}")
     # each source on its own: one that fails (an unreadable table, output a parser refuses) is recorded
     # in the namespace's errors and the rest is still read -- partial data beats none
     with _soft(ns, "iptables"):
-        dumps = iptables.read_both(rec, ns.name)
+        dumps = host.iptables(rec, ns.name)
         main = backend or "nft"
         ns.iptables = dumps.get(main)
         ns.iptables_other = dumps.get(iptables.other(main))
         for d in (ns.iptables, ns.iptables_other):
             if d is not None and not d.available and d.reason and "not installed" not in d.reason:
                 ns.errors.append(f"iptables-{d.backend}-save: {d.reason}")
-    if ns.kind in (NsKind.INGRESS_SBOX, NsKind.LB):
+    if reads("ipvs", ns.kind):
         with _soft(ns, "ipvs"):
-            ns.ipvs = read_ipvs(rec, ns.name, support)
+            ns.ipvs = host.ipvs(rec, ns.name, support)
         if ns.ipvs is not None and ns.ipvs.available:
-            with _soft(ns, "ipvs timeouts"):
-                read_timeouts(rec, ns.name, ns.ipvs)
-            with _soft(ns, "ipvs connections"):
-                read_conns(rec, ns.name, ns.ipvs)
-        with _soft(ns, "sysctls"), rec.step("sysctls", ns.name):
-            ns.sysctls = kernel.read_sysctls(kernel.LB_SYSCTLS)
+            if reads("ipvs-timeouts", ns.kind):
+                with _soft(ns, "ipvs timeouts"):
+                    host.ipvs_timeouts(rec, ns.name, ns.ipvs)
+            if reads("ipvs-conns", ns.kind):
+                with _soft(ns, "ipvs connections"):
+                    host.ipvs_conns(rec, ns.name, ns.ipvs)
+    if reads("sysctls", ns.kind):
+        with _soft(ns, "sysctls"), rec.step("sysctls", ns.name) as step, _unavailable(step):
+            ns.sysctls = host.sysctls(ns.name, kernel.LB_SYSCTLS)
     if questions and opts.dns:
         _ask_dns(ns, rec, opts, questions, dns_out)
 
@@ -170,12 +171,23 @@ def _ask_dns(ns: Namespace, rec: Recorder, opts: CollectOptions, questions: list
              dns_out: list) -> None:
     """Inside the namespace: its questions to the embedded resolver, all at once."""
     with _soft(ns, "dns"), rec.step(f"dns {len(questions) * 2} queries to 127.0.0.11", ns.name) as step:
-        answers = ask_all(questions, ns.name, opts.dns_timeout)
+        answers = opts.host.ask_dns(questions, ns.name, opts.dns_timeout)
         bad = [a for a in answers if a.status in ("timeout", "error")]
         if bad:
             step.status = "failed"
             step.reason = f"{len(bad)} of {len(answers)} queries failed: {bad[0].query}: {bad[0].reason}"
         dns_out.extend(answers)
+
+
+@contextlib.contextmanager
+def _unavailable(step):
+    """Inside a recorded step: a source this host cannot give (a capture without it) is recorded as
+    skipped with the reason, like a tool that is not installed, and the rest goes on."""
+    try:
+        yield
+    except SourceUnavailable as exc:
+        step.status = "skipped"
+        step.reason = str(exc)
 
 
 @contextlib.contextmanager
@@ -190,11 +202,11 @@ def _soft(ns: Namespace, what: str):
 def _host(rec: Recorder, opts: CollectOptions, view: DockerView) -> tuple[HostNamespace, dict]:
     host = HostNamespace()
     try:
-        with rec.step("links+addresses+routes (rtnetlink)", "host"):
-            host.interfaces, host.routes = read_interfaces()
+        with rec.step("links+addresses+routes (rtnetlink)", "host") as step, _unavailable(step):
+            host.interfaces, host.routes = opts.host.interfaces("host")
     except Exception:
         pass
-    dumps = iptables.read_both(rec, "host")
+    dumps = opts.host.iptables(rec, "host")
     gw = next((i for i in host.interfaces if i.name == "docker_gwbridge"), None)
     host.gwbridge = Bridge(
         name="docker_gwbridge",
@@ -212,8 +224,8 @@ def _host(rec: Recorder, opts: CollectOptions, view: DockerView) -> tuple[HostNa
             if dp and dp.isascii() and dp.isdigit() and len(dp) <= 5:
                 ports.add(int(dp))
     try:
-        with rec.step("listening sockets (/proc/net)", "host"):
-            host.listeners = read_listeners(ports)
+        with rec.step("listening sockets (/proc/net)", "host") as step, _unavailable(step):
+            host.listeners = opts.host.listeners(ports)
     except Exception:  # noqa: BLE001 - recorded as a failed step; the rest of the host is still read
         pass
     return host, dumps
@@ -222,7 +234,7 @@ def _host(rec: Recorder, opts: CollectOptions, view: DockerView) -> tuple[HostNa
 STALE_REASON = "not a mounted namespace: a file left behind by a sandbox that is gone (dockerd did not clean it up)"
 
 
-def _mark_stale(namespaces: list[Namespace], rec: Recorder, errors: list[str], netns_dir: str) -> None:
+def _mark_stale(namespaces: list[Namespace], rec: Recorder, errors: list[str], netns_dir: str, host: Host) -> None:
     """Tell namespace files from leftovers before entering any of them.
 
     A live namespace file is an nsfs bind mount. A plain file is what a removed
@@ -232,11 +244,11 @@ def _mark_stale(namespaces: list[Namespace], rec: Recorder, errors: list[str], n
     """
     plain = []
     for ns in namespaces:
-        if not os.path.exists(ns.path):
+        if not host.exists(ns.path):
             ns.vanished = True
             ns.errors.append("namespace file vanished (the container or network went away during collection)")
             rec.skipped("enter namespace", ns.name, ns.errors[-1])
-        elif is_mounted_namespace(ns.path) is False:
+        elif host.is_mounted_namespace(ns.path) is False:
             plain.append(ns)
     if plain and len(plain) == len(namespaces):
         errors.append(
@@ -251,12 +263,12 @@ def _mark_stale(namespaces: list[Namespace], rec: Recorder, errors: list[str], n
 
 
 def preflight(opts: CollectOptions) -> None:
-    if opts.require_root and os.geteuid() != 0:
+    if opts.require_root and not opts.host.is_root():
         raise CollectError(
             "swarmscope collect must run as root: it enters the engine's network namespaces "
             "and reads iptables (run it with sudo)"
         )
-    if not os.path.isdir(opts.netns_dir):
+    if not opts.host.isdir(opts.netns_dir):
         raise CollectError(
             f"no network namespace directory at {opts.netns_dir}: is this a swarm node? "
             "if dockerd runs with --exec-root DIR, pass --netns-dir DIR/netns"
@@ -273,22 +285,22 @@ def collect(opts: CollectOptions) -> Snapshot:
 
     # 0. the namespaces are read while the Docker API answers (steps 1-3): what is read inside them needs
     # neither the API's view nor the engine's backend; they are joined to the view, and asked DNS, after
-    support = kernel.ipvs_support()
+    support = opts.host.ipvs_support()
     ns_errors: list[str] = []
     namespaces: list[Namespace] = []
     try:
-        entries = sorted(os.listdir(opts.netns_dir))
+        entries = sorted(opts.host.listdir(opts.netns_dir))
     except OSError as exc:
         entries = []
         ns_errors.append(f"cannot list {opts.netns_dir}: {exc.strerror}")
     for name in entries:
         kind, prefix = classify(name)
         namespaces.append(Namespace(name=name, path=os.path.join(opts.netns_dir, name), kind=kind, network_id=prefix))
-    _mark_stale(namespaces, rec, ns_errors, opts.netns_dir)
+    _mark_stale(namespaces, rec, ns_errors, opts.netns_dir, opts.host)
 
     def enter(ns: Namespace, fn, budget: float) -> None:
         try:
-            run_in_netns(ns.path, fn, timeout=budget)
+            opts.host.run_in(ns.path, fn, budget)
         except NamespaceError as exc:
             ns.vanished = exc.vanished
             ns.errors.append(exc.reason)
@@ -385,7 +397,7 @@ def _api_node_host(opts: CollectOptions, rec: Recorder, errors: list[str], suppo
     api = None
     try:
         with rec.step("docker:connect+info", "host"):
-            api, _, info = docker_api.connect_info(opts.docker_host, opts.docker_timeout)
+            api, info = opts.host.docker_connect(opts.docker_host, opts.docker_timeout)
     except CollectError as exc:
         if "unsupported engine" in exc.message:
             raise
@@ -404,8 +416,8 @@ def _api_node_host(opts: CollectOptions, rec: Recorder, errors: list[str], suppo
 
     # 2. node facts
     node = NodeInfo(
-        hostname=(info.hostname if info else None) or socket.gethostname(),
-        kernel_release=kernel.kernel_release(),
+        hostname=(info.hostname if info else None) or opts.host.hostname(),
+        kernel_release=opts.host.kernel_release(),
         node_id=info.node_id if info else None,
         node_addr=info.node_addr if info else None,
         role=("manager" if info.is_manager else "worker") if info else None,
@@ -418,13 +430,15 @@ def _api_node_host(opts: CollectOptions, rec: Recorder, errors: list[str], suppo
     )
     # what the mesh needs besides ip_vs, and what dockerd said about it: read-only, nothing loaded
     try:
-        with rec.step("kernel modules and iptables extensions (/sys/module, /lib/modules, xtables)", "host"):
-            node.modules = modsupport.mesh_modules(node.kernel_release)
-            node.xtables = [modsupport.xtables_extension("ipvs")]
+        with rec.step("kernel modules and iptables extensions (/sys/module, /lib/modules, xtables)", "host") as step:
+            with _unavailable(step):
+                node.modules = opts.host.mesh_modules(node.kernel_release)
+            with _unavailable(step):
+                node.xtables = opts.host.xtables()
     except Exception:  # noqa: BLE001 - recorded as a failed step
         pass
     try:
-        node.dockerd_log = dockerd_log.read_dockerd_log(rec, opts.dockerd_log)
+        node.dockerd_log = opts.host.dockerd_log(rec, opts.dockerd_log)
     except Exception:  # noqa: BLE001 - recorded; the log only corroborates
         pass
 
@@ -439,5 +453,8 @@ def _api_node_host(opts: CollectOptions, rec: Recorder, errors: list[str], suppo
     if node.node_addr:
         swarm_ifaces.update(i.name for i in host.interfaces if any(a.address == node.node_addr for a in i.addresses))
     names = list(kernel.NODE_SYSCTLS) + [f"net.ipv4.conf.{i}.rp_filter" for i in sorted(swarm_ifaces)]
-    node.sysctls = kernel.read_sysctls(dict.fromkeys(names))
+    try:
+        node.sysctls = opts.host.sysctls("host", dict.fromkeys(names))
+    except SourceUnavailable:
+        node.sysctls = dict.fromkeys(names)
     return api, info, view, host, node
