@@ -444,6 +444,16 @@ VM_DUMPS = Path(__file__).resolve().parents[1] / "fixtures" / "vm-dumps"
     ("i-xt-ipvs-missing", "iptables.no-ipvs-match", "Couldn't load match"),
     ("j-ip-vs-rr-missing", "kernel.ipvs-scheduler-missing", "Failed to create a new service for vip"),
     ("k-ipvs-sysctl-reset", "ipvs.sysctl-unexpected", None),
+    ("l-filter-accept-deleted", "ingress.filter-accept-missing", None),
+    ("n-ingress-snat-deleted", "ingress.snat-missing", None),
+    # issue 11: the other engines on the same real ip_vs kernel (engine-<label>-<phase>)
+    ("engine-26.1-healthy", None, None),
+    ("engine-26.1-l-filter-accept-deleted", "ingress.filter-accept-missing", None),
+    ("engine-26.1-n-ingress-snat-deleted", "ingress.snat-missing", None),
+    ("engine-28-healthy", None, None),
+    ("engine-28-l-filter-accept-deleted", "ingress.filter-accept-missing", None),
+    ("engine-28-n-ingress-snat-deleted", "ingress.snat-missing", None),
+    ("engine-28-m-ingress-after-bridge", "ingress.forward-dropped", "DROP"),
 ])
 def test_cause_made_for_real_in_the_vm(phase, root, log):
     from swarmscope.dump import snapshots_from_data
@@ -454,5 +464,9 @@ def test_cause_made_for_real_in_the_vm(phase, root, log):
     if root:
         f = finding(a, root)
         assert all(x.caused_by == root for x in a.findings if x is not f), [(x.id, x.caused_by) for x in a.findings]
-        if log:  # dockerd's own line is in the evidence
+        if log and root == "ingress.forward-dropped":  # the rule that drops is named
+            assert "'-A DOCKER ! -i docker_gwbridge -o docker_gwbridge -j DROP' (filter DOCKER)" in f.detail, f.detail
+        elif log:  # dockerd's own line is in the evidence
             assert any(e.startswith("dockerd log (file /var/log/dockerd.log") and log in e for e in f.evidence), f.evidence
+    engine = phase.split("-")[1] if phase.startswith("engine-") else "20.10"
+    assert all(n.node.engine_version.startswith(engine) for n in snapshots_from_data(json.loads(path.read_text()), str(path)))

@@ -59,6 +59,9 @@ EXPECTED_FINDINGS: dict[str, str | None] = {
     "m-ingress-after-bridge": "ingress.forward-dropped",
     "n-ingress-snat-deleted": "ingress.snat-missing",
 }
+# without libxt_ipvs.so, iptables-nft-save itself cannot print a sandbox holding an ipvs-match rule (it
+# says "Perhaps iptables-nft-save or your kernel needs to be upgraded"): those sandboxes are unread
+UNREADABLE = {"i-xt-ipvs-missing": "iptables-nft-save"}
 EXIT = {None: 0, "ipvs.weight-zero": 0, "service.replicas-short": 0, "ipvs.sysctl-unexpected": 0}  # warnings; every other finding is an error
 
 
@@ -160,7 +163,12 @@ def test_swarmscope_finding(vm_out, phase):
     roots = sorted({f["id"] for f in doc["findings"] if f["caused_by"] is None})
     assert roots == ([want] if want else []), f"{phase}: root causes {roots}, want {want}"
     assert rc == EXIT.get(want, 1)
-    assert doc["complete"] is True, f"{phase}: the snapshot is incomplete"
+    if phase.split("/")[-1] in UNREADABLE:
+        # what the fault does to the tools themselves: partial data, the rest judged
+        errors = [e for n in load_json(phase_dir(vm_out, phase) / "swarmscope" / "dump.json")["nodes"] for e in n["errors"]]
+        assert doc["complete"] is False and errors and all(UNREADABLE[phase.split("/")[-1]] in e for e in errors), errors
+    else:
+        assert doc["complete"] is True, f"{phase}: the snapshot is incomplete"
     erc, explain = swarmscope_out(vm_out, phase, "explain_whoami_format_json")
     assert erc == rc
     if want:
