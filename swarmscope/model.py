@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from swarmscope.redaction_kinds import IMAGE, KEEP, LABELS, NONAME, OPTION, PROCESS, RAW, TEXT, redact_as, undeclared
+
 SNAPSHOT_SCHEMA = "swarmscope/snapshot"
 SNAPSHOT_VERSION = 1
 
@@ -294,18 +296,33 @@ def _decoder(cls: type) -> Callable[[Any], Any]:
 
 
 # --------------------------------------------------------------------------
+# records: each class of the snapshot is a dataclass whose fields declare how they are redacted
+# (redact_as, swarmscope/redaction_kinds.py); a text field or a map without a declaration is an error
+# when this module is imported (the check at its end), so no field can be added without saying how
+
+RECORDS: list[type] = []
+
+
+@typing.dataclass_transform(field_specifiers=(field, redact_as))
+def record(cls: type[T]) -> type[T]:
+    """A snapshot record: ``dataclass(cls)``, registered for the redaction check."""
+    RECORDS.append(cls)
+    return dataclass(cls)
+
+
+# --------------------------------------------------------------------------
 # provenance: what ran, where, how it went
 
 
-@dataclass
+@record
 class Provenance:
-    what: str  # short name, e.g. "iptables-save", "ipvs-netlink", "docker:services"
-    namespace: str  # "host", or the namespace file name
-    status: str  # ok | failed | skipped | timeout | vanished
-    argv: list[str] = field(default_factory=list)  # command run; empty for netlink/API
+    what: str = redact_as(TEXT)  # short name, e.g. "iptables-save", "ipvs-netlink", "docker:services"
+    namespace: str = redact_as(TEXT)  # "host", or the namespace file name
+    status: str = redact_as(KEEP)  # ok | failed | skipped | timeout | vanished
+    argv: list[str] = redact_as(TEXT, default_factory=list)  # command run; empty for netlink/API
     exit_code: int | None = None
     duration_ms: float = 0.0
-    reason: str | None = None  # why it failed or was skipped
+    reason: str | None = redact_as(TEXT, default=None)  # why it failed or was skipped
     truncated: bool = False
 
 
@@ -313,34 +330,34 @@ class Provenance:
 # iptables
 
 
-@dataclass
+@record
 class RuleOption:
     """One option of a rule, e.g. ``--dport 8000`` or ``! -d 127.0.0.0/8``."""
 
-    opt: str  # "-p", "--dport", "--to-destination", ...
-    value: str | None = None  # None for flags such as "--ipvs"
+    opt: str = redact_as(KEEP)  # "-p", "--dport", "--to-destination", ...
+    value: str | None = redact_as(OPTION, default=None)  # None for flags such as "--ipvs"
     negated: bool = False
 
 
-@dataclass
+@record
 class RuleMatch:
     """A ``-m MODULE`` match and the options that belong to it."""
 
-    module: str
+    module: str = redact_as(KEEP)
     options: list[RuleOption] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Rule:
-    chain: str
-    line: str  # the rule exactly as iptables-save printed it
+    chain: str = redact_as(NONAME)
+    line: str = redact_as(RAW)  # the rule exactly as iptables-save printed it
     params: list[RuleOption] = field(default_factory=list)  # -p -s -d -i -o -f before/outside -m
     matches: list[RuleMatch] = field(default_factory=list)
-    target: str | None = None  # -j / -g target; None for a rule with no target
+    target: str | None = redact_as(KEEP, default=None)  # -j / -g target; None for a rule with no target
     goto: bool = False  # True for -g
     target_options: list[RuleOption] = field(default_factory=list)
     counters: list[int] | None = None  # [packets, bytes] when saved with -c
-    comment: str | None = None  # the text of -m comment --comment, unquoted
+    comment: str | None = redact_as(TEXT, default=None)  # the text of -m comment --comment, unquoted
 
     def option(self, opt: str) -> RuleOption | None:
         """The first option named ``opt`` among params, matches and target options."""
@@ -367,33 +384,33 @@ class Rule:
         return any(m.module == module for m in self.matches)
 
 
-@dataclass
+@record
 class Chain:
-    name: str
-    policy: str | None = None  # ACCEPT/DROP for built-in chains, None for user chains
+    name: str = redact_as(NONAME)
+    policy: str | None = redact_as(KEEP, default=None)  # ACCEPT/DROP for built-in chains, None for user chains
     counters: list[int] | None = None
     rules: list[Rule] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Table:
-    name: str
-    chains: dict[str, Chain] = field(default_factory=dict)  # in the order iptables-save printed them
+    name: str = redact_as(KEEP)
+    chains: dict[str, Chain] = redact_as(keys=NONAME, default_factory=dict)  # in the order iptables-save printed them
 
     def rules(self, chain: str) -> list[Rule]:
         c = self.chains.get(chain)
         return c.rules if c else []
 
 
-@dataclass
+@record
 class IptablesDump:
     """What one iptables backend holds in one namespace."""
 
-    backend: str  # "nft" or "legacy"
+    backend: str = redact_as(KEEP)  # "nft" or "legacy"
     available: bool = True  # False where the save command could not run
-    reason: str | None = None
-    tables: dict[str, Table] = field(default_factory=dict)
-    raw: str = ""  # the iptables-save text exactly as printed
+    reason: str | None = redact_as(TEXT, default=None)
+    tables: dict[str, Table] = redact_as(keys=KEEP, default_factory=dict)
+    raw: str = redact_as(RAW, default="")  # the iptables-save text exactly as printed
 
     def table(self, name: str) -> Table:
         return self.tables.get(name) or Table(name=name)
@@ -407,24 +424,24 @@ class IptablesDump:
 # IPVS
 
 
-@dataclass
+@record
 class IpvsDest:
-    address: str
+    address: str = redact_as(NONAME)
     port: int
-    forward: str  # Masq | Route | Tunnel | Local ("" where the listing does not say: ipvsadm --stats)
+    forward: str = redact_as(KEEP)  # Masq | Route | Tunnel | Local ("" where the listing does not say: ipvsadm --stats)
     weight: int | None  # None where the listing does not say (ipvsadm --stats/--rate)
     active: int = 0
     inactive: int = 0
 
 
-@dataclass
+@record
 class IpvsService:
-    protocol: str  # "fwm", "tcp", "udp", "sctp"
-    scheduler: str
+    protocol: str = redact_as(KEEP)  # "fwm", "tcp", "udp", "sctp"
+    scheduler: str = redact_as(KEEP)
     fwmark: int | None = None  # for protocol == "fwm"
-    address: str | None = None  # for address:port services
+    address: str | None = redact_as(NONAME, default=None)  # for address:port services
     port: int | None = None
-    flags: list[str] = field(default_factory=list)  # e.g. ["persistent 360"]
+    flags: list[str] = redact_as(NONAME, default_factory=list)  # e.g. ["persistent 360"]
     dests: list[IpvsDest] = field(default_factory=list)
 
     @property
@@ -434,42 +451,42 @@ class IpvsService:
         return f"{self.protocol.upper()} {self.address}:{self.port}"
 
 
-@dataclass
+@record
 class IpvsTimeouts:
     """The namespace's IPVS connection timeouts in seconds (ipvsadm -L --timeout)."""
 
     tcp: int | None = None
     tcpfin: int | None = None
     udp: int | None = None
-    source: str | None = None  # ipvsadm
+    source: str | None = redact_as(KEEP, default=None)  # ipvsadm
 
 
-@dataclass
+@record
 class IpvsConnGroup:
     """Entries of the IPVS connection table (/proc/net/ip_vs_conn) with the same virtual and real
     address and state, counted; ``min_expires`` is the lowest seconds-to-expiry among them."""
 
-    protocol: str  # TCP | UDP | SCTP ...
-    vaddr: str
+    protocol: str = redact_as(KEEP)  # TCP | UDP | SCTP ...
+    vaddr: str = redact_as(NONAME)
     vport: int
-    daddr: str
+    daddr: str = redact_as(NONAME)
     dport: int
-    state: str  # ESTABLISHED, TIME_WAIT, UDP, ...
+    state: str = redact_as(KEEP)  # ESTABLISHED, TIME_WAIT, UDP, ...
     count: int = 0
     min_expires: int | None = None
 
 
-@dataclass
+@record
 class IpvsTable:
     available: bool
-    source: str | None = None  # netlink | proc | ipvsadm
-    reason: str | None = None  # why not available
+    source: str | None = redact_as(KEEP, default=None)  # netlink | proc | ipvsadm
+    reason: str | None = redact_as(TEXT, default=None)  # why not available
     services: list[IpvsService] = field(default_factory=list)
-    raw: str | None = None  # text output when read from /proc or ipvsadm
+    raw: str | None = redact_as(RAW, default=None)  # text output when read from /proc or ipvsadm
     timeouts: IpvsTimeouts | None = None  # None where not read (older snapshots, ipvsadm missing)
     conns: list[IpvsConnGroup] | None = None  # None where the connection table was not read
     conns_total: int = 0  # entries in the connection table (the groups may be capped)
-    conns_reason: str | None = None  # why the connection table could not be read
+    conns_reason: str | None = redact_as(TEXT, default=None)  # why the connection table could not be read
 
     def service_for_mark(self, mark: int) -> IpvsService | None:
         for s in self.services:
@@ -482,9 +499,9 @@ class IpvsTable:
 # links and addresses
 
 
-@dataclass
+@record
 class Address:
-    address: str
+    address: str = redact_as(NONAME)
     prefixlen: int
     family: int = 4  # 4 or 6
 
@@ -493,16 +510,16 @@ class Address:
         return f"{self.address}/{self.prefixlen}"
 
 
-@dataclass
+@record
 class Interface:
-    name: str
+    name: str = redact_as(NONAME)
     index: int
-    kind: str | None = None  # veth, bridge, vxlan, dummy, None for plain devices
-    state: str = "unknown"  # up | down | unknown (operstate, lower-cased)
+    kind: str | None = redact_as(KEEP, default=None)  # veth, bridge, vxlan, dummy, None for plain devices
+    state: str = redact_as(KEEP, default="unknown")  # up | down | unknown (operstate, lower-cased)
     admin_up: bool = False
     mtu: int | None = None
-    mac: str | None = None
-    master: str | None = None  # name of the bridge this interface is a port of
+    mac: str | None = redact_as(NONAME, default=None)
+    master: str | None = redact_as(NONAME, default=None)  # name of the bridge this interface is a port of
     master_index: int | None = None
     peer_index: int | None = None  # veth: IFLA_LINK, the peer's index (in the peer's namespace)
     peer_netns_id: int | None = None
@@ -514,24 +531,24 @@ class Interface:
 # namespaces
 
 
-@dataclass
+@record
 class Namespace:
-    name: str  # file name under the netns directory
-    path: str
+    name: str = redact_as(TEXT)  # file name under the netns directory
+    path: str = redact_as(TEXT)
     # an NsKind; typed str, as snapshot JSON of any version is read and checked (dump.py) as a string
-    kind: str
-    network_id: str | None = None  # full id when it could be joined, else the prefix
-    network_name: str | None = None
-    container_id: str | None = None
-    container_name: str | None = None
-    task_id: str | None = None
-    service_name: str | None = None
+    kind: str = redact_as(KEEP)
+    network_id: str | None = redact_as(TEXT, default=None)  # full id when it could be joined, else the prefix
+    network_name: str | None = redact_as(TEXT, default=None)
+    container_id: str | None = redact_as(TEXT, default=None)
+    container_name: str | None = redact_as(TEXT, default=None)
+    task_id: str | None = redact_as(TEXT, default=None)
+    service_name: str | None = redact_as(TEXT, default=None)
     interfaces: list[Interface] = field(default_factory=list)
     iptables: IptablesDump | None = None  # the backend the engine uses
     iptables_other: IptablesDump | None = None  # the other backend
     ipvs: IpvsTable | None = None  # load-balancer namespaces only
-    sysctls: dict[str, str | None] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)  # what could not be read here, and why
+    sysctls: dict[str, str | None] = redact_as(NONAME, keys=KEEP, default_factory=dict)
+    errors: list[str] = redact_as(TEXT, default_factory=list)  # what could not be read here, and why
     vanished: bool = False
     stale: bool = False  # the file is not a mounted namespace: left behind by a sandbox that is gone
 
@@ -540,163 +557,166 @@ class Namespace:
 # DNS
 
 
-@dataclass
+@record
 class DnsAnswer:
-    service: str
-    network_id: str
-    network_name: str
-    query: str  # "whoami" or "tasks.whoami"
-    namespace: str  # the namespace the question was asked from
-    status: str  # ok | nxdomain | noanswer | timeout | error
-    answers: list[str] = field(default_factory=list)
+    service: str = redact_as(TEXT)
+    network_id: str = redact_as(TEXT)
+    network_name: str = redact_as(TEXT)
+    query: str = redact_as(TEXT)  # "whoami" or "tasks.whoami"
+    namespace: str = redact_as(TEXT)  # the namespace the question was asked from
+    status: str = redact_as(KEEP)  # ok | nxdomain | noanswer | timeout | error
+    answers: list[str] = redact_as(NONAME, default_factory=list)
     duration_ms: float = 0.0
-    reason: str | None = None
+    reason: str | None = redact_as(TEXT, default=None)
 
 
 # --------------------------------------------------------------------------
 # the Docker API view (normalised; never env, secrets, configs, credentials)
 
 
-@dataclass
+@record
 class PortSpec:
-    protocol: str
+    protocol: str = redact_as(KEEP)
     target_port: int
     published_port: int | None = None
-    publish_mode: str = "ingress"  # ingress | host
+    publish_mode: str = redact_as(KEEP, default="ingress")  # ingress | host
 
 
-@dataclass
+@record
 class ServiceVip:
-    network_id: str
-    address: str  # CIDR as the API gives it, e.g. "10.0.1.2/24"
+    network_id: str = redact_as(TEXT)
+    address: str = redact_as(NONAME)  # CIDR as the API gives it, e.g. "10.0.1.2/24"
 
 
-@dataclass
+@record
 class Service:
-    id: str
-    name: str
-    mode: str  # replicated | global | replicated-job | global-job
+    id: str = redact_as(TEXT)
+    name: str = redact_as(TEXT)
+    mode: str = redact_as(KEEP)  # replicated | global | replicated-job | global-job
     replicas: int | None = None
-    endpoint_mode: str = "vip"  # vip | dnsrr
+    endpoint_mode: str = redact_as(KEEP, default="vip")  # vip | dnsrr
     ports: list[PortSpec] = field(default_factory=list)
     vips: list[ServiceVip] = field(default_factory=list)
-    networks: list[str] = field(default_factory=list)  # network ids from the task template
-    image: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    update_state: str | None = None  # UpdateStatus.State: updating, completed, rollback_started, ...
+    networks: list[str] = redact_as(TEXT, default_factory=list)  # network ids from the task template
+    image: str | None = redact_as(IMAGE, default=None)
+    labels: dict[str, str] = redact_as(LABELS, default_factory=dict)
+    # UpdateStatus.State: updating, completed, rollback_started, ...
+    update_state: str | None = redact_as(KEEP, default=None)
 
 
-@dataclass
+@record
 class TaskAttachment:
-    network_id: str
-    network_name: str | None
-    addresses: list[str] = field(default_factory=list)  # CIDRs
+    network_id: str = redact_as(TEXT)
+    network_name: str | None = redact_as(TEXT)
+    addresses: list[str] = redact_as(NONAME, default_factory=list)  # CIDRs
 
 
-@dataclass
+@record
 class Task:
-    id: str
-    service_id: str
-    service_name: str | None = None
+    id: str = redact_as(TEXT)
+    service_id: str = redact_as(TEXT)
+    service_name: str | None = redact_as(TEXT, default=None)
     slot: int | None = None
-    node_id: str | None = None
-    desired_state: str | None = None
-    state: str | None = None
-    error: str | None = None
-    container_id: str | None = None
+    node_id: str | None = redact_as(TEXT, default=None)
+    desired_state: str | None = redact_as(KEEP, default=None)
+    state: str | None = redact_as(KEEP, default=None)
+    error: str | None = redact_as(TEXT, default=None)
+    container_id: str | None = redact_as(TEXT, default=None)
     attachments: list[TaskAttachment] = field(default_factory=list)
-    state_since: str | None = None  # RFC 3339: when the task entered its current state (Status.Timestamp)
+    # RFC 3339: when the task entered its current state (Status.Timestamp)
+    state_since: str | None = redact_as(KEEP, default=None)
 
 
-@dataclass
+@record
 class NetworkTaskEndpoint:
-    name: str
-    endpoint_id: str | None = None
-    endpoint_ip: str | None = None
-    host_ip: str | None = None  # Info["Host IP"]
+    name: str = redact_as(TEXT)
+    endpoint_id: str | None = redact_as(TEXT, default=None)
+    endpoint_ip: str | None = redact_as(NONAME, default=None)
+    host_ip: str | None = redact_as(NONAME, default=None)  # Info["Host IP"]
 
 
-@dataclass
+@record
 class NetworkService:
-    name: str
-    vip: str | None = None
+    name: str = redact_as(TEXT)
+    vip: str | None = redact_as(NONAME, default=None)
     local_lb_index: int | None = None
-    ports: list[str] = field(default_factory=list)
+    ports: list[str] = redact_as(NONAME, default_factory=list)
     tasks: list[NetworkTaskEndpoint] = field(default_factory=list)
 
 
-@dataclass
+@record
 class NetworkContainer:
-    key: str  # container id, or "ingress-sbox" / "lb-<name>"
-    name: str | None = None
-    endpoint_id: str | None = None
-    ipv4: str | None = None  # CIDR
+    key: str = redact_as(TEXT)  # container id, or "ingress-sbox" / "lb-<name>"
+    name: str | None = redact_as(TEXT, default=None)
+    endpoint_id: str | None = redact_as(TEXT, default=None)
+    ipv4: str | None = redact_as(NONAME, default=None)  # CIDR
 
 
-@dataclass
+@record
 class NetworkPeer:
-    name: str
-    ip: str
+    name: str = redact_as(TEXT)
+    ip: str = redact_as(NONAME)
 
 
-@dataclass
+@record
 class Network:
-    id: str
-    name: str
-    driver: str | None = None
-    scope: str | None = None
+    id: str = redact_as(TEXT)
+    name: str = redact_as(TEXT)
+    driver: str | None = redact_as(KEEP, default=None)
+    scope: str | None = redact_as(KEEP, default=None)
     ingress: bool = False
     attachable: bool = False
     internal: bool = False
-    subnets: list[str] = field(default_factory=list)
-    gateways: list[str] = field(default_factory=list)
+    subnets: list[str] = redact_as(NONAME, default_factory=list)
+    gateways: list[str] = redact_as(NONAME, default_factory=list)
     vxlan_ids: list[int] = field(default_factory=list)
     containers: list[NetworkContainer] = field(default_factory=list)
-    services: dict[str, NetworkService] = field(default_factory=dict)  # verbose inspect, by service name
+    services: dict[str, NetworkService] = redact_as(keys=TEXT, default_factory=dict)  # verbose inspect, by service name
     peers: list[NetworkPeer] = field(default_factory=list)
     verbose: bool = False  # whether Services/Peers came from a verbose inspect
 
 
-@dataclass
+@record
 class ContainerNet:
-    network_id: str | None
-    network_name: str
-    ip_address: str | None = None
+    network_id: str | None = redact_as(TEXT)
+    network_name: str = redact_as(TEXT)
+    ip_address: str | None = redact_as(NONAME, default=None)
     prefixlen: int | None = None
-    endpoint_id: str | None = None
+    endpoint_id: str | None = redact_as(TEXT, default=None)
 
 
-@dataclass
+@record
 class Container:
-    id: str
-    name: str
-    sandbox_key: str | None = None
-    sandbox_id: str | None = None
-    service_id: str | None = None
-    service_name: str | None = None
-    task_id: str | None = None
-    state: str | None = None
+    id: str = redact_as(TEXT)
+    name: str = redact_as(TEXT)
+    sandbox_key: str | None = redact_as(TEXT, default=None)
+    sandbox_id: str | None = redact_as(TEXT, default=None)
+    service_id: str | None = redact_as(TEXT, default=None)
+    service_name: str | None = redact_as(TEXT, default=None)
+    task_id: str | None = redact_as(TEXT, default=None)
+    state: str | None = redact_as(KEEP, default=None)
     pid: int | None = None
     networks: list[ContainerNet] = field(default_factory=list)
-    started_at: str | None = None  # State.StartedAt (RFC 3339): a worker's own tasks' age, without a manager
+    # State.StartedAt (RFC 3339): a worker's own tasks' age, without a manager
+    started_at: str | None = redact_as(KEEP, default=None)
 
 
-@dataclass
+@record
 class SwarmNode:
-    id: str
-    hostname: str
-    role: str
-    state: str | None = None
-    availability: str | None = None
-    address: str | None = None
-    manager_reachability: str | None = None
-    engine_version: str | None = None
+    id: str = redact_as(TEXT)
+    hostname: str = redact_as(TEXT)
+    role: str = redact_as(KEEP)
+    state: str | None = redact_as(KEEP, default=None)
+    availability: str | None = redact_as(KEEP, default=None)
+    address: str | None = redact_as(NONAME, default=None)
+    manager_reachability: str | None = redact_as(KEEP, default=None)
+    engine_version: str | None = redact_as(KEEP, default=None)
 
 
-@dataclass
+@record
 class DockerView:
     available: bool = True
-    reason: str | None = None
+    reason: str | None = redact_as(TEXT, default=None)
     services: list[Service] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)
@@ -708,123 +728,125 @@ class DockerView:
 # the node and the host namespace
 
 
-@dataclass
+@record
 class IpvsSupport:
     available: bool | None  # None when it could not be established
-    method: str  # how it was established, e.g. "generic netlink family IPVS"
-    detail: str | None = None
+    method: str = redact_as(TEXT)  # how it was established, e.g. "generic netlink family IPVS"
+    detail: str | None = redact_as(TEXT, default=None)
 
 
-@dataclass
+@record
 class IptablesBackend:
-    engine_backend: str | None  # nft | legacy | None when unknown
-    method: str  # how it was decided
-    other_backend: str | None = None
+    engine_backend: str | None = redact_as(KEEP)  # nft | legacy | None when unknown
+    method: str = redact_as(TEXT)  # how it was decided
+    other_backend: str | None = redact_as(KEEP, default=None)
     other_backend_rules: int = 0  # rules the other backend holds in the host namespace
 
 
-@dataclass
+@record
 class KernelModule:
     """Whether a kernel module the mesh needs can be used, established without loading it."""
 
-    name: str  # ip_vs_rr, xt_mark, nf_nat, xt_ipvs
-    state: str  # loaded | builtin | on-disk (the kernel loads it on demand) | absent | unknown
-    how: str = ""  # what established it, e.g. "/sys/module/xt_mark", "modules.dep"
+    name: str = redact_as(KEEP)  # ip_vs_rr, xt_mark, nf_nat, xt_ipvs
+    state: str = redact_as(KEEP)  # loaded | builtin | on-disk (the kernel loads it on demand) | absent | unknown
+    how: str = redact_as(TEXT, default="")  # what established it, e.g. "/sys/module/xt_mark", "modules.dep"
 
 
-@dataclass
+@record
 class XtablesExtension:
     """An iptables userspace extension (libxt_NAME.so) in the xtables directory."""
 
-    name: str  # ipvs
+    name: str = redact_as(KEEP)  # ipvs
     found: bool | None  # None when no xtables directory with extensions could be found
-    path: str | None = None  # the library, or the directories searched
-    how: str = ""
+    path: str | None = redact_as(TEXT, default=None)  # the library, or the directories searched
+    how: str = redact_as(TEXT, default="")
 
 
-@dataclass
+@record
 class LogMatch:
-    kind: str  # which known message (swarmscope.collect.dockerd_log.PATTERNS)
-    line: str  # the log line (truncated)
+    kind: str = redact_as(KEEP)  # which known message (swarmscope.collect.dockerd_log.PATTERNS)
+    line: str = redact_as(TEXT)  # the log line (truncated)
 
 
-@dataclass
+@record
 class DockerdLog:
-    """Known mesh errors found in the recent dockerd log (read-only)."""
+    """Known mesh errors found in the recent dockerd log (read-only). Its lines carry sandbox and
+    container ids, addresses, network ids: free text."""
 
-    source: str  # "journalctl -u docker.service --since -2h" or the file named by --dockerd-log
+    source: str = redact_as(TEXT)  # "journalctl -u docker.service --since -2h" or the file named by --dockerd-log
     available: bool = True
-    reason: str | None = None  # why it could not be read
+    reason: str | None = redact_as(TEXT, default=None)  # why it could not be read
     lines_read: int = 0
     matches: list[LogMatch] = field(default_factory=list)  # capped
     truncated: bool = False  # more matches than kept, or only the end of a file was read
 
 
-@dataclass
+@record
 class NodeInfo:
-    hostname: str
-    kernel_release: str
-    node_id: str | None = None
-    node_addr: str | None = None
-    role: str | None = None  # manager | worker
-    swarm_state: str | None = None  # active | inactive | pending | error | locked
-    engine_version: str | None = None
-    api_version: str | None = None
-    engine_os: str | None = None
-    firewall_backend: str | None = None  # `docker info` FirewallBackend.Driver (API 1.49+): iptables | nftables
+    hostname: str = redact_as(TEXT)
+    kernel_release: str = redact_as(TEXT)
+    node_id: str | None = redact_as(TEXT, default=None)
+    node_addr: str | None = redact_as(NONAME, default=None)
+    role: str | None = redact_as(KEEP, default=None)  # manager | worker
+    swarm_state: str | None = redact_as(KEEP, default=None)  # active | inactive | pending | error | locked
+    engine_version: str | None = redact_as(KEEP, default=None)
+    api_version: str | None = redact_as(KEEP, default=None)
+    engine_os: str | None = redact_as(TEXT, default=None)
+    # `docker info` FirewallBackend.Driver (API 1.49+): iptables | nftables
+    firewall_backend: str | None = redact_as(KEEP, default=None)
     ip_vs: IpvsSupport | None = None
     iptables: IptablesBackend | None = None
-    sysctls: dict[str, str | None] = field(default_factory=dict)
+    sysctls: dict[str, str | None] = redact_as(NONAME, keys=KEEP, default_factory=dict)
     modules: list[KernelModule] = field(default_factory=list)  # empty where not established (older snapshots)
     xtables: list[XtablesExtension] = field(default_factory=list)
     dockerd_log: DockerdLog | None = None
 
 
-@dataclass
+@record
 class Bridge:
-    name: str
+    name: str = redact_as(NONAME)
     present: bool
     addresses: list[Address] = field(default_factory=list)
-    members: list[str] = field(default_factory=list)  # interface names enslaved to it
-    state: str | None = None
+    members: list[str] = redact_as(NONAME, default_factory=list)  # interface names enslaved to it
+    state: str | None = redact_as(KEEP, default=None)
 
 
-@dataclass
+@record
 class Listener:
-    protocol: str  # tcp | udp
-    address: str
+    protocol: str = redact_as(KEEP)  # tcp | udp
+    address: str = redact_as(NONAME)
     port: int
     pid: int | None = None
-    process: str | None = None  # comm of the holder
+    process: str | None = redact_as(PROCESS, default=None)  # comm of the holder
     inode: int | None = None
 
 
-@dataclass
+@record
 class HostNamespace:
     interfaces: list[Interface] = field(default_factory=list)
-    routes: list[str] = field(default_factory=list)  # IPv4 destination CIDRs of the main table
+    routes: list[str] = redact_as(NONAME, default_factory=list)  # IPv4 destination CIDRs of the main table
     iptables: IptablesDump | None = None
     iptables_other: IptablesDump | None = None
     gwbridge: Bridge | None = None
     listeners: list[Listener] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Snapshot:
     node: NodeInfo
-    schema: str = SNAPSHOT_SCHEMA
+    schema: str = redact_as(KEEP, default=SNAPSHOT_SCHEMA)
     version: int = SNAPSHOT_VERSION
-    tool_version: str = ""
-    collected_at: str = ""  # RFC 3339 UTC
+    tool_version: str = redact_as(KEEP, default="")
+    collected_at: str = redact_as(KEEP, default="")  # RFC 3339 UTC
     duration_ms: float = 0.0
     complete: bool = True
-    netns_dir: str = ""
+    netns_dir: str = redact_as(TEXT, default="")
     host: HostNamespace = field(default_factory=HostNamespace)
     namespaces: list[Namespace] = field(default_factory=list)
     dns: list[DnsAnswer] = field(default_factory=list)
     docker: DockerView = field(default_factory=DockerView)
     provenance: list[Provenance] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # what made the snapshot incomplete
+    errors: list[str] = redact_as(TEXT, default_factory=list)  # what made the snapshot incomplete
 
     def namespace(self, name: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -845,3 +867,15 @@ class Snapshot:
                 f"(this swarmscope reads version {SNAPSHOT_VERSION})"
             )
         return from_dict(cls, data)
+
+
+def _check_redaction_declared() -> None:
+    missing = [name for cls in RECORDS for name in undeclared(cls, _hints(cls))]
+    if missing:
+        raise TypeError(
+            "declare how these fields are redacted, with redact_as(...) (swarmscope/redaction_kinds.py): "
+            + ", ".join(missing)
+        )
+
+
+_check_redaction_declared()

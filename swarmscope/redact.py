@@ -51,6 +51,7 @@ import typing
 from typing import Any
 
 from swarmscope.model import NsKind, Snapshot
+from swarmscope.redaction_kinds import IMAGE, KEEP, LABELS, NONAME, OPTION, PROCESS, RAW, TEXT, declaration
 
 HEX = "0123456789abcdef"
 B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -119,142 +120,29 @@ _PUBLIC6_TO = int(ipaddress.IPv6Address("2001:db8::"))
 
 # --------------------------------------------------------------------------- how each field is redacted
 #
-# Every field of the snapshot model (swarmscope/model.py) that can hold text is declared here, by class
-# and field name; tests/unit/test_hardening_redact.py fails when a field is not, so a new field cannot
-# leak silently (meanwhile it is treated as free text, the strictest policy).
+# Every field of the snapshot model (swarmscope/model.py) that can hold text declares how it is redacted
+# in its own declaration (redact_as, swarmscope/redaction_kinds.py), and a map how its keys are; the model
+# refuses to import with a field that does not. _policy reads the declarations once per class. A key no
+# field declares (none, from to_dict) is treated as free text, the strictest policy.
 
-KEEP = "keep"  # enumerations, versions, times, numbers: identify no one (and carry meaning)
-TEXT = "text"  # free text: addresses, MACs, ids, names, domains, images, e-mail, URL credentials, tokens
-NONAME = "noname"  # structured values where Docker writes no names (interfaces, chains, addresses): all but names
-RAW = "raw"  # command output: as NONAME, and names in comment lines, quoted words, --comment/--log-prefix values
-IMAGE = "image"  # an image reference
-LABELS = "labels"  # a label map: keys other than com.docker.* replaced, values as tokens or text
-PROCESS = "process"  # a process name: the engine's kept, any other replaced
-OPTION = "option"  # an iptables option value: TEXT for --comment/--log-prefix/--nflog-prefix, else NONAME
+#: how a field that declares nothing is redacted: its strings as free text, the keys of its maps kept
+_UNDECLARED: tuple[str, str] = (TEXT, KEEP)
+_POLICY_CACHE: dict[type, dict[str, tuple[str, str]]] = {}
 
-FIELDS: dict[str, dict[str, str]] = {
-    "Snapshot": {"schema": KEEP, "tool_version": KEEP, "collected_at": KEEP, "netns_dir": TEXT, "errors": TEXT},
-    "NodeInfo": {
-        "hostname": TEXT,
-        "kernel_release": TEXT,
-        "node_id": TEXT,
-        "node_addr": NONAME,
-        "role": KEEP,
-        "swarm_state": KEEP,
-        "engine_version": KEEP,
-        "api_version": KEEP,
-        "engine_os": TEXT,
-        "sysctls": NONAME,
-        "firewall_backend": KEEP,
-    },
-    "IpvsSupport": {"method": TEXT, "detail": TEXT},
-    "IptablesBackend": {"engine_backend": KEEP, "method": TEXT, "other_backend": KEEP},
-    "HostNamespace": {"routes": NONAME},
-    "Interface": {"name": NONAME, "kind": KEEP, "state": KEEP, "mac": NONAME, "master": NONAME},
-    "Address": {"address": NONAME},
-    "IptablesDump": {"backend": KEEP, "reason": TEXT, "raw": RAW},
-    "Table": {"name": KEEP},
-    "Chain": {"name": NONAME, "policy": KEEP},
-    "Rule": {"chain": NONAME, "line": RAW, "target": KEEP, "comment": TEXT},
-    "RuleOption": {"opt": KEEP, "value": OPTION},
-    "RuleMatch": {"module": KEEP},
-    "Bridge": {"name": NONAME, "members": NONAME, "state": KEEP},
-    "Listener": {"protocol": KEEP, "address": NONAME, "process": PROCESS},
-    "Namespace": {
-        "name": TEXT,
-        "path": TEXT,
-        "kind": KEEP,
-        "network_id": TEXT,
-        "network_name": TEXT,
-        "container_id": TEXT,
-        "container_name": TEXT,
-        "task_id": TEXT,
-        "service_name": TEXT,
-        "sysctls": NONAME,
-        "errors": TEXT,
-    },
-    "IpvsTable": {"source": KEEP, "reason": TEXT, "raw": RAW, "conns_reason": TEXT},
-    "IpvsTimeouts": {"source": KEEP},
-    "IpvsConnGroup": {"protocol": KEEP, "vaddr": NONAME, "daddr": NONAME, "state": KEEP},
-    "KernelModule": {"name": KEEP, "state": KEEP, "how": TEXT},
-    "XtablesExtension": {"name": KEEP, "path": TEXT, "how": TEXT},
-    # dockerd's log lines carry sandbox and container ids, addresses, network ids: free text
-    "DockerdLog": {"source": TEXT, "reason": TEXT},
-    "LogMatch": {"kind": KEEP, "line": TEXT},
-    "IpvsService": {"protocol": KEEP, "scheduler": KEEP, "address": NONAME, "flags": NONAME},
-    "IpvsDest": {"address": NONAME, "forward": KEEP},
-    "DnsAnswer": {
-        "service": TEXT,
-        "network_id": TEXT,
-        "network_name": TEXT,
-        "query": TEXT,
-        "namespace": TEXT,
-        "status": KEEP,
-        "answers": NONAME,
-        "reason": TEXT,
-    },
-    "DockerView": {"reason": TEXT},
-    "Service": {
-        "id": TEXT,
-        "name": TEXT,
-        "mode": KEEP,
-        "endpoint_mode": KEEP,
-        "networks": TEXT,
-        "image": IMAGE,
-        "labels": LABELS,
-        "update_state": KEEP,
-    },
-    "PortSpec": {"protocol": KEEP, "publish_mode": KEEP},
-    "ServiceVip": {"network_id": TEXT, "address": NONAME},
-    "Task": {
-        "id": TEXT,
-        "service_id": TEXT,
-        "service_name": TEXT,
-        "node_id": TEXT,
-        "desired_state": KEEP,
-        "state": KEEP,
-        "error": TEXT,
-        "container_id": TEXT,
-        "state_since": KEEP,
-    },
-    "TaskAttachment": {"network_id": TEXT, "network_name": TEXT, "addresses": NONAME},
-    "Network": {"id": TEXT, "name": TEXT, "driver": KEEP, "scope": KEEP, "subnets": NONAME, "gateways": NONAME},
-    "NetworkContainer": {"key": TEXT, "name": TEXT, "endpoint_id": TEXT, "ipv4": NONAME},
-    "NetworkService": {"name": TEXT, "vip": NONAME, "ports": NONAME},
-    "NetworkTaskEndpoint": {"name": TEXT, "endpoint_id": TEXT, "endpoint_ip": NONAME, "host_ip": NONAME},
-    "NetworkPeer": {"name": TEXT, "ip": NONAME},
-    "Container": {
-        "id": TEXT,
-        "name": TEXT,
-        "sandbox_key": TEXT,
-        "sandbox_id": TEXT,
-        "service_id": TEXT,
-        "service_name": TEXT,
-        "task_id": TEXT,
-        "state": KEEP,
-        "started_at": KEEP,
-    },
-    "ContainerNet": {"network_id": TEXT, "network_name": TEXT, "ip_address": NONAME, "endpoint_id": TEXT},
-    "SwarmNode": {
-        "id": TEXT,
-        "hostname": TEXT,
-        "role": KEEP,
-        "state": KEEP,
-        "availability": KEEP,
-        "address": NONAME,
-        "manager_reachability": KEEP,
-        "engine_version": KEEP,
-    },
-    "Provenance": {"what": TEXT, "namespace": TEXT, "status": KEEP, "argv": TEXT, "reason": TEXT},
-}
-#: the keys of maps: kept unless declared here (sysctl names and table names are vocabulary)
-MAP_KEYS: dict[tuple[str, str], str] = {
-    ("Network", "services"): TEXT,
-    ("Table", "chains"): NONAME,
-    ("IptablesDump", "tables"): KEEP,
-    ("NodeInfo", "sysctls"): KEEP,
-    ("Namespace", "sysctls"): KEEP,
-}
+
+def _policy(cls: type) -> dict[str, tuple[str, str]]:
+    """Field name -> (how its strings are redacted, how the keys of its maps are), from the model's
+    declarations; computed once per class."""
+    policy = _POLICY_CACHE.get(cls)
+    if policy is None:
+        policy = {}
+        for f in dataclasses.fields(cls):
+            d = declaration(f)
+            policy[f.name] = (d.how or TEXT, d.keys or KEEP) if d is not None else _UNDECLARED
+        _POLICY_CACHE[cls] = policy
+    return policy
+
+
 #: a dump's failed_nodes entries (gather/gather.py)
 FAILED_NODE: dict[str, str] = {"node": TEXT, "node_id": TEXT, "kind": KEEP, "reason": TEXT}
 
@@ -782,12 +670,12 @@ class Redactor:
         return value
 
     def _object(self, cls: type, data: dict) -> dict:
-        policy = FIELDS.get(cls.__name__, {})
+        policy = _policy(cls)
         hints = _type_hints(cls)
         out = {}
         for k, v in data.items():
-            how = policy.get(k, TEXT)  # a field nobody declared is treated as free text (tests insist on a declaration)
-            out[k] = self._walk(hints.get(k, Any), v, how, MAP_KEYS.get((cls.__name__, k), KEEP), data)
+            how, keys = policy.get(k, _UNDECLARED)
+            out[k] = self._walk(hints.get(k, Any), v, how, keys, data)
         return out
 
     def failed_nodes(self, failed: list | None) -> list:

@@ -1,7 +1,7 @@
 """Redaction keeps what the README promises (issue #15): every field of the model declares how it is
-redacted, a secret planted in every free-text field (failure reasons and error messages included) is
-gone from dump.json, SUMMARY.txt, MANIFEST.json and every other file of a bundle, and the failed nodes
-of dump/explain --save are redacted too."""
+redacted (in the model itself, issue #10), a secret planted in every free-text field (failure reasons
+and error messages included) is gone from dump.json, SUMMARY.txt, MANIFEST.json and every other file
+of a bundle, and the failed nodes of dump/explain --save are redacted too."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import rawsnap
 from swarmscope import model
 from swarmscope.dump import make_dump
 from swarmscope.pipeline import analyze_snapshots
-from swarmscope.redact import FIELDS, KEEP, MAP_KEYS, Redactor, redact_snapshots
+from swarmscope.redact import Redactor, redact_snapshots
+from swarmscope.redaction_kinds import KEEP, LABELS, NONAME, TEXT, RedactKind, declaration, redact_as, undeclared
 from swarmscope.report import build_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,10 +79,43 @@ def test_every_text_field_of_the_model_declares_how_it_is_redacted():
     for cls in _model_classes():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            declared = f.name in FIELDS.get(cls.__name__, {}) or (cls.__name__, f.name) in MAP_KEYS
-            if _holds_text(hints[f.name]) and not declared:
+            d = declaration(f)
+            if _holds_text(hints[f.name]) and (d is None or (d.how is None and d.keys is None)):
                 missing.append(f"{cls.__name__}.{f.name}")
-    assert not missing, f"declare how these are redacted in swarmscope/redact.py FIELDS: {missing}"
+            if d is not None:
+                assert all(x is None or isinstance(x, RedactKind) for x in (d.how, d.keys)), (cls, f.name, d)
+    assert not missing, f"declare how these are redacted with redact_as(...) in swarmscope/model.py: {missing}"
+    # the import-time check covers every class a snapshot can hold
+    assert set(_model_classes()) <= set(model.RECORDS), set(_model_classes()) - set(model.RECORDS)
+    assert [u for cls in model.RECORDS for u in undeclared(cls)] == []
+
+
+def test_a_field_without_a_declaration_is_refused():
+    """What model.py checks at import: a text field needs how, a map needs how its keys are redacted."""
+
+    @dataclasses.dataclass
+    class Bad:
+        port: int = 0  # numbers need nothing
+        name: str = ""  # text: undeclared
+        tags: list[str] = dataclasses.field(default_factory=list)  # text: undeclared
+        by_name: dict[str, int] = redact_as(default_factory=dict)  # a map whose keys are undeclared
+        labels: dict[str, str] = redact_as(LABELS, default_factory=dict)  # LABELS redacts its own keys
+        sysctls: dict[str, str] = redact_as(NONAME, keys=KEEP, default_factory=dict)
+        reason: str | None = redact_as(TEXT, default=None)
+
+    assert undeclared(Bad) == ["Bad.name", "Bad.tags", "Bad.by_name (its keys)"]
+    with pytest.raises(TypeError):
+        redact_as("text")
+
+
+def test_the_redactor_reads_the_models_declarations():
+    from swarmscope.redact import _policy
+
+    assert _policy(model.Rule)["line"] == ("raw", "keep")
+    assert _policy(model.Network)["services"] == ("text", "text")
+    assert _policy(model.Namespace)["sysctls"] == ("noname", "keep")
+    assert _policy(model.IpvsDest)["port"] == ("text", "keep")  # no strings: the strictest, never applied
+    assert _policy(model.Rule) is _policy(model.Rule)  # computed once
 
 
 def _plant_everywhere(snap) -> list[str]:
@@ -100,11 +134,11 @@ def _plant_everywhere(snap) -> list[str]:
         if not dataclasses.is_dataclass(obj):
             return
         cls = type(obj)
-        policy = FIELDS.get(cls.__name__, {})
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             v = getattr(obj, f.name)
-            how = policy.get(f.name)
+            d = declaration(f)
+            how = d.how if d is not None else None
             inner = [t for t in _types(hints[f.name]) if t is not type(None)]
             if how == KEEP:
                 continue
