@@ -1,0 +1,464 @@
+"""What every path kind shares (pure): small readers over the snapshot (tables, port rules, addresses), the
+hops a path is made of (kernel, sysctl, namespace, alias, MARK, IPVS, SNAT, links), the IPVS real servers
+against the running tasks, and ``verdict``, a node path's judgement from its hops.
+
+Marks are node-local: the expected mark on a node is that node's own
+``LocalLBIndex`` for the service on the network; marks are never compared
+across nodes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from swarmscope.correlate import lifecycle
+from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, task_addresses
+from swarmscope.correlate.types import Backend, Hop, NodePath
+from swarmscope.model import (
+    BackendState,
+    HopStatus,
+    Interface,
+    IptablesDump,
+    IpvsService,
+    Namespace,
+    Rule,
+    Service,
+    Table,
+    Task,
+    Verdict,
+)
+from swarmscope.parse.iptables import mark_value
+
+
+def nat(d: IptablesDump | None) -> Table | None:
+    if d is None or not d.available:
+        return None
+    return d.table("nat")
+
+
+def table(d: IptablesDump | None, name: str) -> Table | None:
+    if d is None or not d.available:
+        return None
+    return d.table(name)
+
+
+def proto_port(rule: Rule, proto: str, opt: str, port: int) -> bool:
+    return rule.value("-p") == proto and rule.value(opt) == str(port)
+
+
+def port_rules(n: NodeCtx, where: str, t: Table, chain: str, target: str, opt: str, proto: str, port) -> list[Rule]:
+    """The rules of ``chain`` with ``target`` for proto/port (``opt`` --dport or --sport), indexed once per
+    node, table and chain: every published port asks, and a scan per port grows with ports squared."""
+    def make() -> dict[tuple, list[Rule]]:
+        idx: dict[tuple, list[Rule]] = {}
+        for r in t.rules(chain):
+            if r.target == target:
+                idx.setdefault((r.value("-p"), r.value(opt)), []).append(r)
+        return idx
+
+    return n.memo(("rules", where, id(t), chain, target, opt), make).get((proto, str(port)), [])
+
+
+def ns_addresses(ns: Namespace | None) -> list[tuple[str, str, int]]:
+    """(interface, address, prefixlen) of IPv4 addresses in a namespace."""
+    if ns is None:
+        return []
+    return [(i.name, a.address, a.prefixlen) for i in ns.interfaces for a in i.addresses if a.family == 4]
+
+
+def in_subnet(addr: str, subnets: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    for s in subnets:
+        try:
+            if ip in ipaddress.ip_network(s, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def chain_reach_order(t: Table, start: str) -> list[str]:
+    """User chains in the order a packet entering ``start`` first reaches them."""
+    order: list[str] = []
+    seen = {start}
+
+    def walk(chain: str) -> None:
+        for r in t.rules(chain):
+            tgt = r.target
+            if tgt and tgt in t.chains and tgt not in seen:
+                seen.add(tgt)
+                order.append(tgt)
+                walk(tgt)
+
+    walk(start)
+    return order
+
+
+def ipvs_line(s: IpvsService, d=None) -> str:
+    if d is None:
+        return f"IPVS {s.key} {s.scheduler} ({len(s.dests)} real servers)"
+    return f"IPVS {s.key} -> {d.address}:{d.port} {d.forward} weight {d.weight} active {d.active} inactive {d.inactive}"
+
+
+def kernel_hop(n: NodeCtx) -> Hop:
+    v = n.snap.node.ip_vs
+    if v is None or v.available is None:
+        return Hop("kernel.ipvs", "kernel ip_vs", HopStatus.UNKNOWN, "could not establish whether the kernel has ip_vs")
+    if v.available:
+        return Hop("kernel.ipvs", "kernel ip_vs", HopStatus.OK, v.method, [v.method])
+    return Hop("kernel.ipvs", "kernel ip_vs", HopStatus.MISSING, "kernel has no ip_vs", [f"{v.method}: {v.detail}"])
+
+
+def sysctl_hop(key: str, label: str, values: dict, name: str, want: str = "1") -> Hop:
+    if name not in values:
+        return Hop(key, label, HopStatus.UNKNOWN, f"{name} not read")
+    v = values.get(name)
+    if v is None:
+        return Hop(key, label, HopStatus.UNKNOWN, f"{name} not readable")
+    st = HopStatus.OK if v == want else HopStatus.MISMATCH
+    return Hop(key, label, st, f"{name}={v}" + ("" if st == HopStatus.OK else f" (want {want})"), [f"{name} = {v}"])
+
+
+def ns_listing(n: NodeCtx) -> str:
+    names = [ns.name for ns in n.snap.namespaces]
+    return f"{n.snap.netns_dir or 'netns directory'} lists: {', '.join(names) if names else 'nothing'}"
+
+
+def ns_hop(key: str, label: str, ns: Namespace | None, what: str, n: NodeCtx) -> Hop:
+    if ns is None:
+        return Hop(key, label, HopStatus.MISSING, f"no {what} namespace on this node", [ns_listing(n)])
+    if ns.vanished:
+        return Hop(key, label, HopStatus.UNKNOWN, f"{ns.name} vanished during collection")
+    if ns.errors and not ns.interfaces:
+        return Hop(key, label, HopStatus.UNKNOWN, f"{ns.name}: {ns.errors[0]}")
+    return Hop(key, label, HopStatus.OK, ns.name, [ns.path])
+
+
+def alias_hop(key: str, label: str, ns: Namespace | None, vip: str | None, aux: bool = False) -> Hop:
+    if ns is None or vip is None:
+        status = HopStatus.UNKNOWN if vip is None else HopStatus.MISSING
+        return Hop(key, label, status, "no namespace" if ns is None else "no VIP", aux=aux)
+    for iface, addr, plen in ns_addresses(ns):
+        if addr == vip:
+            st = HopStatus.OK if plen == 32 else HopStatus.MISMATCH
+            return Hop(key, label, st, f"{vip}/{plen} on {iface}", [f"{ns.name}: {iface} inet {addr}/{plen}"], aux=aux)
+    if not ns.interfaces:
+        return Hop(key, label, HopStatus.UNKNOWN, f"interfaces of {ns.name} not read", aux=aux)
+    have = ", ".join(f"{i}:{a}/{p}" for i, a, p in ns_addresses(ns)) or "none"
+    return Hop(
+        key,
+        label,
+        HopStatus.MISSING,
+        f"{vip}/32 is not on any interface of {ns.name}",
+        [f"{ns.name} addresses: {have}"],
+        aux=aux,
+    )
+
+
+def mark_hop(
+    key: str,
+    label: str,
+    rules: list[Rule],
+    expected: int | None,
+    where: str,
+    aux: bool = False,
+    chain: list[Rule] | None = None,
+) -> tuple[Hop, int | None]:
+    """Judge MARK rules; returns the hop and the mark to follow into IPVS.
+
+    ``chain``: every rule of the chain looked in, the evidence when no MARK rule is found.
+    """
+    marks = [(r, mark_value(r)) for r in rules]
+    marks = [(r, m) for r, m in marks if m is not None]
+    if not marks:
+        exp = f" (expected mark {expected} = {expected:#x})" if expected is not None else ""
+        ev = [f"{where}: {r.line}" for r in chain or []] or [f"{where}: no rules"]
+        return Hop(key, label, HopStatus.MISSING, f"no MARK rule in {where}{exp}", ev, aux=aux), expected
+    ev = [r.line for r, _ in marks]
+    if expected is None:
+        m = marks[0][1]
+        return Hop(key, label, HopStatus.OK, f"mark {m} ({m:#x}); LocalLBIndex unknown on this node", ev, aux=aux), m
+    good = [m for _, m in marks if m == expected]
+    if good:
+        return Hop(key, label, HopStatus.OK, f"mark {expected} ({expected:#x}) = LocalLBIndex", ev, aux=aux), expected
+    m = marks[0][1]
+    return (
+        Hop(
+            key,
+            label,
+            HopStatus.MISMATCH,
+            f"marks {m} ({m:#x}) but LocalLBIndex on this node is {expected} ({expected:#x})",
+            ev,
+            aux=aux,
+        ),
+        m,
+    )
+
+
+def ipvs_service_hop(
+    key: str, label: str, n: NodeCtx, ns: Namespace | None, mark: int | None
+) -> tuple[Hop, IpvsService | None]:
+    if ns is None:
+        return Hop(key, label, HopStatus.MISSING, "no load-balancer namespace"), None
+    t = ns.ipvs
+    if t is None:
+        return Hop(key, label, HopStatus.UNKNOWN, f"IPVS of {ns.name} not read"), None
+    if not t.available:
+        if n.ipvs_missing:
+            return Hop(key, label, HopStatus.MISSING, "kernel has no ip_vs", [f"{ns.name}: {t.reason}"]), None
+        return Hop(key, label, HopStatus.UNKNOWN, t.reason or "IPVS unavailable", [f"{ns.name}: {t.reason}"]), None
+    if mark is None:
+        return Hop(key, label, HopStatus.UNKNOWN, "no firewall mark to look up"), None
+    s = t.service_for_mark(mark)
+    if s is None:
+        have = ", ".join(x.key for x in t.services) or "no services"
+        return Hop(
+            key, label, HopStatus.MISSING, f"no IPVS service FWM {mark} in {ns.name}", [f"{ns.name} IPVS: {have}"]
+        ), None
+    return Hop(key, label, HopStatus.OK, f"FWM {mark} {s.scheduler}, {len(s.dests)} real servers", [ipvs_line(s)]), s
+
+
+def snat_hop(key: str, label: str, ns: Namespace | None, subnets: list[str], source: str | None) -> Hop:
+    t = table(ns.iptables if ns else None, "nat")
+    if ns is None:
+        return Hop(key, label, HopStatus.MISSING, "no load-balancer namespace")
+    if t is None:
+        return Hop(key, label, HopStatus.UNKNOWN, f"iptables of {ns.name} not read")
+    rules = [r for r in t.rules("POSTROUTING") if r.target == "SNAT" and r.has_match("ipvs")]
+    if not rules:
+        ev = [f"{ns.name} nat POSTROUTING: {r.line}" for r in t.rules("POSTROUTING")] or [
+            f"{ns.name} nat POSTROUTING: no rules"
+        ]
+        return Hop(key, label, HopStatus.MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {ns.name} nat POSTROUTING", ev)
+    ev = [r.line for r in rules]
+    for r in rules:
+        d = r.value("-d")
+        to = (r.value("--to-source") or "").split(":")[0]
+        if (not subnets or d in subnets) and (source is None or to == source):
+            return Hop(key, label, HopStatus.OK, f"SNAT {d} -> {to}", ev)
+    return Hop(key, label, HopStatus.MISMATCH, f"SNAT present but not for {', '.join(subnets)} -> {source}", ev)
+
+
+def _is_down(i) -> bool:
+    """Administratively down, or down by its operational state ("unknown" is how many virtual links
+    without carrier detection report themselves, and is fine)."""
+    return not i.admin_up or i.state in ("down", "lowerlayerdown", "notpresent")
+
+
+def _peer(i, candidates: list[tuple[str, list]]) -> tuple[str, object] | None:
+    """The other end of a veth: the interface with its peer index in one of the candidate namespaces."""
+    if i.kind != "veth" or i.peer_index is None:
+        return None
+    for where, ifaces in candidates:
+        for j in ifaces:
+            if j.index == i.peer_index and j.kind == "veth" and j.peer_index == i.index:
+                return where, j
+    return None
+
+
+def _describe_link(where: str, i, peer) -> str:
+    state = f"state {i.state}, admin {'up' if i.admin_up else 'down'}"
+    other = (
+        f"; other end {peer[1].name} in {peer[0]}" + (f" (bridge {peer[1].master})" if peer[1].master else "")
+        if peer
+        else ""
+    )
+    return f"{where}: {i.name} {state}{other}"
+
+
+def links_hop(
+    key: str,
+    label: str,
+    sandbox: Namespace | None,
+    others: list[tuple[str, list]],
+    bridges: list[tuple[str, Interface | None]],
+) -> Hop:
+    """Every interface a packet crosses: the sandbox's own links, the other end of each (a bridge port
+    on the host or in the overlay namespace) and the bridges themselves."""
+    if sandbox is None or not sandbox.interfaces:
+        return Hop(key, label, HopStatus.UNKNOWN, "interfaces not read")
+    checked, down = [], []
+    for i in sandbox.interfaces:
+        if i.name == "lo":
+            continue
+        peer = _peer(i, others)
+        checked.append(i.name)
+        for where, x in ((sandbox.name, i),) + ((peer,) if peer else ()):
+            if _is_down(x):
+                down.append(_describe_link(where, x, peer if x is i else (sandbox.name, i)))
+    for where, b in bridges:
+        if b is not None and _is_down(b):
+            down.append(f"{where}: bridge {b.name} state {b.state}, admin {'up' if b.admin_up else 'down'}")
+    if down:
+        return Hop(key, label, HopStatus.MISSING, down[0], down)
+    return Hop(
+        key,
+        label,
+        HopStatus.OK,
+        f"{', '.join(checked)} and their other ends up",
+        [f"{sandbox.name}: {', '.join(checked)} up"],
+    )
+
+
+# --------------------------------------------------------------------------
+# backends: IPVS real servers against the running tasks
+
+
+def _disabled(cl: Cluster, svc: Service, network_id: str, n: NodeCtx | None, task, address: str) -> bool:
+    """Without a manager: a task known only from service discovery that this node's DNS does not answer
+    is a disabled entry (discovery lists entries being drained; DNS and IPVS weight drop them first).
+    One that DNS does answer is enabled, and IPVS must carry it."""
+    if task.id not in cl.uncertain:
+        return False
+    a = n.dns_answer(network_id, f"tasks.{svc.name}") if n is not None else None
+    return a is None or a.status != "ok" or address not in a.answers
+
+
+def compare_backends(
+    cl: Cluster, svc: Service, network_id: str, dests, now: datetime | None = None, n: NodeCtx | None = None
+) -> list[Backend]:
+    """IPVS real servers against the running tasks. Tasks in transition (lifecycle) are neither
+    good nor bad: a draining task's real server may linger, a starting task's may not be there yet."""
+    running = cl.running_tasks(svc)
+    # while the service is being updated, the API view and the data plane (read a moment later) can be a
+    # task apart: the drain (weight 0, out of DNS) starts before the API says the task is shutting down
+    updating = lifecycle.updating(svc)
+    expected: dict[str, Task] = {}
+    for t in running:
+        for a in task_addresses(t, network_id):
+            expected[a] = t
+    out: list[Backend] = []
+    seen = set()
+    for d in dests:
+        seen.add(d.address)
+        owners = cl.task_by_address(network_id, d.address)
+        live = [t for t in owners if t.state == "running" and t.desired_state == "running"]
+        b = Backend(address=d.address, port=d.port, weight=d.weight, forward=d.forward, status=BackendState.OK)
+        owner = live[0] if live else (owners[0] if owners else None)
+        if owner is not None:
+            b.task_id, b.task, b.task_state = owner.id, cl.task_name(owner), owner.state
+            b.service = owner.service_name or cl.service_name(owner.service_id)
+            b.node, b.container_id = cl.node_name(owner.node_id), owner.container_id
+        if live and live[0].service_id == svc.id:
+            moving = updating or _disabled(cl, svc, network_id, n, live[0], d.address)
+            b.status = (BackendState.DRAINING if moving else BackendState.WEIGHT0) if d.weight == 0 else BackendState.OK
+        elif live:
+            b.status = BackendState.FOREIGN
+        elif owner is not None and owner.service_id == svc.id and lifecycle.draining(owner, now):
+            b.status = BackendState.DRAINING  # dockerd drains (weight 0) before it stops, deletes after
+        elif owner is not None and owner.service_id == svc.id and lifecycle.starting(owner, now):
+            b.status = BackendState.STARTING  # added as its container starts, before the API says running
+        elif not owners and not cl.knows_all_tasks(network_id):
+            b.status = (
+                BackendState.UNKNOWN
+            )  # no manager view and no verbose inspect: a task on another node is not known here
+        else:
+            b.status = BackendState.LINGERING if d.weight == 0 else BackendState.STALE
+        out.append(b)
+    for addr, t in expected.items():
+        if addr in seen:
+            continue
+        out.append(
+            Backend(
+                address=addr,
+                status=BackendState.STARTING
+                if lifecycle.starting(t, now) or updating or _disabled(cl, svc, network_id, n, t, addr)
+                else BackendState.MISSING,
+                task_id=t.id,
+                task=cl.task_name(t),
+                task_state=t.state,
+                service=svc.name,
+                node=cl.node_name(t.node_id),
+                container_id=t.container_id,
+            )
+        )
+    out.sort(key=lambda b: ip_key(b.address))
+    return out
+
+
+def backends_for(
+    cl: Cluster, svc: Service, network_id: str, ipvs_svc: IpvsService | None, ipvs_hop: Hop, n: NodeCtx
+) -> list[Backend]:
+    """Backends of a path: with no IPVS service, the running tasks, missing (or unknown when IPVS was not read)."""
+    backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [], n.now, n)
+    if ipvs_svc is None:
+        backends = [b for b in backends if b.status in (BackendState.MISSING, BackendState.STARTING)]
+        if ipvs_hop.status == HopStatus.UNKNOWN:
+            for b in backends:
+                b.status = BackendState.UNKNOWN
+    return backends
+
+
+def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: IpvsService | None, ipvs_hop: Hop) -> Hop:
+    if ipvs_svc is None:
+        if ipvs_hop.status == HopStatus.UNKNOWN:
+            return Hop(key, label, HopStatus.UNKNOWN, "IPVS not read: real servers unknown")
+        return Hop(key, label, HopStatus.MISSING, "no IPVS service to read real servers from")
+    good = [b for b in backends if b.status == BackendState.OK]
+    moving = [b for b in backends if b.status in (BackendState.DRAINING, BackendState.STARTING)]
+    bad = [
+        b
+        for b in backends
+        if b.status not in (BackendState.OK, BackendState.UNKNOWN, BackendState.DRAINING, BackendState.STARTING)
+    ]
+    ev = [ipvs_line(ipvs_svc, d) for d in ipvs_svc.dests]
+    summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
+    if not good and any(b.status == BackendState.UNKNOWN for b in backends) and not bad:
+        return Hop(
+            key, label, HopStatus.UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})", ev
+        )
+    if not good and moving and not bad:
+        return Hop(key, label, HopStatus.UNKNOWN, f"tasks being replaced: no settled real server yet ({summary})", ev)
+    if not good:
+        return Hop(key, label, HopStatus.MISSING, f"no usable real server ({summary})", ev)
+    if bad:
+        return Hop(key, label, HopStatus.MISMATCH, summary, ev)
+    return Hop(key, label, HopStatus.OK, f"{len(good)} real servers = running tasks", ev)
+
+
+def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
+    """ok, broken (the first broken hop), degraded (serves, but some real servers are wrong), unknown.
+
+    ``breaks``: once findings are known, whether a bad hop stops traffic (checks.hop_breaks); a bad
+    hop that does not (only warnings: a rule order, a drained backend) makes the path degraded.
+    """
+    degraded = None
+    for h in np.hops:
+        if h.aux:
+            continue
+        if (
+            h.status == HopStatus.MISMATCH
+            and h.key.endswith(".backends")
+            and any(b.status == BackendState.OK for b in np.backends)
+        ):
+            degraded = degraded or h  # traffic still reaches a good backend
+            continue
+        if h.status in (HopStatus.MISSING, HopStatus.MISMATCH) and breaks is not None and not breaks(h):
+            degraded = degraded or h
+            continue
+        if h.status in (HopStatus.MISSING, HopStatus.MISMATCH):
+            np.verdict, np.broken_at = Verdict.BROKEN, h.label
+            np.reason = f"{h.label}: {h.detail}"
+            return
+    if degraded is not None:
+        np.verdict, np.broken_at = Verdict.DEGRADED, degraded.label
+        np.reason = f"{degraded.label}: {degraded.detail}"
+        return
+    redirects = [b.redirect for b in np.backends if b.status == BackendState.OK and b.redirect is not None]
+    if redirects and all(r in (HopStatus.MISSING, HopStatus.MISMATCH) for r in redirects):
+        np.verdict, np.broken_at, np.reason = (
+            Verdict.BROKEN,
+            "task REDIRECT",
+            "no running backend has its REDIRECT rule",
+        )
+        return
+    if any(h.status == HopStatus.UNKNOWN for h in np.hops if not h.aux):
+        h = next(h for h in np.hops if h.status == HopStatus.UNKNOWN and not h.aux)
+        np.verdict, np.reason = Verdict.UNKNOWN, f"{h.label}: {h.detail}"
+        return
+    np.verdict, np.reason = Verdict.OK, "every hop ok"

@@ -1,0 +1,128 @@
+"""A service VIP on an overlay network, on one node (pure): the DNS answer, the lb_ namespace (alias, MARK,
+IPVS, SNAT, ip_forward, links) and the real servers; which nodes are on a network.
+"""
+
+from __future__ import annotations
+
+from swarmscope.correlate.cluster import Cluster, NodeCtx
+from swarmscope.correlate.paths.common import (
+    alias_hop,
+    backends_for,
+    backends_hop,
+    in_subnet,
+    ipvs_service_hop,
+    kernel_hop,
+    links_hop,
+    mark_hop,
+    ns_addresses,
+    ns_hop,
+    snat_hop,
+    sysctl_hop,
+    table,
+    verdict,
+)
+from swarmscope.correlate.paths.dns import dns_answer
+from swarmscope.correlate.types import Hop, NodePath
+from swarmscope.engines import profile_for
+from swarmscope.model import HopStatus, Service
+
+
+def nodes_on_network(cl: Cluster, network_id: str) -> list[NodeCtx]:
+    out = []
+    for n in cl.nodes:
+        if n.lb_ns(network_id) or n.overlay_ns(network_id):
+            out.append(n)
+            continue
+        if any(cn.network_id == network_id for c in n.snap.docker.containers for cn in c.networks):
+            out.append(n)
+    return out
+
+
+def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeCtx) -> NodePath:
+    np = NodePath(node=n.name, node_id=n.node_id)
+    hops = np.hops
+    net = cl.networks.get(network_id)
+    hops.append(kernel_hop(n))
+    a = dns_answer(n, network_id, svc.name)
+    if a is None:
+        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.UNKNOWN, "not asked on this node"))
+    elif a.status != "ok":
+        hops.append(
+            Hop(
+                "dns.vip",
+                f"DNS {svc.name} -> {vip}",
+                HopStatus.MISSING,
+                f"{a.status}{': ' + a.reason if a.reason else ''}",
+                [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"],
+            )
+        )
+    elif set(a.answers) == {vip}:  # a duplicated record is dns.duplicate-answer's
+        hops.append(
+            Hop(
+                "dns.vip",
+                f"DNS {svc.name} -> {vip}",
+                HopStatus.OK,
+                vip,
+                [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"],
+            )
+        )
+    else:
+        hops.append(
+            Hop(
+                "dns.vip",
+                f"DNS {svc.name} -> {vip}",
+                HopStatus.MISMATCH,
+                f"answers {' '.join(a.answers)}",
+                [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"],
+            )
+        )
+    prof = profile_for(n.snap.node.engine_version)
+    if prof is not None and not prof.lb_sandboxes:  # engine.unsupported says so once per node
+        hops.append(
+            Hop(
+                "lb.ns",
+                "VIP load balancing",
+                HopStatus.UNKNOWN,
+                f"engine {n.snap.node.engine_version} balances VIPs in every task sandbox (before 18.06): not judged",
+            )
+        )
+        verdict(np)
+        return np
+    lb = n.lb_ns(network_id)
+    hops.append(ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_", n))
+    hops.append(
+        sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward")
+        if lb
+        else Hop("lb.ip_forward", "lb_ ip_forward", HopStatus.MISSING, "no lb_ namespace")
+    )
+    if lb is not None:
+        ov = n.overlay_ns(network_id)
+        br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
+        hops.append(
+            links_hop(
+                "lb.links", "lb_ links", lb, [(ov.name, ov.interfaces)] if ov else [], [(ov.name, br)] if ov else []
+            )
+        )
+    hops.append(alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip))
+    expected = n.local_lb_index(network_id, svc.name)
+    mangle = table(lb.iptables if lb else None, "mangle")
+    if lb is None:
+        hops.append(Hop("lb.mark", f"MARK for {vip}", HopStatus.MISSING, "no lb_ namespace"))
+        mark = expected
+    elif mangle is None:
+        hops.append(Hop("lb.mark", f"MARK for {vip}", HopStatus.UNKNOWN, f"iptables of {lb.name} not read"))
+        mark = expected
+    else:
+        rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
+        h, mark = mark_hop(
+            "lb.mark", f"MARK for {vip}", rules, expected, f"{lb.name} mangle INPUT", chain=mangle.rules("INPUT")
+        )
+        hops.append(h)
+    h, ipvs_svc = ipvs_service_hop("lb.ipvs", f"IPVS in {lb.name if lb else 'lb_'}", n, lb, mark)
+    hops.append(h)
+    np.backends = backends_for(cl, svc, network_id, ipvs_svc, h, n)
+    hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
+    lb_ip = next((a for i, a, p in ns_addresses(lb) if net and in_subnet(a, net.subnets) and a != vip), None)
+    hops.append(snat_hop("lb.snat", "lb_ SNAT", lb, net.subnets if net else [], lb_ip))
+    verdict(np)
+    return np
