@@ -140,6 +140,17 @@ def run(argv: list[str], *, check: bool = True, timeout: float = CMD_TIMEOUT,
     return cp
 
 
+def _rfc3339(text: str) -> float:
+    """Docker's RFC 3339 time (nanoseconds, Z) -> epoch seconds; 0 where it does not read."""
+    import datetime as _dt
+
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z$", text.strip())
+    if not m:
+        return 0.0
+    base = _dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=_dt.timezone.utc).timestamp()
+    return base + float(m.group(2) or 0)
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -902,6 +913,17 @@ class Lab:
             if m:
                 state[name] = (int(m.group(1)), int(m.group(2)))
         return state
+
+    def wait_settled(self, seconds: float, timeout: float = CONVERGE_TIMEOUT) -> None:
+        """Converged, and every running task in its state for at least ``seconds`` (swarmscope's settle
+        window: two collections then judge the same tasks alike, none of them 'starting')."""
+        self.wait_converged(timeout)
+        ids = self.docker("service", "ps", "-q", "--filter", "desired-state=running",
+                          *[s.name for s in self.services]).stdout.split()
+        stamps = self.docker("inspect", "-f", "{{.Status.Timestamp}}", *ids).stdout.split() if ids else []
+        newest = max((_rfc3339(x) for x in stamps), default=None)
+        if newest is not None:
+            time.sleep(max(0.0, newest + seconds + 1 - time.time()))
 
     def wait_converged(self, timeout: float = CONVERGE_TIMEOUT) -> None:
         """Wait until every lab service runs its expected number of tasks."""

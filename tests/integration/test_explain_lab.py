@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -183,21 +184,26 @@ def _init_ip_forward(value=None):
     return old
 
 
-def _throwaway(lab):
-    """A new overlay network with one task: dockerd creates its lb_ namespace now."""
-    assert lab.docker("network", "create", "-d", "overlay", "throwaway").returncode == 0
-    assert lab.docker("service", "create", "-d", "--name", "tw", "--network", "throwaway",
+_THROWAWAY = iter(range(1, 1000))
+
+
+def _throwaway(lab) -> tuple[Path, str]:
+    """A new overlay network (a name of its own each time: an earlier one may still be going away)
+    with one task: dockerd creates its lb_ namespace now. Returns (lb_ path, network name)."""
+    name = f"throwaway{next(_THROWAWAY)}"
+    assert lab.docker("network", "create", "-d", "overlay", name).returncode == 0
+    assert lab.docker("service", "create", "-d", "--name", f"tw-{name}", "--network", name,
                       "swarmscope-lab/busybox:latest", "sleep", "1000000").returncode == 0
-    nid = lab.docker("network", "inspect", "-f", "{{.Id}}", "throwaway").stdout.strip()
+    nid = lab.docker("network", "inspect", "-f", "{{.Id}}", name).stdout.strip()
     lb = lab.netns_dir / f"lb_{nid[:9]}"
-    assert wait(lambda: lb.exists() and len(_task_containers(lab, "tw")) == 1, 120)
-    return lb
+    assert wait(lambda: lb.exists() and len(_task_containers(lab, f"tw-{name}")) == 1, 120)
+    return lb, name
 
 
-def _remove_throwaway(lab):
-    lab.docker("service", "rm", "tw")
-    wait(lambda: not _task_containers(lab, "tw"), 60)
-    wait(lambda: lab.docker("network", "rm", "throwaway").returncode == 0, 60, 2)
+def _remove_throwaway(lab, name: str) -> None:
+    lab.docker("service", "rm", f"tw-{name}")
+    wait(lambda: not _task_containers(lab, f"tw-{name}"), 120)
+    wait(lambda: lab.docker("network", "rm", name).returncode == 0, 120, 2)
 
 
 @pytest.mark.lab_fault
@@ -206,30 +212,34 @@ def test_new_lb_namespace_inherits_dockerds_ip_forward_on_a_fresh_machine(lab):
     lb_ namespaces; on a node they inherit it from dockerd's namespace, where dockerd turned it on.
     The lab must show the same with the initial namespace at 0, and swarmscope must not complain."""
     old = _init_ip_forward("0")
+    name = None
     try:
-        lb = _throwaway(lab)
+        lb, name = _throwaway(lab)
         cp = lab.in_node(["nsenter", f"--net={lb}", "sysctl", "-n", "net.ipv4.ip_forward"], check=False)
         assert cp.stdout.strip() == "1", cp.stderr
         doc = check_json(lab)
         assert roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
     finally:
         _init_ip_forward(old)
-        _remove_throwaway(lab)
+        if name:
+            _remove_throwaway(lab, name)
 
 
 @pytest.mark.lab_fault
 def test_ip_forward_off_in_lb_namespace_of_a_throwaway_network(lab):
+    name = None
     try:
-        lb = _throwaway(lab)
+        lb, name = _throwaway(lab)
         cp = lab.in_node(["nsenter", f"--net={lb}", "sysctl", "-w", "net.ipv4.ip_forward=0"], check=False)
         assert cp.returncode == 0, cp.stderr
         doc = check_json(lab)
         found = [f for f in doc["findings"] if f["id"] == "lb.ip-forward-off"]
-        assert [f["network"] for f in found] == ["throwaway"]  # on that network only, not on demo
+        assert [f["network"] for f in found] == [name]  # on that network only, not on demo
         assert found[0]["caused_by"] is None and "net.ipv4.ip_forward = 0" in found[0]["evidence"]
         assert roots(doc) == {"kernel.no-ipvs", "lb.ip-forward-off"}
     finally:
-        _remove_throwaway(lab)
+        if name:
+            _remove_throwaway(lab, name)
 
 
 def _legacy_works(lab):
