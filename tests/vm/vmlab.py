@@ -323,8 +323,9 @@ def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: f
         assert len(roots) == 1, f"engines from one cache root only: {roots}"
         params.append(f"ENGINES='{' '.join(d.name for d in engine_dirs)}'")
         shares.append(("vmengines", roots.pop(), True))
-    if os.environ.get("SWARMSCOPE_VM_ENGINE_FAULTS"):
-        params.append(f"ENGINE_FAULTS='{os.environ['SWARMSCOPE_VM_ENGINE_FAULTS']}'")
+    for var in ("ENGINE_FAULTS", "NEWEST_FAULTS"):
+        if os.environ.get(f"SWARMSCOPE_VM_{var}"):
+            params.append(f"{var}='{os.environ[f'SWARMSCOPE_VM_{var}']}'")
     (out / "params.env").write_text("\n".join(params) + "\n")
     work = Path(tempfile.mkdtemp(prefix="run-", dir=cache_dir()))
     overlay = work / "run.qcow2"

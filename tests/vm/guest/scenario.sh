@@ -110,6 +110,13 @@ remove_all() {
   waitfor 60 sh -c "! ls $NS/lb_* >/dev/null 2>&1"
 }
 create_all > $O/setup/services-create.txt 2>&1 || fail "service create: $(tail -3 $O/setup/services-create.txt)"
+# an external client: a namespace of its own behind a veth, routed to the node's address, so its
+# connections to a published port are forwarded (PREROUTING DNAT -> FORWARD), as a remote client's are
+# (the node's own wget leaves through OUTPUT and never meets FORWARD)
+{ ip netns add ext && ip link add extc0 type veth peer name extc1 && ip link set extc1 netns ext \
+  && ip addr add 192.168.77.1/24 dev extc0 && ip link set extc0 up \
+  && ip netns exec ext sh -c 'ip link set lo up; ip addr add 192.168.77.2/24 dev extc1; ip link set extc1 up; ip route add default via 192.168.77.1'
+} > $O/setup/external-client.txt 2>&1 || echo "external client not set up: $(tail -2 $O/setup/external-client.txt)" >> $O/setup/external-client.txt
 mark services_created
 
 health() { # -> /tmp/health.txt (also /out/health-last.txt, to follow a run from the host)
@@ -154,6 +161,7 @@ capture() { # dir [full]   (full: also the docker CLI's info/version text; the h
   fi
   { for i in 1 2 3 4; do timeout 3 busybox wget -qO- http://127.0.0.1:8000/ || echo "FAILED (exit $?)"; done; } > $d/wget-127.0.0.1-8000.txt 2>&1
   { for i in 1 2; do timeout 3 busybox wget -qO- http://$ADVERTISE:8000/ || echo "FAILED (exit $?)"; done; } > $d/wget-eth0-8000.txt 2>&1
+  { for i in 1 2; do ip netns exec ext timeout 3 busybox wget -qO- http://$ADVERTISE:8000/ || echo "FAILED (exit $?)"; done; } > $d/wget-external-8000.txt 2>&1
   { timeout 3 busybox wget -qO- http://127.0.0.1:8081/ || echo "FAILED (exit $?)"; } > $d/wget-127.0.0.1-8081.txt 2>&1
 }
 run_swarmscope() { # dir
@@ -391,6 +399,8 @@ if [ -n "${ENGINES:-}" ]; then
     echo "${pre}healthy ok" >> $O/phases.txt
     mark "engine $V healthy captured"
     faults=$ENGINE_FAULTS
+    # NEWEST_FAULTS (params.env): what the last engine listed (the newest) runs instead
+    [ "$E" = "${ENGINES##* }" ] && [ -n "${NEWEST_FAULTS:-}" ] && faults=$NEWEST_FAULTS
     [ "${V%%.*}" -ge 28 ] && faults="$faults m-ingress-after-bridge"
     for F in $faults; do fault_phase $F $pre; done
   done
