@@ -232,6 +232,29 @@ def test_swarmscope_broken_hop_is_the_fault(vm_out):
         assert np["verdict"] == want and np["broken_at"] == hop["label"], (phase, np["reason"])
 
 
+# ------------------------------------------------------------------------------------------ an external client
+# `wget-external-8000.txt`: from a namespace behind a veth (192.168.77.2), the way a remote client comes:
+# PREROUTING DNAT, then FORWARD. The node's own wget (`wget-eth0-8000.txt`) leaves through OUTPUT and never
+# meets FORWARD, so only this one shows what a filter fault does to real clients.
+@pytest.mark.parametrize("phase", HEALTHY_PHASES)
+def test_external_client_reaches_the_published_port(vm_out, phase):
+    answers = wget_answers(phase_dir(vm_out, phase) / "wget-external-8000.txt")
+    assert answers and not [a for a in answers if a.startswith("FAILED")], answers
+
+
+FORWARD_FAULTS = ["l-filter-accept-deleted", *(f"engine-{x}/l-filter-accept-deleted" for x in ENGINE_LABELS),
+                  "engine-28/m-ingress-after-bridge"]
+
+
+@pytest.mark.parametrize("phase", FORWARD_FAULTS)
+def test_external_client_is_dropped_where_the_finding_says(vm_out, phase):
+    """The filter faults: the node's own wget still answers, a forwarded client's connection does not."""
+    d = phase_dir(vm_out, phase)
+    answers = wget_answers(d / "wget-external-8000.txt")
+    assert answers and all(a.startswith("FAILED") for a in answers), answers
+    assert not [a for a in wget_answers(d / "wget-eth0-8000.txt") if a.startswith("FAILED")]
+
+
 # ------------------------------------------------------------------------------------------ healthy
 @pytest.fixture(scope="module")
 def healthy(vm_out) -> Path:
