@@ -84,7 +84,8 @@ def multilab():
     reason = swarmlab.Lab.preflight()
     if reason:
         pytest.skip(f"multi-node lab unavailable: {reason}")
-    the_lab = swarmlab.Lab("pytest-multi", nodes=3)
+    # SWARMSCOPE_MULTILAB_NAME: another name, so two sessions on one machine do not share (and tear down) it
+    the_lab = swarmlab.Lab(os.environ.get("SWARMSCOPE_MULTILAB_NAME") or "pytest-multi", nodes=3)
     try:
         the_lab.down()
         the_lab.up()

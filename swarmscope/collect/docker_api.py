@@ -399,8 +399,6 @@ def known_addresses(view: DockerView) -> dict[str, set[str]]:
             add(net.id, s.vip)
             for ep in s.tasks:
                 add(net.id, ep.endpoint_ip)
-        for c in net.containers:
-            add(net.id, c.ipv4)
     for svc in view.services:
         for v in svc.vips:
             add(v.network_id, v.address)

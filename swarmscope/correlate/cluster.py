@@ -311,6 +311,20 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
                 if nid and nid not in svc.networks:
                     svc.networks.append(nid)
     for n in nodes:
+        # a local endpoint whose container is not listed as running: a task on its way in (its sandbox
+        # joined the network, which puts it in DNS, before its process runs and `docker ps` lists it)
+        for net in n.snap.docker.networks:
+            for nc in net.containers:
+                sname, slot, node_id, tid = _parse_task_name(nc.name or "")
+                if not nc.ipv4 or tid == sname or sname not in net.services:
+                    continue  # the engine's own endpoints (lb-<net>, ingress-sbox), plain containers
+                t = tasks.get(tid)
+                if t is None:
+                    svc = service(sname)
+                    t = tasks[tid] = Task(id=tid, service_id=svc.id, service_name=sname, slot=slot, node_id=n.node_id,
+                                          desired_state="running", state="starting", container_id=nc.key)
+                attach(t, net.id, net.name, nc.ipv4)
+    for n in nodes:
         for net in n.snap.docker.networks:
             if not net.verbose:
                 continue

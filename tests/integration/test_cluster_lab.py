@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,11 +157,15 @@ def test_whole_swarm_judged_together_names_only_the_kernel(multilab, swarm_dump)
     assert sorted(root["nodes"]) == sorted(n.hostname for n in multilab.nodes)
 
 
+DEBUG_DIR = Path(__file__).resolve().parents[2] / ".lab" / "rolling-update"  # in the checkout: every node sees it
+
+
 def test_rolling_update_across_nodes_gives_no_false_alarm(multilab):
     """While whoami's tasks are replaced one at a time on three nodes, each node judged alone (what the
     standing agent does) names nothing but the kernel, on every node, at every round."""
     assert multilab.docker("service", "update", "-d", "--update-parallelism", "1", "--update-delay", "5s",
                            "--force", "whoami").returncode == 0
+    DEBUG_DIR.mkdir(parents=True, exist_ok=True)
     runs, updating = [], 0
     deadline = time.monotonic() + 300
     try:
@@ -168,7 +173,9 @@ def test_rolling_update_across_nodes_gives_no_false_alarm(multilab):
             state = multilab.docker("service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
                                     "whoami").stdout.strip()
             for n in multilab.nodes:
-                cp = n.swarmscope("check", "--local", "--netns-dir", str(n.netns_dir), "--format", "json", timeout=300)
+                saved = str(DEBUG_DIR / f"rolling-{n.name}-{len(runs)}.json")  # kept for a failure's post-mortem
+                cp = n.swarmscope("check", "--local", "--netns-dir", str(n.netns_dir), "--format", "json",
+                                  "--save", saved, timeout=300)
                 doc = json.loads(cp.stdout)
                 runs.append((state, n.name, sorted(_roots(doc)),
                              sorted({f["caused_by"] for f in doc["findings"] if f["caused_by"]}),

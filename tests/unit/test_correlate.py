@@ -660,12 +660,20 @@ def test_wrong_ingress_mark_is_the_one_root(snap):
     assert finding(a, "ingress.ipvs-service-missing").caused_by == "ingress.mark-mismatch"
 
 
+def _container_gone(snap, c) -> None:
+    """The container is not on this node: neither in `docker ps` nor as a local endpoint of its networks."""
+    snap.docker.containers.remove(c)
+    for net in snap.docker.networks:
+        net.containers = [nc for nc in net.containers if nc.key != c.id]
+
+
 def test_worker_without_a_task_still_judges_the_ingress_path(snap):
     """Judged alone, a worker that runs no task of a service still carries its published port: the
     ingress network's verbose inspect lists every published service. A flushed DOCKER-INGRESS there
     must be named."""
     snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
-    snap.docker.containers = [c for c in snap.docker.containers if not c.service_name]
+    for c in [c for c in snap.docker.containers if c.service_name]:
+        _container_gone(snap, c)
     snap.namespaces = [n for n in snap.namespaces if n.kind != "container"]
     drop_rules(snap.host.iptables, "nat", "DOCKER-INGRESS", lambda r: r.target == "DNAT")
     a = analyze([snap])
@@ -804,7 +812,7 @@ def test_worker_task_in_discovery_but_not_among_its_own_containers_is_not_runnin
     snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
     snap.node.node_addr = "192.168.76.15"  # the Host IP the verbose inspects give for this node's tasks
     gone = next(c for c in snap.docker.containers if c.name.startswith("whoami.2."))
-    snap.docker.containers.remove(gone)
+    _container_gone(snap, gone)
     a = analyze([snap])
     who = next(s for s in a.services if s.name == "whoami")
     t2 = next(t for t in who.tasks if t.name == "whoami.2") if any(t.name == "whoami.2" for t in who.tasks) else None
@@ -1041,13 +1049,33 @@ def test_worker_alone_a_container_started_a_moment_ago_may_lack_its_redirect(sna
     assert "ingress.redirect-missing" in roots(analyze([snap]))
 
 
+def test_worker_alone_a_local_task_joined_before_its_container_runs(snap):
+    """A new task's sandbox joins the network (its endpoint is in the network's Containers, its address
+    in DNS) before its process runs: `docker ps` does not list it yet and the network's service
+    discovery may not hold it yet. It is a task on its way in, not an 'extra' DNS answer."""
+    from swarmscope.model import NetworkContainer
+
+    snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
+    appnet = next(n for n in snap.docker.networks if n.name == "appnet")
+    appnet.containers.append(NetworkContainer(key="f" * 64, name="whoami.3.newtask0000000000000000000",
+                                              endpoint_id="e" * 64, ipv4="10.0.1.9/24"))
+    for a in snap.dns:
+        if a.query == "tasks.whoami" and a.network_name == "appnet":
+            a.answers = [*a.answers, "10.0.1.9"]
+    a = analyze([snap])
+    assert not [f for f in a.findings if f.id.startswith("dns.")], [(f.id, f.detail) for f in a.findings]
+    # without the local endpoint the same answer is extra: the test can fail
+    appnet.containers.pop()
+    assert "dns.tasks-mismatch" in {f.id for f in analyze([snap]).findings}
+
+
 def test_worker_alone_sees_a_remote_task_drained_during_an_update(snap):
     """What the three-node lab showed on a worker during `service update --force`: discovery (the
     verbose inspect) still lists a remote task that DNS no longer answers -- a disabled entry, being
     drained. Not a fault. The same task answered by DNS but absent from IPVS is one."""
     snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
     gone = next(c for c in snap.docker.containers if c.name.startswith("whoami.2."))
-    snap.docker.containers.remove(gone)  # whoami.2 runs on another node
+    _container_gone(snap, gone)  # whoami.2 runs on another node
     drained = {x.ip_address for x in gone.networks}
     for a0 in snap.dns:
         if a0.query == "tasks.whoami":
@@ -1061,7 +1089,7 @@ def test_worker_alone_sees_a_remote_task_drained_during_an_update(snap):
     # enabled in DNS but gone from the VIP's IPVS: a fault a worker alone can name
     snap2 = rawsnap.lab_vm("with-overlay")
     snap2.node.role, snap2.docker.services, snap2.docker.tasks = "worker", [], []
-    snap2.docker.containers.remove(next(c for c in snap2.docker.containers if c.name.startswith("whoami.2.")))
+    _container_gone(snap2, next(c for c in snap2.docker.containers if c.name.startswith("whoami.2.")))
     lb = ns(snap2, "lb", "appnet")
     lb.ipvs.services[0].dests = [d for d in lb.ipvs.services[0].dests if d.address not in drained]
     assert "ipvs.backend-missing" in {f.id for f in analyze([snap2]).findings}
@@ -1090,7 +1118,7 @@ def test_worker_knows_remote_tasks_from_its_verbose_network_inspect(snap):
     its networks, with the address of the node each runs on: remote real servers are tasks, DNS agrees."""
     snap.node.role, snap.docker.services, snap.docker.tasks = "worker", [], []
     gone = next(c for c in snap.docker.containers if c.name.startswith("whoami.2."))
-    snap.docker.containers.remove(gone)  # whoami.2 runs on another node, as far as this worker knows
+    _container_gone(snap, gone)  # whoami.2 runs on another node, as far as this worker knows
     a = analyze([snap])
     assert a.api_source is None
     who = next(s for s in a.services if s.name == "whoami")
