@@ -1144,3 +1144,17 @@ def test_ip_forward_off_in_lb_is_one_finding_for_the_network():
     assert sorted(crossing) == ["second", "whoami"]
     fs = [f for f in a.findings if f.id == "lb.ip-forward-off"]
     assert len(fs) == 1 and fs[0].service is None and fs[0].network == "appnet"
+
+
+def test_nodes_collected_either_side_of_the_settle_window_agree():
+    """A real three-node gather (tests/fixtures/lab-dumps/README.md): the manager, collected two seconds
+    before the workers, still counted the new tasks as starting; the workers did not. Their DNS answered
+    alike, so dns.nodes-differ must not fire: an address settling at any node's time is set aside on all."""
+    import json
+    from pathlib import Path
+
+    from swarmscope.dump import snapshots_from_data
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "lab-dumps" / "three-node-settle-boundary.json"
+    a = analyze(snapshots_from_data(json.loads(path.read_text()), str(path)))
+    assert roots(a) == ["kernel.no-ipvs"], [(f.id, f.detail) for f in a.findings if f.caused_by is None]

@@ -66,14 +66,22 @@ def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
     by_name = {s.name: s for s in cl.services}
     groups: dict[tuple[str, str], dict[tuple, list[str]]] = {}
+    # addresses of tasks being replaced reach the nodes' DNS a moment apart: an address in transition at
+    # any node's collection time is set aside on every node (each node's own time alone would compare a
+    # node that still counts a task as starting with one, collected two seconds later, that does not)
+    settling: dict[tuple[str, str], set[str]] = {}
+    for n in cl.nodes:
+        for a in n.snap.dns:
+            svc = by_name.get(a.query.removeprefix("tasks."))
+            if svc is not None:
+                settling.setdefault((a.network_id, a.query), set()).update(
+                    settling_addresses(cl, svc, a.network_id, n.now))
     for n in cl.nodes:
         for a in n.snap.dns:
             if a.status in ("timeout", "error"):
                 continue
-            svc = by_name.get(a.query.removeprefix("tasks."))
-            # addresses of tasks being replaced reach the nodes' DNS a moment apart
-            settling = settling_addresses(cl, svc, a.network_id, n.now) if svc else set()
-            answers = tuple(sorted((x for x in a.answers if x not in settling), key=ip_key))
+            aside = settling.get((a.network_id, a.query), set())
+            answers = tuple(sorted((x for x in a.answers if x not in aside), key=ip_key))
             groups.setdefault((a.network_name, a.query), {}).setdefault(answers, []).append(n.name)
     for (net, query), by_answer in sorted(groups.items()):
         if len(by_answer) > 1:
