@@ -317,9 +317,23 @@ repair_step() { # step fault -> 0 when the step ran (health is judged by the cal
 }
 step_grace() { case $1 in wait) echo 150;; force) echo 15;; recreate|reset) echo 150;; restart) echo 240;; manual) echo 150;; esac; }
 
+# a fault is made on a settled swarm: every running whoami task in its state longer than swarmscope's
+# settle window (correlate/lifecycle.py SETTLE_SECONDS, 45 s), or a task a repair just re-created would be
+# 'starting' and its missing real server no fault yet (what a node shows in its first seconds)
+SETTLE=46
+settle_tasks() {
+  local ids; ids=$(docker service ps -q --filter desired-state=running whoami 2>/dev/null)
+  [ -n "$ids" ] || return 0
+  docker inspect -f '{{.Status.Timestamp}}' $ids 2>/dev/null | python3 -c '
+import sys, time, datetime
+ts = [datetime.datetime.fromisoformat(l.strip()[:26].rstrip("Z") + "+00:00").timestamp() for l in sys.stdin if l.strip()]
+wait = max(ts) + float(sys.argv[1]) - time.time() if ts else 0
+time.sleep(max(0.0, wait)); print(f"waited {max(0.0, wait):.0f} s for the tasks to settle")' $SETTLE
+}
 fault_phase() { # fault [phase-prefix]   -> $O/phases/<prefix><fault>/, a line in phases.txt
   local F=$1 pre=${2:-} P step t0 outcome ladder SS TL
   P=$O/phases/$pre$F; mkdir -p $P
+  settle_tasks > $P/settle.txt 2>&1
   if ! health; then
     echo "# not healthy before the fault" > $P/NOT-HEALTHY-BEFORE.txt; cat /tmp/health.txt >> $P/NOT-HEALTHY-BEFORE.txt
   fi
