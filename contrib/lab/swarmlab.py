@@ -140,17 +140,6 @@ def run(argv: list[str], *, check: bool = True, timeout: float = CMD_TIMEOUT,
     return cp
 
 
-def _rfc3339(text: str) -> float:
-    """Docker's RFC 3339 time (nanoseconds, Z) -> epoch seconds; 0 where it does not read."""
-    import datetime as _dt
-
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z$", text.strip())
-    if not m:
-        return 0.0
-    base = _dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=_dt.timezone.utc).timestamp()
-    return base + float(m.group(2) or 0)
-
-
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -920,10 +909,12 @@ class Lab:
         self.wait_converged(timeout)
         ids = self.docker("service", "ps", "-q", "--filter", "desired-state=running",
                           *[s.name for s in self.services]).stdout.split()
+        from swarmscope.correlate.lifecycle import parse_time  # the one reader of Docker's timestamps
+
         stamps = self.docker("inspect", "-f", "{{.Status.Timestamp}}", *ids).stdout.split() if ids else []
-        newest = max((_rfc3339(x) for x in stamps), default=None)
-        if newest is not None:
-            time.sleep(max(0.0, newest + seconds + 1 - time.time()))
+        times = [t.timestamp() for t in map(parse_time, stamps) if t is not None]
+        if times:
+            time.sleep(max(0.0, max(times) + seconds + 1 - time.time()))
 
     def wait_converged(self, timeout: float = CONVERGE_TIMEOUT) -> None:
         """Wait until every lab service runs its expected number of tasks."""

@@ -318,9 +318,9 @@ repair_step() { # step fault -> 0 when the step ran (health is judged by the cal
 step_grace() { case $1 in wait) echo 150;; force) echo 15;; recreate|reset) echo 150;; restart) echo 240;; manual) echo 150;; esac; }
 
 # a fault is made on a settled swarm: every running whoami task in its state longer than swarmscope's
-# settle window (correlate/lifecycle.py SETTLE_SECONDS, 45 s), or a task a repair just re-created would be
+# settle window (read from the installed correlate/lifecycle.py SETTLE_SECONDS), or a task a repair just re-created would be
 # 'starting' and its missing real server no fault yet (what a node shows in its first seconds)
-SETTLE=46
+SETTLE=$($VENV/bin/python -c 'from swarmscope.correlate.lifecycle import SETTLE_SECONDS as s; print(int(s) + 1)' 2>/dev/null || echo 46)
 settle_tasks() {
   local ids; ids=$(docker service ps -q --filter desired-state=running whoami 2>/dev/null)
   [ -n "$ids" ] || return 0
