@@ -1,7 +1,7 @@
 """The VM tier: a real routing mesh (ip_vs kernel under QEMU) in a healthy state and with one fault at a time.
 
 One guest boot (session fixture `vm_run`, see conftest.py) runs guest/scenario.sh: lab services, phase
-`healthy`, then the faults a-h, each captured raw into <out>/phases/<phase>/ with swarmscope run on it,
+`healthy`, then faults (vmlab.plan: all on the newest engine, l, n, m on each), each captured raw into <out>/phases/<phase>/ with swarmscope run on it,
 then repaired.  These tests read those captures.  For now they assert what the infrastructure itself can
 prove from the raw outputs; the swarmscope assertions come once `explain`/`check` exist (see
 EXPECTED_FINDINGS below).
@@ -12,6 +12,7 @@ Run alone:  sudo python3 -m pytest -m vm tests/vm -v      (SWARMSCOPE_VM=0 skips
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -21,21 +22,14 @@ import vmlab
 
 pytestmark = pytest.mark.vm
 
-FAULTS = vmlab.ALL_FAULTS
-PHASES = ["healthy", *FAULTS]
-# the other engines (issue 11), run in the same boot after the image's own 20.10: healthy, then the faults
-# whose rules differ between engine generations; m only from 28 (the jump moved into DOCKER-FORWARD there)
-ENGINE_LABELS = ["26.1", "28"]
-ENGINE_FAULTS = ["l-filter-accept-deleted", "n-ingress-snat-deleted"]
-
-
-def engine_phases(label: str) -> list[str]:
-    faults = ENGINE_FAULTS + (["m-ingress-after-bridge"] if int(label.split(".")[0]) >= 28 else [])
-    return [f"engine-{label}/{p}" for p in ("healthy", *faults)]
-
-
-ALL_ENGINE_PHASES = [p for label in ENGINE_LABELS for p in engine_phases(label)]
-HEALTHY_PHASES = ["healthy", *(f"engine-{label}/healthy" for label in ENGINE_LABELS)]
+# One boot runs the image's 20.10, then each other engine (issue 11), as vmlab.plan lays out: the newest
+# engine every fault, the others the faults whose rules differ between engines (l, n; m from 28 on). The
+# plan below assumes every engine is there; the run's own plan (<out>/plan.json) says what it really ran.
+ENGINE_LABELS = os.environ.get("SWARMSCOPE_VM_ENGINES", "26.1 28").split()
+PLAN = vmlab.plan(ENGINE_LABELS)
+ALL_PHASES = vmlab.plan_phases(PLAN)
+HEALTHY_PHASES = [p for p in ALL_PHASES if p.split("/")[-1] == "healthy"]
+FAULT_PHASES = [p for p in ALL_PHASES if p.split("/")[-1] != "healthy"]
 
 # In every phase the scenario runs, in the guest, `swarmscope explain whoami --format json --save dump.json`
 # (one collection) and `swarmscope check --format json --from dump.json`. Each phase must give exactly
@@ -88,12 +82,32 @@ def engine_not_run(out: Path, phase: str) -> None:
         pytest.skip("this run had no other engines (SWARMSCOPE_VM_ENGINES empty)")
 
 
+def run_plan(out: Path) -> dict:
+    """What this boot was asked to run (written by vmlab.boot): phases in order, the prefix of the engine that
+    ran every fault ("full")."""
+    return load_json(out / "plan.json")
+
+
 def phase_dir(out: Path, phase: str) -> Path:
     engine_not_run(out, phase)
+    plan = run_plan(out)
+    if phase not in plan["phases"]:
+        pytest.skip(f"{phase} is not in this run's plan ({out}/plan.json); every fault ran on "
+                    f"{plan['full'] or '20.10'}")
     d = out / "phases" / phase
     if not d.is_dir():
         pytest.fail(f"phase {phase} never ran (phases.txt: {vmlab.phases(out)}; {vmlab.tail(out / 'FAILED.txt')})")
     return d
+
+
+def full_prefix(out: Path) -> str:
+    """The phase prefix of the engine that ran every fault ("" for the image's 20.10, "engine-28/")."""
+    return run_plan(out)["full"]
+
+
+def full_dir(out: Path, fault: str) -> Path:
+    """The phase directory of ``fault`` on the engine that ran every fault."""
+    return phase_dir(out, full_prefix(out) + fault)
 
 
 def whoami_containers(d: Path) -> list[dict]:
@@ -132,15 +146,18 @@ def test_guest_ran_whole_scenario_and_shut_down(vm_run):
     assert vm_run.scenario_rc == 0, f"scenario exit {vm_run.scenario_rc}: {vmlab.tail(vm_run.out / 'FAILED.txt')}"
     assert (vm_run.out / "DONE").exists()
     ran = list(vmlab.phases(vm_run.out))
-    assert ran[:len(PHASES)] == PHASES
+    plan = run_plan(vm_run.out)
+    assert ran == plan["phases"], (ran, plan)
     notes = vm_run.out / "engines-not-run.txt"
     skipped = notes.read_text() if notes.exists() else ""
-    with_engines = "ENGINES=" in read(vm_run.out / "params.env")
-    labels = [x for x in ENGINE_LABELS if with_engines and f"engine {x}:" not in skipped]
-    assert ran[len(PHASES):] == [p for label in labels for p in engine_phases(label)], (ran, skipped)
+    labels = [pre[len("engine-"):-1] for pre in plan["engines"] if pre]
+    assert labels == [x for x in ENGINE_LABELS if f"engine {x}:" not in skipped], (labels, skipped)
     assert all(vmlab.phases(vm_run.out)[f"engine-{x}/healthy"] == "ok" for x in labels)
     for label in labels:  # the engine that ran is the one named (docker version's Server part)
         assert re.search(r"^Server:", read(vm_run.out / "setup" / f"engine-{label}.txt"), re.M)
+    # issue 11: every fault on the newest engine that ran
+    assert plan["full"] == (f"engine-{labels[-1]}/" if labels else "")
+    assert set(vmlab.ALL_FAULTS) <= {p.removeprefix(plan["full"]) for p in ran if p.startswith(plan["full"])}
 
 
 def test_swarmscope_installed_in_guest_from_checkout(vm_out):
@@ -155,7 +172,7 @@ def swarmscope_out(vm_out: Path, phase: str, slug: str) -> tuple[int, dict]:
     return rc, load_json(d / f"{slug}.stdout")
 
 
-@pytest.mark.parametrize("phase", PHASES + ALL_ENGINE_PHASES)
+@pytest.mark.parametrize("phase", ALL_PHASES)
 def test_swarmscope_finding(vm_out, phase):
     """check, on the dump explain collected in the guest: exactly the expected root cause, and its exit code."""
     want = EXPECTED_FINDINGS[phase.split("/")[-1]]
@@ -224,7 +241,8 @@ def test_swarmscope_broken_hop_is_the_fault(vm_out):
     where = {"a-dnat-flushed": ("ingress", "host.dnat"), "e-mark-deleted": ("ingress", "ingress.mark"),
              "f-vip-removed": ("vip", "lb.vip_alias"), "g-lb-ip-forward-off": ("vip", "lb.ip_forward"),
              "b-backend-deleted": ("ingress", "ingress.backends"), "c-unknown-backend": ("ingress", "ingress.backends")}
-    for phase, (kind, key) in where.items():
+    for fault, (kind, key) in where.items():
+        phase = full_prefix(vm_out) + fault
         _, explain = swarmscope_out(vm_out, phase, "explain_whoami_format_json")
         np = next(np for k, np in _paths(explain) if k.startswith(kind))
         hop = next(h for h in np["hops"] if h["key"] == key)
@@ -242,8 +260,7 @@ def test_external_client_reaches_the_published_port(vm_out, phase):
     assert answers and not [a for a in answers if a.startswith("FAILED")], answers
 
 
-FORWARD_FAULTS = ["l-filter-accept-deleted", *(f"engine-{x}/l-filter-accept-deleted" for x in ENGINE_LABELS),
-                  "engine-28/m-ingress-after-bridge"]
+FORWARD_FAULTS = [p for p in FAULT_PHASES if p.endswith(("l-filter-accept-deleted", "m-ingress-after-bridge"))]
 
 
 @pytest.mark.parametrize("phase", FORWARD_FAULTS)
@@ -343,7 +360,7 @@ def hostnames_by_ingress_ip(d: Path) -> dict[str, str]:
 
 
 def test_fault_a_host_nat_has_no_dnat_for_8000(vm_out):
-    d = phase_dir(vm_out, "a-dnat-flushed")
+    d = full_dir(vm_out, "a-dnat-flushed")
     rules = vmlab.iptables_rules(read(d / "ns" / "host" / "iptables-save.txt"), "nat", "DOCKER-INGRESS")
     assert not any("--dport 8000" in r for r in rules), rules
     assert len(ingress_real_servers(d)) == 2  # the load balancer itself is intact
@@ -352,7 +369,7 @@ def test_fault_a_host_nat_has_no_dnat_for_8000(vm_out):
 
 
 def test_fault_b_one_real_server_fewer(vm_out):
-    d = phase_dir(vm_out, "b-backend-deleted")
+    d = full_dir(vm_out, "b-backend-deleted")
     gone = facts_before(d)["whoami_tasks"][0]["ingress_ip"]
     rs = ingress_real_servers(d)
     assert len(rs) == 1 and gone not in {a for a, _ in rs}, rs
@@ -361,7 +378,7 @@ def test_fault_b_one_real_server_fewer(vm_out):
 
 
 def test_fault_c_real_server_no_task_owns(vm_out):
-    d = phase_dir(vm_out, "c-unknown-backend")
+    d = full_dir(vm_out, "c-unknown-backend")
     bogus = facts_before(d)["unknown_backend"]
     rs = ingress_real_servers(d)
     task_ips = set(hostnames_by_ingress_ip(d))
@@ -372,7 +389,7 @@ def test_fault_c_real_server_no_task_owns(vm_out):
 
 
 def test_fault_d_real_server_weight_zero(vm_out):
-    d = phase_dir(vm_out, "d-weight-zero")
+    d = full_dir(vm_out, "d-weight-zero")
     target = facts_before(d)["whoami_tasks"][0]["ingress_ip"]
     rs = ingress_real_servers(d)
     assert sorted(w for a, w in rs) == [0, 1] and (target, 0) in rs, rs
@@ -381,7 +398,7 @@ def test_fault_d_real_server_weight_zero(vm_out):
 
 
 def test_fault_e_ingress_mark_rule_missing(vm_out):
-    d = phase_dir(vm_out, "e-mark-deleted")
+    d = full_dir(vm_out, "e-mark-deleted")
     mangle = vmlab.iptables_rules(read(d / "ns" / "ingress_sbox" / "iptables-save.txt"), "mangle", "PREROUTING")
     assert not any("--dport 8000" in r for r in mangle), mangle
     assert len(ingress_real_servers(d)) == 2  # the IPVS side is untouched
@@ -389,7 +406,7 @@ def test_fault_e_ingress_mark_rule_missing(vm_out):
 
 
 def test_fault_f_vip_missing_from_lb_namespace(vm_out):
-    d = phase_dir(vm_out, "f-vip-removed")
+    d = full_dir(vm_out, "f-vip-removed")
     vip = facts_before(d)["whoami_vip_demo"]
     assert f"inet {vip}/32" not in read(d / "ns" / lb_ns(d) / "ip-d-addr.txt")
     assert len(vmlab.ipvs_fwm(read(d / "ns" / lb_ns(d) / "ipvsadm-Ln.txt"))[lb_index(d, "demo")]) == 2
@@ -398,9 +415,10 @@ def test_fault_f_vip_missing_from_lb_namespace(vm_out):
 
 
 def test_fault_g_ip_forward_off_in_lb_namespace(vm_out):
-    d = phase_dir(vm_out, "g-lb-ip-forward-off")
+    d = full_dir(vm_out, "g-lb-ip-forward-off")
     assert "net.ipv4.ip_forward = 0" in read(d / "ns" / lb_ns(d) / "sysctl.txt").splitlines()
-    assert "net.ipv4.ip_forward = 1" in read(vm_out / "phases" / "healthy" / "ns" / lb_ns(d) / "sysctl.txt").splitlines()
+    healthy = vm_out / "phases" / f"{full_prefix(vm_out)}healthy"
+    assert "net.ipv4.ip_forward = 1" in read(healthy / "ns" / lb_ns(d) / "sysctl.txt").splitlines()
     assert all(a.startswith("FAILED") for a in wget_answers(d / "wget-client-to-whoami-vip.txt"))
 
 
@@ -419,7 +437,7 @@ def timeline_samples(path: Path) -> list[set[str]]:
 
 
 def test_fault_h_killed_task_leaves_the_load_balancers(vm_out):
-    d = phase_dir(vm_out, "h-task-killed")
+    d = full_dir(vm_out, "h-task-killed")
     before = facts_before(d)["whoami_tasks"]
     killed = before[0]
     state = {c["Id"]: c["State"] for c in load_json(d / "docker" / "container-inspect.json")}
@@ -430,12 +448,12 @@ def test_fault_h_killed_task_leaves_the_load_balancers(vm_out):
     # whoami restarts a failed task only after --restart-delay 40s (scenario.sh): during the sampled
     # 30 s the survivor alone is a real server; the replacement's return is the phase's repair
     assert len(samples[-1]) == 1, f"only the surviving task should be a real server: {samples[-1]}"
-    assert vmlab.phases(vm_out).get("h-task-killed") == "repaired-by-wait"
+    assert vmlab.phases(vm_out).get(f"{full_prefix(vm_out)}h-task-killed") == "repaired-by-wait"
 
 
-@pytest.mark.parametrize("phase", FAULTS + [p for p in ALL_ENGINE_PHASES if not p.endswith("/healthy")])
+@pytest.mark.parametrize("phase", FAULT_PHASES)
 def test_fault_was_repaired(vm_out, phase):
-    engine_not_run(vm_out, phase)
+    phase_dir(vm_out, phase)
     outcome = vmlab.phases(vm_out).get(phase, "")
     assert outcome.startswith("repaired-by-"), f"{phase}: {outcome}; {read(phase_dir(vm_out, phase) / 'repair.txt')}"
 

@@ -54,6 +54,45 @@ ALL_FAULTS = ["a-dnat-flushed", "b-backend-deleted", "c-unknown-backend", "d-wei
               "i-xt-ipvs-missing", "j-ip-vs-rr-missing", "k-ipvs-sysctl-reset", "l-filter-accept-deleted",
               "n-ingress-snat-deleted"]
 FIXTURE_MAX_BYTES = 128 * 1024
+# the faults whose rules differ between engine generations (the filter ACCEPT: -m state before 25, -m conntrack
+# after; the ingress SNAT); every engine runs them. m (the jump's place in DOCKER-FORWARD) exists from 28 on.
+ENGINE_FAULTS = ["l-filter-accept-deleted", "n-ingress-snat-deleted"]
+FORWARD_ORDER_FAULT = "m-ingress-after-bridge"
+FORWARD_ORDER_SINCE = 28
+BASE_LABEL = "20.10"  # the image's own docker.io (bookworm)
+
+
+def plan(labels: list[str], base_faults: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """The phases one boot runs, as (phase prefix, faults) per engine in order: the image's 20.10 first
+    (prefix ""), then each engine of ``labels`` ("engine-<label>/"). The newest engine (the last) runs every
+    fault (issue 11: the fault phases on the newest engine at least); every other engine the faults whose
+    rules differ between engines; m-ingress-after-bridge wherever the engine has DOCKER-FORWARD (28+).
+    With no other engine, 20.10 runs every fault. SWARMSCOPE_VM_NEWEST_FAULTS / SWARMSCOPE_VM_ENGINE_FAULTS
+    replace the two lists; ``base_faults`` (vmlab run --faults) replaces 20.10's."""
+    full = os.environ.get("SWARMSCOPE_VM_NEWEST_FAULTS", "").split() or list(ALL_FAULTS)
+    each = os.environ.get("SWARMSCOPE_VM_ENGINE_FAULTS", "").split() or list(ENGINE_FAULTS)
+
+    def with_order(label: str, faults: list[str]) -> list[str]:
+        major = int(label.split(".")[0]) if label.split(".")[0].isdigit() else 0
+        return faults + [FORWARD_ORDER_FAULT] if major >= FORWARD_ORDER_SINCE and FORWARD_ORDER_FAULT not in faults else faults
+
+    out = [("", base_faults if base_faults is not None else (each if labels else full))]
+    for i, label in enumerate(labels):
+        out.append((f"engine-{label}/", with_order(label, full if i == len(labels) - 1 else each)))
+    return out
+
+
+def plan_phases(p: list[tuple[str, list[str]]]) -> list[str]:
+    """Phase names in the order the scenario runs them."""
+    return [f"{pre}{x}" for pre, faults in p for x in ("healthy", *faults)]
+
+
+def engine_label(engine_dir: Path) -> str:
+    """An unpacked engine's label (26.1, 28) from its ENGINE.json, else the directory's name."""
+    try:
+        return str(json.loads((engine_dir / "ENGINE.json").read_text())["label"])
+    except (OSError, ValueError, KeyError):
+        return engine_dir.name
 
 
 class VMUnavailable(Exception):
@@ -314,8 +353,11 @@ def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: f
     out.mkdir(parents=True)
     scenario_timeout = int(timeout) - 60
     params = [f"SCENARIO_TIMEOUT={scenario_timeout}"]
-    if faults is not None:
-        params.append(f"FAULTS='{' '.join(faults)}'")
+    run_plan = plan([engine_label(d) for d in engine_dirs or []], faults)
+    params.append(f"FAULTS='{' '.join(run_plan[0][1])}'")
+    params.append("ENGINE_PLAN='" + " ".join(f"{pre[len('engine-'):-1]}={','.join(fs)}" for pre, fs in run_plan[1:]) + "'")
+    (out / "plan.json").write_text(json.dumps({"engines": [pre for pre, _ in run_plan], "faults": dict(run_plan),
+                                               "phases": plan_phases(run_plan), "full": run_plan[-1][0]}, indent=1) + "\n")
     shares = [("vmout", out, False), ("vmscenario", GUEST_DIR, True), ("vmsrc", src, True),
               ("vmwheels", image.wheelhouse, True)]
     if engine_dirs:
@@ -323,9 +365,6 @@ def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: f
         assert len(roots) == 1, f"engines from one cache root only: {roots}"
         params.append(f"ENGINES='{' '.join(d.name for d in engine_dirs)}'")
         shares.append(("vmengines", roots.pop(), True))
-    for var in ("ENGINE_FAULTS", "NEWEST_FAULTS"):
-        if os.environ.get(f"SWARMSCOPE_VM_{var}"):
-            params.append(f"{var}='{os.environ[f'SWARMSCOPE_VM_{var}']}'")
     (out / "params.env").write_text("\n".join(params) + "\n")
     work = Path(tempfile.mkdtemp(prefix="run-", dir=cache_dir()))
     overlay = work / "run.qcow2"

@@ -23,3 +23,13 @@ for f in /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/route_loc
 done
 [ "$role" = host ] && keys="$keys net.bridge.bridge-nf-call-iptables"
 c sysctl.txt                 sysctl -e $keys
+if [ "$role" = host ]; then
+  # what decides whether the mesh's kernel modules and iptables extensions are usable (issue 16's i, j):
+  # loaded modules, the module indexes' lines for the mesh's modules, the xtables directory's files
+  rel=$(uname -r)
+  c kernel-release.txt       uname -r
+  c proc-modules.txt         cat /proc/modules
+  c modules-dep-mesh.txt     grep -E '/(ip_vs|xt_|nf_nat|nf_conntrack)[^/]*\.ko' /lib/modules/$rel/modules.dep
+  c modules-builtin-mesh.txt grep -E '/(ip_vs|xt_|nf_nat|nf_conntrack)[^/]*\.ko' /lib/modules/$rel/modules.builtin
+  c xtables-ls.txt           sh -c 'for d in /usr/lib/*/xtables /usr/lib/xtables /lib/xtables; do [ -d $d ] && { echo "$d:"; ls -1 $d; }; done'
+fi

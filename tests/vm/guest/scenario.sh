@@ -412,10 +412,14 @@ if [ -n "${ENGINES:-}" ]; then
     wait $SS
     echo "${pre}healthy ok" >> $O/phases.txt
     mark "engine $V healthy captured"
-    faults=$ENGINE_FAULTS
-    # NEWEST_FAULTS (params.env): what the last engine listed (the newest) runs instead
-    [ "$E" = "${ENGINES##* }" ] && [ -n "${NEWEST_FAULTS:-}" ] && faults=$NEWEST_FAULTS
-    [ "${V%%.*}" -ge 28 ] && faults="$faults m-ingress-after-bridge"
+    # ENGINE_PLAN (params.env, from vmlab.plan): "<label>=f1,f2 ..." - the newest engine runs every fault,
+    # the others those whose rules differ between engines; without a plan, ENGINE_FAULTS (+ m from 28)
+    faults=
+    for p in ${ENGINE_PLAN:-}; do [ "${p%%=*}" = "$V" ] && faults=$(echo "${p#*=}" | tr ',' ' '); done
+    if [ -z "$faults" ]; then
+      faults=$ENGINE_FAULTS
+      [ "${V%%.*}" -ge 28 ] && faults="$faults m-ingress-after-bridge"
+    fi
     for F in $faults; do fault_phase $F $pre; done
   done
 fi
