@@ -9,6 +9,7 @@ meaning or disappears; adding an optional field does not need a bump.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -47,6 +48,7 @@ class HopStatus(StrEnum):
     MISMATCH = "mismatch"
     NA = "n/a"  # not part of this path (e.g. host mode where no task runs)
     UNKNOWN = "unknown"  # not read, or not knowable from the data
+    SUSPECT = "suspect"  # judged ok by the rules, but its --probe failed (correlate/probes.py)
 
 
 class Verdict(StrEnum):
@@ -199,100 +201,125 @@ class _Mismatch(Exception):
 
 
 _DECODERS: dict[type, Any] = {}
-
-
-def _value_decoder(tp: Any):
-    """A function JSON value -> model value for type ``tp``; None for 'take the value as it is'."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) != 1:
-            return None
-        inner = _value_decoder(args[0])
-        if inner is None:
-            return None
-        return lambda v: None if v is None else inner(v)
-    if origin in (list, tuple):
-        (item,) = typing.get_args(tp)[:1] or (Any,)
-        inner = _value_decoder(item)
-
-        if inner is None:
-            def dec_list(v):
-                if type(v) is not list:
-                    raise _Mismatch
-                return list(v)
-        else:
-            def dec_list(v):
-                if type(v) is not list:
-                    raise _Mismatch
-                return [None if x is None else inner(x) for x in v]
-        return dec_list
-    if origin is dict:
-        _, vt = typing.get_args(tp) or (str, Any)
-        inner = _value_decoder(vt)
-
-        if inner is None:
-            def dec_dict(v):
-                if type(v) is not dict:
-                    raise _Mismatch
-                return dict(v)
-        else:
-            def dec_dict(v):
-                if type(v) is not dict:
-                    raise _Mismatch
-                return {k: None if x is None else inner(x) for k, x in v.items()}
-        return dec_dict
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _decoder(tp)  # the model has no recursive types: built eagerly
-    if tp is float:
-        return lambda v: float(v) if type(v) is int else v
-    return None
+_INT_LIMIT = 2**63  # as dump.py's check: a larger integer is damage, not data
 
 
 def _decoder(cls: type) -> Callable[[Any], Any]:
+    """The converter JSON data -> ``cls``, generated once per class as straight-line Python.
+
+    It also checks every value as ``dump.check_snapshot_data`` does (a required field, a list, an
+    object, a string, true/false, an integer in range, a finite number; null only where the field
+    allows it), so reading a dump is one pass: anything it does not accept raises _Mismatch, and
+    the callers redo the slow, path-naming walks (from_dict: the lenient converter; dump.py: the
+    check that names where the damage is). What it accepts it builds exactly as the lenient
+    converter would: missing fields take their defaults, unknown keys are ignored, integers in a
+    float field become floats, lists and objects are copied.
+    """
     cached = _DECODERS.get(cls)
     if cached is not None:
         return cached
-    hints = _hints(cls)
-    fields = []
-    missing = dataclasses.MISSING
-    for f in dataclasses.fields(cls):
-        d = _value_decoder(hints[f.name])
-        if f.default is not missing:
-            default, factory = f.default, None
-        elif f.default_factory is not missing:
-            default, factory = None, f.default_factory
-        else:
-            default, factory = missing, None
-        fields.append((f.name, d, default, factory))
-    fields_t = tuple(fields)
-    new = object.__new__
-
-    def dec(data: Any) -> Any:
-        if type(data) is not dict:
-            raise _Mismatch
-        obj: Any = new(cls)
-        attrs = obj.__dict__
-        for name, d, default, factory in fields_t:
-            if name in data:
-                v = data[name]
-                attrs[name] = v if d is None or v is None else d(v)
-            elif factory is not None:
-                attrs[name] = factory()
-            elif default is not missing:
-                attrs[name] = default
-            else:
-                raise _Mismatch  # a required field is absent: the checked walk says which
-        return obj
-
-    chosen: Callable[[Any], Any] = dec
     if getattr(cls, "__post_init__", None) is not None or not hasattr(object.__new__(cls), "__dict__"):
 
-        def chosen(data: Any) -> Any:
+        def slow(data: Any) -> Any:
             return _from_dict_checked(cls, data)
 
-    _DECODERS[cls] = chosen
-    return chosen
+        _DECODERS[cls] = slow
+        return slow
+    dec = _generate(cls)
+    _DECODERS[cls] = dec
+    return dec
+
+
+_SCALAR_TEST = {
+    str: "type({v}) is not str",
+    bool: "type({v}) is not bool",
+    int: "type({v}) is not int or not -_LIM <= {v} <= _LIM",
+}
+
+
+def _generate(cls: type) -> Callable[[Any], Any]:
+    import math
+
+    hints = _hints(cls)
+    env: dict[str, Any] = {"_M": _Mismatch, "_new": object.__new__, "_cls": cls, "_LIM": _INT_LIMIT,
+                           "_finite": math.isfinite}
+    lines = ["def dec(d):", "    if type(d) is not dict:", "        raise _M"]
+    missing = dataclasses.MISSING
+    names = []
+    for i, f in enumerate(dataclasses.fields(cls)):
+        v = f"v{i}"
+        names.append((f.name, v))
+        key = repr(f.name)
+        if f.default is missing and f.default_factory is missing:
+            lines += [f"    if {key} not in d:", "        raise _M", f"    {v} = d[{key}]"]
+            lines += ["    " + x for x in _convert_code(hints[f.name], v, env)]
+            continue
+        if f.default is not missing:
+            env[f"_d{i}"] = f.default
+            otherwise = f"_d{i}"
+        else:
+            env[f"_f{i}"] = f.default_factory
+            otherwise = f"_f{i}()"
+        lines += [f"    if {key} in d:", f"        {v} = d[{key}]"]
+        lines += ["        " + x for x in _convert_code(hints[f.name], v, env)]
+        lines += ["    else:", f"        {v} = {otherwise}"]
+    lines += ["    o = _new(_cls)", "    o.__dict__ = {" + ", ".join(f"{n!r}: {v}" for n, v in names) + "}", "    return o"]
+    exec("\n".join(lines), env)  # noqa: S102 - code made here from the dataclass fields, no input in it
+    return typing.cast(Callable[[Any], Any], env["dec"])
+
+
+def _convert_code(tp: Any, v: str, env: dict[str, Any]) -> list[str]:
+    """Lines checking (and converting in place) the JSON value in variable ``v`` for model type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != 1 or type(None) not in typing.get_args(tp):
+            return []  # anything, as the check and the lenient converter take it
+        inner = _convert_code(args[0], v, env)
+        return [f"if {v} is not None:"] + ["    " + x for x in inner] if inner else []
+    if tp in _SCALAR_TEST:
+        return [f"if {_SCALAR_TEST[tp].format(v=v)}:", "    raise _M"]
+    if tp is float:
+        return [f"if type({v}) is int:", f"    {v} = float({v})",
+                f"elif type({v}) is not float or not _finite({v}):", "    raise _M"]
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        name = f"_D_{tp.__name__}_{id(tp)}"
+        env[name] = _decoder(tp)  # the model has no recursive types: built eagerly
+        return [f"{v} = {name}({v})"]
+    if origin in (list, tuple):
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        name = f"_L{len(env)}"
+        env[name] = _item_converter(item)
+        return [f"if type({v}) is not list:", "    raise _M", f"{v} = {name}({v})"]
+    if origin is dict:
+        _, vt = typing.get_args(tp) or (str, Any)
+        name = f"_O{len(env)}"
+        env[name] = _item_converter(vt, mapping=True)
+        return [f"if type({v}) is not dict:", "    raise _M", f"{v} = {name}({v})"]
+    return []  # Any, StrEnum, ...: taken as they are (the check does not look either)
+
+
+def _item_converter(tp: Any, mapping: bool = False) -> Callable[[Any], Any]:
+    """A function converting a list's items (or an object's values) of model type ``tp``: a copy."""
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        d = _decoder(tp)
+        if mapping:
+            return lambda x: {k: d(y) for k, y in x.items()}
+        return lambda x: [d(y) for y in x]
+    env: dict[str, Any] = {"_M": _Mismatch}
+    body = _convert_code(tp, "y", env)
+    if not body:
+        return dict if mapping else list
+    src = (["def conv(x):", "    out = {}" if mapping else "    out = []",
+            "    for k, y in x.items():" if mapping else "    for y in x:"]
+           + ["        " + ln for ln in body]
+           + ["        out[k] = y" if mapping else "        out.append(y)", "    return out"])
+    env.update({"_LIM": _INT_LIMIT, "_new": object.__new__})
+    import math
+
+    env["_finite"] = math.isfinite
+    exec("\n".join(src), env)  # noqa: S102 - code made here from the model's types
+    return typing.cast(Callable[[Any], Any], env["conv"])
 
 
 # --------------------------------------------------------------------------
@@ -832,6 +859,29 @@ class HostNamespace:
 
 
 @record
+class Probe:
+    """One connection ``--probe`` made from a namespace of this node to an address the snapshot shows
+    belongs to the swarm (swarmscope/probe/), and the hop of the path map it tests."""
+
+    kind: str = redact_as(KEEP)  # published | localhost | vip | task
+    source: str = redact_as(TEXT)  # the namespace it was made from: "host", or the namespace file name
+    address: str = redact_as(NONAME)
+    port: int
+    protocol: str = redact_as(KEEP, default="tcp")
+    result: str = redact_as(KEEP, default="not-probed")  # connected | refused | reset | timeout | error | not-probed
+    reason: str | None = redact_as(TEXT, default=None)  # the error, or why it was not probed
+    at: str = redact_as(KEEP, default="")  # RFC 3339 UTC, when the connection was started
+    duration_ms: float = 0.0
+    http_status: str | None = redact_as(TEXT, default=None)  # the status line, with --probe-http
+    hop: str = redact_as(KEEP, default="")  # the key of the hop it tests, e.g. "host.dnat"
+    node: str | None = redact_as(TEXT, default=None)  # the node whose path it tests
+    service: str | None = redact_as(TEXT, default=None)
+    network: str | None = redact_as(TEXT, default=None)  # network name (vip and task probes)
+    published: int | None = None  # the published port whose path it tests (published, localhost, ingress task)
+    task: str | None = redact_as(TEXT, default=None)  # service.slot of a task probe
+
+
+@record
 class Snapshot:
     node: NodeInfo
     schema: str = redact_as(KEEP, default=SNAPSHOT_SCHEMA)
@@ -847,6 +897,7 @@ class Snapshot:
     docker: DockerView = field(default_factory=DockerView)
     provenance: list[Provenance] = field(default_factory=list)
     errors: list[str] = redact_as(TEXT, default_factory=list)  # what made the snapshot incomplete
+    probes: list[Probe] = field(default_factory=list)  # --probe only: connections made from this node
 
     def namespace(self, name: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -867,6 +918,44 @@ class Snapshot:
                 f"(this swarmscope reads version {SNAPSHOT_VERSION})"
             )
         return from_dict(cls, data)
+
+
+def without_raw(snap: Snapshot) -> Snapshot:
+    """``snap`` without the commands' raw text (``IptablesDump.raw``, ``IpvsTable.raw``): what a dump
+    and ``collect --json`` hold unless ``--raw`` is given. A shallow copy: ``snap`` itself is left as it
+    is (the report bundle writes its raw files from it), and only what holds raw text is copied.
+    Nothing the correlator reads is derived from the raw text: rules, real servers and every other
+    record stay as parsed."""
+
+    def ipt(d: IptablesDump | None) -> IptablesDump | None:
+        if d is None or not d.raw:
+            return d
+        c = copy.copy(d)
+        c.raw = ""
+        return c
+
+    def ipvs(t: IpvsTable | None) -> IpvsTable | None:
+        if t is None or t.raw is None:
+            return t
+        c = copy.copy(t)
+        c.raw = None
+        return c
+
+    h = snap.host
+    host = h
+    if (h.iptables is not None and h.iptables.raw) or (h.iptables_other is not None and h.iptables_other.raw):
+        host = copy.copy(h)
+        host.iptables, host.iptables_other = ipt(h.iptables), ipt(h.iptables_other)
+    namespaces = []
+    for ns in snap.namespaces:
+        a, b, v = ipt(ns.iptables), ipt(ns.iptables_other), ipvs(ns.ipvs)
+        if a is not ns.iptables or b is not ns.iptables_other or v is not ns.ipvs:
+            ns = copy.copy(ns)
+            ns.iptables, ns.iptables_other, ns.ipvs = a, b, v
+        namespaces.append(ns)
+    out = copy.copy(snap)
+    out.host, out.namespaces = host, namespaces
+    return out
 
 
 def _check_redaction_declared() -> None:
