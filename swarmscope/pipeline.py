@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from swarmscope.collect.snapshot import CollectOptions
     from swarmscope.correlate.types import Analysis
     from swarmscope.model import Snapshot
+    from swarmscope.probe import ProbeOptions
 
 Say = Callable[[str], None]
 DEFAULT_IMAGE = "swarmscope:latest"
@@ -48,6 +49,7 @@ class Source:
     local: bool = True
     image: str = DEFAULT_IMAGE
     node_timeout: float = 180.0
+    probe: ProbeOptions | None = None  # --probe: connections from this node after collecting (probe/)
 
 
 @dataclass
@@ -135,10 +137,38 @@ def collect(source: Source, say: Say = quiet) -> Run:
 
 
 def obtain(source: Source, say: Say = quiet) -> Run:
-    """Collect or load: ``--from FILE``, or a live collection."""
+    """Collect or load: ``--from FILE``, or a live collection (and with ``--probe`` its probes)."""
     if source.from_file:
         return load(source.from_file, source.max_input, say)
-    return collect(source, say)
+    return probe(collect(source, say), source, say)
+
+
+def probe_node(snap: Snapshot, opts: ProbeOptions, say: Say = quiet) -> None:
+    """``--probe``: real connections from this node's namespaces to the swarm's own addresses, stored in
+    ``snap.probes`` (swarmscope/probe/); nothing is sent without it."""
+    import time
+
+    from swarmscope.probe import probe_snapshot, summary
+
+    t0 = time.monotonic()
+    probe_snapshot(snap, opts)
+    say(f"node {snap.node.hostname}: {summary(snap.probes, time.monotonic() - t0)}")
+
+
+def probe(run: Run, source: Source, say: Say = quiet) -> Run:
+    """The probe step of a live collection: this node's snapshot only (the others' paths are judged by
+    their rules alone)."""
+    if source.probe is None or source.collect is None or not run.snapshots:
+        return run
+    mine = run.snapshots[0]
+    if len(run.snapshots) > 1:
+        from swarmscope.gather.gather import probe as engine_info
+
+        info, _ = engine_info(source.collect.docker_host, source.collect.docker_timeout)
+        mine = next((s for s in run.snapshots if info is not None and s.node.node_id == info.node_id), mine)
+        say(f"probing from this node ({mine.node.hostname}) only; other nodes' paths are judged by their rules")
+    probe_node(mine, source.probe, say)
+    return run
 
 
 # --------------------------------------------------------------------------- redact
@@ -173,7 +203,12 @@ def analyze_snapshots(snaps: list[Snapshot]) -> Analysis:
     """The correlator on snapshots: the cluster view, the path map of every service, the findings."""
     from swarmscope.correlate import analyze as correlate
 
-    return correlate(snaps)
+    analysis = correlate(snaps)
+    if any(s.probes for s in snaps):  # --probe: each probe joined to the hop it tests
+        from swarmscope.correlate.probes import join_probes
+
+        join_probes(analysis, snaps)
+    return analysis
 
 
 def analyze(run: Run) -> Analysis:
@@ -205,9 +240,10 @@ def exit_status(run: Run, findings: bool = True) -> int:
     return ExitStatus.OK if run.complete else ExitStatus.PARTIAL
 
 
-def dump_document(run: Run, plain: bool = False) -> dict:
+def dump_document(run: Run, plain: bool = False, raw: bool = False) -> dict:
     """The dump of the run: its snapshots, path maps, findings and failed nodes (``plain=False``:
-    dataclasses left for render.jsonout to encode)."""
+    dataclasses left for render.jsonout to encode). The commands' raw text (iptables-save,
+    ipvsadm) is left out unless ``raw`` (``--raw``); the parsed rules are always in it."""
     from swarmscope.dump import make_dump
 
-    return make_dump(run.snapshots, analyze(run), run.failed, plain=plain)
+    return make_dump(run.snapshots, analyze(run), run.failed, plain=plain, raw=raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import textwrap
 
+from swarmscope.correlate.probes import PROBE_EVIDENCE
 from swarmscope.correlate.types import Analysis, Finding, NodePath, ServicePath
 
 WIDTH = 80
@@ -12,6 +13,7 @@ _COLOURS = {
     "ok": "green",
     "missing": "red",
     "mismatch": "red",
+    "suspect": "red",
     "broken": "red",
     "degraded": "yellow",
     "stale": "red",
@@ -114,9 +116,22 @@ def _hops_table(np: NodePath, st: Style, verbose: bool) -> list[str]:
     out = ["  " + line for line in table(rows, ["hop", "status", "detail"], [30, None, 34])]
     for h in np.hops:
         # evidence of broken hops, except those a root cause explains (its own hop shows it); all with -v
-        if h.evidence and (verbose or (h.status in ("missing", "mismatch") and not h.root_cause)):
+        evidence = [e for e in h.evidence if not e.startswith(PROBE_EVIDENCE)]  # --probe lines: below
+        if evidence and (verbose or (h.status in ("missing", "mismatch") and not h.root_cause)):
             out.append(f"  evidence for {h.label}:")
-            for e in h.evidence[:8 if not verbose else None]:
+            for e in evidence[:8 if not verbose else None]:
+                out.extend(_wrap(e, WIDTH - 2, "    "))
+    return out + _probes_lines(np)
+
+
+def _probes_lines(np: NodePath) -> list[str]:
+    """--probe: each hop's probes (correlate/probes.py adds them to its evidence), under the hop's label."""
+    out = []
+    for h in np.hops:
+        lines = [e[len(PROBE_EVIDENCE):] for e in h.evidence if e.startswith(PROBE_EVIDENCE)]
+        if lines:
+            out.append(f"  probes of {h.label}:")
+            for e in lines:
                 out.extend(_wrap(e, WIDTH - 2, "    "))
     return out
 

@@ -1,0 +1,140 @@
+"""Join ``--probe`` results (``Snapshot.probes``, made by swarmscope/probe/) to the path map (pure).
+
+Each probe names the hop it tests (``Probe.hop``), the node whose path that is, the service and the
+published port or network. Its line is added to that hop's evidence (``PROBE_EVIDENCE`` starts it,
+so the text renderer can show it next to the hop). A hop the rules judged ok whose probe failed
+becomes ``suspect``: something the rules and tables cannot show stops the traffic. Its path is then
+broken there (unless it already was), and a finding ``probe.hop-suspect`` (error) says what was
+tried and what to check. A probe through a path already broken elsewhere is expected to fail: it is
+evidence, never a second cause (on a kernel without ip_vs, kernel.no-ipvs explains every failure);
+likewise a failed 127.0.0.1 probe where route_localnet is off (host.route-localnet-off says so).
+"""
+
+from __future__ import annotations
+
+from swarmscope.correlate.types import Analysis, Finding, Hop, NodePath, ServicePath
+from swarmscope.model import HopStatus, Probe, Severity, Snapshot, Verdict
+
+FINDING = "probe.hop-suspect"
+SEVERITY = Severity.ERROR
+TITLE = "a hop the rules judge ok failed a real connection (--probe)"
+HINT = ("The rules, addresses and IPVS tables of this hop are what they should be, yet a connection through it "
+        "failed: the fault is in what the rules cannot see. Check what the hint of each hop kind names: the "
+        "task listening, a firewall outside iptables, the underlay between nodes, MTU, offload.")
+#: what to check, per kind of probe (the hop it tests)
+HINTS = {
+    "published": (
+        "A connection from the node to its own published port (nat OUTPUT -> DNAT -> ingress_sbox -> IPVS -> a "
+        "task) failed while every rule is in place. Check that the tasks listen (the task probes below), a "
+        "firewall outside iptables (an nftables table of its own, eBPF/XDP), and for tasks on other nodes the "
+        "underlay: UDP 4789 (and ESP for encrypted overlays) open between the nodes, the overlay MTU 50 bytes "
+        "below the underlay's, and checksum offload on the VXLAN path (`ethtool -K DEV tx-checksum-ip-generic off`)."
+    ),
+    "localhost": (
+        "127.0.0.1:PORT reaches the published port only through DNAT to docker_gwbridge, which needs "
+        "net.ipv4.conf.docker_gwbridge.route_localnet=1 and the MASQUERADE on docker_gwbridge; check both, "
+        "and a firewall outside iptables."
+    ),
+    "vip": (
+        "The VIP's mark and IPVS service are in place, but a connection to it from a task sandbox on the network "
+        "failed. Check that the tasks listen (the task probes), the overlay between the nodes (UDP 4789 on the "
+        "underlay, MTU, VXLAN offload) and the connection table (`ipvsadm -Lnc` in the lb_ namespace)."
+    ),
+    "task": (
+        "The task is a real server, but a direct connection to its address and target port from the load "
+        "balancer's namespace failed: is the task listening on that port on all addresses (not 127.0.0.1 only)? "
+        "`nsenter --net=/var/run/docker/netns/<task sandbox> ss -ltn`. For a task on another node, check the "
+        "overlay between the nodes (UDP 4789 on the underlay, MTU, VXLAN offload)."
+    ),
+}
+FAILED = frozenset({"refused", "reset", "timeout", "error"})
+#: probes whose connection goes through the whole path: expected to fail where the path is broken anyway
+THROUGH = frozenset({"published", "localhost", "vip"})
+PROBE_EVIDENCE = "probe "
+
+
+def probe_line(p: Probe) -> str:
+    """One line for a probe: from where, to what, and how it went."""
+    dst = f"{p.address}:{p.port}/{p.protocol}" if p.port else f"{p.address}/{p.protocol}"
+    who = f" ({p.task})" if p.task else ""
+    if p.result == "not-probed":
+        return f"{PROBE_EVIDENCE}{p.kind} {dst}{who}: {p.reason or 'not probed'}"
+    took = f" in {p.duration_ms:.1f} ms" if p.result == "connected" else f" after {p.duration_ms:.0f} ms"
+    http = f", {p.http_status}" if p.http_status else ""
+    why = f" ({p.reason})" if p.reason and p.result != "connected" else ""
+    note = f"; {p.reason}" if p.reason and p.result == "connected" else ""
+    return f"{PROBE_EVIDENCE}{p.kind} from {p.source} to {dst}{who}: {p.result}{took}{why}{http}{note}"
+
+
+def _node_path(sp: ServicePath, p: Probe) -> tuple[NodePath, str | None] | None:
+    """The node path a probe tests, and the network it is on (VIP paths)."""
+    if p.published is not None:
+        for pp in sp.ports:
+            if pp.published == p.published and pp.protocol == p.protocol:
+                for np in pp.nodes:
+                    if np.node == p.node:
+                        return np, None
+    if p.network is not None:
+        for vp in sp.vip_paths:
+            if vp.network == p.network:
+                for np in vp.nodes:
+                    if np.node == p.node:
+                        return np, vp.network
+    return None
+
+
+def _explained(p: Probe, np: NodePath, findings: list[Finding]) -> bool:
+    """Whether the rules already account for a failed probe."""
+    if p.kind in THROUGH and np.verdict == Verdict.BROKEN:
+        return True
+    if p.kind == "localhost":
+        return any(f.id == "host.route-localnet-off" and np.node in f.nodes for f in findings)
+    return False
+
+
+def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
+    """Attach every snapshot's probes to the hops they test; mark suspect hops, break their paths, and add
+    (and return) the findings."""
+    services = {sp.name: sp for sp in analysis.services}
+    before = list(analysis.findings)
+    suspect: dict[tuple[int, str], tuple[ServicePath, str | None, NodePath, Hop, list[Probe]]] = {}
+    for snap in snapshots:
+        for p in snap.probes:
+            sp = services.get(p.service or "")
+            found = _node_path(sp, p) if sp is not None else None
+            if sp is None or found is None:
+                continue
+            np, net = found
+            h = np.hop(p.hop)
+            if h is None:
+                continue
+            h.evidence.append(probe_line(p))
+            if p.result not in FAILED or _explained(p, np, before):
+                continue
+            if h.status == HopStatus.OK or (h.status == HopStatus.SUSPECT and (id(np), h.key) in suspect):
+                h.status = HopStatus.SUSPECT
+                suspect.setdefault((id(np), h.key), (sp, net, np, h, []))[4].append(p)
+    new: list[Finding] = []
+    for sp, net, np, h, probes in suspect.values():
+        if FINDING not in h.findings:
+            h.findings.append(FINDING)
+        lines = [probe_line(p) for p in probes]
+        kinds = sorted({p.kind for p in probes}, key=list(HINTS).index)
+        new.append(Finding(
+            id=FINDING, severity=SEVERITY, title=TITLE, hint=" ".join(HINTS[k] for k in kinds), nodes=[np.node],
+            service=sp.name, network=net,
+            detail=f"{h.label}: judged ok by the rules, but {len(probes)} probe(s) failed: "
+                   + ", ".join(f"{p.address}:{p.port} {p.result}" for p in probes),
+            evidence=lines,
+        ))
+    for _, _, np, _, _ in suspect.values():
+        if np.verdict == Verdict.BROKEN:
+            continue
+        first = next(h for h in np.hops if h.status == HopStatus.SUSPECT)
+        np.verdict, np.broken_at = Verdict.BROKEN, first.label
+        np.reason = f"{first.label}: judged ok, but its probe failed"
+    if new:
+        # after the findings of error severity already there (root causes first), before the rest
+        at = next((i for i, f in enumerate(analysis.findings) if f.severity != Severity.ERROR), len(analysis.findings))
+        analysis.findings[at:at] = new
+    return new
