@@ -36,9 +36,6 @@ from swarmscope.collect.snapshot import CollectOptions
 from swarmscope.errors import SwarmscopeError, UsageError
 from swarmscope.render import prometheus
 
-CAP_NET_ADMIN = 12
-CAP_SYS_ADMIN = 21
-
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -56,6 +53,11 @@ class Check:
     what: str
     ok: bool
     detail: str
+    optional: bool = False  # not ok is noted, not counted missing (a tool only a fallback or an extra needs)
+
+    @property
+    def missing(self) -> bool:
+        return not self.ok and not self.optional
 
 
 def _capabilities() -> int | None:
@@ -96,12 +98,7 @@ def check_environment(opts: CollectOptions) -> list[Check]:
     if os.geteuid() != 0:
         out.append(Check("root", False, "not running as root (uid 0): the agent reads iptables and enters namespaces"))
     if caps is not None:
-        for bit, name, why in ((CAP_NET_ADMIN, "CAP_NET_ADMIN", "reading iptables and IPVS"),
-                               (CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "entering the engine's network namespaces (setns)")):
-            have = bool(caps >> bit & 1)
-            out.append(Check(name, have, f"present ({why})" if have else
-                             f"missing: needed for {why}; add it (docker service create --cap-add {name[4:]}, "
-                             f"stack cap_add: [{name[4:]}])"))
+        out += capability_checks(caps)
     # the Docker API
     info = None
     try:
@@ -164,20 +161,59 @@ def check_environment(opts: CollectOptions) -> list[Check]:
             out.append(Check("enter namespace", False, f"{target}: {exc.reason}"))
     else:
         out.append(Check("netns files", True, f"{d} is empty (no namespaces yet)"))
-    for tool in ("iptables-nft-save", "iptables-legacy-save"):
-        if shutil.which(tool) is None:
-            out.append(Check(tool, False, f"{tool} not found (install iptables)"))
+    out += tool_checks(opts)
+    return out
+
+
+def capability_checks(caps: int) -> list[Check]:
+    """One check per capability a source's live read needs (``collect/host.py``'s ``caps``), with the
+    sources it costs when missing."""
+    from swarmscope.collect.host import CAPABILITIES, SOURCES
+
+    out = []
+    for name, (bit, why) in CAPABILITIES.items():
+        costs = [s.name for s in SOURCES if name in s.caps]
+        if not costs:
+            continue
+        have = bool(caps >> bit & 1)
+        out.append(Check(name, have, f"present ({why})" if have else
+                         f"missing: needed for {why} (sources {', '.join(costs)} are not read); add it "
+                         f"(docker service create --cap-add {name[4:]}, stack cap_add: [{name[4:]}])"))
+    return out
+
+
+def tool_checks(opts: CollectOptions) -> list[Check]:
+    """The programs the sources' live readers run (``collect/host.py``'s ``tools``): each one not found, with
+    the source it costs. A tool a source needs only as a fallback or for an extra (``Needs.OPTIONAL``) is
+    noted, not counted missing; of a source's ``Needs.ANY`` tools, only all of them missing is."""
+    from swarmscope.collect.host import SOURCES, Needs
+
+    out: list[Check] = []
+    for s in SOURCES:
+        tools = [t for t in s.tools if not (t.unless and getattr(opts, t.unless, None))]
+        lost = [t for t in tools if shutil.which(t.name) is None]
+        if not lost or (s.needs == Needs.ANY and len(lost) < len(tools)):
+            continue
+        optional = s.needs == Needs.OPTIONAL
+        if s.needs == Needs.ANY and len(lost) > 1:
+            out.append(Check(" / ".join(t.name for t in lost), False,
+                             f"none of {', '.join(t.name for t in lost)} found: {s.reader} (source {s.name}) "
+                             "is not read"))
+            continue
+        for t in lost:
+            out.append(Check(t.name, False, f"{t.name} not found: {t.part} (source {s.name}) "
+                             f"{'are' if t.plural else 'is'} not read" + (" (optional)" if optional else ""),
+                             optional=optional))
     return out
 
 
 def report_checks(checks: list[Check], stream=None) -> int:
     """Print the checks (stderr by default); the number missing."""
     stream = stream or sys.stderr
-    missing = [c for c in checks if not c.ok]
+    missing = [c for c in checks if c.missing]
     for c in checks:
-        print(
-            f"swarmscope agent: check: {'ok     ' if c.ok else 'MISSING'} {c.what}: {c.detail}", file=stream, flush=True
-        )
+        label = "ok     " if c.ok else "note   " if c.optional else "MISSING"
+        print(f"swarmscope agent: check: {label} {c.what}: {c.detail}", file=stream, flush=True)
     if missing:
         print(f"swarmscope agent: {len(missing)} requirement(s) missing: {', '.join(c.what for c in missing)}; "
               "collecting anyway: the snapshot says what could not be read", file=stream, flush=True)
@@ -206,7 +242,7 @@ def run_once(opts: CollectOptions, run: str) -> int:
         print(error_line(run, node_id or "unknown", f"internal error: {type(exc).__name__}: {exc}"), flush=True)
         return 70
     for c in checks:
-        if not c.ok:
+        if c.missing:
             msg = f"agent: {c.what}: {c.detail}"
             if msg not in snap.errors:
                 snap.errors.append(msg)
@@ -776,7 +812,7 @@ _malloc_trim: Any = None  # libc's malloc_trim once looked up; False where there
 
 
 def run_standing(opts: CollectOptions, interval: float, listen: str | None, token_file: str | None,
-                 rounds: int | None = None) -> int:
+                 rounds: int | None = None, probe_interval: float | None = None) -> int:
     from swarmscope.pipeline import analyze_snapshots, collect_node
     from swarmscope.render.text import finding_log_line
 
@@ -798,12 +834,21 @@ def run_standing(opts: CollectOptions, interval: float, listen: str | None, toke
     report_checks(check_environment(opts), stream=sys.stdout)
     prev: dict[tuple, Any] = {}
     last: tuple | None = None
+    probed: tuple[float, list] | None = None  # --probe-interval: when the last probes were made, and them
     n = 0
     while not stop.is_set():
         t0 = time.monotonic()
         try:
             opts.warnings.clear()
             snap = collect_node(opts)
+            if probe_interval is not None:  # probe when due; between probes the last results stay attached
+                if probed is None or time.monotonic() - probed[0] >= probe_interval:
+                    from swarmscope.probe import ProbeOptions, probe_snapshot, summary
+
+                    probed = (time.monotonic(), probe_snapshot(snap, ProbeOptions()))
+                    log(summary(probed[1]))
+                else:
+                    snap.probes = probed[1]
             analysis = analyze_snapshots([snap])
         except Exception as exc:  # noqa: BLE001 - keep running, say why
             state.failures += 1

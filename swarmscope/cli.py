@@ -83,6 +83,39 @@ def cluster_options(fn):
     return fn
 
 
+def probe_options(fn):
+    """--probe and its bounds (collect, explain, check, dump): opt-in connections from this node."""
+    opts = [
+        click.option("--probe", "probe", is_flag=True,
+                     help="Also prove each hop with real TCP connections from this node's namespaces, to the "
+                          "swarm's own addresses only (published ports, VIPs, tasks); nothing is sent without it."),
+        click.option("--probe-http", "probe_http", is_flag=True,
+                     help="With --probe: send GET / and keep the HTTP status line (default: connect and close)."),
+        click.option("--probe-timeout", "probe_timeout", type=FiniteRange(0.05, 10), default=1.0, show_default=True,
+                     help="With --probe: seconds each connection may take."),
+        click.option("--probe-max", "probe_max", type=click.IntRange(1, 1000), default=64, show_default=True,
+                     help="With --probe: at most this many connections per run (20 per second at most, 30 s in all)."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _probe(kw: dict):
+    """The pipeline's ProbeOptions from --probe and its bounds (taken out of ``kw``), or None."""
+    on, http = kw.pop("probe", False), kw.pop("probe_http", False)
+    timeout, most = kw.pop("probe_timeout", 1.0), kw.pop("probe_max", 64)
+    if not on:
+        if http:
+            raise UsageError("--probe-http goes with --probe")
+        return None
+    if kw.get("from_file"):
+        raise UsageError("--probe connects from this node: it cannot go with --from")
+    from swarmscope.probe import ProbeOptions
+
+    return ProbeOptions(http=http, timeout=timeout, max_probes=most)
+
+
 def _options(
     netns_dir, docker_host, timeout, docker_timeout, dns_timeout, no_dns, workers, dockerd_log=None, **_cluster
 ):
@@ -143,9 +176,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @collect_options
+@probe_options
 @click.option("--json", "as_json", is_flag=True, help="Print the whole node snapshot as JSON.")
+@click.option("--raw", "keep_raw", is_flag=True,
+              help="Keep the commands' raw text (iptables-save, ipvsadm) in the JSON; the parsed rules are always there.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
-def collect(as_json, output, **kw):
+def collect(as_json, keep_raw, output, **kw):
     """Collect this node's snapshot (read-only) and summarise it.
 
     Exit code 0 when the snapshot is complete, 4 when parts could not be
@@ -154,9 +190,14 @@ def collect(as_json, output, **kw):
     from swarmscope import pipeline
     from swarmscope.render.output import write_json, write_text
 
+    probe = _probe(kw)
     snap = pipeline.collect_node(_options(**kw), _say)
+    if probe is not None:
+        pipeline.probe_node(snap, probe, _say)
     if as_json:
-        write_json(snap, output)
+        from swarmscope.model import without_raw
+
+        write_json(snap if keep_raw else without_raw(snap), output)
     else:
         from swarmscope.render.summary import render_summary
 
@@ -169,10 +210,13 @@ def _source(from_file, kw):
     node (--local, or on a worker)."""
     from swarmscope.pipeline import DEFAULT_IMAGE, Source
 
+    probe = _probe(dict(kw, from_file=from_file))
+    for k in ("probe", "probe_http", "probe_timeout", "probe_max"):
+        kw.pop(k, None)
     if from_file:
         return Source(from_file=from_file, max_input=kw.get("max_input"))
     return Source(collect=_options(**kw), local=kw.get("local", True), image=kw.get("image") or DEFAULT_IMAGE,
-                  node_timeout=kw.get("node_timeout") or 180.0)
+                  node_timeout=kw.get("node_timeout") or 180.0, probe=probe)
 
 
 def _save(path, run) -> None:
@@ -246,6 +290,7 @@ def _redaction(kw: dict):
 @redact_options
 @collect_options
 @cluster_options
+@probe_options
 @click.option("--node", "node", metavar="NAME", help="Show only this node's hops.")
 @click.option("--format", "fmt", type=click.Choice(list(EXPLAIN_FORMATS)), default="text", show_default=True,
               help=formats_help(EXPLAIN_FORMATS))
@@ -304,9 +349,12 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
 @redact_options
 @collect_options
 @cluster_options
+@probe_options
 @click.option("--json", "as_json", is_flag=True, help="JSON output (the only format; accepted for clarity).")
+@click.option("--raw", "keep_raw", is_flag=True,
+              help="Keep the commands' raw text (iptables-save, ipvsadm) in the JSON; the parsed rules are always there.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
-def dump(from_file, as_json, output, **kw):
+def dump(from_file, as_json, keep_raw, output, **kw):
     """Everything: node snapshots, path maps of all services, findings.
 
     Attach the file to a bug report; `explain --from FILE` and `check --from
@@ -316,7 +364,7 @@ def dump(from_file, as_json, output, **kw):
     from swarmscope.render.output import write_json
 
     run = pipeline.analyzed(_source(from_file, kw), _redaction(kw), _say)
-    write_json(pipeline.dump_document(run), output)
+    write_json(pipeline.dump_document(run, raw=keep_raw), output)
     sys.exit(pipeline.exit_status(run))
 
 
@@ -324,6 +372,7 @@ def dump(from_file, as_json, output, **kw):
 @from_option
 @collect_options
 @cluster_options
+@probe_options
 @click.option("--format", "fmt", type=click.Choice(list(CHECK_FORMATS)), default="text", show_default=True,
               help=formats_help(CHECK_FORMATS))
 @click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True)
@@ -356,7 +405,10 @@ def check(from_file, fmt, colour, verbose, save, **kw):
               help="Seconds between collections.")
 @click.option("--listen", metavar="ADDR:PORT", help="Serve /metrics and /snapshot over HTTP (needs --token-file).")
 @click.option("--token-file", metavar="FILE", help="Bearer token for --listen (a swarm secret: /run/secrets/NAME).")
-def agent(once, run_id, check_only, interval, listen, token_file, **kw):
+@click.option("--probe-interval", "probe_interval", type=FiniteRange(5, 86400), default=None, metavar="SECONDS",
+              help="Standing: also probe each hop with real connections (as --probe) at most every SECONDS; "
+                   "the last results stay with each collection until the next probe.")
+def agent(once, run_id, check_only, interval, listen, token_file, probe_interval=None, **kw):
     """The per-node agent: standing (logs findings as they appear and clear), or --once.
 
     Runs as a global swarm service (contrib/swarmscope-stack.yml), as a
@@ -371,6 +423,8 @@ def agent(once, run_id, check_only, interval, listen, token_file, **kw):
                  else ExitStatus.PARTIAL)
     if once:
         sys.exit(ag.run_once(opts, run_id))
+    if probe_interval is not None:
+        sys.exit(ag.run_standing(opts, interval, listen, token_file, probe_interval=probe_interval))
     sys.exit(ag.run_standing(opts, interval, listen, token_file))
 
 
@@ -405,7 +459,9 @@ def report(from_file, output, no_svg, **kw):
 @click.option("-o", "--output", metavar="FILE", help="Write the dump to FILE instead of standard output.")
 @click.option("--max-input", "max_input", type=FiniteRange(1, 1 << 20), default=None, metavar="MiB",
               help="Read at most this much text in all (default 64).")
-def import_cmd(inputs, output, max_input, **kw):
+@click.option("--raw", "keep_raw", is_flag=True,
+              help="Keep the commands' raw text (the text read) in the JSON; the parsed rules are always there.")
+def import_cmd(inputs, output, max_input, keep_raw, **kw):
     """Turn support.sh transcripts and pasted command output into a swarmscope dump.
 
     FILE: a support.sh transcript (one node, or several concatenated) or one command's output;
@@ -416,7 +472,7 @@ def import_cmd(inputs, output, max_input, **kw):
     from swarmscope.render.output import write_json
 
     run = pipeline.redact(pipeline.load_texts(list(inputs), max_input, _say), _redaction(kw))
-    write_json(pipeline.dump_document(run), output)
+    write_json(pipeline.dump_document(run, raw=keep_raw), output)
     sys.exit(pipeline.exit_status(run, findings=False))
 
 
