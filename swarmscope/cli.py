@@ -433,6 +433,7 @@ def agent(once, run_id, check_only, interval, listen, token_file, probe_interval
 @collect_options
 @cluster_options
 @redact_options
+@probe_options
 @click.option("-o", "--output", metavar="FILE", default="swarmscope-report.tar.gz", show_default=True,
               help="Where to write the bundle (a tar.gz).")
 @click.option("--no-svg", is_flag=True, help="Do not run Graphviz `dot` for SVG pictures.")

@@ -442,3 +442,25 @@ def test_the_agent_probes_at_most_every_probe_interval_and_keeps_the_last_result
     assert agent.run_standing(CollectOptions(), 10, None, None, rounds=4, probe_interval=25) == 0
     assert made == [100.0, 130.0]  # rounds at 100, 110, 120, 130: probed at the first and once 25 s had passed
     assert analysed == [1, 1, 1, 1]  # the last results stay with every collection in between
+
+
+def test_a_redacted_bundle_holds_the_probes_and_none_of_their_real_values(tmp_path, snap):
+    import leakscan
+
+    from swarmscope.redact import redact_snapshots
+    from swarmscope.report import build_report
+
+    snap.probes = [_probe("task", "lb.backends", "refused", address="10.0.1.3", source="lb_odns2ld5k",
+                          network="appnet", published=None, task="whoami.1", reason="Connection refused"),
+                   _probe("published", "host.dnat", "timeout", reason="no answer within 1s")]
+    real = leakscan.real_values([snap])
+    [red], r = redact_snapshots([snap], seed="bundle")
+    bundle = tmp_path / "r.tar.gz"
+    bundle.write_bytes(build_report([red], pipeline.analyze_snapshots([red]), [], redaction={"redacted": True},
+                                    svg=False))
+    files = leakscan.bundle_files(bundle)
+    dump = json.loads(files["swarmscope-report/dump.json"])
+    assert [p["result"] for p in dump["nodes"][0]["probes"]] == ["refused", "timeout"]
+    assert any("probe.hop-suspect" in text for text in files.values())
+    assert leakscan.scan_bundle(bundle, real) == {}
+    assert "lb_odns2ld5k" not in json.dumps(dump["nodes"][0]["probes"])
