@@ -212,6 +212,9 @@ def probe_snapshot(snap: Snapshot, opts: ProbeOptions, **kw) -> list[Probe]:
 
 def summary(probes: list[Probe], seconds: float | None = None) -> str:
     """One line: how many were made and how they went."""
+    if not probes:
+        return ("nothing to probe: the snapshot shows no service with a published port, a VIP or a task "
+                "(a worker's API lists no services: run on a manager)")
     made = [p for p in probes if p.result != "not-probed"]
     counts: dict[str, int] = {}
     for p in made:
