@@ -18,6 +18,7 @@ from swarmscope.correlate import lifecycle
 from swarmscope.correlate.checks.node import has_ipvs_snat
 from swarmscope.correlate.checks.registry import Ctx, Hit, check
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix
+from swarmscope.correlate.paths.common import node_facts, ns_facts
 from swarmscope.correlate.types import Finding
 from swarmscope.model import NsKind, Severity
 
@@ -69,32 +70,15 @@ def _sandboxes(n: NodeCtx):
 
 
 def _has_mark_rule(n: NodeCtx) -> bool:
-    for ns in _sandboxes(n):
-        d = ns.iptables
-        if (
-            d is not None
-            and d.available
-            and any(r.target == "MARK" for c in ("PREROUTING", "INPUT") for r in d.table("mangle").rules(c))
-        ):
-            return True
-    return False
+    return any(ns_facts(n, ns).netfilter.sets_marks() for ns in _sandboxes(n))
 
 
 def _has_nat_rule(n: NodeCtx) -> bool:
-    d = n.snap.host.iptables
-    return (
-        d is not None
-        and d.available
-        and any(
-            r.target in ("DNAT", "SNAT", "REDIRECT", "MASQUERADE")
-            for c in d.table("nat").chains.values()
-            for r in c.rules
-        )
-    )
+    return node_facts(n).host.netfilter.rewrites_addresses()
 
 
 def _has_rr_service(n: NodeCtx) -> bool:
-    return any(s.scheduler == "rr" for ns in _sandboxes(n) if ns.ipvs and ns.ipvs.available for s in ns.ipvs.services)
+    return any(s == "rr" for ns in _sandboxes(n) for s in ns_facts(n, ns).ipvs.schedulers())
 
 
 # --------------------------------------------------------------------------
@@ -159,8 +143,8 @@ def check_no_ipvs_match(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         if not _ipvs_usable(n):
             continue
-        read = [ns for ns in _sandboxes(n) if ns.iptables is not None and ns.iptables.available]
-        lacking = [ns.name for ns in read if not has_ipvs_snat(ns)]
+        read = [ns for ns in _sandboxes(n) if ns_facts(n, ns).netfilter.read]
+        lacking = [ns.name for ns in read if not has_ipvs_snat(n, ns)]
         if not lacking:
             continue
         why = []

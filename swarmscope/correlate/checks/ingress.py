@@ -11,6 +11,8 @@ from swarmscope.correlate import lifecycle
 from swarmscope.correlate.checks.node import publishes_ingress
 from swarmscope.correlate.checks.registry import Ctx, Hit, check
 from swarmscope.correlate.cluster import strip_prefix
+from swarmscope.correlate.paths.common import node_facts
+from swarmscope.facts.netfilter import DOCKER_INGRESS, INGRESS_JUMP_CHAINS, INGRESS_JUMP_PLACES, NAT
 from swarmscope.model import BackendState, HopStatus, Severity
 
 
@@ -25,15 +27,15 @@ def check_chain_missing(ctx: Ctx) -> Iterator[Hit]:
     if not publishes_ingress(ctx):
         return
     for n in ctx.cluster.nodes:
-        d = n.snap.host.iptables
-        if d is not None and d.available and "DOCKER-INGRESS" not in d.table("nat").chains:
+        host = node_facts(n).host.netfilter
+        if host.read and not host.has_chain(NAT, DOCKER_INGRESS):
             hops = [
                 np.hop("host.jump") for _, k, _, np in ctx.node_paths("ports") if np.node == n.name and k == "ingress"
             ]
             yield Hit(
                 [n.name],
-                detail="no DOCKER-INGRESS chain in the host nat table",
-                evidence=[f"host nat chains: {', '.join(d.table('nat').chains)}"],
+                detail=f"no {DOCKER_INGRESS} chain in the host {NAT} table",
+                evidence=[f"host {NAT} chains: {', '.join(host.chain_names(NAT))}"],
                 hops=[h for h in hops if h],
             )
 
@@ -48,16 +50,13 @@ def check_jump_missing(ctx: Ctx) -> Iterator[Hit]:
     if not publishes_ingress(ctx):
         return
     for n in ctx.cluster.nodes:
-        d = n.snap.host.iptables
-        if d is None or not d.available:
+        host = node_facts(n).host.netfilter
+        if not host.read or not host.has_chain(NAT, DOCKER_INGRESS):
             continue
-        t = d.table("nat")
-        if "DOCKER-INGRESS" not in t.chains:
-            continue
-        missing = [c for c in ("PREROUTING", "OUTPUT") if not any(r.target == "DOCKER-INGRESS" for r in t.rules(c))]
+        missing = [c for c in INGRESS_JUMP_CHAINS if not host.jumps(NAT, c, DOCKER_INGRESS)]
         if missing:
-            ev = [f"host nat {c}: {r.line}" for c in missing for r in t.rules(c)] or [
-                f"host nat {' and '.join(missing)}: no rules"
+            ev = [f"host {NAT} {c}: {line}" for c in missing for line in host.lines(NAT, c)] or [
+                f"host {NAT} {' and '.join(missing)}: no rules"
             ]
             yield Hit([n.name], detail=f"no jump from {' and '.join(missing)}", evidence=ev)
 
@@ -70,16 +69,15 @@ def check_jump_missing(ctx: Ctx) -> Iterator[Hit]:
 )
 def check_jump_duplicated(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
-        d = n.snap.host.iptables
-        if d is None or not d.available:
+        host = node_facts(n).host.netfilter
+        if not host.read:
             continue
-        for tname, chains in (("nat", ("PREROUTING", "OUTPUT")), ("filter", ("FORWARD", "DOCKER-FORWARD"))):
-            t = d.table(tname)
+        for tname, chains in INGRESS_JUMP_PLACES:
             for c in chains:
-                jumps = [r for r in t.rules(c) if r.target == "DOCKER-INGRESS"]
+                jumps = host.jumps(tname, c, DOCKER_INGRESS)
                 if len(jumps) > 1:
                     yield Hit(
-                        [n.name], detail=f"{tname} {c} jumps {len(jumps)} times", evidence=[r.line for r in jumps]
+                        [n.name], detail=f"{tname} {c} jumps {len(jumps)} times", evidence=[j.evidence for j in jumps]
                     )
 
 

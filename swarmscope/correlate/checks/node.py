@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from swarmscope.correlate.checks.registry import Ctx, Hit, check
 from swarmscope.correlate.cluster import NodeCtx
+from swarmscope.correlate.paths.common import node_facts, ns_facts
 from swarmscope.engines import NEWEST, SUPPORTED_SINCE, newer_than_profiles, profile_for
 from swarmscope.model import NsKind, Severity
 
@@ -61,9 +62,9 @@ def check_route_localnet(ctx: Ctx) -> Iterator[Hit]:
             )
 
 
-def has_ipvs_snat(ns) -> bool:
-    t = ns.iptables.table("nat") if ns.iptables and ns.iptables.available else None
-    return t is not None and any(r.target == "SNAT" and r.has_match("ipvs") for r in t.rules("POSTROUTING"))
+def has_ipvs_snat(n: NodeCtx, ns) -> bool:
+    """Whether the sandbox SNATs what IPVS forwards (the facts' Snat)."""
+    return bool(ns_facts(n, ns).netfilter.ipvs_snats())
 
 
 def _lb_sandboxes(n: NodeCtx):
@@ -85,7 +86,7 @@ def check_ipvs_sysctls(ctx: Ctx) -> Iterator[Hit]:
             continue
         for ns in _lb_sandboxes(n):
             want = dict(prof.lb_sysctls if ns.kind == NsKind.LB else prof.ingress_sysctls)
-            if prof.conntrack_with_snat and has_ipvs_snat(ns):
+            if prof.conntrack_with_snat and has_ipvs_snat(n, ns):
                 want["net.ipv4.vs.conntrack"] = "1"
             bad = {
                 k: ns.sysctls.get(k)
@@ -172,16 +173,18 @@ def check_engine_unsupported(ctx: Ctx) -> Iterator[Hit]:
 )
 def check_backend_split(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
-        b = n.snap.node.iptables
-        main = b.engine_backend if b else None
-        places = [("host", n.snap.host.iptables_other)] + [(ns.name, ns.iptables_other) for ns in n.snap.namespaces]
-        for where, d in places:
-            if d is not None and d.available and d.rule_count:
-                lines = [r.line for t in d.tables.values() for c in t.chains.values() for r in c.rules]
+        nf = node_facts(n)
+        main = nf.engine_backend
+        places = [("host", nf.host.other_netfilter)] + [
+            (ns.name, nf.ns(ns).other_netfilter) for ns in n.snap.namespaces
+        ]
+        for where, rules in places:
+            if rules.read and rules.rule_count:
+                lines = rules.all_lines()
                 yield Hit(
                     [n.name],
-                    detail=f"{where}: {d.rule_count} rules in {d.backend} while the engine uses {main or '?'}",
-                    evidence=[f"{where} ({d.backend}): {ln}" for ln in lines[:5]],
+                    detail=f"{where}: {rules.rule_count} rules in {rules.backend} while the engine uses {main or '?'}",
+                    evidence=[f"{where} ({rules.backend}): {ln}" for ln in lines[:5]],
                 )
 
 
@@ -192,28 +195,6 @@ SWARM_PORTS = (
     ("udp", 7946, "gossip"),
     ("tcp", 2377, "cluster management"),
 )
-
-
-def _stops(rule, proto: str, port: int) -> bool:
-    """Whether a DROP/REJECT rule can stop packets of proto/port (no protocol or port restriction
-    that excludes them; interface and address conditions are not judged, so they count)."""
-    if rule.target not in ("DROP", "REJECT"):
-        return False
-    p = rule.option("-p")
-    if p is not None and (p.value != proto) != p.negated:
-        return False
-    for opt in ("--dport", "--dports"):
-        d = rule.option(opt)
-        if d is None:
-            continue
-        ports: set[int] = set()
-        for part in (d.value or "").split(","):
-            lo, _, hi = part.partition(":")
-            if lo.isascii() and lo.isdigit() and (not hi or (hi.isascii() and hi.isdigit())):
-                ports.update(range(int(lo), int(hi or lo) + 1))
-        if (port in ports) == d.negated:
-            return False
-    return True
 
 
 @check(
@@ -230,19 +211,20 @@ def check_other_backend_drops(ctx: Ctx) -> Iterator[Hit]:
     )
     wanted = [(proto, port, f"published {proto}/{port}") for proto, port in published] + list(SWARM_PORTS)
     for n in ctx.cluster.nodes:
-        places = [("host", n.snap.host.iptables_other)] + [
-            (ns.name, ns.iptables_other) for ns in n.snap.namespaces if ns.kind in (NsKind.INGRESS_SBOX, NsKind.LB)
+        nf = node_facts(n)
+        places = [("host", nf.host.other_netfilter)] + [
+            (ns.name, nf.ns(ns).other_netfilter)
+            for ns in n.snap.namespaces
+            if ns.kind in (NsKind.INGRESS_SBOX, NsKind.LB)
         ]
-        for where, d in places:
-            if d is None or not d.available:
+        for where, rules in places:
+            if not rules.read:
                 continue
-            for t in d.tables.values():
-                for c in t.chains.values():
-                    for r in c.rules:
-                        hit = [what for proto, port, what in wanted if _stops(r, proto, port)]
-                        if hit:
-                            yield Hit(
-                                [n.name],
-                                detail=f"{where} ({d.backend}) {t.name} {c.name}: {r.line}",
-                                evidence=[f"{where} ({d.backend}) {t.name}: {r.line}", f"stops: {', '.join(hit)}"],
-                            )
+            for f in rules.stoppers():
+                hit = [what for proto, port, what in wanted if f.stops(proto, port)]
+                if hit:
+                    yield Hit(
+                        [n.name],
+                        detail=f"{where} ({rules.backend}) {f.table} {f.chain}: {f.evidence}",
+                        evidence=[f"{where} ({rules.backend}) {f.table}: {f.evidence}", f"stops: {', '.join(hit)}"],
+                    )

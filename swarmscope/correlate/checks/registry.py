@@ -1,16 +1,20 @@
 """What a check is: a ``CheckSpec`` (stable id, severity, title, the hint a user can act on) that yields
-``Hit``s from a ``Ctx`` (the cluster and its path map), and the two generic judges the table's literal rows
-use -- ``HopCheck`` (a hop of a path has one of some statuses) and ``BackendCheck`` (an IPVS real server is
-in some state) -- beside ``check``, the decorator for a check that is a function (pure).
+``Hit``s from a ``Ctx`` (the cluster and its path map), and the three generic judges the table's literal rows
+use -- ``HopCheck`` (a hop of a path has one of some statuses), ``BackendCheck`` (an IPVS real server is
+in some state) and ``FactCheck`` (a node's data-plane facts, swarmscope.facts, hold a wrong one) -- beside
+``check``, the decorator for a check that is a function (pure).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from swarmscope.correlate.cluster import Cluster
+from swarmscope.correlate.paths.common import node_facts
 from swarmscope.correlate.types import Hop, NodePath, ServicePath
+from swarmscope.facts import NodeFacts
 from swarmscope.model import BackendState, HopStatus, Severity
 
 SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -129,3 +133,18 @@ class BackendCheck(CheckSpec):
                     [e for e in (h.evidence if h else []) if b.address in e] or [f"{b.address} {self.state}"],
                     [h] if h else [],
                 )
+
+
+@dataclass(frozen=True)
+class FactCheck(CheckSpec):
+    """Fires for every fact ``facts`` picks from a node's data-plane facts (``swarmscope.facts.NodeFacts``:
+    a Jump, Dnat, Mark, Snat, FwmService, ...): one finding per wrong fact on that node, its detail
+    ``detail(fact)`` and its evidence the fact's own (the rule line, the IPVS entry)."""
+
+    facts: Callable[[NodeFacts], Iterable[Any]]
+    detail: Callable[[Any], str]
+
+    def hits(self, ctx: Ctx) -> Iterator[Hit]:
+        for n in ctx.cluster.nodes:
+            for f in self.facts(node_facts(n)):
+                yield Hit([n.name], detail=self.detail(f), evidence=[f.evidence])

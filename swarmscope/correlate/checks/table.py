@@ -8,11 +8,14 @@ A row is either
   a path's hop KEY (``paths/`` builds and judges it; a tuple names alternatives) has one of STATUSES;
   ``per_service=False`` makes one finding per network instead of per service;
 - ``BackendCheck(id, severity, title, hint, state=STATE)``: fires for every IPVS real server in STATE;
+- ``FactCheck(id, severity, title, hint, facts=PICK, detail=SAY)``: fires for every fact PICK returns from
+  a node's data-plane facts (``swarmscope.facts.NodeFacts``), with the fact's evidence;
 - a function check: ``@check(id, severity, title, hint)`` on a function in a topic module (node, ingress,
   vip, dns, network, causes), listed here by name.
 
-A check that judges a fact the path map already has (a hop's status, a real server's state) is one
-literal row here; a check that reads the snapshot itself is a function in its topic module plus its name here.
+A check that judges a fact the path map or the facts layer already has (a hop's status, a real server's
+state, a Jump, Dnat, Mark, Snat or IPVS service) is one literal row here plus its test; a check that needs
+more than one fact at a time is a function in its topic module plus its name here.
 """
 
 from __future__ import annotations

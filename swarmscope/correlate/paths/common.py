@@ -16,49 +16,27 @@ from datetime import datetime
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, task_addresses
 from swarmscope.correlate.types import Backend, Hop, NodePath
+from swarmscope.facts import FwmService, NodeFacts, NsFacts, facts_for
+from swarmscope.facts.netfilter import NAT, POSTROUTING, Mark
 from swarmscope.model import (
     BackendState,
     HopStatus,
     Interface,
-    IptablesDump,
-    IpvsService,
     Namespace,
-    Rule,
     Service,
-    Table,
     Task,
     Verdict,
 )
-from swarmscope.parse.iptables import mark_value
 
 
-def nat(d: IptablesDump | None) -> Table | None:
-    if d is None or not d.available:
-        return None
-    return d.table("nat")
+def node_facts(n: NodeCtx) -> NodeFacts:
+    """The node's data-plane facts (swarmscope.facts), built once per node."""
+    return n.memo("facts", lambda: facts_for(n.snap))
 
 
-def table(d: IptablesDump | None, name: str) -> Table | None:
-    if d is None or not d.available:
-        return None
-    return d.table(name)
-
-
-def proto_port(rule: Rule, proto: str, opt: str, port: int) -> bool:
-    return rule.value("-p") == proto and rule.value(opt) == str(port)
-
-
-def port_rules(n: NodeCtx, where: str, t: Table, chain: str, target: str, opt: str, proto: str, port) -> list[Rule]:
-    """The rules of ``chain`` with ``target`` for proto/port (``opt`` --dport or --sport), indexed once per
-    node, table and chain: every published port asks, and a scan per port grows with ports squared."""
-    def make() -> dict[tuple, list[Rule]]:
-        idx: dict[tuple, list[Rule]] = {}
-        for r in t.rules(chain):
-            if r.target == target:
-                idx.setdefault((r.value("-p"), r.value(opt)), []).append(r)
-        return idx
-
-    return n.memo(("rules", where, id(t), chain, target, opt), make).get((proto, str(port)), [])
+def ns_facts(n: NodeCtx, ns: Namespace) -> NsFacts:
+    """The facts of one of the node's namespaces."""
+    return node_facts(n).ns(ns)
 
 
 def ns_addresses(ns: Namespace | None) -> list[tuple[str, str, int]]:
@@ -80,29 +58,6 @@ def in_subnet(addr: str, subnets: Iterable[str]) -> bool:
         except ValueError:
             continue
     return False
-
-
-def chain_reach_order(t: Table, start: str) -> list[str]:
-    """User chains in the order a packet entering ``start`` first reaches them."""
-    order: list[str] = []
-    seen = {start}
-
-    def walk(chain: str) -> None:
-        for r in t.rules(chain):
-            tgt = r.target
-            if tgt and tgt in t.chains and tgt not in seen:
-                seen.add(tgt)
-                order.append(tgt)
-                walk(tgt)
-
-    walk(start)
-    return order
-
-
-def ipvs_line(s: IpvsService, d=None) -> str:
-    if d is None:
-        return f"IPVS {s.key} {s.scheduler} ({len(s.dests)} real servers)"
-    return f"IPVS {s.key} -> {d.address}:{d.port} {d.forward} weight {d.weight} active {d.active} inactive {d.inactive}"
 
 
 def kernel_hop(n: NodeCtx) -> Hop:
@@ -163,30 +118,29 @@ def alias_hop(key: str, label: str, ns: Namespace | None, vip: str | None, aux: 
 def mark_hop(
     key: str,
     label: str,
-    rules: list[Rule],
+    marks: list[Mark],
     expected: int | None,
     where: str,
     aux: bool = False,
-    chain: list[Rule] | None = None,
+    chain: list[str] | None = None,
 ) -> tuple[Hop, int | None]:
-    """Judge MARK rules; returns the hop and the mark to follow into IPVS.
+    """Judge the marks set (Mark facts); returns the hop and the mark to follow into IPVS.
 
-    ``chain``: every rule of the chain looked in, the evidence when no MARK rule is found.
+    ``chain``: every rule of the chain looked in, the evidence when no mark is set.
     """
-    marks = [(r, mark_value(r)) for r in rules]
-    marks = [(r, m) for r, m in marks if m is not None]
-    if not marks:
+    found = [(f, f.mark) for f in marks if f.mark is not None]
+    if not found:
         exp = f" (expected mark {expected} = {expected:#x})" if expected is not None else ""
-        ev = [f"{where}: {r.line}" for r in chain or []] or [f"{where}: no rules"]
+        ev = [f"{where}: {line}" for line in chain or []] or [f"{where}: no rules"]
         return Hop(key, label, HopStatus.MISSING, f"no MARK rule in {where}{exp}", ev, aux=aux), expected
-    ev = [r.line for r, _ in marks]
+    ev = [f.evidence for f, _ in found]
     if expected is None:
-        m = marks[0][1]
+        m = found[0][1]
         return Hop(key, label, HopStatus.OK, f"mark {m} ({m:#x}); LocalLBIndex unknown on this node", ev, aux=aux), m
-    good = [m for _, m in marks if m == expected]
+    good = [m for _, m in found if m == expected]
     if good:
         return Hop(key, label, HopStatus.OK, f"mark {expected} ({expected:#x}) = LocalLBIndex", ev, aux=aux), expected
-    m = marks[0][1]
+    m = found[0][1]
     return (
         Hop(
             key,
@@ -202,45 +156,45 @@ def mark_hop(
 
 def ipvs_service_hop(
     key: str, label: str, n: NodeCtx, ns: Namespace | None, mark: int | None
-) -> tuple[Hop, IpvsService | None]:
+) -> tuple[Hop, FwmService | None]:
     if ns is None:
         return Hop(key, label, HopStatus.MISSING, "no load-balancer namespace"), None
-    t = ns.ipvs
-    if t is None:
+    ipvs = ns_facts(n, ns).ipvs
+    if not ipvs.read:
         return Hop(key, label, HopStatus.UNKNOWN, f"IPVS of {ns.name} not read"), None
-    if not t.available:
+    if not ipvs.available:
         if n.ipvs_missing:
-            return Hop(key, label, HopStatus.MISSING, "kernel has no ip_vs", [f"{ns.name}: {t.reason}"]), None
-        return Hop(key, label, HopStatus.UNKNOWN, t.reason or "IPVS unavailable", [f"{ns.name}: {t.reason}"]), None
+            return Hop(key, label, HopStatus.MISSING, "kernel has no ip_vs", [f"{ns.name}: {ipvs.reason}"]), None
+        why = [f"{ns.name}: {ipvs.reason}"]
+        return Hop(key, label, HopStatus.UNKNOWN, ipvs.reason or "IPVS unavailable", why), None
     if mark is None:
         return Hop(key, label, HopStatus.UNKNOWN, "no firewall mark to look up"), None
-    s = t.service_for_mark(mark)
+    s = ipvs.fwm(mark)
     if s is None:
-        have = ", ".join(x.key for x in t.services) or "no services"
+        have = ", ".join(ipvs.service_keys()) or "no services"
         return Hop(
             key, label, HopStatus.MISSING, f"no IPVS service FWM {mark} in {ns.name}", [f"{ns.name} IPVS: {have}"]
         ), None
-    return Hop(key, label, HopStatus.OK, f"FWM {mark} {s.scheduler}, {len(s.dests)} real servers", [ipvs_line(s)]), s
+    return Hop(key, label, HopStatus.OK, f"FWM {mark} {s.scheduler}, {len(s.dests)} real servers", [s.evidence]), s
 
 
-def snat_hop(key: str, label: str, ns: Namespace | None, subnets: list[str], source: str | None) -> Hop:
-    t = table(ns.iptables if ns else None, "nat")
+def snat_hop(
+    key: str, label: str, n: NodeCtx, ns: Namespace | None, subnets: list[str], source: str | None
+) -> Hop:
     if ns is None:
         return Hop(key, label, HopStatus.MISSING, "no load-balancer namespace")
-    if t is None:
+    rules = ns_facts(n, ns).netfilter
+    if not rules.read:
         return Hop(key, label, HopStatus.UNKNOWN, f"iptables of {ns.name} not read")
-    rules = [r for r in t.rules("POSTROUTING") if r.target == "SNAT" and r.has_match("ipvs")]
-    if not rules:
-        ev = [f"{ns.name} nat POSTROUTING: {r.line}" for r in t.rules("POSTROUTING")] or [
-            f"{ns.name} nat POSTROUTING: no rules"
-        ]
-        return Hop(key, label, HopStatus.MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {ns.name} nat POSTROUTING", ev)
-    ev = [r.line for r in rules]
-    for r in rules:
-        d = r.value("-d")
-        to = (r.value("--to-source") or "").split(":")[0]
-        if (not subnets or d in subnets) and (source is None or to == source):
-            return Hop(key, label, HopStatus.OK, f"SNAT {d} -> {to}", ev)
+    snats = rules.ipvs_snats()
+    where = f"{ns.name} {NAT} {POSTROUTING}"
+    if not snats:
+        ev = [f"{where}: {line}" for line in rules.lines(NAT, POSTROUTING)] or [f"{where}: no rules"]
+        return Hop(key, label, HopStatus.MISSING, f"no '-m ipvs --ipvs ... -j SNAT' in {where}", ev)
+    ev = [f.evidence for f in snats]
+    for f in snats:
+        if (not subnets or f.dst in subnets) and (source is None or f.to_source == source):
+            return Hop(key, label, HopStatus.OK, f"SNAT {f.dst} -> {f.to_source}", ev)
     return Hop(key, label, HopStatus.MISMATCH, f"SNAT present but not for {', '.join(subnets)} -> {source}", ev)
 
 
@@ -382,7 +336,7 @@ def compare_backends(
 
 
 def backends_for(
-    cl: Cluster, svc: Service, network_id: str, ipvs_svc: IpvsService | None, ipvs_hop: Hop, n: NodeCtx
+    cl: Cluster, svc: Service, network_id: str, ipvs_svc: FwmService | None, ipvs_hop: Hop, n: NodeCtx
 ) -> list[Backend]:
     """Backends of a path: with no IPVS service, the running tasks, missing (or unknown when IPVS was not read)."""
     backends = compare_backends(cl, svc, network_id, ipvs_svc.dests if ipvs_svc else [], n.now, n)
@@ -394,7 +348,7 @@ def backends_for(
     return backends
 
 
-def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: IpvsService | None, ipvs_hop: Hop) -> Hop:
+def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop) -> Hop:
     if ipvs_svc is None:
         if ipvs_hop.status == HopStatus.UNKNOWN:
             return Hop(key, label, HopStatus.UNKNOWN, "IPVS not read: real servers unknown")
@@ -406,7 +360,7 @@ def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: IpvsSe
         for b in backends
         if b.status not in (BackendState.OK, BackendState.UNKNOWN, BackendState.DRAINING, BackendState.STARTING)
     ]
-    ev = [ipvs_line(ipvs_svc, d) for d in ipvs_svc.dests]
+    ev = [d.evidence for d in ipvs_svc.dests]
     summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
     if not good and any(b.status == BackendState.UNKNOWN for b in backends) and not bad:
         return Hop(

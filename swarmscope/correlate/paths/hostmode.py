@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from swarmscope.correlate.cluster import Cluster, NodeCtx
-from swarmscope.correlate.paths.common import nat, proto_port, verdict
+from swarmscope.correlate.paths.common import node_facts, verdict
 from swarmscope.correlate.types import Hop, NodePath
+from swarmscope.facts.netfilter import DOCKER, NAT
 from swarmscope.model import HopStatus, PortSpec, Service, Verdict
 
 
@@ -26,18 +27,10 @@ def host_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> Nod
         return np
     np.hops.append(Hop("task.here", "task on this node", HopStatus.OK, ", ".join(cl.task_name(t) for t in here)))
     ls = [li for li in n.snap.host.listeners if li.port == port.published_port and li.protocol == port.protocol]
-    hnat = nat(n.snap.host.iptables)
-    dnats = (
-        [
-            r
-            for r in hnat.rules("DOCKER")
-            if r.target == "DNAT" and proto_port(r, port.protocol, "--dport", port.published_port)
-        ]
-        if hnat
-        else []
-    )
+    host = node_facts(n).host.netfilter
+    dnats = host.dnats(port.protocol, port.published_port, DOCKER) if host.read else []
     ev = [f"{li.protocol} {li.address}:{li.port} held by {li.process or '?'} (pid {li.pid})" for li in ls] + [
-        r.line for r in dnats
+        f.evidence for f in dnats
     ]
     if ls or dnats:
         np.hops.append(Hop("host.bound", f"host port {port.published_port}", HopStatus.OK, "bound on the host", ev))
@@ -51,7 +44,7 @@ def host_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> Nod
                 "nothing bound and no DNAT for the port",
                 [
                     f"sockets bound on published ports: {held}",
-                    f"host nat DOCKER: {len(hnat.rules('DOCKER')) if hnat else 0} rules, "
+                    f"host {NAT} {DOCKER}: {len(host.lines(NAT, DOCKER))} rules, "
                     f"none for {port.protocol}/{port.published_port}",
                 ],
             )

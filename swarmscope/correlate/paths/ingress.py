@@ -5,32 +5,39 @@ the VIP), the real servers and the tasks' own REDIRECT.
 
 from __future__ import annotations
 
-from swarmscope.correlate import netfilter
 from swarmscope.correlate.cluster import Cluster, NodeCtx, strip_prefix
 from swarmscope.correlate.paths.common import (
     alias_hop,
     backends_for,
     backends_hop,
-    chain_reach_order,
     in_subnet,
     ipvs_service_hop,
     kernel_hop,
     links_hop,
     mark_hop,
-    nat,
+    node_facts,
     ns_addresses,
+    ns_facts,
     ns_hop,
-    port_rules,
     snat_hop,
     sysctl_hop,
-    table,
     verdict,
 )
 from swarmscope.correlate.types import Backend, Hop, NodePath
-from swarmscope.model import BackendState, HopStatus, PortSpec, Rule, Service, Table
-from swarmscope.parse.iptables import dnat_destination
-
-INGRESS_CHAIN = "DOCKER-INGRESS"
+from swarmscope.facts.netfilter import (
+    DOCKER_INGRESS,
+    DOCKER_USER,
+    FILTER,
+    FORWARD,
+    INGRESS_JUMP_CHAINS,
+    INPUT,
+    MANGLE,
+    NAT,
+    PREROUTING,
+    NetfilterFacts,
+    Packet,
+)
+from swarmscope.model import BackendState, HopStatus, PortSpec, Service
 
 
 def gwbridge_sbox_ip(n: NodeCtx) -> tuple[str | None, list[str]]:
@@ -55,40 +62,6 @@ def _gwbridge_sbox_ip(n: NodeCtx) -> tuple[str | None, list[str]]:
     return None, []
 
 
-#: targets that end a packet's walk through nat PREROUTING/OUTPUT
-_NAT_TERMINAL = frozenset({"ACCEPT", "RETURN", "DNAT", "REDIRECT", "DROP"})
-
-
-def _docker_jump(r: Rule) -> bool:
-    """Docker's own jump: `-m addrtype --dst-type LOCAL -j DOCKER-INGRESS`, nothing else restricting it."""
-    return (
-        r.target == INGRESS_CHAIN
-        and not r.params
-        and [m.module for m in r.matches] == ["addrtype"]
-        and r.value("--dst-type") == "LOCAL"
-    )
-
-
-def _shadowed_by(rules: list[Rule], proto: str, port: int) -> Rule | None:
-    """The first rule before Docker's jump that ends the published port's packets there (an operator's
-    ACCEPT/RETURN, or their own DNAT/REDIRECT of the port): DOCKER-INGRESS is never reached for them."""
-    for r in rules:
-        if _docker_jump(r):
-            return None
-        if r.target not in _NAT_TERMINAL:
-            continue
-        p = r.option("-p")
-        if p is not None and (p.value != proto) != p.negated:
-            continue
-        d = r.option("--dport")
-        if d is not None and (d.value != str(port)) != d.negated:
-            continue
-        if r.has_match("multiport") and str(port) not in (r.value("--dports") or "").replace(":", ",").split(","):
-            continue
-        return r
-    return None
-
-
 def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> NodePath:
     np = NodePath(node=n.name, node_id=n.node_id)
     P, proto = port.published_port, port.protocol
@@ -98,92 +71,99 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     hops.append(kernel_hop(n))
     hops.append(sysctl_hop("host.ip_forward", "host ip_forward", n.snap.node.sysctls, "net.ipv4.ip_forward"))
 
-    hnat = nat(n.snap.host.iptables)
-    if hnat is None:
-        hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.UNKNOWN, "host iptables not read"))
+    host = node_facts(n).host.netfilter
+    jump_label = f"host {NAT} -> {DOCKER_INGRESS}"
+    if not host.read:
+        hops.append(Hop("host.jump", jump_label, HopStatus.UNKNOWN, "host iptables not read"))
         hops.append(Hop("host.dnat", f"host DNAT :{P}", HopStatus.UNKNOWN, "host iptables not read"))
     else:
-        jumps = {c: [r for r in hnat.rules(c) if r.target == INGRESS_CHAIN] for c in ("PREROUTING", "OUTPUT")}
-        ev = [r.line for c in jumps for r in jumps[c]]
-        if INGRESS_CHAIN not in hnat.chains:
+        jumps = {c: host.jumps(NAT, c, DOCKER_INGRESS) for c in INGRESS_JUMP_CHAINS}
+        ev = [j.evidence for c in jumps for j in jumps[c]]
+        if not host.has_chain(NAT, DOCKER_INGRESS):
             hops.append(
                 Hop(
                     "host.jump",
-                    "host nat -> DOCKER-INGRESS",
+                    jump_label,
                     HopStatus.MISSING,
-                    "nat chain DOCKER-INGRESS does not exist",
-                    [f"host nat chains: {', '.join(hnat.chains)}"],
+                    f"{NAT} chain {DOCKER_INGRESS} does not exist",
+                    [f"host {NAT} chains: {', '.join(host.chain_names(NAT))}"],
                 )
             )
-        elif not jumps["PREROUTING"] or not jumps["OUTPUT"]:
+        elif not all(jumps.values()):
             miss = " and ".join(c for c in jumps if not jumps[c])
-            ev = [f"host nat {c}: {r.line}" for c in jumps for r in hnat.rules(c)] or [
-                "host nat PREROUTING/OUTPUT: no rules"
+            ev = [f"host {NAT} {c}: {line}" for c in jumps for line in host.lines(NAT, c)] or [
+                f"host {NAT} {'/'.join(INGRESS_JUMP_CHAINS)}: no rules"
             ]
-            hops.append(Hop("host.jump", "host nat -> DOCKER-INGRESS", HopStatus.MISSING, f"no jump from {miss}", ev))
+            hops.append(Hop("host.jump", jump_label, HopStatus.MISSING, f"no jump from {miss}", ev))
         else:
-            shadow = [(c, r) for c in jumps if (r := _shadowed_by(hnat.rules(c), proto, P)) is not None]
+            shadow = [x for c in jumps if (x := host.shadow(c, proto, P)) is not None]
             if shadow:
-                c, r = shadow[0]
+                x = shadow[0]
                 hops.append(
                     Hop(
                         "host.jump",
-                        "host nat -> DOCKER-INGRESS",
+                        jump_label,
                         HopStatus.MISMATCH,
-                        f"nat {c}: '{r.line}' ends {proto}/{P} before Docker's jump to DOCKER-INGRESS",
-                        [f"host nat {c}: {x.line}" for x in hnat.rules(c)],
+                        f"{NAT} {x.chain}: '{x.evidence}' ends {proto}/{P} before Docker's jump to {DOCKER_INGRESS}",
+                        [f"host {NAT} {x.chain}: {line}" for line in host.lines(NAT, x.chain)],
                     )
                 )
             else:
                 hops.append(
                     Hop(
                         "host.jump",
-                        "host nat -> DOCKER-INGRESS",
+                        jump_label,
                         HopStatus.OK,
-                        "PREROUTING and OUTPUT jump (dst-type LOCAL)",
+                        f"{' and '.join(INGRESS_JUMP_CHAINS)} jump (dst-type LOCAL)",
                         ev,
                     )
                 )
         gw_ip, gw_ev = gwbridge_sbox_ip(n)
-        dnats = port_rules(n, "host", hnat, INGRESS_CHAIN, "DNAT", "--dport", proto, P)
+        dnats = host.dnats(proto, P, DOCKER_INGRESS)
         label = f"host DNAT :{P} -> {gw_ip or 'ingress_sbox'}:{P}"
         if not dnats:
             hops.append(
-                Hop("host.dnat", label, HopStatus.MISSING, f"no DNAT for {proto}/{P} in nat DOCKER-INGRESS", gw_ev)
+                Hop(
+                    "host.dnat",
+                    label,
+                    HopStatus.MISSING,
+                    f"no DNAT for {proto}/{P} in {NAT} {DOCKER_INGRESS}",
+                    gw_ev,
+                )
             )
         else:
-            dest = dnat_destination(dnats[0]) or (None, None)
-            ev = [r.line for r in dnats] + gw_ev
-            if gw_ip and dest[0] != gw_ip:
+            to_addr, to_port = dnats[0].to_addr, dnats[0].to_port
+            ev = [f.evidence for f in dnats] + gw_ev
+            if gw_ip and to_addr != gw_ip:
                 hops.append(
                     Hop(
                         "host.dnat",
                         label,
                         HopStatus.MISMATCH,
-                        f"DNAT to {dest[0]}, but ingress_sbox is {gw_ip} on docker_gwbridge",
+                        f"DNAT to {to_addr}, but ingress_sbox is {gw_ip} on docker_gwbridge",
                         ev,
                     )
                 )
-            elif dest[1] not in (None, P):
-                hops.append(Hop("host.dnat", label, HopStatus.MISMATCH, f"DNAT to port {dest[1]}, expected {P}", ev))
+            elif to_port not in (None, P):
+                hops.append(Hop("host.dnat", label, HopStatus.MISMATCH, f"DNAT to port {to_port}, expected {P}", ev))
             else:
-                hops.append(Hop("host.dnat", label, HopStatus.OK, f"DNAT to {dest[0]}:{dest[1] or P}", ev))
+                hops.append(Hop("host.dnat", label, HopStatus.OK, f"DNAT to {to_addr}:{to_port or P}", ev))
 
-    hfilter = table(n.snap.host.iptables, "filter")
-    if hfilter is None:
-        hops.append(Hop("host.filter", f"host filter ACCEPT :{P}", HopStatus.UNKNOWN, "host iptables not read"))
+    filter_label = f"host {FILTER} ACCEPT :{P}"
+    if not host.read:
+        hops.append(Hop("host.filter", filter_label, HopStatus.UNKNOWN, "host iptables not read"))
     else:
-        acc = port_rules(n, "host", hfilter, INGRESS_CHAIN, "ACCEPT", "--dport", proto, P)
-        back = port_rules(n, "host", hfilter, INGRESS_CHAIN, "ACCEPT", "--sport", proto, P)
-        order = n.memo(("reach", id(hfilter), "FORWARD"), lambda: chain_reach_order(hfilter, "FORWARD"))
-        ev = [r.line for r in acc + back]
-        if INGRESS_CHAIN not in order:
+        acc = host.accepts(proto, P, "dport", DOCKER_INGRESS)
+        back = host.accepts(proto, P, "sport", DOCKER_INGRESS)
+        order = host.reach_order(FILTER, FORWARD)
+        ev = [f.evidence for f in acc + back]
+        if DOCKER_INGRESS not in order:
             hops.append(
                 Hop(
                     "host.filter",
-                    f"host filter ACCEPT :{P}",
+                    filter_label,
                     HopStatus.MISSING,
-                    "FORWARD never reaches filter DOCKER-INGRESS",
+                    f"{FORWARD} never reaches {FILTER} {DOCKER_INGRESS}",
                     ev,
                 )
             )
@@ -192,34 +172,34 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             hops.append(
                 Hop(
                     "host.filter",
-                    f"host filter ACCEPT :{P}",
+                    filter_label,
                     HopStatus.MISSING,
-                    f"no {what} {P} ACCEPT in filter DOCKER-INGRESS",
+                    f"no {what} {P} ACCEPT in {FILTER} {DOCKER_INGRESS}",
                     ev,
                 )
             )
-        elif "DOCKER-USER" in order and order.index("DOCKER-USER") > order.index(INGRESS_CHAIN):
+        elif DOCKER_USER in order and order.index(DOCKER_USER) > order.index(DOCKER_INGRESS):
             hops.append(
                 Hop(
                     "host.filter",
-                    f"host filter ACCEPT :{P}",
+                    filter_label,
                     HopStatus.MISMATCH,
-                    "FORWARD reaches DOCKER-INGRESS before DOCKER-USER",
-                    ev + [f"FORWARD order: {' -> '.join(order)}"],
+                    f"{FORWARD} reaches {DOCKER_INGRESS} before {DOCKER_USER}",
+                    ev + [f"{FORWARD} order: {' -> '.join(order)}"],
                 )
             )
         else:
             hops.append(
                 Hop(
                     "host.filter",
-                    f"host filter ACCEPT :{P}",
+                    filter_label,
                     HopStatus.OK,
-                    "accepted in filter DOCKER-INGRESS, after DOCKER-USER",
+                    f"accepted in {FILTER} {DOCKER_INGRESS}, after {DOCKER_USER}",
                     ev,
                 )
             )
         if hops[-1].status in (HopStatus.OK, HopStatus.MISMATCH):
-            hops.append(_forward_hop(n, hfilter, proto, P))
+            hops.append(_forward_hop(n, host, proto, P))
 
     sbox = n.ingress_sbox
     hops.append(ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
@@ -239,22 +219,21 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             )
         )
     expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
-    mangle = table(sbox.iptables if sbox else None, "mangle")
+    sbox_rules = ns_facts(n, sbox).netfilter if sbox is not None else None
     if sbox is None:
         hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.MISSING, "no ingress_sbox"))
         mark = expected
-    elif mangle is None:
+    elif sbox_rules is None or not sbox_rules.read:
         hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.UNKNOWN, "ingress_sbox iptables not read"))
         mark = expected
     else:
-        rules = port_rules(n, "ingress_sbox", mangle, "PREROUTING", "MARK", "--dport", proto, P)
         h, mark = mark_hop(
             "ingress.mark",
             f"ingress_sbox MARK :{P}",
-            rules,
+            sbox_rules.port_marks(proto, P, PREROUTING),
             expected,
-            "ingress_sbox mangle PREROUTING",
-            chain=mangle.rules("PREROUTING"),
+            f"ingress_sbox {MANGLE} {PREROUTING}",
+            chain=sbox_rules.lines(MANGLE, PREROUTING),
         )
         hops.append(h)
     h, ipvs_svc = ipvs_service_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
@@ -265,66 +244,61 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             _redirect(cl, b, svc, port)
     hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     sbox_ip = next((a for i, a, p in ns_addresses(sbox) if ingress and in_subnet(a, ingress.subnets)), None)
-    hops.append(snat_hop("ingress.snat", "ingress_sbox SNAT", sbox, ingress.subnets if ingress else [], sbox_ip))
+    hops.append(snat_hop("ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip))
     vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
     hops.append(alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True))
-    if mangle is not None and vip:
-        rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
+    if sbox_rules is not None and sbox_rules.read and vip:
         h, _ = mark_hop(
             "ingress.vip_mark",
-            f"ingress VIP {vip} INPUT MARK",
-            rules,
+            f"ingress VIP {vip} {INPUT} MARK",
+            sbox_rules.dst_marks(vip, INPUT),
             expected,
-            "ingress_sbox mangle INPUT",
+            f"ingress_sbox {MANGLE} {INPUT}",
             aux=True,
-            chain=mangle.rules("INPUT"),
+            chain=sbox_rules.lines(MANGLE, INPUT),
         )
         hops.append(h)
     verdict(np)
     return np
 
 
-def _forward_hop(n: NodeCtx, hfilter: Table, proto: str, P: int) -> Hop:
+def _forward_hop(n: NodeCtx, host: NetfilterFacts, proto: str, P: int) -> Hop:
     """A new connection to the port, from another host, walked through filter FORWARD to ingress_sbox
     on docker_gwbridge, and its replies back: whatever rule decides it, in whatever chain order the
     engine (or an operator) left."""
     gw_ip, _ = gwbridge_sbox_ip(n)
-    label = f"host filter FORWARD :{P}"
+    label = f"host {FILTER} {FORWARD} :{P}"
     out = []
     for direction, pkt in (
-        ("new connection", netfilter.Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
-        ("reply", netfilter.Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED")),
+        ("new connection", Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
+        ("reply", Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED")),
     ):
-        compiled = n.memo(("netfilter", id(hfilter)), dict)
-        w = n.memo(
-            ("forward", id(hfilter), pkt),
-            lambda pkt=pkt, compiled=compiled: netfilter.walk(hfilter, "FORWARD", pkt, compiled),
-        )
+        w = host.walk(FILTER, FORWARD, pkt)
         trail = f"path: {' -> '.join(w.trail)}"
-        if w.verdict == "drop" and w.rule is not None:
+        if w.verdict == "drop" and w.evidence is not None:
             return Hop(
                 "host.forward",
                 label,
                 HopStatus.MISMATCH,
-                f"a {direction} on {proto}/{P} is dropped by '{w.rule.line}' (filter {w.chain}) before "
-                f"DOCKER-INGRESS accepts it",
-                [f"filter {w.chain}: {w.rule.line}", trail],
+                f"a {direction} on {proto}/{P} is dropped by '{w.evidence}' ({FILTER} {w.chain}) before "
+                f"{DOCKER_INGRESS} accepts it",
+                [f"{FILTER} {w.chain}: {w.evidence}", trail],
             )
         if w.verdict == "policy-drop" and not w.maybe:
             return Hop(
                 "host.forward",
                 label,
                 HopStatus.MISMATCH,
-                f"a {direction} on {proto}/{P} reaches no ACCEPT: FORWARD policy DROP",
+                f"a {direction} on {proto}/{P} reaches no ACCEPT: {FORWARD} policy DROP",
                 [trail],
             )
         out.append(
             f"{direction}: {w.verdict}"
-            + (f" by '{w.rule.line}' (filter {w.chain})" if w.rule else "")
+            + (f" by '{w.evidence}' ({FILTER} {w.chain})" if w.evidence is not None else "")
             + f"; {trail}"
-            + (f"; {len(w.maybe)} rule(s) that might match not judged" if w.maybe else "")
+            + (f"; {w.maybe} rule(s) that might match not judged" if w.maybe else "")
         )
-    return Hop("host.forward", label, HopStatus.OK, "new connections and replies pass filter FORWARD", out)
+    return Hop("host.forward", label, HopStatus.OK, f"new connections and replies pass {FILTER} {FORWARD}", out)
 
 
 def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
@@ -349,22 +323,19 @@ def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
         b.redirect_evidence = [f"no snapshot of node {b.node}"]
         return
     ns = node.container_ns(b.container_id)
-    t = table(ns.iptables if ns else None, "nat")
-    if ns is None or t is None:
+    rules = ns_facts(node, ns).netfilter if ns is not None else None
+    if ns is None or rules is None or not rules.read:
         b.redirect = HopStatus.UNKNOWN
         b.redirect_evidence = [f"task sandbox of {b.task} not read on {node.name}"]
         return
-    rules = [
-        r
-        for r in port_rules(node, ns.name, t, "PREROUTING", "REDIRECT", "--dport", port.protocol, port.published_port)
-        if (r.value("-d") or "").split("/")[0] == b.address
-    ]
-    if not rules:
+    published = port.published_port
+    assert published is not None  # ingress_node_path's port
+    redirects = [f for f in rules.redirects(port.protocol, published) if f.dst == b.address]
+    if not redirects:
         b.redirect = HopStatus.MISSING
         b.redirect_evidence = [
             f"{ns.name}: no REDIRECT {port.protocol}/{port.published_port} -> {port.target_port} for {b.address}"
         ]
         return
-    to = rules[0].value("--to-ports") or rules[0].value("--to-port")
-    b.redirect = HopStatus.OK if to == str(port.target_port) else HopStatus.MISMATCH
-    b.redirect_evidence = [f"{ns.name}: {rules[0].line}"]
+    b.redirect = HopStatus.OK if redirects[0].to_ports == str(port.target_port) else HopStatus.MISMATCH
+    b.redirect_evidence = [f"{ns.name}: {redirects[0].evidence}"]

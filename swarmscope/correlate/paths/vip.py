@@ -15,15 +15,16 @@ from swarmscope.correlate.paths.common import (
     links_hop,
     mark_hop,
     ns_addresses,
+    ns_facts,
     ns_hop,
     snat_hop,
     sysctl_hop,
-    table,
     verdict,
 )
 from swarmscope.correlate.paths.dns import dns_answer
 from swarmscope.correlate.types import Hop, NodePath
 from swarmscope.engines import profile_for
+from swarmscope.facts.netfilter import INPUT, MANGLE
 from swarmscope.model import HopStatus, Service
 
 
@@ -105,17 +106,17 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         )
     hops.append(alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip))
     expected = n.local_lb_index(network_id, svc.name)
-    mangle = table(lb.iptables if lb else None, "mangle")
+    lb_rules = ns_facts(n, lb).netfilter if lb is not None else None
     if lb is None:
         hops.append(Hop("lb.mark", f"MARK for {vip}", HopStatus.MISSING, "no lb_ namespace"))
         mark = expected
-    elif mangle is None:
+    elif lb_rules is None or not lb_rules.read:
         hops.append(Hop("lb.mark", f"MARK for {vip}", HopStatus.UNKNOWN, f"iptables of {lb.name} not read"))
         mark = expected
     else:
-        rules = [r for r in mangle.rules("INPUT") if r.target == "MARK" and r.value("-d") in (vip, f"{vip}/32")]
         h, mark = mark_hop(
-            "lb.mark", f"MARK for {vip}", rules, expected, f"{lb.name} mangle INPUT", chain=mangle.rules("INPUT")
+            "lb.mark", f"MARK for {vip}", lb_rules.dst_marks(vip, INPUT), expected, f"{lb.name} {MANGLE} {INPUT}",
+            chain=lb_rules.lines(MANGLE, INPUT),
         )
         hops.append(h)
     h, ipvs_svc = ipvs_service_hop("lb.ipvs", f"IPVS in {lb.name if lb else 'lb_'}", n, lb, mark)
@@ -123,6 +124,6 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     np.backends = backends_for(cl, svc, network_id, ipvs_svc, h, n)
     hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     lb_ip = next((a for i, a, p in ns_addresses(lb) if net and in_subnet(a, net.subnets) and a != vip), None)
-    hops.append(snat_hop("lb.snat", "lb_ SNAT", lb, net.subnets if net else [], lb_ip))
+    hops.append(snat_hop("lb.snat", "lb_ SNAT", n, lb, net.subnets if net else [], lb_ip))
     verdict(np)
     return np

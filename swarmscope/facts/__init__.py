@@ -1,0 +1,107 @@
+"""The data-plane facts layer, between the snapshot and the correlator (pure).
+
+Per node, typed facts read once from the snapshot's rules, addresses and IPVS tables: "tcp/8000 is
+DNATed to 172.18.0.2:8000 in nat DOCKER-INGRESS", "nat PREROUTING jumps to DOCKER-INGRESS", "mark 0x104
+is set for tcp/8000 in mangle PREROUTING", "10.0.1.2/32 is on eth0", "IPVS FWM 259 has these real
+servers". Each fact is a frozen dataclass with its ``evidence`` (the rule's line as the snapshot holds
+it, the address as ``ip addr`` shows it, the IPVS entry). Only this package knows iptables rule syntax
+and the chains Docker programs; the correlator (swarmscope/correlate) judges the facts.
+
+    nf = facts_for(snapshot)              # once per node; the correlator keeps it on its NodeCtx
+    nf.host.netfilter.dnats("tcp", 8000)      # [Dnat(proto='tcp', port=8000, to_addr='172.18.0.2', ...)]
+    nf.ns(sandbox).ipvs.fwm(259)          # FwmService(mark=259, scheduler='rr', dests=(...), evidence=...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from swarmscope.facts.ipvs import FwmService, IpvsFacts, RealServer
+from swarmscope.facts.netfilter import NetfilterFacts
+from swarmscope.model import Namespace, Snapshot
+
+
+@dataclass(frozen=True)
+class Address:
+    """IPv4 ``address/prefixlen`` is on interface ``iface``."""
+
+    iface: str
+    address: str
+    prefixlen: int
+    evidence: str
+
+
+@dataclass
+class NsFacts:
+    """The facts of one network namespace: its rules (the engine's iptables backend), the rules of the
+    backend the engine does not use, its IPVS table and its addresses."""
+
+    name: str
+    netfilter: NetfilterFacts
+    other_netfilter: NetfilterFacts
+    ipvs: IpvsFacts
+    addresses: list[Address]
+
+    def address(self, addr: str) -> Address | None:
+        return next((a for a in self.addresses if a.address == addr), None)
+
+
+def _addresses(ns: Namespace) -> list[Address]:
+    return [
+        Address(i.name, a.address, a.prefixlen, f"{ns.name}: {i.name} inet {a.address}/{a.prefixlen}")
+        for i in ns.interfaces
+        for a in i.addresses
+        if a.family == 4
+    ]
+
+
+@dataclass
+class NodeFacts:
+    """One node's facts: the host's (``host``) and each namespace's (``ns``), each built on first use."""
+
+    snap: Snapshot
+    host: NsFacts = field(init=False)
+    _ns: dict[int, NsFacts] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        h = self.snap.host
+        self.host = NsFacts(
+            "host",
+            NetfilterFacts(h.iptables),
+            NetfilterFacts(h.iptables_other),
+            IpvsFacts(None),
+            [
+                Address(i.name, a.address, a.prefixlen, f"host: {i.name} inet {a.address}/{a.prefixlen}")
+                for i in h.interfaces
+                for a in i.addresses
+                if a.family == 4
+            ],
+        )
+
+    @property
+    def engine_backend(self) -> str | None:
+        """The iptables backend the engine uses (nft or legacy), where known."""
+        b = self.snap.node.iptables
+        return b.engine_backend if b else None
+
+    def ns(self, ns: Namespace) -> NsFacts:
+        """The facts of namespace ``ns`` (one of this node's)."""
+        f = self._ns.get(id(ns))
+        if f is None:
+            f = self._ns[id(ns)] = NsFacts(
+                ns.name,
+                NetfilterFacts(ns.iptables),
+                NetfilterFacts(ns.iptables_other),
+                IpvsFacts(ns.ipvs),
+                _addresses(ns),
+            )
+        return f
+
+
+def facts_for(snap: Snapshot) -> NodeFacts:
+    """A node's facts. Build it once per node and keep it (the correlator memoises it per node): its
+    indexes are built on first use and serve every port, VIP and real server after."""
+    return NodeFacts(snap)
+
+
+__all__ = ["Address", "FwmService", "IpvsFacts", "NetfilterFacts", "NodeFacts", "NsFacts", "RealServer", "facts_for"]
