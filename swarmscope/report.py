@@ -5,7 +5,8 @@ Layout (every member under ``swarmscope-report/``)::
     SUMMARY.txt                 root-cause findings first, broken paths, what failed
     index.html                  the same as one page for a browser: summary, path pictures (SVG),
                                 hops, findings with evidence, links to every file (offline)
-    MANIFEST.json               tool and schema versions, when, nodes, failures, every file
+    MANIFEST.json               tool and schema versions, when, nodes, failures, every file, and
+                                where each source is (its raw files, or dump.json only: SOURCES)
     dump.json                   the full dump (explain/check --from read it, or the bundle)
     explain/<service>.txt       `swarmscope explain` text of every service
     pictures/<service>.mmd      Mermaid flowchart (paste into a GitHub issue in ```mermaid)
@@ -13,7 +14,8 @@ Layout (every member under ``swarmscope-report/``)::
     raw/<node>/<namespace>/...  what the commands printed: iptables-<backend>-save.txt,
                                 ipvsadm-Ln.txt / proc-net-ip_vs.txt as read; where read over
                                 netlink, *.rendered.txt made from the parsed data (the
-                                manifest says which)
+                                manifest says which); which sources, from which fields, in
+                                which form: collect/host.py's SOURCES (their RawFile)
 
 Built from snapshots that are already redacted when redaction is asked for,
 so every file carries the same substitutes; the redaction map is never added.
@@ -33,12 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarmscope import __version__, pipeline
+from swarmscope.collect.host import SOURCES
 from swarmscope.correlate.types import Analysis
 from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION, make_dump
 from swarmscope.model import SNAPSHOT_VERSION, Namespace, Snapshot
 from swarmscope.pipeline import Run
 from swarmscope.render.bundle import render_index, render_summary_txt
-from swarmscope.render.raw import render_ip_addr, render_ipvsadm, render_sysctls
+from swarmscope.render.raw import KEEPERS, RENDERERS
 
 REPORT_SCHEMA = "swarmscope/report"
 REPORT_VERSION = 1
@@ -61,58 +64,67 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "_"
 
 
-def _raw_files(b: Bundle, snap: Snapshot) -> None:
-    node = safe_name(snap.node.hostname or snap.node.node_id or "node")
+def field_value(snap: Snapshot, ns: Namespace | None, path: str) -> Any:
+    """The value of a source's snapshot field (``RawFile.fields``) for one directory of the bundle:
+    "namespaces[].<attr>" in namespace ``ns``, "host.<attr>" and "node.<attr>" in the host's (``ns`` None);
+    None where the field is not this directory's."""
+    head, _, rest = path.partition(".")
+    if head == "namespaces[]":
+        obj: Any = ns
+    elif ns is None and head in ("host", "node"):
+        obj = getattr(snap, head)
+    else:
+        return None
+    for attr in rest.split("."):
+        obj = getattr(obj, attr, None) if obj is not None else None
+    return obj
 
-    def one(nsname: str, ns: Namespace | None, interfaces, ipt, ipt_other, ipvs, sysctls) -> None:
+
+def _raw_files(b: Bundle, snap: Snapshot) -> None:
+    """Each directory's raw files, as ``SOURCES`` says: for each source the bundle keeps, in order, each value
+    of its fields, by its keeper (the text as read), else its renderer (what was read without a text)."""
+    node = safe_name(snap.node.hostname or snap.node.node_id or "node")
+    for nsname, ns in [("host", None), *((n.name, n) for n in snap.namespaces)]:
         base = f"raw/{node}/{safe_name(nsname)}"
         info = {"node": snap.node.hostname, "namespace": nsname}
-        for d in (ipt, ipt_other):
-            if d is None:
+        for source in SOURCES:
+            spec = source.bundle
+            if spec is None:
                 continue
-            if d.raw and re.search(r"^Chain \S+ \(", d.raw, re.M) and not re.search(r"^\*\w+", d.raw, re.M):
-                # read from text a user had (iptables -L listings): kept as given, with where each came from
-                b.add(f"{base}/iptables-L.txt", d.raw, "iptables -L (from the text read)", "given", **info)
-            elif d.raw:
-                b.add(f"{base}/iptables-{d.backend}-save.txt", d.raw, f"iptables-{d.backend}-save", "captured", **info)
-            elif not d.available and d.reason:
-                b.entries.append(
-                    {
-                        "path": None,
-                        "what": f"iptables-{d.backend}-save",
-                        "origin": "not read",
-                        "reason": d.reason,
-                        **info,
-                    }
-                )
-        if ipvs is not None:
-            if ipvs.raw:
-                name = "proc-net-ip_vs.txt" if ipvs.source == "proc" else "ipvsadm-Ln.txt"
-                b.add(f"{base}/{name}", ipvs.raw, f"ipvs ({ipvs.source})", "captured", **info)
-            elif ipvs.available:
-                b.add(
-                    f"{base}/ipvsadm-Ln.rendered.txt",
-                    render_ipvsadm(ipvs),
-                    f"ipvs ({ipvs.source})",
-                    "rendered",
-                    note=f"read over {ipvs.source}; rendered by swarmscope in ipvsadm -Ln form from the parsed table",
-                    **info,
-                )
-            else:
-                b.entries.append({"path": None, "what": "ipvs", "origin": "not read", "reason": ipvs.reason, **info})
-        if interfaces:
-            b.add(f"{base}/ip-addr.rendered.txt", render_ip_addr(interfaces), "links and addresses", "rendered",
-                  note="read over rtnetlink; rendered by swarmscope in ip -d addr form", **info)
-        if sysctls:
-            b.add(f"{base}/sysctl.rendered.txt", render_sysctls(sysctls), "sysctls", "rendered",
-                  note="read from /proc/sys; one `key = value` per line", **info)
+            for path in spec.fields:
+                value = field_value(snap, ns, path)
+                if value is None:
+                    continue
+                out = KEEPERS[spec.text].make(value) if spec.text else None
+                if out is None and spec.rendered:
+                    out = RENDERERS[spec.rendered].make(value)
+                if out is None:
+                    continue
+                if out.name is None:
+                    b.entries.append({"path": None, "what": out.what, "origin": out.origin, "reason": out.reason,
+                                      **info})
+                else:
+                    b.add(f"{base}/{out.name}", out.text, out.what, out.origin,
+                          **({"note": out.note} if out.note is not None else {}), **info)
         if ns is not None and ns.errors:
             b.add(f"{base}/errors.txt", "\n".join(ns.errors) + "\n", "what could not be read here", "made", **info)
 
-    h = snap.host
-    one("host", None, h.interfaces, h.iptables, h.iptables_other, None, snap.node.sysctls)
-    for ns in snap.namespaces:
-        one(ns.name, ns, ns.interfaces, ns.iptables, ns.iptables_other, ns.ipvs, ns.sysctls)
+
+def _sources() -> list[dict]:
+    """The manifest's "sources": for each source, the raw files the bundle keeps of it, or that it is in
+    dump.json only (every source is in dump.json, under each node's snapshot)."""
+    out = []
+    for s in SOURCES:
+        spec = s.bundle
+        files: list[str] = []
+        if spec is not None:
+            for key, table in ((spec.text, KEEPERS), (spec.rendered, RENDERERS)):
+                if key:
+                    files += [f for f in table[key].files if f not in files]
+        fields = ", ".join(f"nodes[].{f}" for f in s.fields)
+        out.append({"source": s.name, "raw": [f"raw/<node>/<namespace>/{f}" for f in files],
+                    "where": f"raw files, and dump.json: {fields}" if files else f"dump.json only: {fields}"})
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -169,6 +181,7 @@ def _manifest(
             for p in s.provenance
         ],
         "pictures": pictures,
+        "sources": _sources(),
         "files": b.entries,
     }
 

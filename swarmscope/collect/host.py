@@ -2,8 +2,13 @@
 
 ``SOURCES`` says, once, what a node snapshot is made of: each source's name, in which namespace kinds
 it is read, the live reader (tool, netlink, /proc, the API), how redaction treats it, which raw file
-the bug-report bundle keeps of it, and which captured file stands in for it. ``collect()`` asks
-``reads(name, kind)`` where a source depends on the namespace kind.
+the bug-report bundle keeps of it (``RawFile``: the snapshot fields, the keeper of the text as read and
+the renderer of what was read without one), which captured file stands in for it, the snapshot fields
+it fills, the programs (``Tool``, and how they are ``Needs``) and capabilities its live read needs.
+Three readers follow it: ``collect()`` asks ``reads(name, kind)`` where a source depends on the
+namespace kind; the bundle (``report._raw_files``) writes each source's raw files and its manifest says
+where each source is; the agent's self-check (``agent.check_environment``) looks for each source's
+tools and capabilities and says which source a missing one costs.
 
 A ``Host`` is what ``collect()`` reads a node through. ``LiveHost`` is this machine (entering
 namespaces, iptables-save, netlink, /proc and /sys, the Docker API): what ``collect()`` always did.
@@ -23,6 +28,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +59,45 @@ _NS = frozenset({NsKind.INGRESS_SBOX, NsKind.LB, NsKind.OVERLAY, NsKind.CONTAINE
 _LB = frozenset({NsKind.INGRESS_SBOX, NsKind.LB})
 _HOST = frozenset({NsKind.HOST})
 
+#: the capabilities a live read may need: name -> (bit in CapEff, what for); a source names its own in ``caps``
+CAPABILITIES: dict[str, tuple[int, str]] = {
+    "CAP_NET_ADMIN": (12, "reading iptables and IPVS"),
+    "CAP_SYS_ADMIN": (21, "entering the engine's network namespaces (setns)"),
+}
+_NET = ("CAP_NET_ADMIN", "CAP_SYS_ADMIN")  # netfilter/IPVS inside the engine's namespaces
+_SETNS = ("CAP_SYS_ADMIN",)  # read inside the engine's namespaces
+
+
+class Needs(StrEnum):
+    """How a source's tools are needed (the agent's self-check follows it)."""
+
+    EACH = "each"  # each tool reads a part of its own: a missing one loses that part (a requirement missing)
+    ANY = "any"  # any one of them reads it all: missing only when none is found
+    OPTIONAL = "optional"  # a fallback or an extra: its absence is noted, not counted as a requirement missing
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A program the live reader of a source runs (looked for on PATH by the agent's self-check)."""
+
+    name: str
+    part: str  # what is not read without it: "the legacy backend's rules"
+    plural: bool = False  # ``part`` is plural ("... are not read")
+    unless: str = ""  # a CollectOptions field that, when set, makes it unneeded ("dockerd_log": a file instead)
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """What the report bundle keeps of a source in each namespace's directory, ``raw/<node>/<namespace>/``
+    (``report._raw_files`` writes, for each directory, the sources' files in ``SOURCES`` order)."""
+
+    fields: tuple[str, ...]  # the snapshot fields it comes from, in order: "namespaces[].<attr>" in each
+    # namespace's directory, "host.<attr>" and "node.<attr>" in the host namespace's ("host")
+    text: str = ""  # render/raw.py KEEPERS[text]: keeps the value's text as read (its ``raw``) as printed,
+    # or says the source was not read
+    rendered: str = ""  # render/raw.py RENDERERS[rendered]: when the value holds no text (read over netlink
+    # or /proc), renders the parsed value in the usual tool's form (a ``*.rendered.txt``)
+
 
 @dataclass(frozen=True)
 class Source:
@@ -60,36 +105,60 @@ class Source:
 
     name: str
     kinds: frozenset[NsKind]  # namespace kinds it is read in (HOST: the host namespace, once)
-    reader: str  # how the live host reads it
-    redaction: str  # what --redact does to it
-    bundle: str  # the raw file the report bundle keeps (raw/<node>/<namespace>/...), or ""
+    reader: str  # how the live host reads it (for people: the README, `findings`-style docs)
+    redaction: str  # what --redact does to it (for people)
+    bundle: RawFile | None  # the raw file the report bundle keeps of it; None: it is in dump.json only
     capture: str  # the captured file CaptureHost reads instead, or "" (not captured: reported unavailable)
+    fields: tuple[str, ...] = ()  # the snapshot fields it fills (paths as in RawFile.fields; "dns": Snapshot.dns)
+    tools: tuple[Tool, ...] = ()  # the programs its live reader runs
+    needs: Needs = Needs.EACH  # how the tools are needed
+    caps: tuple[str, ...] = ()  # the CAPABILITIES its live read needs
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("interfaces", _NS | _HOST, "rtnetlink dump (links, addresses; routes in the host)",
-           "addresses and names mapped", "ip-addr.rendered.txt", "ns/<ns>/ip-d-addr.txt, ns/host/ip-route.txt"),
+    # the bundle writes a namespace's raw files in this order: iptables, ipvs, interfaces, sysctls
     Source("iptables", _NS | _HOST, "iptables-nft-save and iptables-legacy-save",
-           "addresses and names in the rules mapped", "iptables-<backend>-save.txt",
-           "ns/<ns>/iptables-save.txt, ns/<ns>/iptables-legacy-save.txt"),
-    Source("ipvs", _LB, "generic netlink, else /proc/net/ip_vs, else ipvsadm -Ln",
-           "addresses mapped", "proc-net-ip_vs.txt | ipvsadm-Ln.txt | ipvsadm-Ln.rendered.txt",
-           "ns/<ns>/proc-net-ip_vs.txt, else ns/<ns>/ipvsadm-Ln.txt"),
-    Source("ipvs-timeouts", _LB, "ipvsadm -L --timeout", "kept", "", ""),
-    Source("ipvs-conns", _LB, "/proc/net/ip_vs_conn", "addresses mapped", "", ""),
-    Source("sysctls", _LB, "/proc/sys (LB_SYSCTLS)", "kept", "sysctl.rendered.txt", "ns/<ns>/sysctl.txt"),
+           "addresses and names in the rules mapped",
+           RawFile(("host.iptables", "host.iptables_other", "namespaces[].iptables", "namespaces[].iptables_other"),
+                   text="iptables-save"),
+           "ns/<ns>/iptables-save.txt, ns/<ns>/iptables-legacy-save.txt",
+           fields=("host.iptables", "host.iptables_other", "namespaces[].iptables", "namespaces[].iptables_other"),
+           tools=(Tool("iptables-nft-save", "the nft backend's rules", plural=True),
+                  Tool("iptables-legacy-save", "the legacy backend's rules", plural=True)),
+           caps=_NET),
+    Source("ipvs", _LB, "generic netlink, else /proc/net/ip_vs, else ipvsadm -Ln", "addresses mapped",
+           RawFile(("namespaces[].ipvs",), text="ipvs", rendered="ipvsadm-Ln"),
+           "ns/<ns>/proc-net-ip_vs.txt, else ns/<ns>/ipvsadm-Ln.txt",
+           fields=("namespaces[].ipvs",),
+           tools=(Tool("ipvsadm", "the IPVS table where neither generic netlink nor /proc/net/ip_vs answers"),),
+           needs=Needs.OPTIONAL, caps=_NET),
+    Source("ipvs-timeouts", _LB, "ipvsadm -L --timeout", "kept", None, "",
+           fields=("namespaces[].ipvs.timeouts",), tools=(Tool("ipvsadm", "the IPVS timeouts", plural=True),),
+           needs=Needs.OPTIONAL, caps=_NET),
+    Source("ipvs-conns", _LB, "/proc/net/ip_vs_conn", "addresses mapped", None, "",
+           fields=("namespaces[].ipvs.conns",), caps=_SETNS),
+    Source("interfaces", _NS | _HOST, "rtnetlink dump (links, addresses; routes in the host)",
+           "addresses and names mapped", RawFile(("host.interfaces", "namespaces[].interfaces"), rendered="ip-addr"),
+           "ns/<ns>/ip-d-addr.txt, ns/host/ip-route.txt",
+           fields=("host.interfaces", "host.routes", "namespaces[].interfaces"), caps=_SETNS),
+    Source("sysctls", _LB, "/proc/sys (LB_SYSCTLS)", "kept", RawFile(("namespaces[].sysctls",), rendered="sysctl"),
+           "ns/<ns>/sysctl.txt", fields=("namespaces[].sysctls",), caps=_SETNS),
     Source("node-sysctls", _HOST, "/proc/sys (NODE_SYSCTLS, rp_filter of the swarm interfaces)",
-           "interface names mapped", "", "ns/host/sysctl.txt"),
+           "interface names mapped", RawFile(("node.sysctls",), rendered="sysctl"), "ns/host/sysctl.txt",
+           fields=("node.sysctls",)),
     Source("dns", frozenset({NsKind.LB, NsKind.CONTAINER}), "UDP to 127.0.0.11 in the namespace (dnspython)",
-           "names and addresses mapped", "", "docker/dns-<query>.txt (nslookup)"),
-    Source("listeners", _HOST, "/proc/net/tcp*, /proc/net/udp*, /proc/<pid>/fd", "kept", "", ""),
-    Source("ip_vs", _HOST, "/proc/net/ip_vs, /sys/module/ip_vs, /lib/modules", "kept", "",
-           "ns/host/proc-net-ip_vs.txt"),
-    Source("kernel-modules", _HOST, "/sys/module, /lib/modules", "kept", "", ""),
-    Source("xtables", _HOST, "the xtables directory (libxt_ipvs.so)", "kept", "", ""),
-    Source("dockerd-log", _HOST, "journalctl -u docker.service, or --dockerd-log FILE", "lines mapped", "", ""),
+           "names and addresses mapped", None, "docker/dns-<query>.txt (nslookup)", fields=("dns",), caps=_SETNS),
+    Source("listeners", _HOST, "/proc/net/tcp*, /proc/net/udp*, /proc/<pid>/fd", "kept", None, "",
+           fields=("host.listeners",)),
+    Source("ip_vs", _HOST, "/proc/net/ip_vs, /sys/module/ip_vs, /lib/modules", "kept", None,
+           "ns/host/proc-net-ip_vs.txt", fields=("node.ip_vs",)),
+    Source("kernel-modules", _HOST, "/sys/module, /lib/modules", "kept", None, "", fields=("node.modules",)),
+    Source("xtables", _HOST, "the xtables directory (libxt_ipvs.so)", "kept", None, "", fields=("node.xtables",)),
+    Source("dockerd-log", _HOST, "journalctl -u docker.service, or --dockerd-log FILE", "lines mapped", None, "",
+           fields=("node.dockerd_log",), tools=(Tool("journalctl", "the dockerd log", unless="dockerd_log"),),
+           needs=Needs.OPTIONAL),
     Source("docker-api", _HOST, "the Docker API (info, version, services, tasks, nodes, networks, containers)",
-           "names, ids and addresses mapped", "", "docker/*.json"),
+           "names, ids and addresses mapped", None, "docker/*.json", fields=("docker",)),
 )
 BY_NAME = {s.name: s for s in SOURCES}
 

@@ -1,9 +1,85 @@
-"""The bundle's raw views of what was read without a command's text: parsed data rendered in the
-form the usual tool prints (``ipvsadm -Ln``, ``ip -d addr``, ``sysctl``), pure."""
+"""The bundle's raw files of a source's value, pure: the text a command printed, kept as it was
+(``KEEPERS``), and the views of what was read without a command's text -- parsed data rendered in the
+form the usual tool prints (``ipvsadm -Ln``, ``ip -d addr``, ``sysctl``; ``RENDERERS``).
+
+``collect/host.py``'s ``SOURCES`` names, for each source the bundle keeps, its keeper and its renderer
+by their keys here; ``report._raw_files`` calls them for each value of the source's snapshot fields."""
 
 from __future__ import annotations
 
-from swarmscope.model import Interface, IpvsTable
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from swarmscope.model import Interface, IptablesDump, IpvsTable
+
+
+@dataclass(frozen=True)
+class RawOut:
+    """One raw file of a value (``name``, ``text``), or, where ``name`` is None, a manifest entry saying
+    that the source was not read there and why."""
+
+    what: str  # the manifest's "what"
+    origin: str  # captured (as printed) | given (as a user had it) | rendered (by swarmscope) | not read
+    name: str | None = None  # the file's name in raw/<node>/<namespace>/
+    text: str = ""
+    note: str | None = None  # the manifest's note (a rendered file: how it was read and made)
+    reason: str | None = None  # not read: why
+
+
+@dataclass(frozen=True)
+class RawForm:
+    """A way of writing a value: ``make(value)`` gives its file (or a not-read entry), or None (nothing to
+    write this way); ``files`` are the names it writes ("{backend}": the value's)."""
+
+    files: tuple[str, ...]
+    make: Callable[[Any], RawOut | None]
+
+
+def _is_listing(text: str) -> bool:
+    """``iptables -L`` listings (text a user had), not iptables-save output."""
+    return bool(re.search(r"^Chain \S+ \(", text, re.M) and not re.search(r"^\*\w+", text, re.M))
+
+
+def _iptables_text(d: IptablesDump) -> RawOut | None:
+    if d.raw and _is_listing(d.raw):  # read from text a user had: kept as given
+        return RawOut("iptables -L (from the text read)", "given", "iptables-L.txt", d.raw)
+    if d.raw:
+        return RawOut(f"iptables-{d.backend}-save", "captured", f"iptables-{d.backend}-save.txt", d.raw)
+    if not d.available and d.reason:
+        return RawOut(f"iptables-{d.backend}-save", "not read", reason=d.reason)
+    return None
+
+
+def _ipvs_text(t: IpvsTable) -> RawOut | None:
+    if t.raw:
+        name = "proc-net-ip_vs.txt" if t.source == "proc" else "ipvsadm-Ln.txt"
+        return RawOut(f"ipvs ({t.source})", "captured", name, t.raw)
+    if not t.available:
+        return RawOut("ipvs", "not read", reason=t.reason)
+    return None  # read without text (netlink): rendered
+
+
+def _ipvs_rendered(t: IpvsTable) -> RawOut | None:
+    if not t.available:
+        return None
+    return RawOut(f"ipvs ({t.source})", "rendered", "ipvsadm-Ln.rendered.txt", render_ipvsadm(t),
+                  note=f"read over {t.source}; rendered by swarmscope in ipvsadm -Ln form from the parsed table")
+
+
+def _ip_addr_rendered(interfaces: list[Interface]) -> RawOut | None:
+    if not interfaces:
+        return None
+    return RawOut("links and addresses", "rendered", "ip-addr.rendered.txt", render_ip_addr(interfaces),
+                  note="read over rtnetlink; rendered by swarmscope in ip -d addr form")
+
+
+def _sysctl_rendered(sysctls: dict[str, str | None]) -> RawOut | None:
+    if not sysctls:
+        return None
+    return RawOut("sysctls", "rendered", "sysctl.rendered.txt", render_sysctls(sysctls),
+                  note="read from /proc/sys; one `key = value` per line")
 
 
 def render_ipvsadm(table: IpvsTable) -> str:
@@ -52,3 +128,17 @@ def render_ip_addr(interfaces: list[Interface]) -> str:
 def render_sysctls(sysctls: dict[str, str | None]) -> str:
     """One ``key = value`` line per sysctl, sorted by key."""
     return "".join(f"{k} = {v}\n" for k, v in sorted(sysctls.items()))
+
+
+#: the text as read, kept as printed (``RawFile.text`` names one)
+KEEPERS: dict[str, RawForm] = {
+    "iptables-save": RawForm(("iptables-{backend}-save.txt", "iptables-L.txt"), _iptables_text),
+    "ipvs": RawForm(("proc-net-ip_vs.txt", "ipvsadm-Ln.txt"), _ipvs_text),
+}
+
+#: parsed data in the usual tool's form, where it was read without a text (``RawFile.rendered`` names one)
+RENDERERS: dict[str, RawForm] = {
+    "ipvsadm-Ln": RawForm(("ipvsadm-Ln.rendered.txt",), _ipvs_rendered),
+    "ip-addr": RawForm(("ip-addr.rendered.txt",), _ip_addr_rendered),
+    "sysctl": RawForm(("sysctl.rendered.txt",), _sysctl_rendered),
+}
