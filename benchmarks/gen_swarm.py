@@ -2,7 +2,7 @@
 """Generate a realistic synthetic multi-node swarmscope dump at any size.
 
 Usage:  python3 benchmarks/gen_swarm.py --nodes 10 --services 100 --tasks 500 -o swarm.json
-        [--networks K] [--seed N] [--fault KIND[:ARG]] [--analyze]
+        [--networks K] [--seed N] [--fault KIND[:ARG]] [--analyze] [--raw]
 
 The dump has exactly the shape of one gathered from a real swarm
 (``swarmscope dump --json`` on a manager), node by node:
@@ -634,19 +634,22 @@ def snapshots(nodes: int, services: int, tasks: int, networks: Optional[int] = N
 
 
 def dump_doc(nodes: int, services: int, tasks: int, networks: Optional[int] = None, seed: int = 17,
-             faults: list[str] = (), analyze: bool = True) -> dict:
-    """The whole dump document in memory (small sizes: tests)."""
+             faults: list[str] = (), analyze: bool = True, raw: bool = False) -> dict:
+    """The whole dump document in memory (small sizes: tests). Without ``raw`` the iptables-save text is
+    left out, as `swarmscope dump --json` leaves it out without --raw."""
     from swarmscope.dump import make_dump
+    from swarmscope.model import without_raw
 
     snaps = list(snapshots(nodes, services, tasks, networks, seed, faults))
     if analyze:
-        doc = make_dump(snaps)
+        doc = make_dump(snaps, raw=raw)
     else:
         from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION
         from swarmscope.model import SNAPSHOT_VERSION
 
         doc = {"schema": DUMP_SCHEMA, "version": DUMP_VERSION, "snapshot_version": SNAPSHOT_VERSION,
-               "tool_version": "gen_swarm", "created_at": FIXED_TIME, "nodes": [s.to_dict() for s in snaps],
+               "tool_version": "gen_swarm", "created_at": FIXED_TIME,
+               "nodes": [(s if raw else without_raw(s)).to_dict() for s in snaps],
                "failed_nodes": [], "services": [], "findings": []}
     doc["created_at"] = FIXED_TIME
     doc["tool_version"] = "gen_swarm"
@@ -654,14 +657,16 @@ def dump_doc(nodes: int, services: int, tasks: int, networks: Optional[int] = No
 
 
 def write_dump(path: str, nodes: int, services: int, tasks: int, networks: Optional[int] = None, seed: int = 17,
-               faults: list[str] = (), analyze: bool = False, indent: bool = True) -> int:
-    """Write the dump to ``path``; returns its size in bytes. Without ``analyze``, one node in memory at a time."""
+               faults: list[str] = (), analyze: bool = False, indent: bool = True, raw: bool = False) -> int:
+    """Write the dump to ``path``; returns its size in bytes. Without ``analyze``, one node in memory at a time.
+    Without ``raw``, no iptables-save text (as `swarmscope dump --json` without --raw)."""
     if analyze:
-        text = json.dumps(dump_doc(nodes, services, tasks, networks, seed, faults, True), indent=2 if indent else None) + "\n"
+        text = json.dumps(dump_doc(nodes, services, tasks, networks, seed, faults, True, raw),
+                          indent=2 if indent else None) + "\n"
         Path(path).write_text(text)
         return len(text.encode())
     from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION
-    from swarmscope.model import SNAPSHOT_VERSION, to_dict
+    from swarmscope.model import SNAPSHOT_VERSION, to_dict, without_raw
 
     try:
         import orjson
@@ -683,7 +688,7 @@ def write_dump(path: str, nodes: int, services: int, tasks: int, networks: Optio
 
         w(b"{" + b",".join(json.dumps(k).encode() + b":" + json.dumps(v).encode() for k, v in head.items()) + b',"nodes":[')
         for i, s in enumerate(snapshots(nodes, services, tasks, networks, seed, faults)):
-            w((b"," if i else b"") + enc(to_dict(s)))
+            w((b"," if i else b"") + enc(to_dict(s if raw else without_raw(s))))
         w(b'],"failed_nodes":[],"services":[],"findings":[]}\n')
     return size
 
@@ -698,9 +703,11 @@ def main() -> None:
     ap.add_argument("--fault", action="append", default=[], help=f"inject a fault: {', '.join(FAULTS)} [:NODE]")
     ap.add_argument("--analyze", action="store_true", help="also fill in services and findings (costs a `check`)")
     ap.add_argument("--compact", action="store_true", help="no indentation")
+    ap.add_argument("--raw", action="store_true", help="keep the iptables-save text (as `swarmscope dump --raw`)")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args()
-    size = write_dump(a.output, a.nodes, a.services, a.tasks, a.networks, a.seed, a.fault, a.analyze, not a.compact)
+    size = write_dump(a.output, a.nodes, a.services, a.tasks, a.networks, a.seed, a.fault, a.analyze, not a.compact,
+                      a.raw)
     print(f"wrote {a.output}: {a.nodes} nodes, {a.services} services, {a.tasks} tasks, {size / 1e6:.1f} MB", file=sys.stderr)
 
 

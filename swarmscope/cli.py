@@ -179,7 +179,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @probe_options
 @click.option("--json", "as_json", is_flag=True, help="Print the whole node snapshot as JSON.")
 @click.option("--raw", "keep_raw", is_flag=True,
-              help="Keep the commands' raw text (iptables-save, ipvsadm) in the JSON; the parsed rules are always there.")
+              help="Keep the raw text of iptables-save and ipvsadm in the JSON (the parsed rules are always in it).")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 def collect(as_json, keep_raw, output, **kw):
     """Collect this node's snapshot (read-only) and summarise it.
@@ -352,7 +352,7 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
 @probe_options
 @click.option("--json", "as_json", is_flag=True, help="JSON output (the only format; accepted for clarity).")
 @click.option("--raw", "keep_raw", is_flag=True,
-              help="Keep the commands' raw text (iptables-save, ipvsadm) in the JSON; the parsed rules are always there.")
+              help="Keep the raw text of iptables-save and ipvsadm in the JSON (the parsed rules are always in it).")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 def dump(from_file, as_json, keep_raw, output, **kw):
     """Everything: node snapshots, path maps of all services, findings.
@@ -461,7 +461,7 @@ def report(from_file, output, no_svg, **kw):
 @click.option("--max-input", "max_input", type=FiniteRange(1, 1 << 20), default=None, metavar="MiB",
               help="Read at most this much text in all (default 64).")
 @click.option("--raw", "keep_raw", is_flag=True,
-              help="Keep the commands' raw text (the text read) in the JSON; the parsed rules are always there.")
+              help="Keep the raw text read in the JSON (the parsed rules are always in it).")
 def import_cmd(inputs, output, max_input, keep_raw, **kw):
     """Turn support.sh transcripts and pasted command output into a swarmscope dump.
 

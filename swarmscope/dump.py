@@ -7,14 +7,17 @@ without root and without Docker.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import gc
 import io
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from swarmscope import __version__
 from swarmscope.errors import DEFAULT_MAX_INPUT_MB, InputError
-from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot, to_dict
+from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot, _decoder, _Mismatch, to_dict, without_raw
 
 try:
     import orjson as _orjson
@@ -29,10 +32,14 @@ DUMP_VERSION = 1
 
 
 def make_dump(snapshots: list[Snapshot], analysis: Analysis | None = None, failed_nodes: list[dict] | None = None,
-              plain: bool = True) -> dict:
+              plain: bool = True, raw: bool = True) -> dict:
     """The dump document of ``snapshots`` and the pipeline's ``analysis`` of them. ``plain=False``
     leaves the snapshots, path maps and findings as dataclasses, for ``render.jsonout`` to encode
     directly (same text, no dict copy).
+
+    ``raw=False`` leaves the commands' raw text out (``model.without_raw``: the iptables-save and
+    ipvsadm text; the parsed rules and tables stay): what ``dump --json`` writes unless ``--raw`` is
+    given. The default keeps it, for the report bundle's dump.json and scripts.
 
     Without ``analysis`` (scripts: contrib/golden_outputs.py, examples/make_examples.py,
     benchmarks/gen_swarm.py) it is the pipeline's (``pipeline.analyze_snapshots``); swarmscope
@@ -41,6 +48,8 @@ def make_dump(snapshots: list[Snapshot], analysis: Analysis | None = None, faile
         from swarmscope.pipeline import analyze_snapshots
 
         analysis = analyze_snapshots(snapshots)
+    if not raw:
+        snapshots = [without_raw(s) for s in snapshots]
     if not plain:
         return {
             "schema": DUMP_SCHEMA,
@@ -268,11 +277,47 @@ def _snapshot_header(n: Any, where: str) -> None:
                          f"(this swarmscope reads version {SNAPSHOT_VERSION})")
 
 
+def _read_snapshot(data: Any, where: str) -> Snapshot:
+    """One node's snapshot from its JSON, checked and converted in one pass (``model._decoder``, which
+    accepts only what ``check_snapshot_data`` accepts). Where that pass refuses, the check names the
+    damage (an InputError); what the check lets through is converted by the lenient converter."""
+    try:
+        return _snapshot_decoder()(data)
+    except _Mismatch:
+        pass
+    check_snapshot_data(data, where)
+    return Snapshot.from_dict(data)
+
+
+def _snapshot_decoder():
+    return _decoder(Snapshot)
+
+
 def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[Snapshot]:
     """Node snapshots from a parsed dump or snapshot document.
 
     ``release``: drop each node's JSON data from ``data`` once it is converted (the caller
-    owns the document and needs only the snapshots), so both forms are not held at once."""
+    owns the document and needs only the snapshots), so both forms are not held at once.
+
+    Python's cyclic garbage collector is paused meanwhile: a large dump is hundreds of thousands of
+    new objects and no garbage, and each of the collections they would trigger walks them all
+    again (at 25 nodes it was two thirds of the reading time)."""
+    with _no_gc():
+        return _snapshots_from_data(data, source, release)
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _snapshots_from_data(data: Any, source: str, release: bool) -> list[Snapshot]:
     if not isinstance(data, dict):
         raise InputError(f"{source} is not a swarmscope dump or snapshot (top level is not a JSON object)")
     schema = data.get("schema")
@@ -287,21 +332,17 @@ def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[S
             nodes = data.get("nodes")
             if not isinstance(nodes, list) or not nodes:
                 raise InputError(f"{source} is a dump with no node snapshots in it")
-            for i, n in enumerate(nodes):
-                _snapshot_header(n, f"{source}: nodes[{i}]")
-                check_snapshot_data(n, f"{source} is damaged: nodes[{i}]")
-            check_failed_nodes(data.get("failed_nodes"), f"{source} is damaged: failed_nodes")
-            if not release:
-                return [Snapshot.from_dict(n) for n in nodes]
             out = []
             for i, n in enumerate(nodes):
-                out.append(Snapshot.from_dict(n))
-                nodes[i] = None
+                _snapshot_header(n, f"{source}: nodes[{i}]")
+                out.append(_read_snapshot(n, f"{source} is damaged: nodes[{i}]"))
+                if release:
+                    nodes[i] = None
+            check_failed_nodes(data.get("failed_nodes"), f"{source} is damaged: failed_nodes")
             return out
         if schema == SNAPSHOT_SCHEMA:
             _snapshot_header(data, source)
-            check_snapshot_data(data, f"{source} is damaged: $")
-            return [Snapshot.from_dict(data)]
+            return [_read_snapshot(data, f"{source} is damaged: $")]
     except ValueError as exc:
         raise InputError(f"{source} is damaged: {exc}") from None
     raise InputError(
@@ -438,9 +479,19 @@ def _dump_from_bundle(raw: bytes, path: str, limit: int | None = None) -> bytes:
     raise InputError(f"{path} is an archive without dump.json: not a swarmscope report bundle")
 
 
+def _settled(snaps: list[Snapshot]) -> list[Snapshot]:
+    """The snapshots a command read, moved out of the garbage collector's way (``gc.freeze``): they
+    live as long as the command, hold no cycles (plain trees, freed by reference counting), and
+    would otherwise be walked again by every full collection while the correlator works."""
+    gc.freeze()
+    return snaps
+
+
 def load(path: str, limit_mb: float | None = None) -> list[Snapshot]:
-    """Read ``path`` (a dump, a snapshot or a report bundle; '-' for standard input)."""
-    return snapshots_from_data(read_document(path, limit_mb), path, release=True)
+    """Read ``path`` (a dump, a snapshot or a report bundle; '-' for standard input). The collector
+    is paused while the text is parsed too: orjson's objects would trigger it as the model's do."""
+    with _no_gc():
+        return _settled(snapshots_from_data(read_document(path, limit_mb), path, release=True))
 
 
 def failed_nodes_of(data: Any) -> list[dict]:
@@ -452,6 +503,7 @@ def failed_nodes_of(data: Any) -> list[dict]:
 
 def load_with_failed(path: str, limit_mb: float | None = None) -> tuple[list[Snapshot], list[dict]]:
     """The snapshots of a saved dump, snapshot or bundle, and the nodes it says could not be collected."""
-    data = read_document(path, limit_mb)
-    failed = failed_nodes_of(data)
-    return snapshots_from_data(data, path, release=True), failed
+    with _no_gc():
+        data = read_document(path, limit_mb)
+        failed = failed_nodes_of(data)
+        return _settled(snapshots_from_data(data, path, release=True)), failed

@@ -263,7 +263,8 @@ def _generate(cls: type) -> Callable[[Any], Any]:
         lines += [f"    if {key} in d:", f"        {v} = d[{key}]"]
         lines += ["        " + x for x in _convert_code(hints[f.name], v, env)]
         lines += ["    else:", f"        {v} = {otherwise}"]
-    lines += ["    o = _new(_cls)", "    o.__dict__ = {" + ", ".join(f"{n!r}: {v}" for n, v in names) + "}", "    return o"]
+    attrs = ", ".join(f"{n!r}: {v}" for n, v in names)
+    lines += ["    o = _new(_cls)", "    o.__dict__ = {" + attrs + "}", "    return o"]
     exec("\n".join(lines), env)  # noqa: S102 - code made here from the dataclass fields, no input in it
     return typing.cast(Callable[[Any], Any], env["dec"])
 

@@ -8,6 +8,7 @@ without a manager they are rebuilt, as far as possible, from what workers know
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -28,13 +29,18 @@ from swarmscope.model import (
     TaskAttachment,
 )
 
+# both are asked again and again for the same few thousand addresses while a swarm is judged (every
+# real server, DNS answer and task of every node): pure, so each answer is kept (bounded, for the agent)
 
+
+@functools.lru_cache(maxsize=1 << 16)
 def strip_prefix(cidr: str | None) -> str | None:
     if not cidr:
         return None
     return cidr.split("/")[0]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def ip_key(addr: str):
     try:
         return (0, int(ipaddress.ip_address(addr)))

@@ -115,7 +115,7 @@ def test_check_exit_codes(healthy_dump, broken_dump):
 
 def test_dump_from_dump_roundtrips(healthy_dump, tmp_path):
     out = tmp_path / "again.json"
-    p = run("dump", "--json", "--from", str(healthy_dump), "-o", str(out))
+    p = run("dump", "--json", "--raw", "--from", str(healthy_dump), "-o", str(out))  # --raw: the raw text too
     assert p.returncode == 0, p.stderr
     a, b = json.loads(healthy_dump.read_text()), json.loads(out.read_text())
     a.pop("created_at"), b.pop("created_at")
