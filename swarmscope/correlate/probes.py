@@ -51,6 +51,8 @@ FAILED = frozenset({"refused", "reset", "timeout", "error"})
 #: probes whose connection goes through the whole path: expected to fail where the path is broken anyway
 THROUGH = frozenset({"published", "localhost", "vip"})
 PROBE_EVIDENCE = "probe "
+#: the hops a probe can test (probe/targets.py HOPS): for the catalogue's row of this finding
+HOP_KEYS = ("host.dnat", "host.bound", "host.jump", "lb.ipvs", "ingress.backends", "lb.backends")
 
 
 def probe_line(p: Probe) -> str:

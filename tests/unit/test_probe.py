@@ -63,6 +63,13 @@ def test_plan_covers_every_kind_with_the_hop_each_tests(snap):
             guard(t, allow)  # everything planned is allowed
 
 
+def test_the_join_knows_every_hop_a_probe_tests():
+    from swarmscope.correlate.probes import HOP_KEYS
+    from swarmscope.probe.targets import HOPS
+
+    assert set(HOP_KEYS) == set(HOPS.values())
+
+
 def test_a_udp_port_is_not_probed_and_says_why(snap):
     for svc in snap.docker.services:
         for p in svc.ports:
