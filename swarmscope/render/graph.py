@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from swarmscope.correlate.types import Backend, Hop, NodePath, ServicePath
 
-BROKEN = ("missing", "mismatch", "broken", "stale", "foreign")
+BROKEN = ("missing", "mismatch", "broken", "stale", "foreign", "suspect")
 DOUBT = ("unknown", "weight0", "lingering")
 
 

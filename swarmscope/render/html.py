@@ -30,7 +30,8 @@ th{background:#f0f2f5}
 code,pre,.mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
 pre{white-space:pre-wrap;margin:2px 0}
 .st{font-weight:600;padding:1px 6px;border-radius:3px;font-size:12px}
-.st-ok,.v-ok{background:#dff3e4;color:#155d2b} .st-missing,.st-mismatch,.v-broken{background:#fbe0e0;color:#8a1414}
+.st-ok,.v-ok{background:#dff3e4;color:#155d2b}
+.st-missing,.st-mismatch,.st-suspect,.v-broken{background:#fbe0e0;color:#8a1414}
 .st-unknown,.v-unknown{background:#eceff3;color:#4a5563} .st-n\\/a,.v-n\\/a{background:#f3f3f3;color:#777}
 .v-degraded{background:#fff1d6;color:#7a4b00}
 .sev-error{border-left:4px solid #c62828} .sev-warning{border-left:4px solid #e0a000} \

@@ -20,6 +20,7 @@ more than one fact at a time is a function in its topic module plus its name her
 
 from __future__ import annotations
 
+from swarmscope.correlate import probes
 from swarmscope.correlate.checks import causes, dns, ingress, network, node, vip
 from swarmscope.correlate.checks.registry import BackendCheck, CheckSpec, HopCheck
 from swarmscope.model import BackendState, HopStatus, Severity
@@ -267,6 +268,9 @@ CHECKS: tuple[CheckSpec, ...] = (
     causes.check_no_ipvs_match,
     causes.check_conn_stale_udp,
     causes.check_idle_timeout,
+    # --probe: set after the checks by correlate/probes.py (the row is the catalogue's; it never fires here)
+    HopCheck(probes.FINDING, probes.SEVERITY, probes.TITLE, probes.HINT, hop=probes.HOP_KEYS,
+             when=(HopStatus.SUSPECT,), paths="all"),
 )
 
 REGISTRY: list[CheckSpec] = list(CHECKS)
