@@ -52,7 +52,13 @@ EXPECTED_FINDINGS: dict[str, str | None] = {
     "l-filter-accept-deleted": "ingress.filter-accept-missing",
     "m-ingress-after-bridge": "ingress.forward-dropped",
     "n-ingress-snat-deleted": "ingress.snat-missing",
+    # issue 13: the server in one task stopped, every rule, real server and task in place: the rules see nothing
+    # (no finding, exit 0); `check --probe` in the same phase names it (test_probe_names_a_task_not_listening)
+    "p-task-not-listening": None,
 }
+# `check --probe --probe-http --probe-timeout 3 --format json --save probe-dump.json` (scenario.sh PROBE_COMMAND):
+# in every healthy phase and in the faults only traffic shows
+PROBE_SLUG = "check_probe_probe_http_probe_timeout_3_format_json"
 # without libxt_ipvs.so, iptables-nft-save itself cannot print a sandbox holding an ipvs-match rule (it
 # says "Perhaps iptables-nft-save or your kernel needs to be upgraded"): those sandboxes are unread
 UNREADABLE = {"i-xt-ipvs-missing": "iptables-nft-save"}
@@ -472,3 +478,43 @@ def test_rolling_update_on_a_real_mesh_gives_no_finding(vm_out):
         rc = int(read(p.with_suffix(".rc")))
         assert doc["findings"] == [] and rc == 0, (p.name, rc, [(f["id"], f["detail"]) for f in doc["findings"]])
     assert not (r / "NOT-HEALTHY.txt").exists(), read(r / "health-after.txt")
+
+
+# ------------------------------------------------------------------------------------------ --probe (issue 13)
+def probes_of(d: Path) -> list[dict]:
+    return [p for n in load_json(d / "swarmscope" / "probe-dump.json")["nodes"] for p in n["probes"]]
+
+
+@pytest.mark.parametrize("phase", HEALTHY_PHASES)
+def test_probe_healthy_every_probe_connected(vm_out, phase):
+    """--probe on the healthy mesh: the published port (node address and 127.0.0.1), whoami's VIP and each task
+    directly, from the node's own namespaces: every connection made, every HTTP answer 200, no finding."""
+    rc, doc = swarmscope_out(vm_out, phase, PROBE_SLUG)
+    assert doc["findings"] == [] and rc == 0, [(f["id"], f["detail"]) for f in doc["findings"]]
+    tried = [p for p in probes_of(phase_dir(vm_out, phase)) if p["result"] != "not-probed"]
+    assert {"published", "localhost", "vip", "task"} <= {p["kind"] for p in tried}, tried
+    bad = [(p["kind"], p["source"], p["address"], p["port"], p["result"], p["reason"]) for p in tried
+           if p["result"] != "connected"]
+    assert not bad, bad
+    whoami = [p for p in tried if p["service"] == "whoami"]
+    assert whoami and all(" 200 " in f"{p['http_status']} " for p in whoami), [p["http_status"] for p in whoami]
+    tasks = {c["NetworkSettings"]["Networks"]["ingress"]["IPAddress"] for c in whoami_containers(phase_dir(vm_out, phase))}
+    assert tasks <= {p["address"] for p in whoami if p["kind"] == "task"}
+
+
+def test_probe_names_a_task_not_listening(vm_out):
+    """A task whose server stopped while its container keeps running: the rules say ok (no finding, see
+    test_swarmscope_finding), traffic fails every other request, and --probe names the task's real server hop."""
+    d = full_dir(vm_out, "p-task-not-listening")
+    phase = full_prefix(vm_out) + "p-task-not-listening"
+    stopped = facts_before(d)["whoami_tasks"][0]
+    assert stopped["container"] in {c["Id"] for c in whoami_containers(d)}, "the container should still run"
+    answers = wget_answers(d / "wget-127.0.0.1-8000.txt")
+    assert any(a.startswith("FAILED") for a in answers) and not all(a.startswith("FAILED") for a in answers), answers
+    rc, doc = swarmscope_out(vm_out, phase, PROBE_SLUG)
+    roots = sorted({f["id"] for f in doc["findings"] if f["caused_by"] is None})
+    assert roots == ["probe.hop-suspect"] and rc == 1, roots
+    suspect = [f for f in doc["findings"] if f["id"] == "probe.hop-suspect"]
+    lines = [line for f in suspect for line in f["evidence"]]
+    assert any(stopped["ingress_ip"] in line and "refused" in line for line in lines), lines
+    assert all(f["hint"] for f in suspect)

@@ -52,7 +52,7 @@ PIP_PLATFORM = ["--only-binary=:all:", "--implementation", "cp", "--python-versi
 ALL_FAULTS = ["a-dnat-flushed", "b-backend-deleted", "c-unknown-backend", "d-weight-zero",
               "e-mark-deleted", "f-vip-removed", "g-lb-ip-forward-off", "h-task-killed",
               "i-xt-ipvs-missing", "j-ip-vs-rr-missing", "k-ipvs-sysctl-reset", "l-filter-accept-deleted",
-              "n-ingress-snat-deleted"]
+              "n-ingress-snat-deleted", "p-task-not-listening"]
 FIXTURE_MAX_BYTES = 128 * 1024
 # the faults whose rules differ between engine generations (the filter ACCEPT: -m state before 25, -m conntrack
 # after; the ingress SNAT); every engine runs them. m (the jump's place in DOCKER-FORWARD) exists from 28 on.
@@ -515,6 +515,8 @@ FAULT_DOC = {
     "l-filter-accept-deleted": "the host's filter `DOCKER-INGRESS` ACCEPT rule for `--dport 8000` deleted",
     "m-ingress-after-bridge": "engine 28: the jump to `DOCKER-INGRESS` moved after `-j DOCKER-BRIDGE` in `DOCKER-FORWARD`",
     "n-ingress-snat-deleted": "ingress_sbox's `-m ipvs --ipvs -d <ingress subnet> -j SNAT` deleted",
+    "p-task-not-listening": "the HTTP server inside one whoami task stopped (`killall httpd`); the container, task, "
+                            "real servers and rules stay: only traffic (and `--probe`) shows it",
 }
 
 

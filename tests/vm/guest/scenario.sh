@@ -25,8 +25,11 @@ SWARMSCOPE_COMMANDS=(
   "explain whoami --format json --save {d}/dump.json --dockerd-log /var/log/dockerd.log"
   "check --format json --from {d}/dump.json"
 )
+# --probe (issue 13): in the healthy phases and the faults that only traffic shows, a collection of its own
+# that also connects, from the node's namespaces, to the swarm's own addresses
+PROBE_COMMAND="check --probe --probe-http --probe-timeout 3 --format json --save {d}/probe-dump.json"
 # ---- the faults, in order (name = directory under /out/phases); FAULTS in /out/params.env may pick a subset
-ALL_FAULTS="a-dnat-flushed b-backend-deleted c-unknown-backend d-weight-zero e-mark-deleted f-vip-removed g-lb-ip-forward-off h-task-killed i-xt-ipvs-missing j-ip-vs-rr-missing k-ipvs-sysctl-reset l-filter-accept-deleted n-ingress-snat-deleted"
+ALL_FAULTS="a-dnat-flushed b-backend-deleted c-unknown-backend d-weight-zero e-mark-deleted f-vip-removed g-lb-ip-forward-off h-task-killed i-xt-ipvs-missing j-ip-vs-rr-missing k-ipvs-sysctl-reset l-filter-accept-deleted n-ingress-snat-deleted p-task-not-listening"
 FAULTS=${FAULTS:-$ALL_FAULTS}
 # ---- repair ladder, tried in order after each fault until the mesh is healthy again: first the step that
 # worked for that fault when the whole ladder was tried from the cheapest up (LEARN_REPAIRS=1 does that
@@ -37,7 +40,7 @@ REPAIRS=${REPAIRS:-"force recreate reset restart manual"}
 LEARN_REPAIRS=${LEARN_REPAIRS:-0}
 first_repair() {
   case $1 in
-    b-backend-deleted|d-weight-zero) echo force ;;       # task replacement re-adds/re-weights backends
+    b-*|d-*|p-*)                     echo force ;;       # task replacement re-adds/re-weights backends
     a-*|c-*|e-*|f-*)                 echo recreate ;;    # only a service's first/last backend (re)programs these
     g-lb-ip-forward-off)             echo reset ;;       # the lb_ namespace must be recreated
     h-task-killed)                   echo wait ;;        # swarm replaces the task itself
@@ -92,9 +95,12 @@ mark image_imported
 
 SVC_OPTS="--detach --no-resolve-image --stop-grace-period 1s"
 HTTPD='mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 80 -h /www'
+# whoami's server runs in the background under a process that stays (busybox httpd without -f forks): the
+# server can stop while the container, its task and every rule stay (fault p); killing PID 1 still ends it (h)
+WHOAMI_HTTPD='mkdir -p /www; hostname > /www/index.html; httpd -p 80 -h /www; exec sleep 2147483647'
 # --restart-delay: after fault h (a task killed behind swarm's back) the service runs short for 40 s,
 # long enough for swarmscope to see it under software emulation; no other fault restarts a task
-create_whoami() { docker service create $SVC_OPTS --restart-delay 40s --name whoami --replicas 2 --publish 8000:80 --network demo bb:1 sh -c "$HTTPD"; }
+create_whoami() { docker service create $SVC_OPTS --restart-delay 40s --name whoami --replicas 2 --publish 8000:80 --network demo bb:1 sh -c "$WHOAMI_HTTPD"; }
 create_all() {
   docker network create -d overlay --attachable demo
   create_whoami
@@ -164,10 +170,11 @@ capture() { # dir [full]   (full: also the docker CLI's info/version text; the h
   { for i in 1 2; do ip netns exec ext timeout 3 busybox wget -qO- http://$ADVERTISE:8000/ || echo "FAILED (exit $?)"; done; } > $d/wget-external-8000.txt 2>&1
   { timeout 3 busybox wget -qO- http://127.0.0.1:8081/ || echo "FAILED (exit $?)"; } > $d/wget-127.0.0.1-8081.txt 2>&1
 }
-run_swarmscope() { # dir
-  local d=$1/swarmscope cmd slug t0
+run_swarmscope() { # dir [probe]
+  local d=$1/swarmscope cmd slug t0 cmds=("${SWARMSCOPE_COMMANDS[@]}")
   mkdir -p $d
-  for cmd in "${SWARMSCOPE_COMMANDS[@]}"; do
+  [ -n "${2:-}" ] && cmds+=("$PROBE_COMMAND")
+  for cmd in "${cmds[@]}"; do
     slug=$(echo "${cmd%% --save*}" | sed 's/ --from.*//' | tr -s ' -' '__' | sed 's/^_*//; s/_*$//')
     cmd=${cmd//\{d\}/$d}
     t0=$SECONDS
@@ -181,7 +188,7 @@ run_swarmscope() { # dir
 $GC facts --json $O/baseline.json > /dev/null
 P=$O/phases/healthy
 mkdir -p $P; cp /tmp/health.txt $P/health-before.txt; cp $O/baseline.json $P/facts.json
-run_swarmscope $P & SS=$!
+run_swarmscope $P probe & SS=$!
 capture $P full
 mark healthy_captured
 wait $SS
@@ -257,6 +264,10 @@ apply_fault() { # name -> runs the fault, commands and output into $P/fault.txt
     n-ingress-snat-deleted) local rule; rule=$(nsx ingress_sbox iptables -t nat -S POSTROUTING | grep -m1 -- '--ipvs')
                          echo "delete ingress_sbox's nat rule: $rule"; mkdir -p /root/aside; echo "$rule" > /root/aside/n.rule
                          nsx ingress_sbox iptables -t nat ${rule/-A /-D } ;;
+    # issue 13: a fault no rule shows - the task's server stops, its container, task, real servers and rules stay
+    p-task-not-listening) echo "stop the HTTP server inside whoami task container ${T1_CONTAINER:0:12} (ingress $T1_INGRESS_IP, demo $T1_DEMO_IP); the container keeps running"
+                         docker exec $T1_CONTAINER killall httpd; sleep 1
+                         docker exec $T1_CONTAINER ps ;;
     *) echo "unknown fault $1"; return 2 ;;
   esac
 }
@@ -295,6 +306,7 @@ undo_fault() { # manual undo (last rung of the ladder), needs the facts taken be
     l-filter-accept-deleted) local rule; rule=$(cat /root/aside/l.rule); iptables ${rule/-A DOCKER-INGRESS/-I DOCKER-INGRESS 1} ;;
     m-ingress-after-bridge) iptables -D DOCKER-FORWARD -j DOCKER-INGRESS; iptables -I DOCKER-FORWARD 1 -j DOCKER-INGRESS ;;
     n-ingress-snat-deleted) local rule; rule=$(cat /root/aside/n.rule); nsx ingress_sbox iptables -t nat ${rule/-A POSTROUTING/-I POSTROUTING 1} ;;
+    p-task-not-listening) docker exec $T1_CONTAINER httpd -p 80 -h /www ;;
   esac
 }
 restart_dockerd() {
@@ -344,7 +356,8 @@ fault_phase() { # fault [phase-prefix]   -> $O/phases/<prefix><fault>/, a line i
   case $F in h-*) timeline 30 $P/timeline.txt & TL=$!;; esac
   { apply_fault $F; echo "(fault command exit $?, at uptime $(uptime_s))"; } > $P/fault.txt 2>&1
   sleep 1
-  run_swarmscope $P & SS=$!       # read-only, like the capture: both see the same broken state
+  local probe=; case $F in p-*) probe=probe;; esac   # the faults only traffic shows
+  run_swarmscope $P $probe & SS=$!       # read-only, like the capture: both see the same broken state
   capture $P
   mark "fault $F captured"
   wait $SS
@@ -407,7 +420,7 @@ if [ -n "${ENGINES:-}" ]; then
     fi
     $GC facts --json $O/baseline.json > /dev/null
     P=$O/phases/${pre}healthy; mkdir -p $P; cp /tmp/health.txt $P/health-before.txt; cp $O/baseline.json $P/facts.json
-    run_swarmscope $P & SS=$!
+    run_swarmscope $P probe & SS=$!
     capture $P full
     wait $SS
     echo "${pre}healthy ok" >> $O/phases.txt
