@@ -454,6 +454,18 @@ VM_DUMPS = Path(__file__).resolve().parents[1] / "fixtures" / "vm-dumps"
     ("engine-28-l-filter-accept-deleted", "ingress.filter-accept-missing", None),
     ("engine-28-n-ingress-snat-deleted", "ingress.snat-missing", None),
     ("engine-28-m-ingress-after-bridge", "ingress.forward-dropped", "DROP"),
+    # every fault on the newest engine (the VM tier's plan): the same root causes as on 20.10
+    ("engine-28-a-dnat-flushed", "ingress.dnat-missing", None),
+    ("engine-28-b-backend-deleted", "ipvs.backend-missing", None),
+    ("engine-28-c-unknown-backend", "ipvs.backend-stale", None),
+    ("engine-28-d-weight-zero", "ipvs.weight-zero", None),
+    ("engine-28-e-mark-deleted", "ingress.mark-missing", None),
+    ("engine-28-f-vip-removed", "vip.alias-missing", None),
+    ("engine-28-g-lb-ip-forward-off", "lb.ip-forward-off", None),
+    ("engine-28-h-task-killed", "service.replicas-short", None),
+    ("engine-28-i-xt-ipvs-missing", "iptables.no-ipvs-match", "Couldn't load match"),
+    ("engine-28-j-ip-vs-rr-missing", "kernel.ipvs-scheduler-missing", "Failed to create a new service for vip"),
+    ("engine-28-k-ipvs-sysctl-reset", "ipvs.sysctl-unexpected", None),
 ])
 def test_cause_made_for_real_in_the_vm(phase, root, log):
     from swarmscope.dump import snapshots_from_data
