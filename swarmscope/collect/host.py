@@ -26,6 +26,7 @@ import ipaddress
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -152,8 +153,11 @@ SOURCES: tuple[Source, ...] = (
            fields=("host.listeners",)),
     Source("ip_vs", _HOST, "/proc/net/ip_vs, /sys/module/ip_vs, /lib/modules", "kept", None,
            "ns/host/proc-net-ip_vs.txt", fields=("node.ip_vs",)),
-    Source("kernel-modules", _HOST, "/sys/module, /lib/modules", "kept", None, "", fields=("node.modules",)),
-    Source("xtables", _HOST, "the xtables directory (libxt_ipvs.so)", "kept", None, "", fields=("node.xtables",)),
+    Source("kernel-modules", _HOST, "/sys/module, /lib/modules", "kept", None,
+           "ns/host/proc-modules.txt, ns/host/modules-dep-mesh.txt, ns/host/modules-builtin-mesh.txt",
+           fields=("node.modules",)),
+    Source("xtables", _HOST, "the xtables directory (libxt_ipvs.so)", "kept", None, "ns/host/xtables-ls.txt",
+           fields=("node.xtables",)),
     Source("dockerd-log", _HOST, "journalctl -u docker.service, or --dockerd-log FILE", "lines mapped", None, "",
            fields=("node.dockerd_log",), tools=(Tool("journalctl", "the dockerd log", unless="dockerd_log"),),
            needs=Needs.OPTIONAL),
@@ -420,11 +424,59 @@ class CaptureHost(Host):
             return IpvsSupport(available=True, method="/proc/net/ip_vs in the capture (ip_vs was loaded)")
         return IpvsSupport(available=None, method="not in the capture")
 
+    def _exit(self, namespace: str, name: str) -> int | None:
+        """The captured command's exit status (commands.txt), None when not recorded."""
+        p = self._ns_dir(namespace) / "commands.txt"
+        for line in p.read_text().splitlines() if p.exists() else []:
+            if line.startswith(name + ":"):
+                m = re.search(r"\(exit (\d+)\)$", line)
+                return int(m.group(1)) if m else None
+        return None
+
     def mesh_modules(self, release: str) -> list[KernelModule]:
-        raise SourceUnavailable("kernel modules are not in the capture")
+        """From the host's captured /proc/modules and the module indexes' lines for the mesh's modules
+        (tests/vm/guest/nscap.sh), judged by the same modsupport.module_state as a live node: the captured
+        files are laid out as the kernel's own in a scratch tree, so no second copy of the rules exists."""
+        if not (self._ns_dir("host") / "proc-modules.txt").exists():
+            raise SourceUnavailable("kernel modules are not in the capture")
+        captured_release = self._ns_dir("host") / "kernel-release.txt"
+        rel = self._text("host", captured_release.name).strip() if captured_release.exists() else release
+        with tempfile.TemporaryDirectory(prefix="swarmscope-capture-") as tmp:
+            sys_module, lib = Path(tmp, "sys", "module"), Path(tmp, "lib", "modules", rel)
+            lib.mkdir(parents=True)
+            for line in self._text("host", "proc-modules.txt").splitlines():
+                if line.split():
+                    (sys_module / line.split()[0]).mkdir(parents=True, exist_ok=True)
+                    (sys_module / line.split()[0] / "initstate").write_text("live\n")
+            for index in ("modules.dep", "modules.builtin"):
+                name = f"{index.replace('.', '-')}-mesh.txt"
+                # grep: exit 0 (lines found) or 1 (none) means the index was read; anything else, it was not
+                if (self._ns_dir("host") / name).exists() and self._exit("host", name) in (0, 1):
+                    (lib / index).write_text(self._text("host", name))
+            mods = modsupport.mesh_modules(rel, sys_module=str(sys_module), lib_modules=str(lib.parent))
+        return [KernelModule(m.name, m.state, m.how.replace(tmp, "") + " (captured)") for m in mods]
 
     def xtables(self) -> list[XtablesExtension]:
-        raise SourceUnavailable("the xtables directory is not in the capture")
+        """From the captured listing of the xtables directories, judged by modsupport.xtables_extension."""
+        text = self._text("host", "xtables-ls.txt") if (self._ns_dir("host") / "xtables-ls.txt").exists() else None
+        if text is None:
+            raise SourceUnavailable("the xtables directory is not in the capture")
+        with tempfile.TemporaryDirectory(prefix="swarmscope-capture-") as tmp:
+            dirs: list[str] = []
+            here: Path | None = None
+            for line in text.splitlines():
+                if line.startswith("/") and line.endswith(":"):
+                    here = Path(tmp + line[:-1])
+                    here.mkdir(parents=True, exist_ok=True)
+                    dirs.append(str(here))
+                elif here is not None and line.strip() and "/" not in line.strip():
+                    (here / line.strip()).touch()
+            ext = modsupport.xtables_extension("ipvs", dirs)
+
+            def untmp(text: str | None) -> str | None:
+                return text.replace(tmp, "") if text is not None else None
+
+            return [XtablesExtension(ext.name, ext.found, untmp(ext.path), (untmp(ext.how) or "") + " (captured)")]
 
     def dockerd_log(self, rec: Recorder, path: str | None) -> DockerdLog:
         reason = "the dockerd log is not in the capture"

@@ -91,6 +91,29 @@ def test_causes_whose_evidence_is_not_in_the_captures(phase, vm_root):
                for p in snap.provenance)
 
 
+@pytest.mark.parametrize("phase,root", [
+    ("engine-28/i-xt-ipvs-missing", "iptables.no-ipvs-match"),
+    ("engine-28/j-ip-vs-rr-missing", "kernel.ipvs-scheduler-missing"),
+    ("engine-28/k-ipvs-sysctl-reset", "ipvs.sysctl-unexpected"),
+])
+def test_causes_judged_from_the_captured_modules_and_xtables(phase, root):
+    """Captures that keep the host's /proc/modules, the module indexes' mesh lines and the xtables listing
+    (nscap.sh since the engine-28 fault phases): the kernel-modules and xtables sources are read from them,
+    through modsupport's own rules, and i and j are named from the captures alone, as the VM tier names them."""
+    snap = captured(phase)
+    assert roots(snap) == [root]
+    modules = {m.name: m for m in snap.node.modules}
+    assert set(modules) == {"ip_vs_rr", "xt_mark", "nf_nat", "xt_ipvs"}
+    assert all(m.how.endswith("(captured)") and "swarmscope-capture" not in m.how for m in modules.values())
+    assert modules["ip_vs_rr"].state == ("absent" if phase.endswith("j-ip-vs-rr-missing") else "loaded")
+    assert modules["ip_vs_rr"].state != "absent" or "/lib/modules/" in modules["ip_vs_rr"].how
+    (ext,) = snap.node.xtables
+    assert ext.name == "ipvs" and ext.found is (not phase.endswith("i-xt-ipvs-missing"))
+    assert ext.path and ext.path.startswith("/usr/lib/") and "swarmscope-capture" not in (ext.how or "")
+    skipped = [p.what for p in snap.provenance if p.status == "skipped"]
+    assert not [w for w in skipped if w.startswith("kernel modules")], skipped
+
+
 def test_a_failed_capture_command_is_a_failure_as_live():
     """i-xt-ipvs-missing: iptables-save exited 3 in ingress_sbox (it could not print the ipvs match)."""
     snap = captured("i-xt-ipvs-missing")
