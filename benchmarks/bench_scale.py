@@ -2,11 +2,11 @@
 """Time `check`, `explain --all` and `dump --json` on generated swarms of growing size.
 
 Usage:  python3 benchmarks/bench_scale.py [--runs 3] [--sizes 3:50:250,10:100:500,25:250:1250] [--large]
-        [--commands check,explain,dump] [--repo PATH] [--keep DIR] [--raw-dumps]
+        [--commands check,explain,explain1,dump] [--repo PATH] [--keep DIR] [--raw-dumps]
 
 For each size (nodes:services:tasks) it writes a healthy synthetic dump with
 benchmarks/gen_swarm.py, then runs each command `--runs` times, alternating the
-commands, as a separate `python -m swarmscope` process reading it with
+commands (explain1: `explain svc0000`, one service), as a separate `python -m swarmscope` process reading it with
 `--from`, and reports the median wall time, the peak RSS of the child
 (ru_maxrss from wait4) and, between consecutive sizes, the growth exponent
 k in time ~ size^k (size = tasks; nodes and services grow with them).
@@ -43,6 +43,7 @@ LARGE_SIZES = "50:500:2500,100:1000:5000"
 COMMANDS = {
     "check": ["check", "--from", "{dump}"],
     "explain": ["explain", "--all", "--from", "{dump}", "--color", "never"],
+    "explain1": ["explain", "svc0000", "--from", "{dump}", "--color", "never"],  # one service (gen_swarm's first)
     "dump": ["dump", "--from", "{dump}", "--json", "-o", "{out}"],
 }
 

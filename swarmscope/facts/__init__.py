@@ -41,9 +41,16 @@ class NsFacts:
     other_netfilter: NetfilterFacts
     ipvs: IpvsFacts
     addresses: list[Address]
+    _by_address: dict[str, Address] | None = field(default=None, repr=False, compare=False)
 
     def address(self, addr: str) -> Address | None:
-        return next((a for a in self.addresses if a.address == addr), None)
+        """The first of the namespace's addresses that is ``addr`` (indexed once: ingress_sbox holds one
+        alias per service, and every service's path looks its own up)."""
+        if self._by_address is None:
+            self._by_address = {}
+            for a in self.addresses:
+                self._by_address.setdefault(a.address, a)
+        return self._by_address.get(addr)
 
 
 def _addresses(ns: Namespace) -> list[Address]:

@@ -251,8 +251,9 @@ class NetfilterFacts:
         return t is not None and chain in t.chains
 
     def lines(self, table: str, chain: str) -> list[str]:
-        """Every rule of ``table chain`` as printed: the evidence where an expected fact is absent."""
-        return [r.line for r in self._rules(table, chain)]
+        """Every rule of ``table chain`` as printed: the evidence where an expected fact is absent (built
+        once per chain; the list is shared, not to be changed)."""
+        return self._once(("lines", table, chain), lambda: [r.line for r in self._rules(table, chain)])
 
     def all_lines(self) -> list[str]:
         """Every rule of every table, in order."""
@@ -308,6 +309,9 @@ class NetfilterFacts:
 
     def dnats(self, proto: str, port: int, chain: str = DOCKER_INGRESS) -> list[Dnat]:
         """``proto/port`` DNATed in nat ``chain`` (DOCKER-INGRESS for the mesh, DOCKER for host mode)."""
+        return self._once(("dnats", proto, port, chain), lambda: self._dnats(proto, port, chain))
+
+    def _dnats(self, proto: str, port: int, chain: str) -> list[Dnat]:
         out = []
         for r in self._by_port(NAT, chain, "DNAT", "--dport").get((proto, str(port)), []):
             dest = dnat_destination(r)
@@ -316,12 +320,20 @@ class NetfilterFacts:
 
     def accepts(self, proto: str, port: int, direction: str, chain: str = DOCKER_INGRESS) -> list[Accept]:
         """filter ``chain``'s ACCEPTs of ``proto`` by ``direction`` "dport" or "sport" ``port``."""
+        return self._once(
+            ("accepts", proto, port, direction, chain), lambda: self._accepts(proto, port, direction, chain)
+        )
+
+    def _accepts(self, proto: str, port: int, direction: str, chain: str) -> list[Accept]:
         opt = "--dport" if direction == "dport" else "--sport"
         rules = self._by_port(FILTER, chain, "ACCEPT", opt).get((proto, str(port)), [])
         return [Accept(proto, port, direction, chain, r.line) for r in rules]
 
     def port_marks(self, proto: str, port: int, chain: str = PREROUTING) -> list[Mark]:
         """The marks mangle ``chain`` sets for ``proto`` with ``--dport port`` (ingress_sbox: per published port)."""
+        return self._once(("port_marks", proto, port, chain), lambda: self._port_marks(proto, port, chain))
+
+    def _port_marks(self, proto: str, port: int, chain: str) -> list[Mark]:
         rules = self._by_port(MANGLE, chain, "MARK", "--dport").get((proto, str(port)), [])
         return [Mark(mark_value(r), chain, proto, port, r.value("-d"), r.line) for r in rules]
 
@@ -352,7 +364,11 @@ class NetfilterFacts:
         return any(r.target == "MARK" for c in chains for r in self._rules(MANGLE, c))
 
     def redirects(self, proto: str, port: int) -> list[Redirect]:
-        """nat PREROUTING's REDIRECTs of ``proto/port`` (a task sandbox: published -> target port)."""
+        """nat PREROUTING's REDIRECTs of ``proto/port`` (a task sandbox: published -> target port; built
+        once per port: every real server of the port on every node looks its task's up)."""
+        return self._once(("redirects", proto, port), lambda: self._redirects(proto, port))
+
+    def _redirects(self, proto: str, port: int) -> list[Redirect]:
         out = []
         for r in self._by_port(NAT, PREROUTING, "REDIRECT", "--dport").get((proto, str(port)), []):
             out.append(

@@ -223,16 +223,18 @@ def _candidates(t: Table, chain: str, p: Packet, compiled: dict) -> list[Rule]:
                     by_sport.setdefault(port, []).append(i)
             else:
                 generic.append(i)
-        index = compiled[("index", id(t), chain)] = (generic, by_dport, by_sport)
-    generic, by_dport, by_sport = index
+        # the rules an unknown (ephemeral) port can match, once per chain
+        eph_d = frozenset(i for port, v in by_dport.items() if port in EPHEMERAL for i in v)
+        eph_s = frozenset(i for port, v in by_sport.items() if port in EPHEMERAL for i in v)
+        index = compiled[("index", id(t), chain)] = (frozenset(generic), by_dport, by_sport, eph_d, eph_s)
+    generic_set, by_dport, by_sport, eph_d, eph_s = index
     rules = t.rules(chain)
     # an unknown port (a client's) is an ephemeral one: rules for ports outside that range cannot match it
     picked = sorted(
-        set(generic)
-        | set(by_dport.get(p.dport, ()) if p.dport is not None else ())
-        | set(by_sport.get(p.sport, ()) if p.sport is not None else ())
-        | ({i for port, v in by_dport.items() if port in EPHEMERAL for i in v} if p.dport is None else set())
-        | ({i for port, v in by_sport.items() if port in EPHEMERAL for i in v} if p.sport is None else set())
+        generic_set.union(
+            by_dport.get(p.dport, ()) if p.dport is not None else eph_d,
+            by_sport.get(p.sport, ()) if p.sport is not None else eph_s,
+        )
     )
     out = compiled[key] = [rules[i] for i in picked]
     return out

@@ -168,23 +168,38 @@ def check_no_ipvs_match(ctx: Ctx) -> Iterator[Hit]:
 # the IPVS connection table and its timeouts
 
 
-def _known_addresses(cl: Cluster, now) -> set[str] | None:
+def _known_addresses(cl: Cluster, now, memo: dict | None = None) -> set[str] | None:
     """Addresses some task has: running or in transition (any node), and every endpoint a verbose
-    network inspect lists. None when nothing is known about tasks at all."""
-    have: set[str] = set()
-    for t in cl.tasks:
-        if (t.state == "running" and t.desired_state == "running") or lifecycle.in_transition(t, now):
-            for a in t.attachments:
-                have.update(filter(None, (strip_prefix(x) for x in a.addresses)))
-    any_verbose = False
-    for n in cl.nodes:
-        for net in n.snap.docker.networks:
-            if net.verbose:
-                any_verbose = True
-                for s in net.services.values():
-                    have.update(filter(None, (strip_prefix(ep.endpoint_ip) for ep in s.tasks)))
+    network inspect lists. None when nothing is known about tasks at all. ``memo``: a dict kept across
+    the nodes of one cluster, which then holds what does not depend on ``now`` (read once per cluster)."""
+    base = memo.get("base") if memo is not None else None
+    if base is None:
+        fixed: set[str] = set()
+        other: list = []  # tasks not running: in transition or not depending on ``now``
+        for t in cl.tasks:
+            if t.state == "running" and t.desired_state == "running":
+                for a in t.attachments:
+                    fixed.update(filter(None, (strip_prefix(x) for x in a.addresses)))
+            else:
+                other.append(t)
+        any_verbose = False
+        for n in cl.nodes:
+            for net in n.snap.docker.networks:
+                if net.verbose:
+                    any_verbose = True
+                    for s in net.services.values():
+                        fixed.update(filter(None, (strip_prefix(ep.endpoint_ip) for ep in s.tasks)))
+        base = (fixed, other, any_verbose)
+        if memo is not None:
+            memo["base"] = base
+    fixed, other, any_verbose = base
     if not cl.tasks and not any_verbose:
         return None
+    have = set(fixed)
+    for t in other:
+        if lifecycle.in_transition(t, now):
+            for a in t.attachments:
+                have.update(filter(None, (strip_prefix(x) for x in a.addresses)))
     return have
 
 
@@ -220,8 +235,9 @@ def _service_for(cl: Cluster, ns, vaddr: str, vport: int) -> str | None:
 )
 def check_conn_stale_udp(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
+    memo: dict = {}
     for n in cl.nodes:
-        have = _known_addresses(cl, n.now)
+        have = _known_addresses(cl, n.now, memo)
         if have is None:
             continue
         for ns in _sandboxes(n):

@@ -38,6 +38,19 @@ class Hit:
 class Ctx:
     cluster: Cluster
     paths: list[ServicePath]
+    _hops: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def hops_by_key(self, np: NodePath) -> dict[str, Hop]:
+        """A node path's hops by key, the first of each (as ``NodePath.hop``), indexed once per path:
+        every check asks every path."""
+        hit = self._hops.get(id(np))
+        if hit is not None:
+            return hit[1]
+        d: dict[str, Hop] = {}
+        for h in np.hops:
+            d.setdefault(h.key, h)
+        self._hops[id(np)] = (np, d)  # the path kept with its index: its id stays its own
+        return d
 
     def node_paths(self, which: str = "all") -> Iterator[tuple[ServicePath, str, str | None, NodePath]]:
         """(service path, kind, network or port label, node path) for every node path."""
@@ -101,7 +114,8 @@ class HopCheck(CheckSpec):
     def hits(self, ctx: Ctx) -> Iterator[Hit]:
         keys = (self.hop,) if isinstance(self.hop, str) else tuple(self.hop)
         for sp, kind, label, np in ctx.node_paths(self.paths):
-            h = next((x for x in map(np.hop, keys) if x is not None), None)
+            by_key = ctx.hops_by_key(np)
+            h = next((x for x in map(by_key.get, keys) if x is not None), None)
             if h is not None and h.status in self.when:
                 net = label if kind == "vip" else None
                 where = f"{label}: " if kind != "vip" and self.per_service else ""

@@ -46,6 +46,17 @@ def ns_addresses(ns: Namespace | None) -> list[tuple[str, str, int]]:
     return [(i.name, a.address, a.prefixlen) for i in ns.interfaces for a in i.addresses if a.family == 4]
 
 
+def subnet_addresses(n: NodeCtx, ns: Namespace | None, subnets: list[str]) -> list[str]:
+    """The namespace's IPv4 addresses (in ``ns_addresses`` order) inside one of ``subnets``: once per
+    node, namespace and subnets (ingress_sbox holds one alias per service; every port asks)."""
+    if ns is None:
+        return []
+    return n.memo(
+        ("subnet_addresses", id(ns), tuple(subnets)),
+        lambda: [a for _, a, _ in ns_addresses(ns) if in_subnet(a, subnets)],
+    )
+
+
 def in_subnet(addr: str, subnets: Iterable[str]) -> bool:
     try:
         ip = ipaddress.ip_address(addr)
@@ -94,14 +105,22 @@ def ns_hop(key: str, label: str, ns: Namespace | None, what: str, n: NodeCtx) ->
     return Hop(key, label, HopStatus.OK, ns.name, [ns.path])
 
 
-def alias_hop(key: str, label: str, ns: Namespace | None, vip: str | None, aux: bool = False) -> Hop:
+def alias_hop(
+    key: str, label: str, ns: Namespace | None, vip: str | None, aux: bool = False, n: NodeCtx | None = None
+) -> Hop:
+    """``n``: the node of ``ns``, whose facts index the namespace's addresses (else they are scanned)."""
     if ns is None or vip is None:
         status = HopStatus.UNKNOWN if vip is None else HopStatus.MISSING
         return Hop(key, label, status, "no namespace" if ns is None else "no VIP", aux=aux)
-    for iface, addr, plen in ns_addresses(ns):
-        if addr == vip:
-            st = HopStatus.OK if plen == 32 else HopStatus.MISMATCH
-            return Hop(key, label, st, f"{vip}/{plen} on {iface}", [f"{ns.name}: {iface} inet {addr}/{plen}"], aux=aux)
+    if n is not None:
+        a = ns_facts(n, ns).address(vip)
+        found = (a.iface, a.address, a.prefixlen) if a is not None else None
+    else:
+        found = next((x for x in ns_addresses(ns) if x[1] == vip), None)
+    if found is not None:
+        iface, addr, plen = found
+        st = HopStatus.OK if plen == 32 else HopStatus.MISMATCH
+        return Hop(key, label, st, f"{vip}/{plen} on {iface}", [f"{ns.name}: {iface} inet {addr}/{plen}"], aux=aux)
     if not ns.interfaces:
         return Hop(key, label, HopStatus.UNKNOWN, f"interfaces of {ns.name} not read", aux=aux)
     have = ", ".join(f"{i}:{a}/{p}" for i, a, p in ns_addresses(ns)) or "none"
@@ -204,15 +223,31 @@ def _is_down(i) -> bool:
     return not i.admin_up or i.state in ("down", "lowerlayerdown", "notpresent")
 
 
-def _peer(i, candidates: list[tuple[str, list]]) -> tuple[str, object] | None:
-    """The other end of a veth: the interface with its peer index in one of the candidate namespaces."""
+def _peer(i, candidates: list[tuple[str, list]], index: dict | None = None) -> tuple[str, object] | None:
+    """The other end of a veth: the interface with its peer index in one of the candidate namespaces
+    (``index``: ``veth_index(candidates)``, built once)."""
     if i.kind != "veth" or i.peer_index is None:
+        return None
+    if index is not None:
+        for where, j in index.get(i.peer_index, ()):
+            if j.peer_index == i.index:
+                return where, j
         return None
     for where, ifaces in candidates:
         for j in ifaces:
             if j.index == i.peer_index and j.kind == "veth" and j.peer_index == i.index:
                 return where, j
     return None
+
+
+def veth_index(candidates: list[tuple[str, list]]) -> dict[int, list[tuple[str, object]]]:
+    """The veths of the candidate namespaces by interface index, in candidate order (for ``_peer``)."""
+    idx: dict[int, list[tuple[str, object]]] = {}
+    for where, ifaces in candidates:
+        for j in ifaces:
+            if j.kind == "veth":
+                idx.setdefault(j.index, []).append((where, j))
+    return idx
 
 
 def _describe_link(where: str, i, peer) -> str:
@@ -231,16 +266,23 @@ def links_hop(
     sandbox: Namespace | None,
     others: list[tuple[str, list]],
     bridges: list[tuple[str, Interface | None]],
+    n: NodeCtx | None = None,
 ) -> Hop:
     """Every interface a packet crosses: the sandbox's own links, the other end of each (a bridge port
-    on the host or in the overlay namespace) and the bridges themselves."""
+    on the host or in the overlay namespace) and the bridges themselves. ``n``: the node, which keeps the
+    other namespaces' veths indexed (once per node and set of namespaces)."""
     if sandbox is None or not sandbox.interfaces:
         return Hop(key, label, HopStatus.UNKNOWN, "interfaces not read")
     checked, down = [], []
+    index = (
+        n.memo(("veth_index",) + tuple((w, id(x)) for w, x in others), lambda: veth_index(others))
+        if n is not None
+        else None
+    )
     for i in sandbox.interfaces:
         if i.name == "lo":
             continue
-        peer = _peer(i, others)
+        peer = _peer(i, others, index)
         checked.append(i.name)
         for where, x in ((sandbox.name, i),) + ((peer,) if peer else ()):
             if _is_down(x):

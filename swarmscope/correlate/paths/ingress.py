@@ -20,6 +20,7 @@ from swarmscope.correlate.paths.common import (
     ns_facts,
     ns_hop,
     snat_hop,
+    subnet_addresses,
     sysctl_hop,
     verdict,
 )
@@ -60,6 +61,14 @@ def _gwbridge_sbox_ip(n: NodeCtx) -> tuple[str | None, list[str]]:
                 if c.key == "ingress-sbox" and c.ipv4:
                     return strip_prefix(c.ipv4), [f"docker network inspect docker_gwbridge: ingress-sbox {c.ipv4}"]
     return None, []
+
+
+def _host_gwbridge(n: NodeCtx):
+    return next((i for i in n.snap.host.interfaces if i.name == "docker_gwbridge"), None)
+
+
+def _bridge(ov):
+    return next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None)
 
 
 def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> NodePath:
@@ -207,8 +216,8 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         hops.append(sysctl_hop("ingress.ip_forward", "ingress_sbox ip_forward", sbox.sysctls, "net.ipv4.ip_forward"))
     if sbox is not None:
         ov = n.overlay_ns(ingress.id) if ingress else None
-        gw = next((i for i in n.snap.host.interfaces if i.name == "docker_gwbridge"), None)
-        br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
+        gw = n.memo("host_gwbridge", lambda: _host_gwbridge(n))
+        br = n.memo(("bridge", id(ov)), lambda: _bridge(ov)) if ov else None
         hops.append(
             links_hop(
                 "ingress.links",
@@ -216,6 +225,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
                 sbox,
                 [("host", n.snap.host.interfaces)] + ([(ov.name, ov.interfaces)] if ov else []),
                 [("host", gw)] + ([(ov.name, br)] if ov else []),
+                n,
             )
         )
     expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
@@ -243,10 +253,10 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         for b in np.backends:
             _redirect(cl, b, svc, port)
     hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
-    sbox_ip = next((a for i, a, p in ns_addresses(sbox) if ingress and in_subnet(a, ingress.subnets)), None)
+    sbox_ip = next(iter(subnet_addresses(n, sbox, ingress.subnets)), None) if ingress else None
     hops.append(snat_hop("ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip))
     vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
-    hops.append(alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True))
+    hops.append(alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True, n=n))
     if sbox_rules is not None and sbox_rules.read and vip:
         h, _ = mark_hop(
             "ingress.vip_mark",

@@ -9,15 +9,14 @@ from swarmscope.correlate.paths.common import (
     alias_hop,
     backends_for,
     backends_hop,
-    in_subnet,
     ipvs_service_hop,
     kernel_hop,
     links_hop,
     mark_hop,
-    ns_addresses,
     ns_facts,
     ns_hop,
     snat_hop,
+    subnet_addresses,
     sysctl_hop,
     verdict,
 )
@@ -34,9 +33,17 @@ def nodes_on_network(cl: Cluster, network_id: str) -> list[NodeCtx]:
         if n.lb_ns(network_id) or n.overlay_ns(network_id):
             out.append(n)
             continue
-        if any(cn.network_id == network_id for c in n.snap.docker.containers for cn in c.networks):
+        if network_id in container_networks(n):
             out.append(n)
     return out
+
+
+def container_networks(n: NodeCtx) -> frozenset[str]:
+    """The networks the node's containers are attached to (once per node)."""
+    return n.memo(
+        "container_networks",
+        lambda: frozenset(cn.network_id for c in n.snap.docker.containers for cn in c.networks),
+    )
 
 
 def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeCtx) -> NodePath:
@@ -101,10 +108,15 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
         hops.append(
             links_hop(
-                "lb.links", "lb_ links", lb, [(ov.name, ov.interfaces)] if ov else [], [(ov.name, br)] if ov else []
+                "lb.links",
+                "lb_ links",
+                lb,
+                [(ov.name, ov.interfaces)] if ov else [],
+                [(ov.name, br)] if ov else [],
+                n,
             )
         )
-    hops.append(alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip))
+    hops.append(alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip, n=n))
     expected = n.local_lb_index(network_id, svc.name)
     lb_rules = ns_facts(n, lb).netfilter if lb is not None else None
     if lb is None:
@@ -123,7 +135,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     hops.append(h)
     np.backends = backends_for(cl, svc, network_id, ipvs_svc, h, n)
     hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
-    lb_ip = next((a for i, a, p in ns_addresses(lb) if net and in_subnet(a, net.subnets) and a != vip), None)
+    lb_ip = next((a for a in subnet_addresses(n, lb, net.subnets) if a != vip), None) if net else None
     hops.append(snat_hop("lb.snat", "lb_ SNAT", n, lb, net.subnets if net else [], lb_ip))
     verdict(np)
     return np
