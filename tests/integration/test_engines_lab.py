@@ -107,3 +107,42 @@ def test_collect_records_the_firewall_backend(engine_lab):
     assert driver, "API >= 1.49 but docker info has no FirewallBackend.Driver"
     _, snap = _swarmscope_json(engine_lab, "collect", "--json")
     assert snap["node"]["firewall_backend"] == driver
+
+
+def test_three_node_lab_on_the_newest_engine_each_node_alone_names_only_the_kernel():
+    """The three-node lab (one manager, two workers, each a dockerd in its own namespaces) on the newest engine
+    asked for: every node judged alone (what the standing agent does, and the default on a worker) names
+    exactly kernel.no-ipvs and explains everything else by it, on 28's filter layout too."""
+    import engine_cache
+    import swarmlab
+
+    if not ENGINES:
+        pytest.skip("SWARMSCOPE_TEST_ENGINES=0")
+    label = ENGINES[-1]
+    reason = swarmlab.Lab.preflight()
+    if reason:
+        pytest.skip(f"lab swarm unavailable: {reason}")
+    try:
+        tree = engine_cache.resolve(label)
+    except engine_cache.EngineError as exc:
+        pytest.skip(f"engine {label} unavailable: {exc}")
+    lab = swarmlab.Lab(f"eng3n-{os.getpid()}", nodes=3, engine=str(tree))
+    try:
+        lab.down()
+        try:
+            lab.up()
+        except swarmlab.EngineStartError as exc:
+            pytest.skip(f"engine {label} ({tree.name}) does not start here: {exc}")
+        placed = lab.docker("service", "ps", "whoami", "--filter", "desired-state=running", "--format",
+                            "{{.Node}}", check=True).stdout.split()
+        assert len(set(placed)) >= 2, f"whoami's tasks should span nodes: {placed}"
+        for n in lab.nodes:
+            ver = json.loads(n.docker("version", "--format", "{{json .Server}}", check=True).stdout)
+            assert ver["Version"].startswith(label + "."), ver["Version"]
+            cp = n.swarmscope("check", "--local", "--netns-dir", str(n.netns_dir), "--format", "json", timeout=300)
+            doc = json.loads(cp.stdout)
+            roots = [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
+            assert cp.returncode == 1 and [r[0] for r in roots] == ["kernel.no-ipvs"], (n.name, roots)
+            assert {f["caused_by"] for f in doc["findings"]} <= {None, "kernel.no-ipvs"}, n.name
+    finally:
+        lab.down()
