@@ -78,9 +78,24 @@ class NodeCtx:
     def _net_ns(self, kind: NsKind, network_id: str) -> Namespace | None:
         key = (kind, network_id)
         if key not in self._memo:
-            self._memo[key] = next((x for x in self.snap.namespaces if x.kind == kind and x.network_id and (
-                x.network_id == network_id or network_id.startswith(x.network_id))), None)
+            self._memo[key] = self._first_net_ns(kind, network_id)
         return self._memo[key]
+
+    def _first_net_ns(self, kind: NsKind, network_id: str) -> Namespace | None:
+        """The first namespace of ``kind`` whose network id is ``network_id`` or a prefix of it, through an
+        index of the node's namespaces by kind and network id (once per node, not a scan per network)."""
+        idx = self._memo.get("net_ns_index")
+        if idx is None:
+            idx = self._memo["net_ns_index"] = {}
+            for pos, x in enumerate(self.snap.namespaces):
+                if x.network_id:
+                    by_id, _ = idx.setdefault(x.kind, ({}, set()))
+                    by_id.setdefault(x.network_id, (pos, x))
+            for by_id, lengths in idx.values():
+                lengths.update(len(i) for i in by_id)
+        by_id, lengths = idx.get(kind, ({}, set()))
+        hits = [by_id[network_id[:n]] for n in lengths if n <= len(network_id) and network_id[:n] in by_id]
+        return min(hits, key=lambda h: h[0])[1] if hits else None
 
     def lb_ns(self, network_id: str) -> Namespace | None:
         return self._net_ns(NsKind.LB, network_id)
@@ -167,6 +182,13 @@ class Cluster:
             owners.sort(key=lambda t: (t.state != "running", t.desired_state != "running"))
         self._service_by_id = {s.id: s for s in self.services}
         self._node_by_id = {n.node_id: n for n in self.nodes if n.node_id}
+        self._memo: dict = {}
+
+    def memo(self, key, make):
+        """A value computed once per cluster (a task's REDIRECT judged for every node's path to it, ...)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def node_by_id(self, node_id: str | None) -> NodeCtx | None:
         return self._node_by_id.get(node_id) if node_id else None

@@ -75,3 +75,59 @@ def test_lines_built_once():
     assert f.lines("nat", "POSTROUTING") == ["-A POSTROUTING -j MASQUERADE"]
     assert f.lines("nat", "POSTROUTING") is f.lines("nat", "POSTROUTING")
     assert f.lines("nat", "NOPE") == []
+
+
+def test_net_ns_index_first_by_exact_id_or_prefix():
+    """lb_/overlay namespaces found through the per-node index: the first (in the node's order) whose
+    network id is the network's id or a prefix of it, as the scan found it."""
+    from swarmscope.correlate.cluster import NodeCtx
+    from swarmscope.model import Namespace, NodeInfo, NsKind, Snapshot
+
+    full = "abcdef0123456789"
+    nss = [
+        Namespace(name="c1", path="/c1", kind="container"),
+        Namespace(name="lb_other", path="/x", kind="lb", network_id="zzz"),
+        Namespace(name="lb_abcdef012", path="/a", kind="lb", network_id="abcdef012"),
+        Namespace(name="lb_full", path="/b", kind="lb", network_id=full),
+        Namespace(name="ov_full", path="/c", kind="overlay", network_id=full),
+        Namespace(name="lb_empty", path="/d", kind="lb", network_id=""),
+    ]
+    n = NodeCtx(snap=Snapshot(node=NodeInfo(hostname="n1", kernel_release="6.1"), namespaces=nss), name="n1", node_id=None)
+
+    def scan(kind, nid):
+        return next(
+            (x for x in nss if x.kind == kind and x.network_id and (x.network_id == nid or nid.startswith(x.network_id))),
+            None,
+        )
+
+    for kind in (NsKind.LB, NsKind.OVERLAY, NsKind.CONTAINER):
+        for nid in (full, "abcdef012", "abcdef", "zzz", "zzzz", "nope"):
+            assert n._net_ns(kind, nid) is scan(kind, nid), (kind, nid)
+    assert n.lb_ns(full).name == "lb_abcdef012"  # the earlier, by its prefix
+    assert n.overlay_ns(full).name == "ov_full"
+
+
+def test_hops_in_judges_the_first_key_a_path_has():
+    """A check over several hop keys judges, per path, the first of them the path has (not a later key's
+    hop that happens to be bad), in node-path order; backends by state likewise."""
+    from swarmscope.correlate.checks.registry import Ctx
+    from swarmscope.correlate.types import Backend, Hop, NodePath, PortPath, ServicePath
+    from swarmscope.model import BackendState, HopStatus
+
+    def np(node, *hops, backends=()):
+        return NodePath(node=node, node_id=None, hops=list(hops), backends=list(backends))
+
+    a = np("a", Hop("x", "x", HopStatus.OK), Hop("y", "y", HopStatus.MISSING))
+    b = np("b", Hop("y", "y", HopStatus.MISSING), backends=[Backend(address="10.0.0.2", status=BackendState.STALE)])
+    c = np("c", Hop("x", "x", HopStatus.MISMATCH), Hop("x", "x2", HopStatus.MISSING))
+    sp = ServicePath(id="s", name="s", mode="replicated", replicas=1, endpoint_mode="vip")
+    pp = PortPath(protocol="tcp", published=80, target=80, mode="ingress")
+    pp.nodes = [a, b, c]
+    sp.ports = [pp]
+    ctx = Ctx(None, [sp])  # type: ignore[arg-type]
+    got = ctx.hops_in("ports", ("x", "y"), (HopStatus.MISSING, HopStatus.MISMATCH))
+    assert [(e[3].node, e[4].label) for e in got] == [("b", "y"), ("c", "x")]
+    assert [(e[3].node, e[4].label) for e in ctx.hops_in("ports", ("y",), (HopStatus.MISSING,))] == [("a", "y"), ("b", "y")]
+    assert ctx.hops_in("vips", ("x",), (HopStatus.MISMATCH,)) == []
+    assert [e[3].node for e in ctx.backends_in(BackendState.STALE)] == ["b"]
+    assert ctx.backends_in(BackendState.OK) == []

@@ -39,6 +39,41 @@ class Ctx:
     cluster: Cluster
     paths: list[ServicePath]
     _hops: dict = field(default_factory=dict, repr=False, compare=False)
+    _by_status: dict = field(default_factory=dict, repr=False, compare=False)
+    _backends: dict | None = field(default=None, repr=False, compare=False)
+
+    def backends_in(self, state: BackendState) -> list[tuple[ServicePath, str, str | None, NodePath, Any]]:
+        """(service path, kind, label, node path, backend) for every real server in ``state``, in
+        node-path and backend order (indexed by state once)."""
+        if self._backends is None:
+            self._backends = {}
+            for sp, kind, label, np in self.node_paths():
+                for b in np.backends:
+                    self._backends.setdefault(b.status, []).append((sp, kind, label, np, b))
+        return self._backends.get(state, [])
+
+    def hops_in(
+        self, which: str, keys: tuple[str, ...], statuses: Iterable[HopStatus]
+    ) -> list[tuple[ServicePath, str, str | None, NodePath, Hop]]:
+        """(service path, kind, label, node path, hop) for every node path of ``which`` whose first hop of
+        ``keys`` (the first key the path has) is in one of ``statuses``, in node-path order: through an
+        index of the paths' hops by key and status built once per ``which`` (a healthy swarm's paths are
+        then not walked by every check)."""
+        idx = self._by_status.get(which)
+        if idx is None:
+            idx = self._by_status[which] = {}
+            for seq, (sp, kind, label, np) in enumerate(self.node_paths(which)):
+                for key, h in self.hops_by_key(np).items():
+                    idx.setdefault((key, h.status), []).append((seq, sp, kind, label, np, h))
+        found = []
+        for i, key in enumerate(keys):
+            for st in dict.fromkeys(statuses):
+                for e in idx.get((key, st), ()):
+                    if i and any(k in self.hops_by_key(e[4]) for k in keys[:i]):
+                        continue  # the path has an earlier key: that hop is the one judged
+                    found.append(e)
+        found.sort(key=lambda e: e[0])
+        return [e[1:] for e in found]
 
     def hops_by_key(self, np: NodePath) -> dict[str, Hop]:
         """A node path's hops by key, the first of each (as ``NodePath.hop``), indexed once per path:
@@ -113,15 +148,12 @@ class HopCheck(CheckSpec):
 
     def hits(self, ctx: Ctx) -> Iterator[Hit]:
         keys = (self.hop,) if isinstance(self.hop, str) else tuple(self.hop)
-        for sp, kind, label, np in ctx.node_paths(self.paths):
-            by_key = ctx.hops_by_key(np)
-            h = next((x for x in map(by_key.get, keys) if x is not None), None)
-            if h is not None and h.status in self.when:
-                net = label if kind == "vip" else None
-                where = f"{label}: " if kind != "vip" and self.per_service else ""
-                yield Hit(
-                    [np.node], sp.name if self.per_service else None, net, f"{where}{h.detail}", list(h.evidence), [h]
-                )
+        for sp, kind, label, np, h in ctx.hops_in(self.paths, keys, self.when):
+            net = label if kind == "vip" else None
+            where = f"{label}: " if kind != "vip" and self.per_service else ""
+            yield Hit(
+                [np.node], sp.name if self.per_service else None, net, f"{where}{h.detail}", list(h.evidence), [h]
+            )
 
 
 @dataclass(frozen=True)
@@ -131,22 +163,19 @@ class BackendCheck(CheckSpec):
     state: BackendState
 
     def hits(self, ctx: Ctx) -> Iterator[Hit]:
-        for sp, kind, label, np in ctx.node_paths():
-            for b in np.backends:
-                if b.status != self.state:
-                    continue
-                where = f"network {label}" if kind == "vip" else label
-                owner = f" (task {b.task} {b.task_state} of {b.service})" if b.task else ""
-                key = "ingress.backends" if kind != "vip" else "lb.backends"
-                h = np.hop(key)
-                yield Hit(
-                    [np.node],
-                    sp.name,
-                    label if kind == "vip" else None,
-                    f"{where}: {b.address}{owner}",
-                    [e for e in (h.evidence if h else []) if b.address in e] or [f"{b.address} {self.state}"],
-                    [h] if h else [],
-                )
+        for sp, kind, label, np, b in ctx.backends_in(self.state):
+            where = f"network {label}" if kind == "vip" else label
+            owner = f" (task {b.task} {b.task_state} of {b.service})" if b.task else ""
+            key = "ingress.backends" if kind != "vip" else "lb.backends"
+            h = np.hop(key)
+            yield Hit(
+                [np.node],
+                sp.name,
+                label if kind == "vip" else None,
+                f"{where}: {b.address}{owner}",
+                [e for e in (h.evidence if h else []) if b.address in e] or [f"{b.address} {self.state}"],
+                [h] if h else [],
+            )
 
 
 @dataclass(frozen=True)

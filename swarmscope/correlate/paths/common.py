@@ -315,31 +315,53 @@ def _disabled(cl: Cluster, svc: Service, network_id: str, n: NodeCtx | None, tas
     return a is None or a.status != "ok" or address not in a.answers
 
 
+def _expected(cl: Cluster, svc: Service, network_id: str) -> dict[str, Task]:
+    """The running tasks of the service by their address on the network (once per cluster)."""
+    expected: dict[str, Task] = {}
+    for t in cl.running_tasks(svc):
+        for a in task_addresses(t, network_id):
+            expected[a] = t
+    return expected
+
+
+def _owner(cl: Cluster, network_id: str, address: str) -> tuple[list[Task], list[Task], Task | None, tuple]:
+    """The tasks holding an address (running ones first), the live ones, the owner a real server is
+    named after and its names (once per cluster: every node's IPVS lists the same real servers)."""
+    owners = cl.task_by_address(network_id, address)
+    live = [t for t in owners if t.state == "running" and t.desired_state == "running"]
+    owner = live[0] if live else (owners[0] if owners else None)
+    named: tuple = ()
+    if owner is not None:
+        named = (
+            owner.id,
+            cl.task_name(owner),
+            owner.state,
+            owner.service_name or cl.service_name(owner.service_id),
+            cl.node_name(owner.node_id),
+            owner.container_id,
+        )
+    return owners, live, owner, named
+
+
 def compare_backends(
     cl: Cluster, svc: Service, network_id: str, dests, now: datetime | None = None, n: NodeCtx | None = None
 ) -> list[Backend]:
     """IPVS real servers against the running tasks. Tasks in transition (lifecycle) are neither
     good nor bad: a draining task's real server may linger, a starting task's may not be there yet."""
-    running = cl.running_tasks(svc)
     # while the service is being updated, the API view and the data plane (read a moment later) can be a
     # task apart: the drain (weight 0, out of DNS) starts before the API says the task is shutting down
     updating = lifecycle.updating(svc)
-    expected: dict[str, Task] = {}
-    for t in running:
-        for a in task_addresses(t, network_id):
-            expected[a] = t
+    expected: dict[str, Task] = cl.memo(("expected", svc.id, network_id), lambda: _expected(cl, svc, network_id))
     out: list[Backend] = []
     seen = set()
     for d in dests:
         seen.add(d.address)
-        owners = cl.task_by_address(network_id, d.address)
-        live = [t for t in owners if t.state == "running" and t.desired_state == "running"]
+        owners, live, owner, named = cl.memo(
+            ("owner", network_id, d.address), lambda a=d.address: _owner(cl, network_id, a)
+        )
         b = Backend(address=d.address, port=d.port, weight=d.weight, forward=d.forward, status=BackendState.OK)
-        owner = live[0] if live else (owners[0] if owners else None)
         if owner is not None:
-            b.task_id, b.task, b.task_state = owner.id, cl.task_name(owner), owner.state
-            b.service = owner.service_name or cl.service_name(owner.service_id)
-            b.node, b.container_id = cl.node_name(owner.node_id), owner.container_id
+            b.task_id, b.task, b.task_state, b.service, b.node, b.container_id = named
         if live and live[0].service_id == svc.id:
             moving = updating or _disabled(cl, svc, network_id, n, live[0], d.address)
             b.status = (BackendState.DRAINING if moving else BackendState.WEIGHT0) if d.weight == 0 else BackendState.OK

@@ -322,30 +322,30 @@ def _redirect(cl: Cluster, b: Backend, svc: Service, port: PortSpec) -> None:
     ) or (b.status == BackendState.STARTING and not b.container_id):
         b.redirect = HopStatus.NA if b.status != BackendState.UNKNOWN else HopStatus.UNKNOWN
         return
+    key = ("redirect", b.task_id, b.container_id, b.address, b.task, b.node, port.protocol, port.published_port,
+           port.target_port)
+    status, evidence = cl.memo(key, lambda: _task_redirect(cl, b, port))  # the same from every node's path
+    b.redirect, b.redirect_evidence = status, list(evidence)
+
+
+def _task_redirect(cl: Cluster, b: Backend, port: PortSpec) -> tuple[HopStatus, list[str]]:
+    """The REDIRECT of a task's sandbox, judged from the backend's task, container and address."""
     if not b.container_id:  # a task known from a network inspect only: its sandbox is on a node not in the data
-        b.redirect = HopStatus.UNKNOWN
-        b.redirect_evidence = [f"task {b.task} runs on {b.node}, whose sandboxes are not in the data"]
-        return
+        return HopStatus.UNKNOWN, [f"task {b.task} runs on {b.node}, whose sandboxes are not in the data"]
     task = cl.task(b.task_id)
     node = cl.node_by_id(task.node_id) if task else None
     if node is None:
-        b.redirect = HopStatus.UNKNOWN
-        b.redirect_evidence = [f"no snapshot of node {b.node}"]
-        return
+        return HopStatus.UNKNOWN, [f"no snapshot of node {b.node}"]
     ns = node.container_ns(b.container_id)
     rules = ns_facts(node, ns).netfilter if ns is not None else None
     if ns is None or rules is None or not rules.read:
-        b.redirect = HopStatus.UNKNOWN
-        b.redirect_evidence = [f"task sandbox of {b.task} not read on {node.name}"]
-        return
+        return HopStatus.UNKNOWN, [f"task sandbox of {b.task} not read on {node.name}"]
     published = port.published_port
     assert published is not None  # ingress_node_path's port
     redirects = [f for f in rules.redirects(port.protocol, published) if f.dst == b.address]
     if not redirects:
-        b.redirect = HopStatus.MISSING
-        b.redirect_evidence = [
+        return HopStatus.MISSING, [
             f"{ns.name}: no REDIRECT {port.protocol}/{port.published_port} -> {port.target_port} for {b.address}"
         ]
-        return
-    b.redirect = HopStatus.OK if redirects[0].to_ports == str(port.target_port) else HopStatus.MISMATCH
-    b.redirect_evidence = [f"{ns.name}: {redirects[0].evidence}"]
+    status = HopStatus.OK if redirects[0].to_ports == str(port.target_port) else HopStatus.MISMATCH
+    return status, [f"{ns.name}: {redirects[0].evidence}"]
