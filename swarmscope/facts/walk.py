@@ -11,6 +11,7 @@ recorded and passed over, so a verdict is never claimed from a guess.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,25 @@ def _ports(spec: str | None) -> set[int]:
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _port_set(spec: str | None) -> frozenset[int]:
+    """``_ports`` as a frozenset, once per spelling (every node's rules name the same ports)."""
+    return frozenset(_ports(spec))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _network(val: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(val, strict=False)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _address(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(addr)
+
+
 def _compile(r: Rule) -> list:
     """The rule's conditions as functions of a packet (True, False, None), the cheap and selective
     ones (ports, protocol) first, so most rules are rejected at the first test."""
@@ -90,14 +110,11 @@ def _compile(r: Rule) -> list:
             attr = "in_iface" if o.opt == "-i" else "out_iface"
             cond(lambda p, val=val, attr=attr: _iface(val, getattr(p, attr)), o.negated, rest)
         elif o.opt == "-d":
-            try:
-                net = ipaddress.ip_network(val, strict=False)
-            except ValueError:
-                net = None
+            net = _network(val)
             any_addr = val.split("/")[-1] == "0"
             cond(
                 lambda p, net=net, any_addr=any_addr: (
-                    True if any_addr else (None if net is None or not p.dst else ipaddress.ip_address(p.dst) in net)
+                    True if any_addr else (None if net is None or not p.dst else _address(p.dst) in net)
                 ),
                 o.negated,
                 rest,
@@ -110,10 +127,10 @@ def _compile(r: Rule) -> list:
     for m in r.matches:
         for o in m.options:
             if o.opt in ("--dport", "--dports", "--destination-port", "--destination-ports"):
-                ports = frozenset(_ports(o.value))
+                ports = _port_set(o.value)
                 cond(lambda p, ports=ports: None if p.dport is None else p.dport in ports, o.negated, first)
             elif o.opt in ("--sport", "--sports", "--source-port", "--source-ports"):
-                ports = frozenset(_ports(o.value))
+                ports = _port_set(o.value)
                 cond(lambda p, ports=ports: None if p.sport is None else p.sport in ports, o.negated, first)
             elif o.opt in ("--ctstate", "--state"):
                 states = frozenset((o.value or "").split(","))
@@ -193,7 +210,7 @@ def _positive_ports(r: Rule, opts: tuple[str, ...]) -> frozenset | None:
     for m in r.matches:
         for o in m.options:
             if o.opt in opts and not o.negated:
-                return frozenset(_ports(o.value))
+                return _port_set(o.value)
     return None
 
 
