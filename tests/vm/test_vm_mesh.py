@@ -163,7 +163,8 @@ def test_guest_ran_whole_scenario_and_shut_down(vm_run):
         assert re.search(r"^Server:", read(vm_run.out / "setup" / f"engine-{label}.txt"), re.M)
     # issue 11: every fault on the newest engine that ran
     assert plan["full"] == (f"engine-{labels[-1]}/" if labels else "")
-    assert set(vmlab.ALL_FAULTS) <= {p.removeprefix(plan["full"]) for p in ran if p.startswith(plan["full"])}
+    every = set(os.environ.get("SWARMSCOPE_VM_NEWEST_FAULTS", "").split() or vmlab.ALL_FAULTS)  # unless narrowed
+    assert every <= {p.removeprefix(plan["full"]) for p in ran if p.startswith(plan["full"])}
 
 
 def test_swarmscope_installed_in_guest_from_checkout(vm_out):
