@@ -85,9 +85,14 @@ def _node_path(sp: ServicePath, p: Probe) -> tuple[NodePath, str | None] | None:
     return None
 
 
-def _explained(p: Probe, np: NodePath, findings: list[Finding]) -> bool:
-    """Whether the rules already account for a failed probe."""
+def _explained(p: Probe, np: NodePath, findings: list[Finding],
+               tasks_failed: set[tuple[str | None, str | None]]) -> bool:
+    """Whether a failed probe is accounted for: by the rules (its path already broken), or, for a probe through
+    the whole path, by a task of that service on that node that failed its own probe (the load balancer sent the
+    connection to it: its real-server hop is the suspect, not the hops before it)."""
     if p.kind in THROUGH and np.verdict == Verdict.BROKEN:
+        return True
+    if p.kind in THROUGH and (p.node, p.service) in tasks_failed:
         return True
     if p.kind == "localhost":
         return any(f.id == "host.route-localnet-off" and np.node in f.nodes for f in findings)
@@ -100,6 +105,8 @@ def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
     services = {sp.name: sp for sp in analysis.services}
     before = list(analysis.findings)
     suspect: dict[tuple[int, str], tuple[ServicePath, str | None, NodePath, Hop, list[Probe]]] = {}
+    tasks_failed = {(p.node, p.service) for snap in snapshots for p in snap.probes
+                    if p.kind == "task" and p.result in FAILED}
     for snap in snapshots:
         for p in snap.probes:
             sp = services.get(p.service or "")
@@ -111,7 +118,7 @@ def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
             if h is None:
                 continue
             h.evidence.append(probe_line(p))
-            if p.result not in FAILED or _explained(p, np, before):
+            if p.result not in FAILED or _explained(p, np, before, tasks_failed):
                 continue
             if h.status == HopStatus.OK or (h.status == HopStatus.SUSPECT and (id(np), h.key) in suspect):
                 h.status = HopStatus.SUSPECT

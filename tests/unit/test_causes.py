@@ -466,19 +466,37 @@ VM_DUMPS = Path(__file__).resolve().parents[1] / "fixtures" / "vm-dumps"
     ("engine-28-i-xt-ipvs-missing", "iptables.no-ipvs-match", "Couldn't load match"),
     ("engine-28-j-ip-vs-rr-missing", "kernel.ipvs-scheduler-missing", "Failed to create a new service for vip"),
     ("engine-28-k-ipvs-sysctl-reset", "ipvs.sysctl-unexpected", None),
+    # issue 13: a task's server stopped, every rule in place: nothing from the rules, the task's real-server
+    # hop suspect from --probe (the -probe dumps hold the probes `check --probe` made in the guest)
+    ("engine-28-p-task-not-listening", None, None),
+    ("engine-28-p-task-not-listening-probe", "probe.hop-suspect", None),
+    ("engine-28-healthy-probe", None, None),
 ])
 def test_cause_made_for_real_in_the_vm(phase, root, log):
     from swarmscope.dump import snapshots_from_data
 
+    from swarmscope.pipeline import analyze_snapshots  # analyze, and the join of --probe's results where a dump has them
+
     path = VM_DUMPS / f"{phase}.json"
-    a = analyze(snapshots_from_data(json.loads(path.read_text()), str(path)))
+    a = analyze_snapshots(snapshots_from_data(json.loads(path.read_text()), str(path)))
     assert roots(a) == ([root] if root else []), [(f.id, f.detail) for f in a.findings if f.caused_by is None]
     if root:
         f = finding(a, root)
-        assert all(x.caused_by == root for x in a.findings if x is not f), [(x.id, x.caused_by) for x in a.findings]
+        assert all(root in (x.id, x.caused_by) for x in a.findings if x is not f), [(x.id, x.caused_by) for x in a.findings]
         if log and root == "ingress.forward-dropped":  # the rule that drops is named
             assert "'-A DOCKER ! -i docker_gwbridge -o docker_gwbridge -j DROP' (filter DOCKER)" in f.detail, f.detail
         elif log:  # dockerd's own line is in the evidence
             assert any(e.startswith("dockerd log (file /var/log/dockerd.log") and log in e for e in f.evidence), f.evidence
+    if phase.endswith("-probe"):  # probes made in the guest: every one connected, or the task's real server refused
+        a_probes = [p for n in snapshots_from_data(json.loads(path.read_text()), str(path)) for p in n.probes]
+        assert {p.kind for p in a_probes} >= {"published", "localhost", "vip", "task"}
+        failed = [p for p in a_probes if p.result not in ("connected", "not-probed")]
+        assert ([(p.kind, p.result) for p in failed] == [] if root is None else
+                {(p.kind, p.result) for p in failed} <= {("task", "refused"), ("localhost", "refused"),
+                                                         ("published", "refused")})
+        if root:
+            hops = {h.key for sp in a.services for pp in sp.ports for np in pp.nodes for h in np.hops
+                    if h.status == "suspect"}
+            assert hops == {"ingress.backends"}, hops
     engine = phase.split("-")[1] if phase.startswith("engine-") else "20.10"
     assert all(n.node.engine_version.startswith(engine) for n in snapshots_from_data(json.loads(path.read_text()), str(path)))

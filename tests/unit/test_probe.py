@@ -308,6 +308,25 @@ def test_a_task_not_listening_makes_the_backends_hop_suspect_with_its_hint(snap)
     assert f.network == "appnet" and "listening" in f.hint and "whoami.1" in f.evidence[0]
 
 
+def test_a_through_probe_that_met_a_task_not_listening_is_evidence_of_the_task_only(snap):
+    """The VM tier's fault p: one task's server stopped; round robin sends the node's own 127.0.0.1 probe to it.
+    The suspect is that task's real-server hop, not the host jump the probe went through first."""
+    snap.probes = [
+        _probe("localhost", "host.jump", "refused", address="127.0.0.1", reason="Connection refused"),
+        _probe("published", "host.dnat", "connected", duration_ms=6.1),
+        _probe("task", "ingress.backends", "refused", address="10.255.0.5", port=80, source="ingress_sbox",
+               task="whoami.1", reason="Connection refused"),
+    ]
+    a = pipeline.analyze_snapshots([snap])
+    np = _path(a, port=8000)
+    assert np.hop("host.jump").status == HopStatus.OK and np.hop("ingress.backends").status == HopStatus.SUSPECT
+    assert np.broken_at == np.hop("ingress.backends").label
+    assert any("127.0.0.1:8000/tcp: refused" in e for e in np.hop("host.jump").evidence)
+    (f,) = [f for f in a.findings if f.id == FINDING]
+    assert "whoami.1" in f.evidence[0] and "listening" in f.hint
+    assert_verdicts_agree_with_exit(a)
+
+
 def test_a_broken_hop_stays_broken_and_the_rules_keep_the_cause(snap):
     nat = snap.host.iptables.tables["nat"].chains["DOCKER-INGRESS"]
     nat.rules = [r for r in nat.rules if r.target != "DNAT"]
