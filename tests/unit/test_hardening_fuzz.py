@@ -86,7 +86,9 @@ def _mutate(rng: random.Random, text: str) -> str:
             lines.pop(i)
         return "\n".join(lines)
     elif op == 5:  # a digit becomes a non-ASCII digit, or a number grows past int's limit
-        lines[i] = "".join(("\u00b2" if rng.random() < 0.5 else "9" * 4400) if ch.isdigit() and rng.random() < 0.3 else ch
+        # (a line grown once is not grown again: three rounds on one line of digits would need gigabytes)
+        grow = "9" * 4400 if len(lines[i]) < 20_000 else "\u00b2"
+        lines[i] = "".join(("\u00b2" if rng.random() < 0.5 else grow) if ch.isdigit() and rng.random() < 0.3 else ch
                            for ch in lines[i])
         return "\n".join(lines)
     else:  # cut the text anywhere
