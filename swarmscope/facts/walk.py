@@ -73,13 +73,24 @@ def _ports(spec: str | None) -> set[int]:
     return out
 
 
-@functools.lru_cache(maxsize=1 << 16)
+_PORT_SETS: dict[str | None, frozenset[int]] = {}
+
+
 def _port_set(spec: str | None) -> frozenset[int]:
-    """``_ports`` as a frozenset, once per spelling (every node's rules name the same ports)."""
-    return frozenset(_ports(spec))
+    """``_ports`` as a frozenset, once per spelling (every node's rules name the same ports). Only small
+    sets are kept, and only so many: a range such as 1:65535 is built again, not held for the process."""
+    hit = _PORT_SETS.get(spec)
+    if hit is not None:
+        return hit
+    out = frozenset(_ports(spec))
+    if len(out) <= 64:
+        if len(_PORT_SETS) >= 1 << 14:
+            _PORT_SETS.clear()
+        _PORT_SETS[spec] = out
+    return out
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 12)
 def _network(val: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
         return ipaddress.ip_network(val, strict=False)
@@ -87,7 +98,7 @@ def _network(val: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         return None
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 14)
 def _address(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(addr)
 
