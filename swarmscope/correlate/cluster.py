@@ -16,6 +16,7 @@ from datetime import datetime
 
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.lifecycle import parse_time
+from swarmscope.facts import NodeFacts, facts_for
 from swarmscope.model import (
     Namespace,
     Network,
@@ -125,6 +126,10 @@ class NodeCtx:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
+
+    def facts(self) -> NodeFacts:
+        """The node's data-plane facts (swarmscope.facts), built once per node."""
+        return self.memo("facts", lambda: facts_for(self.snap))
 
     def net_service(self, network_id: str, service: str) -> NetworkService | None:
         net = self.networks.get(network_id)
@@ -249,19 +254,19 @@ _PORT = re.compile(r"Target:\s*(\d+),\s*Publish:\s*(\d+)")
 def _ingress_ports(specs: list[str], n: NodeCtx) -> list[PortSpec]:
     """Published ports from a verbose inspect of the ingress network ("Target: 80, Publish: 8000").
 
-    The text has no protocol: it is udp where ingress_sbox marks the port for udp only, else tcp.
+    The text has no protocol: it is udp where ingress_sbox marks the port for udp only, else tcp (the marks
+    are the facts layer's: NodeCtx.facts, built once per node and shared with the paths).
     """
     sbox = n.ingress_sbox
-    mangle = sbox.iptables.table("mangle") if sbox and sbox.iptables and sbox.iptables.available else None
+    nf = n.facts().ns(sbox).netfilter if sbox is not None else None
     out = []
     for spec in specs:
         m = _PORT.search(spec)
         if not m:
             continue
         target, published = int(m.group(1)), int(m.group(2))
-        prerouting = mangle.rules("PREROUTING") if mangle else []
-        protos = {r.value("-p") for r in prerouting if r.value("--dport") == str(published)}
-        proto = "udp" if protos == {"udp"} else "tcp"
+        udp_only = nf is not None and bool(nf.port_marks("udp", published)) and not nf.port_marks("tcp", published)
+        proto = "udp" if udp_only else "tcp"
         out.append(PortSpec(protocol=proto, target_port=target, published_port=published, publish_mode="ingress"))
     return out
 

@@ -341,8 +341,7 @@ def test_indexes_are_built_once_per_namespace(monkeypatch):
 
 
 def test_the_correlator_builds_facts_once_per_node(monkeypatch):
-    from swarmscope.correlate import analyze
-    from swarmscope.correlate.paths import common
+    from swarmscope.correlate import analyze, cluster
 
     built: list[Snapshot] = []
 
@@ -350,7 +349,7 @@ def test_the_correlator_builds_facts_once_per_node(monkeypatch):
         built.append(snap)
         return facts_for(snap)
 
-    monkeypatch.setattr(common, "facts_for", counting)
+    monkeypatch.setattr(cluster, "facts_for", counting)  # NodeCtx.facts: the one place facts are built
     snap = _vm("engine-28-healthy.json")
     analyze([snap])
     assert built == [snap]
@@ -359,8 +358,8 @@ def test_the_correlator_builds_facts_once_per_node(monkeypatch):
 # --------------------------------------------------------------------------
 # the boundary: the correlator judges facts; only the facts layer knows rule syntax
 
-#: correlate modules allowed to read rules, and why (to be moved to the facts layer)
-_ALLOWED = {"cluster.py"}  # _ingress_ports: a port's protocol from ingress_sbox's mangle PREROUTING
+#: correlate modules allowed to read rules, and why (none left: cluster.py's port protocol reads the facts too)
+_ALLOWED: set[str] = set()
 
 #: chain names Docker and the kernel use; none may be written in correlate/'s code
 _CHAIN_NAMES = {

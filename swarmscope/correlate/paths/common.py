@@ -16,7 +16,7 @@ from datetime import datetime
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, task_addresses
 from swarmscope.correlate.types import Backend, Hop, NodePath
-from swarmscope.facts import FwmService, NodeFacts, NsFacts, facts_for
+from swarmscope.facts import FwmService, NodeFacts, NsFacts
 from swarmscope.facts.netfilter import NAT, POSTROUTING, Mark
 from swarmscope.model import (
     BackendState,
@@ -31,7 +31,7 @@ from swarmscope.model import (
 
 def node_facts(n: NodeCtx) -> NodeFacts:
     """The node's data-plane facts (swarmscope.facts), built once per node."""
-    return n.memo("facts", lambda: facts_for(n.snap))
+    return n.facts()
 
 
 def ns_facts(n: NodeCtx, ns: Namespace) -> NsFacts:
