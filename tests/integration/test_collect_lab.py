@@ -49,7 +49,8 @@ def test_snapshot_has_all_six_sections(lab, snapshot):
     for k in ("net.ipv4.ip_forward", "net.ipv4.conf.docker_gwbridge.route_localnet", "net.bridge.bridge-nf-call-iptables"):
         assert k in node["sysctls"]
     host = snapshot["host"]
-    assert {"nat", "filter"} <= set(host["iptables"]["tables"]) and host["iptables"]["raw"].startswith("# Generated")
+    # the compact form (issue 17): the parsed rules, not the command's text (that is --raw's and the bundle's)
+    assert {"nat", "filter"} <= set(host["iptables"]["tables"]) and host["iptables"]["raw"] == ""
     assert host["gwbridge"]["present"] and host["gwbridge"]["members"]
     kinds = {n["kind"] for n in snapshot["namespaces"]}
     assert {"ingress_sbox", "lb", "overlay", "container"} <= kinds
@@ -130,12 +131,24 @@ def _state(lab):
     return state
 
 
+def test_raw_keeps_the_commands_text(lab):
+    cp = collect(lab, "--json", "--raw")
+    assert cp.returncode in (0, 4), cp.stderr
+    snap = json.loads(cp.stdout)
+    assert snap["host"]["iptables"]["raw"].startswith("# Generated")
+    sbox = next(n for n in snap["namespaces"] if n["kind"] == "ingress_sbox")
+    assert sbox["iptables"]["raw"].startswith("# Generated")
+
+
 def test_collection_is_read_only(lab):
     before = _state(lab)
     cp = collect(lab, "--json")
     assert cp.returncode in (0, 4), cp.stderr
     cp = lab.swarmscope("explain", "--netns-dir", str(lab.netns_dir), "whoami", timeout=180)
     assert cp.returncode in (0, 1, 4), cp.stderr
+    # a probing run too (issue 13): connections leave conntrack entries, never a rule, address or namespace
+    cp = lab.swarmscope("check", "--probe", "--probe-http", "--netns-dir", str(lab.netns_dir), timeout=180)
+    assert cp.returncode in (0, 1, 4) and "probed" in cp.stderr, cp.stderr
     after = _state(lab)
     assert before.keys() == after.keys()
     for k in before:
