@@ -369,16 +369,11 @@ class CaptureHost(Host):
 
     def _failed(self, namespace: str, name: str) -> str | None:
         """What commands.txt says when the captured command failed (its exit status is not 0)."""
-        p = self._ns_dir(namespace) / "commands.txt"
-        if not p.exists():
+        rc = self._exit(namespace, name)
+        if rc is None or rc == 0:
             return None
-        for line in p.read_text().splitlines():
-            if line.startswith(name + ":"):
-                m = re.search(r"\(exit (\d+)\)$", line)
-                if m and m.group(1) != "0":
-                    text = (self._ns_dir(namespace) / name).read_text(errors="replace").strip()
-                    return (text.splitlines() or [f"exit code {m.group(1)}"])[-1][:300]
-        return None
+        text = (self._ns_dir(namespace) / name).read_text(errors="replace").strip()
+        return (text.splitlines() or [f"exit code {rc}"])[-1][:300]
 
     # ---- the machine
     def is_root(self) -> bool:

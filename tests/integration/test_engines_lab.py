@@ -31,19 +31,26 @@ def _api(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
 
-@pytest.fixture(scope="module", params=ENGINES, ids=lambda e: f"engine-{e}")
-def engine_lab(request):
+def _engine_tree(label: str):
+    """The unpacked engine of ``label`` (cached, else fetched); skips, with why, where no lab or engine can run."""
     import engine_cache
     import swarmlab
 
-    label = request.param
     reason = swarmlab.Lab.preflight()
     if reason:
         pytest.skip(f"lab swarm unavailable: {reason}")
     try:
-        tree = engine_cache.resolve(label)
+        return engine_cache.resolve(label)
     except engine_cache.EngineError as exc:
         pytest.skip(f"engine {label} unavailable: {exc}")
+
+
+@pytest.fixture(scope="module", params=ENGINES, ids=lambda e: f"engine-{e}")
+def engine_lab(request):
+    import swarmlab
+
+    label = request.param
+    tree = _engine_tree(label)
     name = "eng" + "".join(c for c in label if c.isdigit())[:4] + f"-{os.getpid()}"
     lab = swarmlab.Lab(name, engine=str(tree))
     started = time.monotonic()
@@ -113,19 +120,12 @@ def test_three_node_lab_on_the_newest_engine_each_node_alone_names_only_the_kern
     """The three-node lab (one manager, two workers, each a dockerd in its own namespaces) on the newest engine
     asked for: every node judged alone (what the standing agent does, and the default on a worker) names
     exactly kernel.no-ipvs and explains everything else by it, on 28's filter layout too."""
-    import engine_cache
     import swarmlab
 
     if not ENGINES:
         pytest.skip("SWARMSCOPE_TEST_ENGINES=0")
     label = ENGINES[-1]
-    reason = swarmlab.Lab.preflight()
-    if reason:
-        pytest.skip(f"lab swarm unavailable: {reason}")
-    try:
-        tree = engine_cache.resolve(label)
-    except engine_cache.EngineError as exc:
-        pytest.skip(f"engine {label} unavailable: {exc}")
+    tree = _engine_tree(label)
     lab = swarmlab.Lab(f"eng3n-{os.getpid()}", nodes=3, engine=str(tree))
     try:
         lab.down()
