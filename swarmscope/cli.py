@@ -156,7 +156,8 @@ def _complete_service(ctx: click.Context, param, incomplete: str):
     try:
         from swarmscope import pipeline
 
-        names = sorted({s.name for s in pipeline.analyze(pipeline.load(path)).services})
+        run = pipeline.load_many(path) if isinstance(path, tuple) else pipeline.load(path)
+        names = sorted({s.name for s in pipeline.analyze(run).services})
     except Exception:  # completion never fails loudly
         return []
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
@@ -246,8 +247,23 @@ def from_option(fn):
         "--from",
         "from_file",
         metavar="FILE",
-        help="Read a saved dump, snapshot or report bundle instead of collecting (no root, no Docker needed).",
+        multiple=True,
+        callback=_from_files,
+        help="Read a saved dump, snapshot or report bundle instead of collecting (no root, no Docker needed). "
+        "Give it once per file to judge several together, e.g. each node's `collect --json`.",
     )(fn)
+
+
+def _from_files(ctx, param, value):
+    """--from given N times: None, one path, or the paths in order (each node's dump joined by the pipeline)."""
+    if not value:
+        return None
+    return value[0] if len(value) == 1 else tuple(value)
+
+
+def _label(from_file) -> str | None:
+    """How the input is named in output: the path, or the paths joined."""
+    return ", ".join(from_file) if isinstance(from_file, tuple) else from_file
 
 
 def redact_options(fn):
@@ -336,7 +352,7 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     if node and node not in analysis.nodes:
         raise UsageError(f"no node named {node!r} in the data", f"nodes: {', '.join(analysis.nodes)}")
     out = render.explain(fmt, analysis, services, render.View(node=node, colour=_colour(colour), verbose=verbose,
-                                                              source=from_file))
+                                                              source=_label(from_file)))
     if isinstance(out, str):
         write_text(out, nl=False)
     else:
@@ -388,7 +404,7 @@ def check(from_file, fmt, colour, verbose, save, **kw):
 
     run = pipeline.analyzed(_source(from_file, kw), None, _say)
     _save(save, run)
-    out = render.check(fmt, run, render.View(colour=_colour(colour), verbose=verbose, source=from_file))
+    out = render.check(fmt, run, render.View(colour=_colour(colour), verbose=verbose, source=_label(from_file)))
     if isinstance(out, str):
         write_text(out, nl=False)
     else:
@@ -448,7 +464,7 @@ def report(from_file, output, no_svg, **kw):
     from swarmscope.report import run_report
 
     red = _redaction(kw)
-    _say("collecting" if not from_file else f"reading {from_file}")
+    _say("collecting" if not from_file else f"reading {_label(from_file)}")
     run = pipeline.redact(pipeline.obtain(_source(from_file, kw), _say), red, failed_nodes="tree")
     run_report(run, output, keep_names=red.keep_names, svg=not no_svg, say=_say)
     sys.exit(pipeline.exit_status(run))

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from swarmscope.errors import ExitStatus, UsageError
+from swarmscope.errors import ExitStatus, InputError, UsageError
 
 if TYPE_CHECKING:
     from swarmscope.collect.snapshot import CollectOptions
@@ -43,8 +43,8 @@ class Source:
     """Where the snapshots come from: ``from_file`` (``--from``), else a live collection with
     ``collect`` options: every node of the swarm, or only this one (``local``)."""
 
-    from_file: str | None = None
-    max_input: float | None = None  # MiB, for from_file
+    from_file: str | tuple[str, ...] | None = None  # one path, or several (--from given once per file)
+    max_input: float | None = None  # MiB, for from_file (each file)
     collect: CollectOptions | None = None
     local: bool = True
     image: str = DEFAULT_IMAGE
@@ -97,6 +97,31 @@ def load(path: str, max_input: float | None = None, say: Say = quiet) -> Run:
     return Run(snaps, all(s.complete for s in snaps) and not failed, failed)
 
 
+def load_many(paths: tuple[str, ...] | list[str], max_input: float | None = None, say: Say = quiet) -> Run:
+    """Several saved files judged together (``--from A --from B``): e.g. each node's own ``collect --json``,
+    or a gather's dump plus the snapshot of a node it could not reach. A node is taken once: the same node
+    in two files is an error naming both (which one is meant cannot be guessed); a node a gather
+    reported as failed is no longer failed when another file holds its snapshot."""
+    snaps: list[Snapshot] = []
+    failed: list[dict] = []
+    where: dict[str, str] = {}
+    complete = True
+    for path in paths:
+        run = load(path, max_input, say)
+        for s in run.snapshots:
+            key = s.node.node_id or s.node.hostname
+            if key in where:
+                raise InputError(f"node {s.node.hostname or key} is in both {where[key]} and {path}",
+                                 "give each node's data once (--from once per node's file)")
+            where[key] = path
+            snaps.append(s)
+        failed += run.failed
+        complete = complete and run.complete
+    have = {s.node.hostname for s in snaps} | {s.node.node_id for s in snaps}
+    left = [f for f in failed if f.get("node") not in have and f.get("node_id") not in have]
+    return Run(snaps, all(s.complete for s in snaps) and not left, left)
+
+
 def load_texts(paths: list[str], max_input: float | None = None, say: Say = quiet) -> Run:
     """Snapshots from support.sh transcripts and pasted output (``import``); what was read and
     what was skipped is said."""
@@ -138,6 +163,8 @@ def collect(source: Source, say: Say = quiet) -> Run:
 
 def obtain(source: Source, say: Say = quiet) -> Run:
     """Collect or load: ``--from FILE``, or a live collection (and with ``--probe`` its probes)."""
+    if isinstance(source.from_file, tuple):
+        return load_many(source.from_file, source.max_input, say)
     if source.from_file:
         return load(source.from_file, source.max_input, say)
     return probe(collect(source, say), source, say)
