@@ -53,7 +53,7 @@ IMAGE = "swarmscope-lab/busybox:latest"
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_APPLETS = (
     "sh", "httpd", "nslookup", "sleep", "wget", "cat", "echo", "env", "hostname",
-    "ip", "ifconfig", "ls", "nc", "netstat", "ping", "ps", "route", "true",
+    "ip", "timeout", "ifconfig", "ls", "nc", "netstat", "ping", "ps", "route", "true",
 )
 DEFAULT_PARENT = "/tmp/swarmscope-lab"
 NETNS_PREFIX = "sslab-"

@@ -16,7 +16,7 @@ export LC_ALL=C
 : "${OUT_DIR:?}" "${WHEELHOUSE:?}"
 SUITE=${SUITE:-bookworm}
 DISK_SIZE=${DISK_SIZE:-6G}
-PACKAGES=docker.io,iptables,ipvsadm,busybox-static,kmod,iproute2,procps,util-linux,tini,python3,python3-pip,python3-venv
+PACKAGES=docker.io,iptables,nftables,ipvsadm,busybox-static,kmod,iproute2,procps,util-linux,tini,python3,python3-pip,python3-venv
 GUEST_VENV=/opt/swarmscope-venv
 T0=$SECONDS
 log() { echo "[vm-build +$((SECONDS-T0))s] $*" >&2; }

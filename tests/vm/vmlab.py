@@ -13,7 +13,7 @@ Command line (run as root from the checkout)::
     python3 tests/vm/vmlab.py export-fixtures RUN_OUT_DIR   # small raw captures -> tests/fixtures/vm/
     python3 tests/vm/vmlab.py status                # cache keys, sizes
 
-Environment: SWARMSCOPE_VM_CACHE (default /var/cache/swarmscope-vm), SWARMSCOPE_VM_MEM (MiB, 2048),
+Environment: SWARMSCOPE_VM_CACHE (default /var/cache/swarmscope-vm), SWARMSCOPE_VM_MEM (MiB, 3072),
 SWARMSCOPE_VM_CPUS (2), SWARMSCOPE_VM_TIMEOUT (seconds for one boot, 2400).
 """
 
@@ -80,6 +80,24 @@ def plan(labels: list[str], base_faults: list[str] | None = None) -> list[tuple[
     for i, label in enumerate(labels):
         out.append((f"engine-{label}/", with_order(label, full if i == len(labels) - 1 else each)))
     return out
+
+
+def mesh3_plan() -> list[str] | None:
+    """The three-node mesh's faults (guest/mesh3.py, issue 12), run after the single-node phases on the newest
+    engine; None when SWARMSCOPE_VM_MESH3=0. SWARMSCOPE_VM_MESH3_FAULTS narrows the list ("" keeps them all,
+    "none" runs only its healthy phase)."""
+    if os.environ.get("SWARMSCOPE_VM_MESH3", "1") == "0":
+        return None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mesh3", GUEST_DIR / "mesh3.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    chosen = os.environ.get("SWARMSCOPE_VM_MESH3_FAULTS", "").split()
+    if chosen == ["none"]:
+        return []
+    return chosen or list(mod.ALL_FAULTS)
 
 
 def plan_phases(p: list[tuple[str, list[str]]]) -> list[str]:
@@ -346,7 +364,7 @@ def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: f
     """Boot the guest once with the scenario; results land in `out` (emptied first).  Never leaves qemu behind.
     ``engine_dirs``: unpacked engines (one cache root) the guest runs after the image's own."""
     timeout = timeout or float(os.environ.get("SWARMSCOPE_VM_TIMEOUT", "3600"))
-    mem = mem or int(os.environ.get("SWARMSCOPE_VM_MEM", "2048"))
+    mem = mem or int(os.environ.get("SWARMSCOPE_VM_MEM", "3072"))  # three dockerds in the mesh3 stage
     cpus = cpus or int(os.environ.get("SWARMSCOPE_VM_CPUS", "2"))
     if out.exists():
         shutil.rmtree(out)
@@ -356,8 +374,11 @@ def boot(image: Image, out: Path, *, faults: list[str] | None = None, timeout: f
     run_plan = plan([engine_label(d) for d in engine_dirs or []], faults)
     params.append(f"FAULTS='{' '.join(run_plan[0][1])}'")
     params.append("ENGINE_PLAN='" + " ".join(f"{pre[len('engine-'):-1]}={','.join(fs)}" for pre, fs in run_plan[1:]) + "'")
+    m3 = mesh3_plan()
+    params.append("MESH3=0" if m3 is None else f"MESH3_FAULTS='{' '.join(m3)}'")
     (out / "plan.json").write_text(json.dumps({"engines": [pre for pre, _ in run_plan], "faults": dict(run_plan),
-                                               "phases": plan_phases(run_plan), "full": run_plan[-1][0]}, indent=1) + "\n")
+                                               "phases": plan_phases(run_plan), "full": run_plan[-1][0],
+                                               "mesh3": m3}, indent=1) + "\n")
     shares = [("vmout", out, False), ("vmscenario", GUEST_DIR, True), ("vmsrc", src, True),
               ("vmwheels", image.wheelhouse, True)]
     if engine_dirs:

@@ -436,5 +436,20 @@ if [ -n "${ENGINES:-}" ]; then
     for F in $faults; do fault_phase $F $pre; done
   done
 fi
+# ---------------------------------------------------------------- the three-node mesh (issue 12)
+# three swarm nodes inside this guest, each a dockerd in its own network, mount and UTS namespaces over a bridge
+# (contrib/lab/swarmlab.py's multi-node lab), on the newest engine: whoami on two nodes, none on the third,
+# VXLAN between them, real IPVS. guest/mesh3.py runs the phases; it only collects (swarmscope collect --json on
+# each node) and proves with wget - the host judges the collections alone and together (tests/vm/test_vm_mesh3.py).
+if [ "${MESH3:-1}" = 1 ]; then
+  mark "mesh3 start"
+  wipe_node > $O/setup/mesh3-wipe.txt 2>&1
+  E3=; for E in ${ENGINES:-}; do E3=/engines/$E; done   # the newest engine (the last), else the image's own
+  mkdir -p $O/phases/mesh3
+  SWARMSCOPE_SRC=/src timeout 1500 $VENV/bin/python /tmp/scenario/mesh3.py --out $O/phases/mesh3 ${E3:+--engine $E3} \
+    --faults "${MESH3_FAULTS:-}" > $O/setup/mesh3.log 2>&1
+  echo "mesh3.py exit $?" >> $O/setup/mesh3.log
+  mark "mesh3 done"
+fi
 mark scenario_done
 touch $O/DONE
