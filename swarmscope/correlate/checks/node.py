@@ -128,6 +128,35 @@ def check_ipvs_no_conntrack(ctx: Ctx) -> Iterator[Hit]:
                 )
 
 
+#: SwarmNode.state words (swarmkit's NodeStatus) of a node the managers cannot reach
+NODE_GONE_STATES = ("down", "disconnected", "unknown")
+
+
+@check(
+    "node.down",
+    Severity.ERROR,
+    "a swarm node is down: the managers cannot reach its engine",
+    "Its dockerd is stopped or crashed, the machine is off, or it is cut off from the managers (2377/tcp, 7946 "
+    "tcp/udp). Its published ports do not answer and its tasks are being rescheduled (global services' are not). "
+    "Start dockerd on it (`systemctl start docker`) or repair its network; a node gone for good is removed with "
+    "`docker node rm NODE`. A node drained on purpose is not reported.",
+)
+def check_node_down(ctx: Ctx) -> Iterator[Hit]:
+    cl = ctx.cluster
+    src = next((n for n in cl.nodes if n.name == cl.api_source), None)
+    if src is None:  # only a manager's API knows every node's state
+        return
+    for sn in src.snap.docker.nodes:
+        if (sn.state or "").lower() in NODE_GONE_STATES and (sn.availability or "active") != "drain":
+            yield Hit(
+                [sn.hostname],
+                detail=f"{sn.hostname} is {sn.state} (availability {sn.availability or '?'})",
+                evidence=[f"docker node ls on {src.name}: {sn.hostname} ({sn.id[:12]}, {sn.role}"
+                          + (f", {sn.address}" if sn.address else "") + f"): status {sn.state}, "
+                          f"availability {sn.availability or '?'}"],
+            )
+
+
 @check(
     "engine.newer-than-profiles",
     Severity.INFO,

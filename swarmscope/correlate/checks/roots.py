@@ -81,6 +81,8 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
         },
         False,
     ),
+    # a node the managers cannot reach: its tasks are short until rescheduled (a global service's stay short)
+    ("node.down", {"service.replicas-short"}, False),
     # UDP entries stick to a real server that is still (wrongly) in the table
     ("ipvs.backend-stale", {"ipvs.conn-stale-udp"}, False),
     # sandboxes copy the host's ip_forward when they are created

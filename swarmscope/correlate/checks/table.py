@@ -34,6 +34,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     node.check_route_localnet,
     node.check_ipvs_sysctls,
     node.check_ipvs_no_conntrack,
+    node.check_node_down,
     node.check_engine_newer,
     node.check_engine_unsupported,
     node.check_backend_split,

@@ -4,7 +4,7 @@ IPVS, SNAT, ip_forward, links) and the real servers; which nodes are on a networ
 
 from __future__ import annotations
 
-from swarmscope.correlate.cluster import Cluster, NodeCtx
+from swarmscope.correlate.cluster import Cluster, NodeCtx, task_addresses
 from swarmscope.correlate.paths.common import (
     alias_hop,
     backends_for,
@@ -54,6 +54,19 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     a = dns_answer(n, network_id, svc.name)
     if a is None:
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.UNKNOWN, "not asked on this node"))
+    elif a.status != "ok" and not any(task_addresses(t, network_id) for t in cl.running_tasks(svc)):
+        # the engine withdraws a VIP's name with the service's last backend on the network (libnetwork
+        # rmServiceBinding: no backends left -> rmService -> deleteSvcRecords of the VIP); the resolver then
+        # forwards the question outside, which may not answer at all. Nothing runs to answer: not a DNS fault
+        hops.append(
+            Hop(
+                "dns.vip",
+                f"DNS {svc.name} -> {vip}",
+                HopStatus.OK,
+                f"{a.status}: no task runs, so the engine has withdrawn the name",
+                [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"],
+            )
+        )
     elif a.status != "ok":
         hops.append(
             Hop(
