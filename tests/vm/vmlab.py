@@ -82,18 +82,29 @@ def plan(labels: list[str], base_faults: list[str] | None = None) -> list[tuple[
     return out
 
 
+_MESH3 = None
+
+
+def mesh3_module():
+    """guest/mesh3.py as a module (its fault list and where each fault is made: one place)."""
+    global _MESH3
+    if _MESH3 is None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("mesh3_guest", GUEST_DIR / "mesh3.py")
+        assert spec and spec.loader
+        _MESH3 = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_MESH3)
+    return _MESH3
+
+
 def mesh3_plan() -> list[str] | None:
     """The three-node mesh's faults (guest/mesh3.py, issue 12), run after the single-node phases on the newest
     engine; None when SWARMSCOPE_VM_MESH3=0. SWARMSCOPE_VM_MESH3_FAULTS narrows the list ("" keeps them all,
     "none" runs only its healthy phase)."""
     if os.environ.get("SWARMSCOPE_VM_MESH3", "1") == "0":
         return None
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mesh3", GUEST_DIR / "mesh3.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = mesh3_module()
     chosen = os.environ.get("SWARMSCOPE_VM_MESH3_FAULTS", "").split()
     if chosen == ["none"]:
         return []
