@@ -12,7 +12,7 @@ one on worker1 and none on worker2; client runs on worker2; glob on every node. 
 ``DIR/<phase>/``:
 
 - ``nodes.json``: the nodes (name, hostname, address, role) and which node each whoami container runs on;
-- ``<node>/collect.json``: ``swarmscope collect --json --probe`` run ON that node (its own namespaces and
+- ``<node>/collect.json``: ``swarmscope collect --json`` (``--probe`` in the healthy phase) run ON that node (its own namespaces and
   engine), ``<node>/collect.rc`` and ``.stderr``; the host side judges them alone and together (``--from``
   once per node) - judging needs no root and is fast outside the emulator;
 - ``wget-external-<node>.txt``: the published port on that node's address from the lab's switch namespace
@@ -131,27 +131,27 @@ class Run:
         ids = w2.docker("ps", "-q", "-f", "label=com.docker.swarm.service.name=client", timeout=30).stdout.split()
         return ids[0] if ids else None
 
-    def collect(self, node: swarmlab.Node, d: Path) -> None:
+    def collect(self, node: swarmlab.Node, d: Path, probe: bool) -> None:
         d.mkdir(parents=True, exist_ok=True)
         if node.dockerd_pid() is None:
             (d / "collect.rc").write_text("not-running\n")
             (d / "collect.stderr").write_text("dockerd of this node is not running: nothing to collect on it\n")
             return
         t0 = time.monotonic()
-        cp = node.swarmscope("collect", "--netns-dir", str(node.netns_dir), "--json", "--probe",
-                             "--probe-timeout", "3", timeout=300)
+        extra = ["--probe", "--probe-timeout", "3"] if probe else []
+        cp = node.swarmscope("collect", "--netns-dir", str(node.netns_dir), "--json", *extra, timeout=300)
         (d / "collect.json").write_text(cp.stdout)
         (d / "collect.stderr").write_text(cp.stderr)
         (d / "collect.rc").write_text(f"{cp.returncode}\n")
         (d / "collect.seconds").write_text(f"{time.monotonic() - t0:.1f}\n")
 
-    def capture(self, d: Path) -> None:
+    def capture(self, d: Path, probe: bool = False) -> None:
         d.mkdir(parents=True, exist_ok=True)
         nodes = [{"name": n.name, "hostname": n.hostname, "addr": n.addr, "role": n.role,
                   "running": n.dockerd_pid() is not None} for n in self.lab.nodes]
         (d / "nodes.json").write_text(json.dumps({"nodes": nodes, "whoami": self.containers(), "port": PORT},
                                                  indent=1) + "\n")
-        threads = [threading.Thread(target=self.collect, args=(n, d / n.name)) for n in self.lab.nodes]
+        threads = [threading.Thread(target=self.collect, args=(n, d / n.name, probe)) for n in self.lab.nodes]
         for t in threads:
             t.start()
         self.proofs(d)
@@ -315,7 +315,7 @@ class Run:
         if fault:
             (d / "fault.txt").write_text("\n".join(self.apply(fault)) + "\n")
             time.sleep(20 if fault.startswith("w-") else 2)  # gossip: let memberlist notice
-        self.capture(d)
+        self.capture(d, probe=fault is None)  # --probe in the healthy phase: every probe must connect
         outcome = "ok"
         if fault:
             self.undo(fault)
