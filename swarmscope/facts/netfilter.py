@@ -45,6 +45,9 @@ INGRESS_JUMP_PLACES = ((NAT, (PREROUTING, OUTPUT)), (FILTER, (FORWARD, DOCKER_FO
 #: the chains of mangle where the load balancer sets its marks (per port, per VIP)
 MARK_CHAINS = (PREROUTING, INPUT)
 
+#: where iptables judges a packet to the host itself, in the order the kernel meets them (table, built-in chain)
+LOCAL_IN_CHAINS = (("raw", PREROUTING), (MANGLE, PREROUTING), (MANGLE, INPUT), (FILTER, INPUT))
+
 #: targets that end a packet's walk through nat PREROUTING/OUTPUT
 _NAT_TERMINAL = frozenset({"ACCEPT", "RETURN", "DNAT", "REDIRECT", "DROP"})
 #: targets that rewrite an address in nat
@@ -447,6 +450,18 @@ class NetfilterFacts:
 
         return self._once("stoppers", make)
 
+    def drop_to_local(self, packet: Packet) -> tuple[str, Walked] | None:
+        """(table, walk) of the first built-in chain on the way to a local socket (LOCAL_IN_CHAINS) that
+        certainly drops ``packet``: a DROP/REJECT that matched it, or policy DROP with no rule passed over
+        that might have accepted it first; None where none does."""
+        for table, chain in LOCAL_IN_CHAINS:
+            if not self.has_chain(table, chain):
+                continue
+            w = self.walk(table, chain, packet)
+            if (w.verdict == "drop" and w.evidence is not None) or (w.verdict == "policy-drop" and not w.maybe):
+                return table, w
+        return None
+
     def walk(self, table: str, chain: str, packet: Packet) -> Walked:
         """Where ``packet`` ends when it enters built-in ``table chain`` (memoised per packet)."""
         t = self._table(table)
@@ -471,6 +486,7 @@ __all__ = [
     "INGRESS_JUMP_CHAINS",
     "INGRESS_JUMP_PLACES",
     "INPUT",
+    "LOCAL_IN_CHAINS",
     "MANGLE",
     "MARK_CHAINS",
     "NAT",

@@ -38,6 +38,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     node.check_engine_unsupported,
     node.check_backend_split,
     node.check_other_backend_drops,
+    node.check_swarm_ports_blocked,
     ingress.check_chain_missing,
     ingress.check_jump_missing,
     ingress.check_jump_duplicated,
