@@ -170,6 +170,15 @@ class Walked:
     evidence: str | None
     trail: tuple[str, ...] = ()
     maybe: int = 0
+    maybe_pass: int = 0  # of ``maybe``, the rules that might have let it through (an ACCEPT, a jump), not drops
+
+    @property
+    def drops(self) -> bool:
+        """Whether it certainly drops the packet: a DROP/REJECT that matched or policy DROP, with no rule passed
+        over before it that might have let the packet through (such a rule could hold the peers: a set, a mark)."""
+        return ((self.verdict == "drop" and self.evidence is not None) or self.verdict == "policy-drop") and (
+            not self.maybe_pass
+        )
 
 
 # --------------------------------------------------------------------------
@@ -452,13 +461,12 @@ class NetfilterFacts:
 
     def drop_to_local(self, packet: Packet) -> tuple[str, Walked] | None:
         """(table, walk) of the first built-in chain on the way to a local socket (LOCAL_IN_CHAINS) that
-        certainly drops ``packet``: a DROP/REJECT that matched it, or policy DROP with no rule passed over
-        that might have accepted it first; None where none does."""
+        certainly drops ``packet`` (``Walked.drops``); None where none does."""
         for table, chain in LOCAL_IN_CHAINS:
             if not self.has_chain(table, chain):
                 continue
             w = self.walk(table, chain, packet)
-            if (w.verdict == "drop" and w.evidence is not None) or (w.verdict == "policy-drop" and not w.maybe):
+            if w.drops:
                 return table, w
         return None
 
@@ -471,7 +479,8 @@ class NetfilterFacts:
         def make() -> Walked:
             compiled = self._once(("compiled", table), dict)
             w = _walk.walk(t, chain, packet, compiled)
-            return Walked(w.verdict, w.chain, w.rule.line if w.rule else None, tuple(w.trail), len(w.maybe))
+            return Walked(w.verdict, w.chain, w.rule.line if w.rule else None, tuple(w.trail), len(w.maybe),
+                          _walk.maybe_pass(w))
 
         return self._once(("walk", table, chain, packet), make)
 

@@ -46,6 +46,7 @@ class NftWalked:
     evidence: str | None
     trail: tuple[str, ...] = ()
     maybe: int = 0
+    maybe_pass: int = 0  # of ``maybe``, the rules that might have let it through (an accept, a jump)
 
     @property
     def where(self) -> str:
@@ -53,10 +54,11 @@ class NftWalked:
 
     @property
     def drops(self) -> bool:
-        """Whether it certainly drops the packet: a drop/reject rule that matched, or policy drop with
-        nothing passed over that might have accepted it first."""
-        return (self.verdict == "drop" and self.evidence is not None) or (
-            self.verdict == "policy-drop" and not self.maybe
+        """Whether it certainly drops the packet: a drop/reject rule that matched, or policy drop, with no rule
+        passed over before it that might have let the packet through (a set lookup, a mark: it could hold the
+        peers), so a drop is never claimed from a guess."""
+        return ((self.verdict == "drop" and self.evidence is not None) or self.verdict == "policy-drop") and (
+            not self.maybe_pass
         )
 
 
@@ -132,7 +134,8 @@ class NftFacts:
                 compiled = self._once(("compiled", id(t)), dict)
                 w = _walk.walk(table, c.name, packet, compiled)
                 out.append(NftWalked(f"{t.family} {t.name}", c.name, hook, c.priority, w.verdict, w.chain,
-                                     w.rule.line if w.rule else None, tuple(w.trail), len(w.maybe)))
+                                     w.rule.line if w.rule else None, tuple(w.trail), len(w.maybe),
+                                     _walk.maybe_pass(w)))
             return out
 
         return self._once(("walk", hook, packet), make)

@@ -199,6 +199,11 @@ def walk(t: Table, chain: str, p: Packet, compiled: dict | None = None) -> Walk:
     return w
 
 
+def maybe_pass(w: Walk) -> int:
+    """How many of the rules passed over as "might match" could have let the packet through (not a DROP/REJECT)."""
+    return sum(1 for _, r in w.maybe if r.target not in ("DROP", "REJECT"))
+
+
 def _walk(t: Table, chain: str, p: Packet, w: Walk, depth: int, compiled: dict) -> bool:
     """True when a rule decided the packet (w filled); False when it fell off or RETURNed."""
     if depth > MAX_DEPTH:
