@@ -294,3 +294,32 @@ def test_fixtures_are_real_lab_captures():
             assert data["node"]["hostname"] == f"fw-{n}" and data["version"] == 2
             assert any(p["what"] == "nft -j list ruleset" and p["status"] == "ok" for p in data["provenance"])
     assert Path(FW / "capture.py").exists()
+
+
+@pytest.mark.parametrize("scenario", ["nft-accept-then-drop", "nft-4789-drop", "healthy"])
+def test_redacted_rulesets_map_addresses_and_judge_the_same(scenario):
+    from swarmscope.redact import redact_snapshots
+
+    plain = snaps(scenario)
+    for s, n in zip(plain, NODES, strict=True):
+        raw = FW / scenario / f"nft-{n}.json"
+        if raw.exists():
+            s.host.nftables.raw = raw.read_text()
+    red, _ = redact_snapshots(plain)
+    for s in red:
+        text = json.dumps(s.to_dict())
+        assert "10.213.0." not in text  # the lab's node addresses, in rules, raw JSON and the API view alike
+        if s.host.nftables.raw:
+            json.loads(s.host.nftables.raw)  # still the JSON nft printed, addresses mapped
+    assert [i for i, _ in firewall_findings(analyze(red))] == [i for i, _ in firewall_findings(analyze(plain))]
+
+
+def test_collect_summary_names_the_native_tables():
+    from swarmscope.render.summary import render_summary
+
+    text = render_summary(snaps("nft-7946-drop")[2])
+    assert ("host nftables: 1 native table(s): inet fwtest (2 rules); 2 made by iptables-nft "
+            "(read through iptables-nft-save)") in text
+    old = snaps("healthy")[0]
+    old.host.nftables = None  # a version-1 snapshot: nothing said
+    assert "nftables" not in render_summary(old)
