@@ -323,3 +323,21 @@ def test_collect_summary_names_the_native_tables():
     old = snaps("healthy")[0]
     old.host.nftables = None  # a version-1 snapshot: nothing said
     assert "nftables" not in render_summary(old)
+
+
+def test_nft_forward_drop_on_a_mesh_that_works():
+    """Where Docker's filter rules accept the port (the ip_vs VM capture, tests/fixtures/lab-vm, whose mesh
+    works: no finding), the host lab's real forward-hook ruleset attached to its host gives exactly
+    ingress.forward-dropped: iptables FORWARD is walked first and accepts, the native chain then drops."""
+    import rawsnap
+
+    s = rawsnap.lab_vm()
+    assert analyze([s]).findings == []
+    s.host.nftables = parse_nft_json((FW / "nft-forward-8000-drop" / "nft-manager.json").read_text())
+    a = analyze([s])
+    assert [(f.id, f.nodes, f.service) for f in a.findings] == [("ingress.forward-dropped", ["lab-vm"], "whoami")]
+    hop = next(h for sp in a.services for pp in sp.ports for np in pp.nodes for h in np.hops if h.key == "host.forward")
+    assert hop.status == "mismatch" and "nft inet fwtest forward (hook forward priority 0)" in hop.detail
+    # an input-only ruleset that accepts the lab's subnet first leaves the published port alone
+    s.host.nftables = parse_nft_json((FW / "nft-accept-then-drop" / "nft-worker1.json").read_text())
+    assert [f.id for f in analyze([s]).findings] == []

@@ -234,8 +234,9 @@ def check_other_backend_drops(ctx: Ctx) -> Iterator[Hit]:
 ESP: tuple[str, int | None, str] = ("esp", None, "ESP (encrypted overlay)")
 def _peers(ctx: Ctx, n: NodeCtx) -> list[str]:
     """The other nodes' addresses: the swarm's node list (a manager's API view), every snapshot's own
-    address, and the overlays' gossip peers (what a worker knows)."""
-    own = n.snap.node.node_addr
+    address, and the overlays' gossip peers (what a worker knows); never one of the node's own addresses
+    (its peer list names itself too, and an older snapshot may not know its node address)."""
+    own = {n.snap.node.node_addr} | {a.address for a in node_facts(n).host.addresses}  # its own, by any name
     found: dict[str, None] = {}
     for m in ctx.cluster.nodes:
         for sn in m.snap.docker.nodes:
@@ -247,7 +248,7 @@ def _peers(ctx: Ctx, n: NodeCtx) -> list[str]:
             for p in net.peers:
                 if p.ip:
                     found[p.ip] = None
-    return [a for a in found if a and a != own and a != "0.0.0.0"]
+    return [a for a in found if a and a not in own and a != "0.0.0.0"]
 
 
 def _in_iface(n: NodeCtx, src: str | None) -> str | None:
