@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
-PACKAGES=(docker.io iptables ipvsadm busybox-static iproute2 util-linux debootstrap)
+PACKAGES=(docker.io iptables nftables ipvsadm busybox-static iproute2 util-linux debootstrap)
 
 quiet() {  # run "$@" with its output kept aside; show it only if it fails
     local log rc=0

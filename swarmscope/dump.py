@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from swarmscope import __version__
 from swarmscope.errors import DEFAULT_MAX_INPUT_MB, InputError
-from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot, _decoder, _Mismatch, to_dict, without_raw
+from swarmscope.model import (
+    SNAPSHOT_SCHEMA,
+    SNAPSHOT_VERSION,
+    SNAPSHOT_VERSIONS,
+    Snapshot,
+    _decoder,
+    _Mismatch,
+    to_dict,
+    without_raw,
+)
 
 try:
     import orjson as _orjson
@@ -272,9 +281,9 @@ def _snapshot_header(n: Any, where: str) -> None:
     """Schema and version first: a snapshot of another version is told so, not picked apart."""
     if not isinstance(n, dict) or n.get("schema") != SNAPSHOT_SCHEMA:
         raise InputError(f"{where} is not a swarmscope node snapshot (expected schema {SNAPSHOT_SCHEMA!r})")
-    if n.get("version") != SNAPSHOT_VERSION:
+    if n.get("version") not in SNAPSHOT_VERSIONS:
         raise InputError(f"{where}: snapshot version {n.get('version')!r} is not supported "
-                         f"(this swarmscope reads version {SNAPSHOT_VERSION})")
+                         f"(this swarmscope reads versions {', '.join(map(str, SNAPSHOT_VERSIONS))})")
 
 
 def _read_snapshot(data: Any, where: str) -> Snapshot:

@@ -21,7 +21,9 @@ from typing import Any
 from swarmscope.redaction_kinds import IMAGE, KEEP, LABELS, NONAME, OPTION, PROCESS, RAW, TEXT, redact_as, undeclared
 
 SNAPSHOT_SCHEMA = "swarmscope/snapshot"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+#: the snapshot versions this swarmscope reads (1: before HostNamespace.nftables; it reads as None, "not read")
+SNAPSHOT_VERSIONS = (1, 2)
 
 
 # --------------------------------------------------------------------------
@@ -449,6 +451,60 @@ class IptablesDump:
 
 
 # --------------------------------------------------------------------------
+# nftables: the host's ruleset as `nft -j list ruleset` gives it, parsed (swarmscope/parse/nftables.py)
+
+
+@record
+class NftRule:
+    """One rule of an nftables chain: a compact summary of its expressions, its verdict, and the conditions it
+    tests in the iptables model's terms (``params``/``matches``, as ``Rule``'s), so one walker (facts/walk.py)
+    walks both; an expression that has no such form is a match of module ``nft`` (never decided)."""
+
+    handle: int | None = None
+    expr: str = redact_as(RAW, default="")  # in nft's syntax, e.g. 'iifname "eth0" udp dport 4789 drop'
+    verdict: str | None = redact_as(KEEP, default=None)  # accept | drop | reject | jump | goto | return | queue | None
+    target: str | None = redact_as(NONAME, default=None)  # the chain of a jump/goto
+    xt: bool = False  # holds an xt (iptables-nft compat) expression
+    params: list[RuleOption] = field(default_factory=list)  # -p -s -d -i -o
+    matches: list[RuleMatch] = field(default_factory=list)  # tcp/udp --dport/--sport, conntrack --ctstate, nft ...
+    comment: str | None = redact_as(TEXT, default=None)
+
+
+@record
+class NftChain:
+    name: str = redact_as(NONAME)
+    handle: int | None = None
+    type: str | None = redact_as(KEEP, default=None)  # filter | nat | route; None for a regular chain
+    hook: str | None = redact_as(KEEP, default=None)  # prerouting | input | forward | output | postrouting | ingress
+    priority: int | None = None  # a base chain's priority (lower runs first; iptables' filter is 0)
+    policy: str | None = redact_as(KEEP, default=None)  # accept | drop (base chains)
+    rules: list[NftRule] = field(default_factory=list)
+
+
+@record
+class NftTable:
+    family: str = redact_as(KEEP)  # ip | ip6 | inet | arp | bridge | netdev
+    name: str = redact_as(NONAME)
+    handle: int | None = None
+    iptables: bool = False  # made by iptables-nft (seen through iptables-nft-save: not judged again here)
+    chains: list[NftChain] = field(default_factory=list)
+
+    def chain(self, name: str) -> NftChain | None:
+        return next((c for c in self.chains if c.name == name), None)
+
+
+@record
+class NftRuleset:
+    """The nftables ruleset of the host namespace (``nft -j list ruleset``, read only)."""
+
+    available: bool = True  # False where nft could not run or its output could not be read
+    reason: str | None = redact_as(TEXT, default=None)
+    version: str | None = redact_as(KEEP, default=None)  # nft's metainfo version
+    tables: list[NftTable] = field(default_factory=list)
+    raw: str = redact_as(RAW, default="")  # the JSON text as nft printed it (kept with --raw and in the bundle)
+
+
+# --------------------------------------------------------------------------
 # IPVS
 
 
@@ -695,6 +751,7 @@ class Network:
     ingress: bool = False
     attachable: bool = False
     internal: bool = False
+    encrypted: bool = False  # Options "encrypted" (overlay traffic in IPsec ESP between the nodes)
     subnets: list[str] = redact_as(NONAME, default_factory=list)
     gateways: list[str] = redact_as(NONAME, default_factory=list)
     vxlan_ids: list[int] = field(default_factory=list)
@@ -857,6 +914,7 @@ class HostNamespace:
     iptables_other: IptablesDump | None = None
     gwbridge: Bridge | None = None
     listeners: list[Listener] = field(default_factory=list)
+    nftables: NftRuleset | None = None  # None: not read (snapshots of version 1)
 
 
 @record
@@ -913,10 +971,10 @@ class Snapshot:
     def from_dict(cls, data: dict) -> Snapshot:
         if not isinstance(data, dict) or data.get("schema") != SNAPSHOT_SCHEMA:
             raise ValueError(f"not a swarmscope node snapshot (expected schema {SNAPSHOT_SCHEMA!r})")
-        if data.get("version") != SNAPSHOT_VERSION:
+        if data.get("version") not in SNAPSHOT_VERSIONS:
             raise ValueError(
                 f"snapshot version {data.get('version')!r} is not supported "
-                f"(this swarmscope reads version {SNAPSHOT_VERSION})"
+                f"(this swarmscope reads versions {', '.join(map(str, SNAPSHOT_VERSIONS))})"
             )
         return from_dict(cls, data)
 
@@ -947,6 +1005,11 @@ def without_raw(snap: Snapshot) -> Snapshot:
     if (h.iptables is not None and h.iptables.raw) or (h.iptables_other is not None and h.iptables_other.raw):
         host = copy.copy(h)
         host.iptables, host.iptables_other = ipt(h.iptables), ipt(h.iptables_other)
+    if h.nftables is not None and h.nftables.raw:
+        if host is h:
+            host = copy.copy(h)
+        host.nftables = copy.copy(h.nftables)
+        host.nftables.raw = ""
     namespaces = []
     for ns in snap.namespaces:
         a, b, v = ipt(ns.iptables), ipt(ns.iptables_other), ipvs(ns.ipvs)

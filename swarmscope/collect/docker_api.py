@@ -249,6 +249,7 @@ def norm_network(raw: dict, verbose: bool) -> Network:
         ingress=bool(raw.get("Ingress")),
         attachable=bool(raw.get("Attachable")),
         internal=bool(raw.get("Internal")),
+        encrypted="encrypted" in opts,
         subnets=[c["Subnet"] for c in cfg if c.get("Subnet")],
         gateways=[c["Gateway"] for c in cfg if c.get("Gateway")],
         vxlan_ids=vxlan,

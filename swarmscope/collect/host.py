@@ -38,6 +38,7 @@ from swarmscope.collect.dns import ask_all
 from swarmscope.collect.ipvs import read_conns, read_ipvs, read_timeouts
 from swarmscope.collect.links import read_interfaces
 from swarmscope.collect.listeners import read_listeners
+from swarmscope.collect.nftables import read_nftables
 from swarmscope.collect.runner import Recorder
 from swarmscope.errors import CollectError, ParseError
 from swarmscope.model import (
@@ -49,6 +50,7 @@ from swarmscope.model import (
     IpvsTable,
     KernelModule,
     Listener,
+    NftRuleset,
     NsKind,
     Provenance,
     XtablesExtension,
@@ -127,6 +129,13 @@ SOURCES: tuple[Source, ...] = (
            tools=(Tool("iptables-nft-save", "the nft backend's rules", plural=True),
                   Tool("iptables-legacy-save", "the legacy backend's rules", plural=True)),
            caps=_NET),
+    Source("nftables", _HOST, "nft -j list ruleset (read only; the native tables firewalld and ufw write)",
+           "addresses and names in the rules mapped",
+           RawFile(("host.nftables",), text="nft-json"),
+           "ns/host/nft-list-ruleset.json",
+           fields=("host.nftables",),
+           tools=(Tool("nft", "the native nftables rules (firewalld, ufw)", plural=True),),
+           needs=Needs.OPTIONAL, caps=("CAP_NET_ADMIN",)),
     Source("ipvs", _LB, "generic netlink, else /proc/net/ip_vs, else ipvsadm -Ln", "addresses mapped",
            RawFile(("namespaces[].ipvs",), text="ipvs", rendered="ipvsadm-Ln"),
            "ns/<ns>/proc-net-ip_vs.txt, else ns/<ns>/ipvsadm-Ln.txt",
@@ -202,6 +211,7 @@ class Host:
     # ---- inside a namespace
     def interfaces(self, namespace: str) -> tuple[list[Interface], list[str]]: raise NotImplementedError
     def iptables(self, rec: Recorder, namespace: str) -> dict[str, IptablesDump]: raise NotImplementedError
+    def nftables(self, rec: Recorder, namespace: str) -> NftRuleset: raise NotImplementedError
     def ipvs(self, rec: Recorder, namespace: str, support: IpvsSupport) -> IpvsTable: raise NotImplementedError
     def ipvs_timeouts(self, rec: Recorder, namespace: str, table: IpvsTable) -> None: raise NotImplementedError
     def ipvs_conns(self, rec: Recorder, namespace: str, table: IpvsTable) -> None: raise NotImplementedError
@@ -269,6 +279,9 @@ class LiveHost(Host):
 
     def iptables(self, rec: Recorder, namespace: str) -> dict[str, IptablesDump]:
         return iptables.read_both(rec, namespace)
+
+    def nftables(self, rec: Recorder, namespace: str) -> NftRuleset:
+        return read_nftables(rec, namespace)
 
     def ipvs(self, rec: Recorder, namespace: str, support: IpvsSupport) -> IpvsTable:
         return read_ipvs(rec, namespace, support)
@@ -531,6 +544,23 @@ class CaptureHost(Host):
                 continue
             rec.add(Provenance(what=what, namespace=namespace, status="ok", argv=[what], exit_code=0))
         return out
+
+    def nftables(self, rec: Recorder, namespace: str) -> NftRuleset:
+        from swarmscope.collect.nftables import WHAT, parse_ruleset
+
+        name = "nft-list-ruleset.json"
+        p = self._ns_dir(namespace) / name
+        if not p.exists():
+            reason = f"{name} is not in the capture"
+            rec.skipped(WHAT, namespace, reason, ["nft"])
+            return NftRuleset(available=False, reason=reason)
+        text = p.read_text(errors="replace")
+        failed = self._failed(namespace, name)
+        if failed is not None:
+            rec.add(Provenance(what=WHAT, namespace=namespace, status="failed", argv=["nft"], reason=failed))
+            return NftRuleset(available=False, reason=failed, raw=text)
+        rec.add(Provenance(what=WHAT, namespace=namespace, status="ok", argv=["nft"], exit_code=0))
+        return parse_ruleset(rec, namespace, text)
 
     def ipvs(self, rec: Recorder, namespace: str, support: IpvsSupport) -> IpvsTable:
         from swarmscope.parse.ipvs import parse_ipvsadm_list, parse_proc_ip_vs

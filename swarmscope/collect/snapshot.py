@@ -30,6 +30,7 @@ from swarmscope.model import (
     HostNamespace,
     IpvsSupport,
     Namespace,
+    NftRuleset,
     NodeInfo,
     NsKind,
     Snapshot,
@@ -207,6 +208,10 @@ def _host(rec: Recorder, opts: CollectOptions, view: DockerView) -> tuple[HostNa
     except Exception:
         pass
     dumps = opts.host.iptables(rec, "host")
+    try:
+        host.nftables = opts.host.nftables(rec, "host")
+    except Exception as exc:  # noqa: BLE001 - a reader that fails is an error string, never a traceback
+        host.nftables = NftRuleset(available=False, reason=f"{type(exc).__name__}: {exc}")
     gw = next((i for i in host.interfaces if i.name == "docker_gwbridge"), None)
     host.gwbridge = Bridge(
         name="docker_gwbridge",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from swarmscope.facts.ipvs import FwmService, IpvsFacts, RealServer
 from swarmscope.facts.netfilter import NetfilterFacts
+from swarmscope.facts.nftables import NftFacts
 from swarmscope.model import Namespace, Snapshot
 
 
@@ -68,10 +69,12 @@ class NodeFacts:
 
     snap: Snapshot
     host: NsFacts = field(init=False)
+    nft: NftFacts = field(init=False)  # the host's native nftables rules
     _ns: dict[int, NsFacts] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         h = self.snap.host
+        self.nft = NftFacts(h.nftables)
         self.host = NsFacts(
             "host",
             NetfilterFacts(h.iptables),
@@ -111,4 +114,7 @@ def facts_for(snap: Snapshot) -> NodeFacts:
     return NodeFacts(snap)
 
 
-__all__ = ["Address", "FwmService", "IpvsFacts", "NetfilterFacts", "NodeFacts", "NsFacts", "RealServer", "facts_for"]
+__all__ = [
+    "Address", "FwmService", "IpvsFacts", "NetfilterFacts", "NftFacts", "NodeFacts", "NsFacts", "RealServer",
+    "facts_for",
+]

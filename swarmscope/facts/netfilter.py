@@ -45,6 +45,9 @@ INGRESS_JUMP_PLACES = ((NAT, (PREROUTING, OUTPUT)), (FILTER, (FORWARD, DOCKER_FO
 #: the chains of mangle where the load balancer sets its marks (per port, per VIP)
 MARK_CHAINS = (PREROUTING, INPUT)
 
+#: where iptables judges a packet to the host itself, in the order the kernel meets them (table, built-in chain)
+LOCAL_IN_CHAINS = (("raw", PREROUTING), (MANGLE, PREROUTING), (MANGLE, INPUT), (FILTER, INPUT))
+
 #: targets that end a packet's walk through nat PREROUTING/OUTPUT
 _NAT_TERMINAL = frozenset({"ACCEPT", "RETURN", "DNAT", "REDIRECT", "DROP"})
 #: targets that rewrite an address in nat
@@ -167,6 +170,15 @@ class Walked:
     evidence: str | None
     trail: tuple[str, ...] = ()
     maybe: int = 0
+    maybe_pass: int = 0  # of ``maybe``, the rules that might have let it through (an ACCEPT, a jump), not drops
+
+    @property
+    def drops(self) -> bool:
+        """Whether it certainly drops the packet: a DROP/REJECT that matched or policy DROP, with no rule passed
+        over before it that might have let the packet through (such a rule could hold the peers: a set, a mark)."""
+        return ((self.verdict == "drop" and self.evidence is not None) or self.verdict == "policy-drop") and (
+            not self.maybe_pass
+        )
 
 
 # --------------------------------------------------------------------------
@@ -447,6 +459,17 @@ class NetfilterFacts:
 
         return self._once("stoppers", make)
 
+    def drop_to_local(self, packet: Packet) -> tuple[str, Walked] | None:
+        """(table, walk) of the first built-in chain on the way to a local socket (LOCAL_IN_CHAINS) that
+        certainly drops ``packet`` (``Walked.drops``); None where none does."""
+        for table, chain in LOCAL_IN_CHAINS:
+            if not self.has_chain(table, chain):
+                continue
+            w = self.walk(table, chain, packet)
+            if w.drops:
+                return table, w
+        return None
+
     def walk(self, table: str, chain: str, packet: Packet) -> Walked:
         """Where ``packet`` ends when it enters built-in ``table chain`` (memoised per packet)."""
         t = self._table(table)
@@ -456,7 +479,8 @@ class NetfilterFacts:
         def make() -> Walked:
             compiled = self._once(("compiled", table), dict)
             w = _walk.walk(t, chain, packet, compiled)
-            return Walked(w.verdict, w.chain, w.rule.line if w.rule else None, tuple(w.trail), len(w.maybe))
+            return Walked(w.verdict, w.chain, w.rule.line if w.rule else None, tuple(w.trail), len(w.maybe),
+                          _walk.maybe_pass(w))
 
         return self._once(("walk", table, chain, packet), make)
 
@@ -471,6 +495,7 @@ __all__ = [
     "INGRESS_JUMP_CHAINS",
     "INGRESS_JUMP_PLACES",
     "INPUT",
+    "LOCAL_IN_CHAINS",
     "MANGLE",
     "MARK_CHAINS",
     "NAT",

@@ -21,6 +21,8 @@ from swarmscope.model import Rule, Table
 #: interfaces Docker creates: a packet "from another host" never enters on one of them
 DOCKER_BRIDGES = ("docker_gwbridge", "docker0", "br-")
 TERMINAL = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "drop"}
+#: protocol numbers as iptables and nft may print them, by name
+PROTO_NAMES = {"6": "tcp", "17": "udp", "50": "esp", "1": "icmp", "132": "sctp"}
 #: the ports a client's side of a connection comes from (Linux's default ip_local_port_range)
 EPHEMERAL = range(32768, 61000)
 MAX_DEPTH = 16
@@ -36,6 +38,7 @@ class Packet:
     dst: str | None = None
     state: str = "NEW"  # NEW | ESTABLISHED | RELATED
     dst_local: bool = False  # addrtype LOCAL of the destination
+    src: str | None = None  # None: any address (a rule testing the source cannot be decided)
 
 
 @dataclass
@@ -115,7 +118,7 @@ def _compile(r: Rule) -> list:
     for o in r.params:
         val = o.value or ""
         if o.opt == "-p":
-            proto = val.lower()
+            proto = PROTO_NAMES.get(val, val.lower())
             cond(lambda p, proto=proto: proto in (p.proto, "all"), o.negated, first)
         elif o.opt in ("-i", "-o"):
             attr = "in_iface" if o.opt == "-i" else "out_iface"
@@ -131,8 +134,15 @@ def _compile(r: Rule) -> list:
                 rest,
             )
         elif o.opt == "-s":
+            net = _network(val)
             any_addr = val.split("/")[-1] == "0"
-            cond(lambda p, any_addr=any_addr: True if any_addr else None, o.negated, rest)
+            cond(
+                lambda p, net=net, any_addr=any_addr: (
+                    True if any_addr else (None if net is None or not p.src else _address(p.src) in net)
+                ),
+                o.negated,
+                rest,
+            )
         else:
             rest.append(lambda p: None)
     for m in r.matches:
@@ -187,6 +197,11 @@ def walk(t: Table, chain: str, p: Packet, compiled: dict | None = None) -> Walk:
     policy = (c.policy if c else None) or "ACCEPT"
     w.verdict, w.chain = ("policy-drop" if policy == "DROP" else "policy-accept"), chain
     return w
+
+
+def maybe_pass(w: Walk) -> int:
+    """How many of the rules passed over as "might match" could have let the packet through (not a DROP/REJECT)."""
+    return sum(1 for _, r in w.maybe if r.target not in ("DROP", "REJECT"))
 
 
 def _walk(t: Table, chain: str, p: Packet, w: Walk, depth: int, compiled: dict) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from swarmscope.model import Interface, IptablesDump, IpvsTable
+from swarmscope.model import Interface, IptablesDump, IpvsTable, NftRuleset
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,14 @@ def _iptables_text(d: IptablesDump) -> RawOut | None:
         return RawOut(f"iptables-{d.backend}-save", "captured", f"iptables-{d.backend}-save.txt", d.raw)
     if not d.available and d.reason:
         return RawOut(f"iptables-{d.backend}-save", "not read", reason=d.reason)
+    return None
+
+
+def _nft_text(r: NftRuleset) -> RawOut | None:
+    if r.raw:
+        return RawOut("nft -j list ruleset", "captured", "nft-list-ruleset.json", r.raw)
+    if not r.available and r.reason:
+        return RawOut("nft -j list ruleset", "not read", reason=r.reason)
     return None
 
 
@@ -134,6 +142,7 @@ def render_sysctls(sysctls: dict[str, str | None]) -> str:
 KEEPERS: dict[str, RawForm] = {
     "iptables-save": RawForm(("iptables-{backend}-save.txt", "iptables-L.txt"), _iptables_text),
     "ipvs": RawForm(("proc-net-ip_vs.txt", "ipvsadm-Ln.txt"), _ipvs_text),
+    "nft-json": RawForm(("nft-list-ruleset.json",), _nft_text),
 }
 
 #: parsed data in the usual tool's form, where it was read without a text (``RawFile.rendered`` names one)

@@ -95,6 +95,14 @@ def render_summary(snap: Snapshot) -> str:
             lines.append("docker_gwbridge: missing")
     if snap.host.iptables is not None and snap.host.iptables.available:
         lines.append(f"host iptables ({snap.host.iptables.backend}): {snap.host.iptables.rule_count} rules")
+    nft = snap.host.nftables
+    if nft is not None and nft.available:
+        native = [t for t in nft.tables if not t.iptables]
+        names = ", ".join(f"{t.family} {t.name} ({sum(len(c.rules) for c in t.chains)} rules)" for t in native)
+        lines.append(f"host nftables: {len(native)} native table(s)" + (f": {names}" if names else "")
+                     + f"; {len(nft.tables) - len(native)} made by iptables-nft (read through iptables-nft-save)")
+    elif nft is not None:
+        lines.append(f"host nftables: not read ({nft.reason or 'no reason recorded'})")
     if snap.host.listeners:
         ls = ", ".join(f"{x.protocol}/{x.address}:{x.port} ({x.process or '?'})" for x in snap.host.listeners)
         lines.append(f"listening on published ports: {ls}")

@@ -40,7 +40,7 @@ def api_task_addresses(lab, service, network):
 
 
 def test_snapshot_has_all_six_sections(lab, snapshot):
-    assert snapshot["schema"] == "swarmscope/snapshot" and snapshot["version"] == 1
+    assert snapshot["schema"] == "swarmscope/snapshot" and snapshot["version"] == 2
     node = snapshot["node"]
     assert node["role"] == "manager" and node["swarm_state"] == "active" and node["node_id"]
     assert node["engine_version"] and node["api_version"] and node["kernel_release"] == os.uname().release
@@ -52,6 +52,10 @@ def test_snapshot_has_all_six_sections(lab, snapshot):
     # the compact form (issue 17): the parsed rules, not the command's text (that is --raw's and the bundle's)
     assert {"nat", "filter"} <= set(host["iptables"]["tables"]) and host["iptables"]["raw"] == ""
     assert host["gwbridge"]["present"] and host["gwbridge"]["members"]
+    # the nftables ruleset (issue 12): iptables-nft's own tables told apart, no text without --raw
+    nft = host["nftables"]
+    assert nft["available"] and nft["raw"] == "" and {("ip", "nat"), ("ip", "filter")} <= {
+        (t["family"], t["name"]) for t in nft["tables"] if t["iptables"]}
     kinds = {n["kind"] for n in snapshot["namespaces"]}
     assert {"ingress_sbox", "lb", "overlay", "container"} <= kinds
     lbs = [n for n in snapshot["namespaces"] if n["kind"] in ("lb", "ingress_sbox")]
@@ -118,11 +122,12 @@ def _state(lab):
     names = sorted(os.listdir(lab.netns_dir))
     state = {"netns": names, "run-netns": sorted(os.listdir("/run/netns"))}
     # comments carry timestamps, counters move with traffic, IPv6 DAD clears "tentative" on its own
-    strip = re.compile(r"^#.*$|\[\d+:\d+\]| tentative", re.M)
+    strip = re.compile(r"^#.*$|\[\d+:\d+\]| tentative|counter packets \d+ bytes \d+", re.M)
     places = [None] + [str(lab.netns_dir / n) for n in names]
     for p in places:
         pre = ["nsenter", f"--net={p}"] if p else []
-        for cmd in (["iptables-nft-save"], ["iptables-legacy-save"], ["ip", "-o", "addr"], ["ip", "-o", "link"], ["ip", "route"]):
+        for cmd in (["iptables-nft-save"], ["iptables-legacy-save"], ["nft", "list", "ruleset"], ["ip", "-o", "addr"],
+                    ["ip", "-o", "link"], ["ip", "route"]):
             cp = lab.in_node(pre + cmd, check=False)
             state[f"{p}:{' '.join(cmd)}"] = strip.sub("", cp.stdout)
     state["host-ipvs"] = os.path.exists("/proc/net/ip_vs")
@@ -138,6 +143,7 @@ def test_raw_keeps_the_commands_text(lab):
     assert snap["host"]["iptables"]["raw"].startswith("# Generated")
     sbox = next(n for n in snap["namespaces"] if n["kind"] == "ingress_sbox")
     assert sbox["iptables"]["raw"].startswith("# Generated")
+    assert json.loads(snap["host"]["nftables"]["raw"])["nftables"][0]["metainfo"]
 
 
 def test_collection_is_read_only(lab):

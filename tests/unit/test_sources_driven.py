@@ -262,7 +262,7 @@ def test_a_missing_capability_names_the_sources_it_costs():
     checks = {c.what: c for c in agent.capability_checks(0)}
     assert list(checks) == list(CAPABILITIES)
     net = checks["CAP_NET_ADMIN"]
-    assert net.missing and "(sources iptables, ipvs, ipvs-timeouts are not read)" in net.detail
+    assert net.missing and "(sources iptables, nftables, ipvs, ipvs-timeouts are not read)" in net.detail
     assert "--cap-add NET_ADMIN" in net.detail
     have = agent.capability_checks((1 << 12) | (1 << 21))
     assert [(c.ok, c.detail) for c in have] == [(True, "present (reading iptables and IPVS)"),

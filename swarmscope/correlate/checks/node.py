@@ -218,7 +218,7 @@ def check_backend_split(ctx: Ctx) -> Iterator[Hit]:
 
 
 #: what the swarm itself needs between nodes (proto, port, what)
-SWARM_PORTS = (
+SWARM_PORTS: tuple[tuple[str, int, str], ...] = (
     ("udp", 4789, "VXLAN data"),
     ("tcp", 7946, "gossip"),
     ("udp", 7946, "gossip"),
@@ -257,3 +257,99 @@ def check_other_backend_drops(ctx: Ctx) -> Iterator[Hit]:
                         detail=f"{where} ({rules.backend}) {f.table} {f.chain}: {f.evidence}",
                         evidence=[f"{where} ({rules.backend}) {f.table}: {f.evidence}", f"stops: {', '.join(hit)}"],
                     )
+
+
+#: ESP (IP protocol 50): an encrypted overlay's VXLAN travels inside it
+ESP: tuple[str, int | None, str] = ("esp", None, "ESP (encrypted overlay)")
+def _peers(ctx: Ctx, n: NodeCtx) -> list[str]:
+    """The other nodes' addresses: the swarm's node list (a manager's API view), every snapshot's own
+    address, and the overlays' gossip peers (what a worker knows); never one of the node's own addresses
+    (its peer list names itself too, and an older snapshot may not know its node address)."""
+    own = {n.snap.node.node_addr} | {a.address for a in node_facts(n).host.addresses}  # its own, by any name
+    found: dict[str, None] = {}
+    for m in ctx.cluster.nodes:
+        for sn in m.snap.docker.nodes:
+            if sn.address:
+                found[sn.address] = None
+        if m.snap.node.node_addr:
+            found[m.snap.node.node_addr] = None
+        for net in m.snap.docker.networks:
+            for p in net.peers:
+                if p.ip:
+                    found[p.ip] = None
+    return [a for a in found if a and a not in own and a != "0.0.0.0"]
+
+
+def _in_iface(n: NodeCtx, src: str | None) -> str | None:
+    """The host interface a packet from ``src`` arrives on: the one whose subnet holds it (None: not known)."""
+    import ipaddress
+
+    if src is None:
+        return None
+    try:
+        a = ipaddress.ip_address(src)
+    except ValueError:
+        return None
+    for f in node_facts(n).host.addresses:
+        try:
+            if a in ipaddress.ip_network(f"{f.address}/{f.prefixlen}", strict=False) and f.prefixlen < 32:
+                return f.iface
+        except ValueError:
+            continue
+    return None
+
+
+def swarm_ports(ctx: Ctx, n: NodeCtx) -> list[tuple[str, int | None, str]]:
+    """What other nodes send to node ``n``: VXLAN, gossip, the cluster port where it is a manager, and ESP
+    where an overlay it knows is encrypted."""
+    wanted: list[tuple[str, int | None, str]] = [p for p in SWARM_PORTS if p[1] != 2377]
+    if n.snap.node.role == "manager":
+        wanted.append(next(p for p in SWARM_PORTS if p[1] == 2377))
+    nets = list(n.snap.docker.networks) + list(ctx.cluster.networks.values())
+    if any(net.encrypted for net in nets):
+        wanted.append(ESP)
+    return wanted
+
+
+@check(
+    "node.swarm-ports-blocked",
+    Severity.ERROR,
+    "the host firewall drops the swarm's own traffic between nodes",
+    "Walking the host's firewall as the kernel does (iptables of both backends, and the native nftables chains "
+    "firewalld or ufw write), a packet another node sends to this one on a port the swarm needs is dropped by the "
+    "rule in the evidence: 4789/udp carries the overlays' VXLAN, 7946/tcp+udp the gossip that spreads "
+    "addresses, 2377/tcp the managers' Raft, ESP an encrypted overlay. Allow them from the other nodes before "
+    "the drop (`nft insert rule ...`, `iptables -I INPUT -s NODE -p udp --dport 4789 -j ACCEPT`, or open them "
+    "in firewalld/ufw), or delete the rule.",
+)
+def check_swarm_ports_blocked(ctx: Ctx) -> Iterator[Hit]:
+    from swarmscope.facts.walk import Packet
+
+    for n in ctx.cluster.nodes:
+        nf = node_facts(n)
+        own = n.snap.node.node_addr
+        peers: list[str | None] = list(_peers(ctx, n)) or [None]
+        blocked: dict[tuple[str, str], dict[str, list[str]]] = {}  # (where, rule) -> port -> sources
+        for proto, port, what in swarm_ports(ctx, n):
+            label = f"{port}/{proto} ({what})" if port is not None else what
+            for src in peers:
+                pkt = Packet(proto, port, in_iface=_in_iface(n, src), dst=own, dst_local=True, src=src)
+                for rules in (nf.host.netfilter, nf.host.other_netfilter):
+                    found = rules.drop_to_local(pkt) if rules.read else None
+                    if found is not None:
+                        table, w = found
+                        rule = w.evidence if w.evidence is not None else f"policy drop ({' -> '.join(w.trail)})"
+                        key = (f"iptables ({rules.backend}) {table} {w.chain}", rule)
+                        blocked.setdefault(key, {}).setdefault(label, []).append(src or "any node")
+                d = nf.nft.drop_to_local(pkt)
+                if d is not None:
+                    rule = d.evidence if d.evidence is not None else f"policy drop ({' -> '.join(d.trail)})"
+                    key = (d.where + (f" chain {d.decided_in}" if d.decided_in != d.chain else ""), rule)
+                    blocked.setdefault(key, {}).setdefault(label, []).append(src or "any node")
+        for (where, rule), ports in blocked.items():
+            stops = "; ".join(f"{label} from {', '.join(dict.fromkeys(srcs))}" for label, srcs in ports.items())
+            yield Hit(
+                [n.name],
+                detail=f"{where}: '{rule}' drops {', '.join(ports)}",
+                evidence=[f"{where}: {rule}", f"drops: {stops}"],
+            )

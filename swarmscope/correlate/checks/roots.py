@@ -28,7 +28,8 @@ NO_IPVS_SYMPTOMS = {
 ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
     # (root id, ids it explains on the same node(s), must the network match too)
     ("kernel.no-ipvs", NO_IPVS_SYMPTOMS, False),
-    ("iptables.other-backend-drops", {"iptables.backend-split"}, False),
+    # a DROP in the backend the engine does not use that stops the swarm's ports is named once, as that
+    ("iptables.other-backend-drops", {"iptables.backend-split", "node.swarm-ports-blocked"}, False),
     # fwmarker exits before adding the MARK and SNAT rules: the IPVS services get no traffic
     (
         "kernel.ipvs-no-conntrack",

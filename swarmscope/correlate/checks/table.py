@@ -39,6 +39,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     node.check_engine_unsupported,
     node.check_backend_split,
     node.check_other_backend_drops,
+    node.check_swarm_ports_blocked,
     ingress.check_chain_missing,
     ingress.check_jump_missing,
     ingress.check_jump_duplicated,
@@ -78,8 +79,9 @@ CHECKS: tuple[CheckSpec, ...] = (
         "Walking filter FORWARD as the kernel does, the port's new connections (or their replies) hit the rule in "
         "the evidence before DOCKER-INGRESS accepts them: an operator's DROP in DOCKER-USER, or a chain order "
         "Docker does not make (on 28.x DOCKER-INGRESS must come first in DOCKER-FORWARD, before DOCKER-BRIDGE's "
-        "`! -i docker_gwbridge -o docker_gwbridge -j DROP`). Delete or narrow that rule, or restart dockerd to "
-        "re-create its chains in order.",
+        "`! -i docker_gwbridge -o docker_gwbridge -j DROP`), or a native nftables chain on the forward hook "
+        "(firewalld, ufw, an operator's table: its drop is final whatever iptables accepts; the evidence names "
+        "the rule and its handle). Delete or narrow that rule, or restart dockerd to re-create its chains in order.",
         hop="host.forward", when=(MISMATCH, MISSING), paths="ports",
     ),
     HopCheck(

@@ -209,6 +209,10 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             )
         if hops[-1].status in (HopStatus.OK, HopStatus.MISMATCH):
             hops.append(_forward_hop(n, host, proto, P))
+        else:  # Docker's ACCEPTs are not there; a native nftables drop of the port still stops it, and is named
+            dropped = _nft_forward_drop(n, proto, P)
+            if dropped is not None:
+                hops.append(dropped)
 
     sbox = n.ingress_sbox
     hops.append(ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
@@ -272,17 +276,43 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     return np
 
 
+def _forward_packets(n: NodeCtx, proto: str, P: int) -> tuple[tuple[str, Packet], ...]:
+    """A new connection to the port from another host, DNATed to ingress_sbox on docker_gwbridge, and its reply."""
+    gw_ip, _ = gwbridge_sbox_ip(n)
+    return (
+        ("new connection", Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
+        ("reply", Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED")),
+    )
+
+
+def _nft_forward_drop(n: NodeCtx, proto: str, P: int) -> Hop | None:
+    """The forward hop where a native nftables base chain on the forward hook (firewalld, ufw, an operator's
+    table) drops the port's new connections or their replies; None where none does. A drop is final whatever
+    the chain's priority: iptables' ACCEPT in DOCKER-INGRESS does not save the packet from it."""
+    nft = node_facts(n).nft
+    for direction, pkt in _forward_packets(n, proto, P):
+        d = nft.drop_forwarded(pkt)
+        if d is None:
+            continue
+        rule = d.evidence if d.evidence is not None else "policy drop"
+        return Hop(
+            "host.forward",
+            f"host {FILTER} {FORWARD} :{P}",
+            HopStatus.MISMATCH,
+            f"a {direction} on {proto}/{P} is dropped by '{rule}' ({d.where}): a drop in any base chain on the "
+            f"hook is final, whatever {FILTER} {FORWARD} accepts",
+            [f"{d.where}: {rule}", f"path: {' -> '.join(d.trail)}"],
+        )
+    return None
+
+
 def _forward_hop(n: NodeCtx, host: NetfilterFacts, proto: str, P: int) -> Hop:
     """A new connection to the port, from another host, walked through filter FORWARD to ingress_sbox
     on docker_gwbridge, and its replies back: whatever rule decides it, in whatever chain order the
-    engine (or an operator) left."""
-    gw_ip, _ = gwbridge_sbox_ip(n)
+    engine (or an operator) left; then through the native nftables chains on the forward hook."""
     label = f"host {FILTER} {FORWARD} :{P}"
     out = []
-    for direction, pkt in (
-        ("new connection", Packet(proto, P, out_iface="docker_gwbridge", dst=gw_ip)),
-        ("reply", Packet(proto, None, sport=P, in_iface="docker_gwbridge", state="ESTABLISHED")),
-    ):
+    for direction, pkt in _forward_packets(n, proto, P):
         w = host.walk(FILTER, FORWARD, pkt)
         trail = f"path: {' -> '.join(w.trail)}"
         if w.verdict == "drop" and w.evidence is not None:
@@ -308,6 +338,13 @@ def _forward_hop(n: NodeCtx, host: NetfilterFacts, proto: str, P: int) -> Hop:
             + f"; {trail}"
             + (f"; {w.maybe} rule(s) that might match not judged" if w.maybe else "")
         )
+    dropped = _nft_forward_drop(n, proto, P)
+    if dropped is not None:
+        return dropped
+    nft = node_facts(n).nft
+    walks = nft.forward_walks(_forward_packets(n, proto, P)[0][1])
+    if walks:
+        out.append("native nftables forward chains: " + ", ".join(f"{w.where}: {w.verdict}" for w in walks))
     return Hop("host.forward", label, HopStatus.OK, f"new connections and replies pass {FILTER} {FORWARD}", out)
 
 
