@@ -48,7 +48,8 @@ def _uncollected(cluster) -> dict[str, str]:
     src = next((n for n in cluster.nodes if n.name == cluster.api_source), None)
     have = {n.node_id for n in cluster.nodes} | {n.name for n in cluster.nodes}
     return {
-        sn.hostname: f"not collected (in docker node ls: {'/'.join(x for x in (sn.state, sn.availability) if x) or '?'})"
+        sn.hostname: "not collected (in docker node ls: " + ("/".join(x for x in (sn.state, sn.availability) if x)
+                                                            or "?") + ")"
         for sn in (src.snap.docker.nodes if src else [])
         if sn.id not in have and sn.hostname not in have
     }
