@@ -65,6 +65,8 @@ def node_serving(np: NodePath, mode: str) -> NodeServing:
         h = _hop_of(np, bad, np.broken_at)
         if h is None:  # not a hop of its own: no running backend has its REDIRECT (paths.verdict)
             return NodeServing(np.node, NO, "task.redirect", np.reason)
+        if h.status == HopStatus.SUSPECT:  # ok by the rules, but a --probe through it failed
+            return NodeServing(np.node, NO, h.key, f"--probe failed (the rules: {h.detail})")
         return NodeServing(np.node, NO, h.key, h.detail)
     if np.verdict == Verdict.NA:
         h = np.hop("task.here")
