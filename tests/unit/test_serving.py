@@ -20,6 +20,7 @@ from swarmscope.correlate.serving import NO, UNKNOWN, YES, groups, serving_table
 from swarmscope.dump import snapshots_from_data
 from swarmscope.pipeline import Run, analyze_snapshots
 from swarmscope.pipeline import analyze as run_analyze
+from test_correlate import roots
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VM_DUMPS = FIXTURES / "vm-dumps"
@@ -27,6 +28,7 @@ LAB_DUMPS = FIXTURES / "lab-dumps"
 SETTLE = LAB_DUMPS / "three-node-settle-boundary.json"
 NEARLY = LAB_DUMPS / "three-node-subnet-nearly-full.json"
 FULL = LAB_DUMPS / "three-node-subnet-full.json"
+GOSSIP_CUT = LAB_DUMPS / "three-node-gossip-cut.json"
 NEW_IDS = {"network.gossip-incomplete", "network.subnet-full", "network.subnet-nearly-full"}
 
 
@@ -221,6 +223,25 @@ def _ids(a) -> list[str]:
     return sorted(f.id for f in a.findings if f.id in NEW_IDS)
 
 
+def test_gossip_cut_captured():
+    """A real partition (contrib/lab/capture_gossip.py): worker2 drops what arrives on 7946 for 60 s. The others
+    dropped it from demo's and ingress's Peers and it them; the DNS answers that lost worker2's tasks (or kept
+    only its own) are explained by it, on demo."""
+    a = analyze(snaps(doc(GOSSIP_CUT)))
+    gossip = [f for f in a.findings if f.id == "network.gossip-incomplete"]
+    assert [(f.network, f.nodes, f.severity, f.caused_by) for f in gossip] == [
+        ("demo", ["srv-manager", "srv-worker1", "srv-worker2"], "error", None),
+        ("ingress", ["srv-manager", "srv-worker1", "srv-worker2"], "error", None),
+    ]
+    assert gossip[0].detail == ("demo: srv-manager lacks srv-worker2 (10.213.0.13); srv-worker1 lacks srv-worker2 "
+                                "(10.213.0.13); srv-worker2 lacks srv-manager (10.213.0.11), srv-worker1 (10.213.0.12)")
+    assert gossip[0].evidence[2].endswith("Peers 10.213.0.13 (444450d6ae03)")
+    assert roots(a) == ["kernel.no-ipvs", "network.gossip-incomplete"]
+    dns = [f for f in a.findings if f.id.startswith("dns.")]
+    assert dns and all(f.caused_by == "network.gossip-incomplete" for f in dns), [(f.id, f.caused_by) for f in dns]
+    assert gossip[0].explained == {"dns.nodes-differ": 2, "dns.tasks-mismatch": 4}
+
+
 def test_gossip_view_missing_a_node_with_settled_tasks():
     """Real dump, one edit: worker2 (10.213.0.13) taken out of worker1's Peers of ``tiny``. worker2's filler
     tasks had run 62 s when worker1 was collected, and worker2 lists itself."""
@@ -228,9 +249,10 @@ def test_gossip_view_missing_a_node_with_settled_tasks():
     _drop_peer(data, "worker1", "tiny", "10.213.0.13")
     a = analyze(snaps(data))
     [f] = [f for f in a.findings if f.id == "network.gossip-incomplete"]
-    assert (f.nodes, f.network, f.severity) == (["srv-worker1"], "tiny", "warning")
-    assert f.detail == "tiny on srv-worker1: Peers lack srv-worker2 (10.213.0.13)"
-    assert f.evidence[0].startswith("docker network inspect -v tiny on srv-worker1: Peers 10.213.0.12")
+    assert (f.nodes, f.network, f.severity) == (["srv-worker1"], "tiny", "error")
+    assert f.detail == "tiny: srv-worker1 lacks srv-worker2 (10.213.0.13)"
+    assert f.evidence[0] == ("docker network inspect -v tiny on srv-worker1 (collected 2026-11-30T05:56:43Z): Peers "
+                             "10.213.0.12 (efe507508678), 10.213.0.11 (58cfe085e63f)")
     assert "srv-worker2 (10.213.0.13) lists itself in tiny's Peers and runs filler." in f.evidence[1]
 
 
@@ -338,6 +360,7 @@ def test_no_false_alarm_on_any_fixture(name, load):
 
 
 def test_no_gossip_or_subnet_finding_on_the_captured_dumps_as_they_are():
+    assert _ids(analyze(snaps(doc(GOSSIP_CUT)))) == ["network.gossip-incomplete"] * 2
     assert _ids(analyze(snaps(doc(NEARLY)))) == ["network.subnet-nearly-full"]
     assert _ids(analyze(snaps(doc(FULL)))) == ["network.subnet-full"]
     assert copy.deepcopy(doc(NEARLY)) == doc(NEARLY)  # the edits above work on copies

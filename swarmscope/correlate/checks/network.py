@@ -293,20 +293,22 @@ def _settled_on(cl, n, network_id: str, now) -> list:
 
 @check(
     "network.gossip-incomplete",
-    Severity.WARNING,
+    Severity.ERROR,
     "a node's gossip view of an overlay network lacks a node that holds tasks of it",
-    "`docker network inspect -v NETWORK` on the node in the evidence lists in Peers the nodes its networkdb "
-    "knows in the network's gossip; a node that has run tasks of the network for longer than gossip needs to "
-    "settle (45 s: memberlist's 30 s full state exchange, plus time to apply it), and lists itself, is missing "
-    "there. The node then misses that node's endpoints (DNS, IPVS and VXLAN forwarding entries for its tasks). "
-    "Check that TCP and UDP 7946 are open between the two nodes (gossip) and that their clocks agree; restarting "
-    "dockerd on the node with the incomplete view makes it rejoin the gossip.",
+    "`docker network inspect -v NETWORK` lists in Peers the nodes a node's networkdb knows in the network's "
+    "gossip; a node that has run tasks of the network for longer than gossip needs to settle (45 s: memberlist's "
+    "30 s full state exchange, plus time to apply it), and lists itself, is missing there. The node with the "
+    "incomplete view has dropped that node's endpoints (service discovery, IPVS real servers, VXLAN forwarding "
+    "entries) and sends it none of its own: traffic between their tasks fails. Check that TCP and UDP 7946 are "
+    "open both ways between the nodes (gossip; 2377 and 4789 are not enough); they rejoin by themselves once it is, "
+    "or restart dockerd on the node cut off.",
 )
 def check_gossip_incomplete(ctx: Ctx) -> Iterator[Hit]:
     """Judged only between nodes that are both in the data, both list themselves among the network's Peers
     (networkdb names peers by the advertised address, Swarm.NodeAddr), and both hold a task of the network
     that has run past the settle window at the viewing node's collection: Peers holds only nodes with the
-    network created (tasks or its load balancer), and a task that has just started may not be known yet."""
+    network created (tasks or its load balancer), and a task that has just started may not be known yet.
+    One finding per network, naming every node whose view lacks another."""
     cl = ctx.cluster
     for nid, net in sorted(cl.networks.items()):
         if net.driver != "overlay":
@@ -318,6 +320,7 @@ def check_gossip_incomplete(ctx: Ctx) -> Iterator[Hit]:
                 members.append((n, addr))
         if len(members) < 2:
             continue
+        views = []
         for y, _ in members:
             view = y.networks[nid]
             if not _settled_on(cl, y, nid, y.now):
@@ -330,25 +333,36 @@ def check_gossip_incomplete(ctx: Ctx) -> Iterator[Hit]:
                 tasks = _settled_on(cl, x, nid, y.now)
                 if tasks:
                     missing.append((x, addr, tasks))
-            if not missing:
-                continue
-            yield Hit(
-                [y.name],
-                network=view.name,
-                detail=f"{view.name} on {y.name}: Peers lack "
-                + ", ".join(f"{x.name} ({addr})" for x, addr, _ in missing),
-                evidence=[
-                    f"docker network inspect -v {view.name} on {y.name}: Peers "
-                    + (", ".join(f"{p.ip} ({p.name})" for p in view.peers) or "none")
-                ]
-                + [
-                    f"{x.name} ({addr}) lists itself in {view.name}'s Peers and runs "
-                    + ", ".join(f"{cl.task_name(t)} since {t.state_since}" for t in tasks[:3])
-                    + (f" (+{len(tasks) - 3} more)" if len(tasks) > 3 else "")
-                    for x, addr, tasks in missing
-                ]
-                + [f"{y.name} collected at {y.snap.collected_at}"],
-            )
+            if missing:
+                views.append((y, view, missing))
+        if not views:
+            continue
+        name = views[0][1].name
+        ev = [
+            f"docker network inspect -v {view.name} on {y.name} (collected {y.snap.collected_at}): Peers "
+            + (", ".join(f"{p.ip} ({p.name})" for p in view.peers) or "none")
+            for y, view, _ in views
+        ]
+        said = set()
+        for _, view, missing in views:
+            for x, addr, tasks in missing:
+                if x.name not in said:
+                    said.add(x.name)
+                    ev.append(
+                        f"{x.name} ({addr}) lists itself in {view.name}'s Peers and runs "
+                        + ", ".join(f"{cl.task_name(t)} since {t.state_since}" for t in tasks[:3])
+                        + (f" (+{len(tasks) - 3} more)" if len(tasks) > 3 else "")
+                    )
+        yield Hit(
+            sorted(y.name for y, _, _ in views),
+            network=name,
+            detail=f"{name}: "
+            + "; ".join(
+                f"{y.name} lacks " + ", ".join(f"{x.name} ({addr})" for x, addr, _ in missing)
+                for y, _, missing in views
+            ),
+            evidence=ev,
+        )
 
 
 #: a subnet this full (of its host addresses, less the gateway) is nearly full
