@@ -14,13 +14,13 @@ import json
 from pathlib import Path
 
 import pytest
+from test_correlate import roots
 
 from swarmscope.correlate import analyze
 from swarmscope.correlate.serving import NO, UNKNOWN, YES, groups, serving_table
 from swarmscope.dump import snapshots_from_data
 from swarmscope.pipeline import Run, analyze_snapshots
 from swarmscope.pipeline import analyze as run_analyze
-from test_correlate import roots
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 VM_DUMPS = FIXTURES / "vm-dumps"
