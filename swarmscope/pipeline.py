@@ -242,6 +242,10 @@ def analyze(run: Run) -> Analysis:
     """The run's analysis (made once)."""
     if run.analysis is None:
         run.analysis = analyze_snapshots(run.snapshots)
+        for f in run.failed:  # nodes that failed in the gather: unknown in the serving table, and why
+            name = f.get("node") or f.get("node_id")
+            if name and name not in run.analysis.nodes:
+                run.analysis.uncollected[name] = "failed in the gather: " + (f.get("reason") or f.get("kind") or "?")
     return run.analysis
 
 

@@ -9,7 +9,7 @@ from swarmscope.correlate.checks.causes import corroborate
 from swarmscope.correlate.cluster import build_cluster
 from swarmscope.correlate.paths import build_paths, verdict
 from swarmscope.correlate.types import Analysis
-from swarmscope.model import Snapshot
+from swarmscope.model import Snapshot, Verdict
 
 
 def analyze(snapshots: list[Snapshot]) -> Analysis:
@@ -35,7 +35,21 @@ def _analyze(snapshots: list[Snapshot]) -> Analysis:
     findings = run_checks(ctx)
     corroborate(cluster, findings)  # dockerd's own log lines, as evidence of the findings they explain
     for _, _, _, np in ctx.node_paths():  # judged again now that each bad hop's findings are known
-        verdict(np, hop_breaks)
+        if np.verdict != Verdict.NA:  # not this node's path (host mode, no task here): no hop to judge again
+            verdict(np, hop_breaks)
     return Analysis(
-        services=paths, findings=findings, nodes=[n.name for n in cluster.nodes], api_source=cluster.api_source
+        services=paths, findings=findings, nodes=[n.name for n in cluster.nodes], api_source=cluster.api_source,
+        uncollected=_uncollected(cluster),
     )
+
+
+def _uncollected(cluster) -> dict[str, str]:
+    """The swarm's nodes (the manager's `docker node ls`) that are not in the data, and why."""
+    src = next((n for n in cluster.nodes if n.name == cluster.api_source), None)
+    have = {n.node_id for n in cluster.nodes} | {n.name for n in cluster.nodes}
+    return {
+        sn.hostname: "not collected (in docker node ls: " + ("/".join(x for x in (sn.state, sn.availability) if x)
+                                                            or "?") + ")"
+        for sn in (src.snap.docker.nodes if src else [])
+        if sn.id not in have and sn.hostname not in have
+    }

@@ -135,3 +135,6 @@ class Analysis:
     findings: list[Finding]  # root causes first, then by severity
     nodes: list[str]
     api_source: str | None
+    #: the swarm's nodes that are not in the data, and why (hostname -> why): the manager lists them (`docker
+    #: node ls`) and they were not collected, or (pipeline.analyze) they failed in the gather
+    uncollected: dict[str, str] = field(default_factory=dict)

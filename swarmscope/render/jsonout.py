@@ -89,17 +89,25 @@ def dumps(doc: Any) -> str:
 def explain_document(analysis: Any, services: list) -> dict:
     """``explain --format json``: the nodes, the services explained, and the findings about them
     (or about no service in particular)."""
+    from swarmscope.correlate.serving import serving_table
+
     names = {s.name for s in services}
     return {
         "nodes": analysis.nodes,
         "services": services,
         "findings": [f for f in analysis.findings if f.service in names or f.service is None],
+        "serving": serving_table(analysis, services),
     }
 
 
 def check_document(analysis: Any, complete: bool, failed_nodes: list) -> dict:
-    """``check --format json``: the nodes, whether the data is complete, the nodes that failed, every finding."""
-    return {"nodes": analysis.nodes, "complete": complete, "failed_nodes": failed_nodes, "findings": analysis.findings}
+    """``check --format json``: the nodes, whether the data is complete, the nodes that failed, every finding,
+    and which nodes serve each published port (``serving``: per service and port, per node yes / no / unknown
+    and the first broken hop; correlate/serving.py)."""
+    from swarmscope.correlate.serving import serving_table
+
+    return {"nodes": analysis.nodes, "complete": complete, "failed_nodes": failed_nodes, "findings": analysis.findings,
+            "serving": serving_table(analysis)}
 
 
 def for_explain(analysis: Any, services: list, view: Any) -> dict:

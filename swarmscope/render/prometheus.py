@@ -46,6 +46,7 @@ class CollectionMetrics:
                     miss.add_metric([s.name, label, np.node], sum(1 for b in np.backends if b.status == "missing"))
         yield rs
         yield miss
+        yield self._serving()
         yield GaugeMetricFamily("swarmscope_collection_duration_seconds", "How long the last collection took.",
                                 value=self.snap.duration_ms / 1000)
         yield GaugeMetricFamily("swarmscope_collection_complete", "1 when the last snapshot is complete.",
@@ -53,6 +54,31 @@ class CollectionMetrics:
         yield GaugeMetricFamily("swarmscope_last_collection_timestamp_seconds", "When the last collection finished.",
                                 value=int(self.finished))
         yield from CounterMetrics(self.collections, self.failures).collect()
+
+
+    def _serving(self):
+        """swarmscope_published_port_serving: 1 where this node answers a published port, 0 where it does not
+        (a broken hop, or host mode without a task here), and no series where its data cannot say (unknown):
+        Prometheus convention keeps a sample's value a measurement, so unknown is absence (``absent()`` or a
+        missing series alerts on it), never a sentinel like -1 that ``sum``/``min`` would fold into real
+        values. Only this node's series: each node's agent exports its own, and Prometheus joins them."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        from swarmscope.correlate.serving import NO, YES, serving_table
+
+        fam = GaugeMetricFamily(
+            "swarmscope_published_port_serving",
+            "1 when this node serves the published port (every hop ok, or degraded), 0 when a hop is broken or "
+            "(host mode) no task runs here; absent when the node's data cannot say.",
+            labels=["service", "port", "protocol", "mode", "node"],
+        )
+        me = self.snap.node.hostname
+        for ps in serving_table(self.analysis):
+            for n in ps.nodes:
+                if n.node == me and n.serves in (YES, NO):
+                    value = 1 if n.serves == YES else 0
+                    fam.add_metric([ps.service, str(ps.port), ps.protocol, ps.mode, n.node], value)
+        return fam
 
 
 class CounterMetrics:

@@ -6,6 +6,7 @@ import re
 import textwrap
 
 from swarmscope.correlate.probes import PROBE_EVIDENCE
+from swarmscope.correlate.serving import PortServing, groups, serving_table
 from swarmscope.correlate.types import Analysis, Finding, NodePath, ServicePath
 
 WIDTH = 80
@@ -149,7 +150,38 @@ def _backends_table(np: NodePath, st: Style, show_redirect: bool) -> list[str]:
     return ["  " + line for line in table(rows, headers)]
 
 
-def render_service(sp: ServicePath, st: Style, node: str | None = None, verbose: bool = False) -> list[str]:
+def render_serving(table: list[PortServing], st: Style, node: str | None = None) -> list[str]:
+    """Which nodes answer each published port, for an external load balancer: per port a count, then one
+    line of node names per group of nodes that agree (same answer, same first broken hop), and under a
+    no or unknown (or a degraded yes) the hop's key and detail. 20 nodes that agree are one line; each
+    distinct cause keeps a line of its own, so nothing is summed away."""
+    if not table:
+        return []
+    out = ["  serving (which nodes answer each published port):"]
+    for ps in table:
+        rows = [n for n in ps.nodes if not node or n.node == node]
+        ps_view = PortServing(ps.service, ps.protocol, ps.port, ps.target, ps.mode, rows)
+        counts = ", ".join(f"{ps_view.count(a)} {a}" for a in ("yes", "no", "unknown"))
+        mode = "host mode: only nodes running a task" if ps.mode == "host" else "ingress"
+        out.append(f"    {ps.protocol}/{ps.port} ({mode}): {counts}")
+        for serves, hop, detail, names in groups(ps_view):
+            head = f"      {st(serves.ljust(8), {'yes': 'ok', 'no': 'broken'}.get(serves, 'unknown'))} "
+            lines = textwrap.wrap(" ".join(names), WIDTH - 15, break_on_hyphens=False) or [""]
+            out.append(head + lines[0])
+            out.extend(" " * 15 + x for x in lines[1:])
+            if hop or detail:
+                why = f"{'degraded at' if serves == 'yes' else 'at'} {hop}: {detail}" if hop else detail
+                out.extend(_wrap(why, WIDTH, " " * 15))
+    return out
+
+
+def render_service(
+    sp: ServicePath,
+    st: Style,
+    node: str | None = None,
+    verbose: bool = False,
+    serving: list[PortServing] | None = None,
+) -> list[str]:
     out: list[str] = []
     rep = f"{sp.mode}" + (
         f" {len([t for t in sp.tasks if t.state == 'running'])}/{sp.replicas}" if sp.replicas is not None else ""
@@ -168,6 +200,7 @@ def render_service(sp: ServicePath, st: Style, node: str | None = None, verbose:
         out.extend("    " + line for line in table(rows, None, [None, None, None, 44]))
     else:
         out.append("  tasks:    none running")
+    out.extend(render_serving(serving or [], st, node))
 
     for pp in sp.ports:
         out.append("")
@@ -278,7 +311,7 @@ def render_explain(
     out.append(f"nodes: {', '.join(analysis.nodes)}{src}")
     for sp in services:
         out.append("")
-        out.extend(render_service(sp, st, node, verbose))
+        out.extend(render_service(sp, st, node, verbose, serving_table(analysis, [sp])))
     names = {s.name for s in services}
     relevant = [f for f in analysis.findings if f.service in names or f.service is None]
     if node:

@@ -259,3 +259,256 @@ def check_gwbridge(ctx: Ctx) -> Iterator[Hit]:
                 detail="no docker_gwbridge interface in the host namespace",
                 evidence=[f"host interfaces: {', '.join(i.name for i in n.snap.host.interfaces) or 'not read'}"],
             )
+
+
+# --------------------------------------------------------------------------
+# gossip and address space
+
+
+def _self_listed(n, net) -> str | None:
+    """The node's own address on network ``net`` as its gossip knows it: its swarm address (``docker info``
+    Swarm.NodeAddr, what networkdb advertises) when its own verbose inspect of the network lists it among the
+    Peers -- proof that the node is in the network's gossip and that peers are named by that address. None
+    where either is not so (the node is then not judged, nor judged missing)."""
+    addr = n.snap.node.node_addr
+    if not addr or net is None or not net.verbose:
+        return None
+    return addr if any(p.ip == addr for p in net.peers) else None
+
+
+def _settled_on(cl, n, network_id: str, now) -> list:
+    """The node's running tasks attached to the network that have run for at least the settle window at
+    ``now`` (lifecycle.SETTLE_SECONDS): the node joined the network's gossip before then."""
+    out = []
+    for t in cl.tasks:
+        if t.node_id != n.node_id or t.state != "running" or t.desired_state != "running":
+            continue
+        if not any(a.network_id == network_id for a in t.attachments):
+            continue
+        a = lifecycle.age(t, now)
+        if a is not None and a >= lifecycle.SETTLE_SECONDS:
+            out.append(t)
+    return out
+
+
+@check(
+    "network.gossip-incomplete",
+    Severity.ERROR,
+    "a node's gossip view of an overlay network lacks a node that holds tasks of it",
+    "`docker network inspect -v NETWORK` lists in Peers the nodes a node's networkdb knows in the network's "
+    "gossip; a node that has run tasks of the network for longer than gossip needs to settle (45 s: memberlist's "
+    "30 s full state exchange, plus time to apply it), and lists itself, is missing there. The node with the "
+    "incomplete view has dropped that node's endpoints (service discovery, IPVS real servers, VXLAN forwarding "
+    "entries) and sends it none of its own: traffic between their tasks fails. Check that TCP and UDP 7946 are "
+    "open both ways between the nodes (gossip; 2377 and 4789 are not enough); they rejoin by themselves once it is, "
+    "or restart dockerd on the node cut off.",
+)
+def check_gossip_incomplete(ctx: Ctx) -> Iterator[Hit]:
+    """Judged only between nodes that are both in the data, both list themselves among the network's Peers
+    (networkdb names peers by the advertised address, Swarm.NodeAddr), and both hold a task of the network
+    that has run past the settle window at the viewing node's collection: Peers holds only nodes with the
+    network created (tasks or its load balancer), and a task that has just started may not be known yet.
+    One finding per network, naming every node whose view lacks another."""
+    cl = ctx.cluster
+    for nid, net in sorted(cl.networks.items()):
+        if net.driver != "overlay":
+            continue
+        members = []
+        for n in cl.nodes:
+            addr = _self_listed(n, n.networks.get(nid))
+            if addr:
+                members.append((n, addr))
+        if len(members) < 2:
+            continue
+        views = []
+        for y, _ in members:
+            view = y.networks[nid]
+            if not _settled_on(cl, y, nid, y.now):
+                continue
+            have = {p.ip for p in view.peers}
+            missing = []
+            for x, addr in members:
+                if x is y or addr in have:
+                    continue
+                tasks = _settled_on(cl, x, nid, y.now)
+                if tasks:
+                    missing.append((x, addr, tasks))
+            if missing:
+                views.append((y, view, missing))
+        if not views:
+            continue
+        name = views[0][1].name
+        ev = [
+            f"docker network inspect -v {view.name} on {y.name} (collected {y.snap.collected_at}): Peers "
+            + (", ".join(f"{p.ip} ({p.name})" for p in view.peers) or "none")
+            for y, view, _ in views
+        ]
+        said = set()
+        for _, view, missing in views:
+            for x, addr, tasks in missing:
+                if x.name not in said:
+                    said.add(x.name)
+                    ev.append(
+                        f"{x.name} ({addr}) lists itself in {view.name}'s Peers and runs "
+                        + ", ".join(f"{cl.task_name(t)} since {t.state_since}" for t in tasks[:3])
+                        + (f" (+{len(tasks) - 3} more)" if len(tasks) > 3 else "")
+                    )
+        yield Hit(
+            sorted(y.name for y, _, _ in views),
+            network=name,
+            detail=f"{name}: "
+            + "; ".join(
+                f"{y.name} lacks " + ", ".join(f"{x.name} ({addr})" for x, addr, _ in missing)
+                for y, _, missing in views
+            ),
+            evidence=ev,
+        )
+
+
+#: a subnet this full (of its host addresses, less the gateway) is nearly full
+SUBNET_WARN_USED = 0.90
+#: what the swarm allocator says when a network has no address left for a task (libnetwork/cnmallocator)
+NO_IP_ERROR = "could not find an available IP"
+
+
+def _network_addresses(cl, net_id: str) -> dict[str, str]:
+    """Every address the swarm holds on an overlay network, and what holds it: tasks that are not done (the
+    allocator frees a task's address when it ends), the services' VIPs, and the load-balancer endpoints (one per
+    node and network: ``lb-<net>`` / ingress-sbox, as every node's inspect and service discovery list them)."""
+    held: dict[str, str] = {}
+    for t in cl.tasks:
+        if t.state not in ("running", *lifecycle.STARTING_STATES):
+            continue
+        for a in t.attachments:
+            if a.network_id == net_id:
+                for ip in (strip_prefix(x) for x in a.addresses):
+                    if ip:
+                        held.setdefault(ip, "task")
+    for s in cl.services:
+        for v in s.vips:
+            ip = strip_prefix(v.address)
+            if v.network_id == net_id and ip:
+                held.setdefault(ip, "VIP")
+    for n in cl.nodes:
+        net = n.networks.get(net_id)
+        if net is None:
+            continue
+        for c in net.containers:
+            ip = strip_prefix(c.ipv4)
+            if ip:
+                lb = c.key == "ingress-sbox" or c.key.startswith("lb-") or (c.name or "").endswith("-endpoint")
+                held.setdefault(ip, "load balancer" if lb else "task")
+        eng = net.services.get("")  # the engine's endpoints in service discovery: every node's load balancer
+        for ep in eng.tasks if eng and net.verbose else []:
+            if ep.endpoint_ip:
+                held.setdefault(strip_prefix(ep.endpoint_ip) or ep.endpoint_ip, "load balancer")
+    return held
+
+
+def _subnet_usage(cl) -> list[tuple]:
+    """(network, subnet, addresses used by kind, usable, gateways, tasks waiting) for every IPv4 subnet of every
+    overlay network: usable is the subnet's host addresses less the gateway."""
+    out = []
+    for nid, net in sorted(cl.networks.items()):
+        if net.driver != "overlay":
+            continue
+        held = None
+        for s in net.subnets:
+            try:
+                sn = ipaddress.ip_network(s, strict=False)
+            except ValueError:
+                continue
+            if sn.version != 4 or sn.prefixlen > 30:
+                continue
+            if held is None:
+                held = _network_addresses(cl, nid)
+            gws = {g for g in (strip_prefix(x) for x in net.gateways) if g}
+            used: dict[str, int] = {}
+            for ip, what in held.items():
+                try:
+                    inside = ipaddress.ip_address(ip) in sn
+                except ValueError:
+                    continue
+                if inside and ip not in gws:
+                    used[what] = used.get(what, 0) + 1
+            waiting = [
+                t
+                for t in cl.tasks
+                if t.desired_state == "running"
+                and (NO_IP_ERROR in (t.error or "") or t.state in ("new", "pending"))
+                and not t.attachments
+                and nid in _service_networks(cl, t.service_id)
+            ]
+            out.append((net, sn, used, sn.num_addresses - 3, gws, waiting))  # less network, broadcast, gateway
+    return out
+
+
+def _subnet_hit(net, sn, used, usable, gws, waiting, full: bool) -> Hit:
+    n_used = sum(used.values())
+    parts = ", ".join(f"{k} {used[k]}" for k in ("task", "VIP", "load balancer") if used.get(k))
+    ev = [
+        f"{net.name} {sn}: {n_used} of {usable} addresses in use ({parts}); {max(usable - n_used, 0)} free; "
+        f"gateway {', '.join(sorted(gws)) or '?'}"
+    ]
+    if full:
+        ev += [
+            f"task {t.id[:12]} of service {t.service_name or t.service_id[:12]}: {t.state} (desired "
+            f"{t.desired_state})" + (f": {t.error}" if t.error else "")
+            for t in waiting[:6]
+        ]
+    return Hit(
+        [],
+        network=net.name,
+        detail=f"{net.name} {sn}: {n_used} of {usable} addresses used"
+        + (" (full)" if full else f" ({100 * n_used // usable}%)")
+        + (f"; {len(waiting)} task(s) of its services waiting without an address" if full and waiting else ""),
+        evidence=ev,
+    )
+
+
+_SUBNET_HINT = (
+    "Every task, every service VIP and one load balancer per node on the network take an address from its "
+    "subnet (less network, broadcast and gateway). "
+)
+_SUBNET_FIX = (
+    "Create a network with a larger --subnet and move services to it (`docker service update --network-add NEW "
+    "--network-rm OLD SERVICE`); a network's subnet cannot be changed in place."
+)
+
+
+@check(
+    "network.subnet-full",
+    Severity.ERROR,
+    "an overlay network's subnet has no address left",
+    _SUBNET_HINT + "With none left, the manager cannot give a new task its address: the task stays in state new "
+    "(the manager's log: 'could not find an available IP'; the evidence names the tasks waiting). " + _SUBNET_FIX,
+)
+def check_subnet_full(ctx: Ctx) -> Iterator[Hit]:
+    for net, sn, used, usable, gws, waiting in _subnet_usage(ctx.cluster):
+        if sum(used.values()) >= usable:
+            yield _subnet_hit(net, sn, used, usable, gws, waiting, True)
+
+
+@check(
+    "network.subnet-nearly-full",
+    Severity.WARNING,
+    "an overlay network's subnet is nearly out of addresses",
+    _SUBNET_HINT + "At 90% used the headroom is what a scale-up, an update that starts the new task before it "
+    "stops the old one (--update-order start-first) or a node joining the network (one more load-balancer "
+    "address) needs: Docker's default overlay subnet is a /24 (253 addresses), where 10% is 25. " + _SUBNET_FIX,
+)
+def check_subnet_nearly_full(ctx: Ctx) -> Iterator[Hit]:
+    for net, sn, used, usable, gws, waiting in _subnet_usage(ctx.cluster):
+        n = sum(used.values())
+        if SUBNET_WARN_USED * usable <= n < usable:
+            yield _subnet_hit(net, sn, used, usable, gws, waiting, False)
+
+
+def _service_networks(cl, service_id: str) -> set[str]:
+    s = next((s for s in cl.services if s.id == service_id), None)
+    if s is None:
+        return set()
+    nets = set(s.networks)
+    if any(p.publish_mode != "host" for p in s.ports if p.published_port) and cl.ingress is not None:
+        nets.add(cl.ingress.id)
+    return nets

@@ -120,6 +120,8 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
     ("vip.mark-missing", {"vip.ipvs-service-missing", "ipvs.backend-missing"}, True),
     ("ingress.ipvs-service-missing", {"ipvs.backend-missing"}, False),
     ("vip.ipvs-service-missing", {"ipvs.backend-missing"}, True),
+    # a node cut off from a network's gossip: the others drop its endpoints and it theirs (DNS, VIP real servers)
+    ("network.gossip-incomplete", {"dns.tasks-mismatch", "dns.nodes-differ", "ipvs.backend-missing"}, True),
 ]
 
 
