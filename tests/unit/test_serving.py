@@ -226,17 +226,20 @@ def _ids(a) -> list[str]:
 def test_gossip_cut_captured():
     """A real partition (contrib/lab/capture_gossip.py): worker2 drops what arrives on 7946 for 60 s. The others
     dropped it from demo's and ingress's Peers and it them; the DNS answers that lost worker2's tasks (or kept
-    only its own) are explained by it, on demo."""
+    only its own) are explained by it, on demo. The firewall rules that cut it are in worker2's snapshot:
+    node.swarm-ports-blocked on worker2 is the root cause of the incomplete views (roots.CROSS_NODE_CAUSES)."""
     a = analyze(snaps(doc(GOSSIP_CUT)))
     gossip = [f for f in a.findings if f.id == "network.gossip-incomplete"]
     assert [(f.network, f.nodes, f.severity, f.caused_by) for f in gossip] == [
-        ("demo", ["srv-manager", "srv-worker1", "srv-worker2"], "error", None),
-        ("ingress", ["srv-manager", "srv-worker1", "srv-worker2"], "error", None),
+        ("demo", ["srv-manager", "srv-worker1", "srv-worker2"], "error", "node.swarm-ports-blocked"),
+        ("ingress", ["srv-manager", "srv-worker1", "srv-worker2"], "error", "node.swarm-ports-blocked"),
     ]
     assert gossip[0].detail == ("demo: srv-manager lacks srv-worker2 (10.213.0.13); srv-worker1 lacks srv-worker2 "
                                 "(10.213.0.13); srv-worker2 lacks srv-manager (10.213.0.11), srv-worker1 (10.213.0.12)")
     assert gossip[0].evidence[2].endswith("Peers 10.213.0.13 (444450d6ae03)")
-    assert roots(a) == ["kernel.no-ipvs", "network.gossip-incomplete"]
+    assert roots(a) == ["kernel.no-ipvs", "node.swarm-ports-blocked"]
+    blocked = [f for f in a.findings if f.id == "node.swarm-ports-blocked"]
+    assert [f.nodes for f in blocked] == [["srv-worker2"], ["srv-worker2"]] and all("(gossip)" in f.detail for f in blocked)
     dns = [f for f in a.findings if f.id.startswith("dns.")]
     assert dns and all(f.caused_by == "network.gossip-incomplete" for f in dns), [(f.id, f.caused_by) for f in dns]
     assert gossip[0].explained == {"dns.nodes-differ": 2, "dns.tasks-mismatch": 4}

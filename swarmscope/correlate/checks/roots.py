@@ -125,6 +125,14 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
 ]
 
 
+#: causes on one node that explain a finding about several nodes, that node among them: (root id, a word its
+#: detail must hold, the ids it explains). A node's firewall dropping gossip (7946, checks/node.py SWARM_PORTS)
+#: cuts it out of every network's Peers on the others, and the others out of its own.
+CROSS_NODE_CAUSES: list[tuple[str, str, set[str]]] = [
+    ("node.swarm-ports-blocked", "(gossip)", {"network.gossip-incomplete"}),
+]
+
+
 def group(findings: list[Finding]) -> dict[int, Finding]:
     """Set caused_by on symptoms, and on each cause the count of what it explains (transitively).
 
@@ -146,6 +154,15 @@ def group(findings: list[Finding]) -> dict[int, Finding]:
                 parent[id(f)] = r
                 f.caused_by = r.id
                 break
+    for root_id, word, explains in CROSS_NODE_CAUSES:
+        roots = [f for f in findings if f.id == root_id and word in f.detail and id(f) not in parent]
+        for f in findings:
+            if id(f) in parent or f.id not in explains:
+                continue
+            r = next((r for r in roots if set(r.nodes) & set(f.nodes)), None)
+            if r is not None:
+                parent[id(f)] = r
+                f.caused_by = r.id
     top: dict[int, Finding] = {}
     for f in findings:
         p = parent.get(id(f))
