@@ -74,6 +74,6 @@ def test_version_names_schemas_and_engine_profiles(tmp_path):
 
     p = subprocess.run(["swarmscope", "--version"], capture_output=True, text=True, env=shim(tmp_path), timeout=60)
     assert p.returncode == 0
-    assert "swarmscope/snapshot version 1" in p.stdout and "swarmscope/dump version 1" in p.stdout
+    assert "swarmscope/snapshot version 2" in p.stdout and "swarmscope/dump version 1" in p.stdout
     for prof in PROFILES:
         assert prof.name in p.stdout

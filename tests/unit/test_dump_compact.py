@@ -107,7 +107,7 @@ def test_an_old_dump_with_raw_text_still_reads(tmp_path):
     """Dumps written before (schema 1, every raw text in them) read as they always did, raw text included."""
     snaps = [rawsnap.lab_vm()]
     doc = make_dump(snaps, raw=True)
-    assert doc["version"] == 1 and doc["snapshot_version"] == 1
+    assert doc["version"] == 1 and doc["snapshot_version"] == 2
     p = tmp_path / "old.json"
     p.write_text(json.dumps(doc, indent=2))
     loaded = load(str(p))

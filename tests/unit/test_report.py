@@ -248,7 +248,7 @@ def test_bundle_contents(bundles):
     lines = summary.splitlines()
     assert lines[3].startswith("ROOT CAUSES") and "ERROR ingress.dnat-missing" in lines[4]
     manifest = json.loads(files[top + "MANIFEST.json"])
-    assert manifest["schema"] == "swarmscope/report" and manifest["snapshot_version"] == 1
+    assert manifest["schema"] == "swarmscope/report" and manifest["snapshot_version"] == 2
     assert manifest["nodes"][0]["hostname"] == "lab-vm" and "failed_nodes" in manifest and "failures" in manifest
     by_path = {e["path"]: e for e in manifest["files"] if e["path"]}
     assert by_path["raw/lab-vm/host/iptables-nft-save.txt"]["origin"] == "captured"
