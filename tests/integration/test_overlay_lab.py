@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
-from swarmscope.correlate.lifecycle import SETTLE_SECONDS
+from swarmscope.correlate.lifecycle import SETTLE_SECONDS, parse_time
 from swarmscope.dump import snapshots_from_data
 from swarmscope.model import NsKind
 from swarmscope.pipeline import analyze_snapshots
@@ -37,8 +38,7 @@ def ovlab():
     except swarmlab.EngineStartError as exc:
         pytest.skip(f"multi-node lab unavailable: {exc}")
     try:
-        # every task past the settle window: the peer checks judge them (a starting task is not judged)
-        the_lab.wait_settled(SETTLE_SECONDS + 2)
+        the_lab.wait_converged()
         yield the_lab
     finally:
         the_lab.down()
@@ -54,12 +54,28 @@ def collect_all(lab):
     return snaps
 
 
+def settled(lab, timeout: float = 300.0):
+    """Snapshots of every node taken once every running task is past the settle window by the manager's own
+    collection time: the peer checks judge those tasks (a task in its first seconds is not judged)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snaps = collect_all(lab)
+        manager = next(s for s in snaps if s.node.role == "manager")
+        now = parse_time(manager.collected_at)
+        ages = [(now - since).total_seconds() for t in manager.docker.tasks if t.state == "running"
+                if now is not None and (since := parse_time(t.state_since)) is not None]
+        if ages and min(ages) > SETTLE_SECONDS + 1:
+            return snaps
+        assert time.monotonic() < deadline, f"tasks never settled: youngest {min(ages, default=0):.0f}s"
+        time.sleep(max(1.0, SETTLE_SECONDS + 2 - min(ages, default=0)))
+
+
 def overlay_findings(snaps):
     return [f for f in analyze_snapshots(snaps).findings if f.id.startswith("overlay.")]
 
 
 def test_the_overlay_sections_are_filled_and_nothing_fires(ovlab):
-    snaps = collect_all(ovlab)
+    snaps = settled(ovlab)
     addrs = {n.addr for n in ovlab.nodes}
     for s in snaps:
         overlays = [ns for ns in s.namespaces if ns.kind == NsKind.OVERLAY]
@@ -81,7 +97,7 @@ def test_the_overlay_sections_are_filled_and_nothing_fires(ovlab):
 
 
 def test_a_deleted_entry_is_found_on_its_node(ovlab):
-    snaps = collect_all(ovlab)
+    snaps = settled(ovlab)
     worker = ovlab.workers[0]
     me = next(s for s in snaps if s.node.hostname == worker.hostname)
     demo = next(ns for ns in me.namespaces if ns.kind == NsKind.OVERLAY and ns.network_name == "demo")

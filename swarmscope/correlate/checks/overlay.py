@@ -115,6 +115,10 @@ def _remote_tasks(ctx: Ctx, n: NodeCtx, ov: OverlayNet) -> Iterator[tuple[Task, 
                     yield t, ip, nid
 
 
+def _service(cl: Cluster, t: Task) -> str:
+    return t.service_name or cl.service_name(t.service_id) or t.service_id[:12]
+
+
 def _full_id(cl: Cluster, ov: OverlayNet) -> str | None:
     if ov.network_id and ov.network_id in cl.networks:
         return ov.network_id
@@ -164,7 +168,7 @@ def check_peer_missing(ctx: Ctx) -> Iterator[Hit]:
                         "no FDB entry with a VTEP for its MAC" if p.vtep is None else "entries not permanent")
                 where = cl.node_name(t.node_id)
                 yield Hit(
-                    [n.name], cl.task_name(t), cl.network_name(nid),
+                    [n.name], _service(cl, t), cl.network_name(nid),
                     f"{cl.network_name(nid)}: {cl.task_name(t)} {ip} on {where}: {what} in {ov.ns}",
                     [f"task {cl.task_name(t)} {t.id[:12]} running on {where} since {t.state_since}, {ip} on "
                      f"{cl.network_name(nid)}",
@@ -198,7 +202,7 @@ def check_peer_wrong_vtep(ctx: Ctx) -> Iterator[Hit]:
                 want = _vteps_of(cl, t.node_id, ip, nid)
                 if want and p.vtep not in want:
                     yield Hit(
-                        [n.name], cl.task_name(t), cl.network_name(nid),
+                        [n.name], _service(cl, t), cl.network_name(nid),
                         f"{cl.network_name(nid)}: {cl.task_name(t)} {ip} on {cl.node_name(t.node_id)} is sent to "
                         f"{p.vtep}, not {', '.join(sorted(want, key=ip_key))}",
                         [*p.evidence, f"{cl.task_name(t)} runs on {cl.node_name(t.node_id)}, VTEP "
