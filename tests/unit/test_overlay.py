@@ -162,6 +162,15 @@ def test_a_stopped_task_is_not_wanted_and_its_entry_left_a_moment_is_not_stale()
     assert [f for f in findings(snaps) if f.id.startswith("overlay.")] == []
 
 
+def test_a_task_on_a_node_that_is_down_is_not_asked_for():
+    """The manager keeps a down node's tasks running for a while, but the other nodes drop its peers with
+    it: the finding would name the wrong thing."""
+    snaps = load("peer-missing")
+    worker2 = next(sn for sn in snaps[0].docker.nodes if sn.hostname == "ovl-worker2")
+    worker2.state = "down"
+    assert [f for f in findings(snaps) if f.id.startswith("overlay.")] == []
+
+
 def test_the_worker_view_without_task_times_is_not_judged_for_peers():
     """Judged alone, a worker rebuilds the tasks from its inspects: when a task started is not known, so a
     missing entry is not called (a task that joined a moment ago would be a false alarm)."""

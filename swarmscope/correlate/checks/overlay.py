@@ -86,9 +86,18 @@ def _engine_endpoints(cl: Cluster, network_id: str) -> set[str]:
     return cl.memo(("overlay.engine_endpoints", network_id), make)
 
 
+def _node_down(cl: Cluster, node_id: str) -> bool:
+    """The swarm says the node is not ready (down, unknown, disconnected): its peers leave the network's gossip
+    and the other nodes remove its entries, while the manager may still list its tasks as running."""
+    def make() -> set[str]:
+        return {sn.id for m in cl.nodes for sn in m.snap.docker.nodes if sn.state not in (None, "ready")}
+
+    return node_id in cl.memo("overlay.nodes_down", make)
+
+
 def _settled_remote(cl: Cluster, n: NodeCtx, t: Task) -> bool:
     """A task on another node that runs, and has run long enough that every node must have programmed it."""
-    if not t.node_id or t.node_id == n.node_id or t.id in cl.uncertain:
+    if not t.node_id or t.node_id == n.node_id or t.id in cl.uncertain or _node_down(cl, t.node_id):
         return False
     if t.state != "running" or t.desired_state != "running" or lifecycle.in_transition(t, n.now):
         return False
@@ -268,7 +277,7 @@ def check_mtu(ctx: Ctx) -> Iterator[Hit]:
             if not mtu or not ov.read:
                 continue
             short = []
-            for vtep in ov.vteps:
+            for vtep in sorted(ov.vteps, key=ip_key):
                 r = of.route(vtep)
                 if r is not None and not r.error and r.mtu and mtu + VXLAN_OVERHEAD_V4 > r.mtu:
                     if ipaddress.ip_address(vtep).version == 4:
