@@ -257,3 +257,19 @@ def test_the_renderers_print_what_was_read():
     text = render_fdb(ns.overlay)
     assert "02:42:0a:00:01:03 dev vxlan0 dst 10.213.0.13 self permanent" in text.splitlines()
     assert render_route_get(s.host.vtep_routes).startswith("10.213.0.11 dev eth0 src 10.213.0.12 (dev mtu 1500)")
+
+
+def test_a_secret_planted_in_every_overlay_field_is_gone_after_redaction():
+    """test_hardening_redact's planting, on a snapshot that has the overlay records (its seed snapshot has none)."""
+    from test_hardening_redact import _leaks, _plant_everywhere
+
+    from swarmscope.dump import make_dump
+
+    snap = load("wrong-vtep")[1]
+    planted = _plant_everywhere(snap)
+    for must in ("FdbEntry.mac", "FdbEntry.device", "FdbEntry.dst", "Neighbour.address", "Neighbour.mac",
+                 "OverlayTables.reason", "VtepRoute.destination", "VtepRoute.source", "VtepRoute.error",
+                 "Interface.vxlan_local"):
+        assert must in planted, (must, sorted(set(planted)))
+    red, _ = redact_snapshots([snap], seed="plant")
+    assert _leaks(json.dumps(make_dump(red))) == []

@@ -63,27 +63,22 @@ def _endpoint_vteps(cl: Cluster, network_id: str) -> dict[str, set[str]]:
     return cl.memo(("overlay.endpoint_vteps", network_id), make)
 
 
-def _engine_endpoints(cl: Cluster, network_id: str) -> set[str]:
-    """Addresses of the engine's own endpoints on the network that the snapshots show (each node's lb-/ingress
-    endpoint in its own inspect, and the ones a verbose inspect lists under no service)."""
+def _known_endpoints(cl: Cluster, network_id: str) -> set[str]:
+    """Addresses of every endpoint on the network that a snapshot shows: each node's own endpoints in its own
+    inspect (tasks, the engine's lb-/ingress endpoints, standalone containers on an attachable network) and every
+    endpoint a verbose inspect lists (services and the engine's own, under no service)."""
     def make() -> set[str]:
         out: set[str] = set()
         for m in cl.nodes:
             net = m.networks.get(network_id)
             if net is None:
                 continue
-            for c in net.containers:
-                ip = strip_prefix(c.ipv4)
-                if ip and (c.key == "ingress-sbox" or c.key.startswith("lb-") or (c.name or "").endswith("-endpoint")
-                           or c.key.endswith("-endpoint")):
-                    out.add(ip)
-            eng = net.services.get("")
-            for ep in eng.tasks if eng is not None else []:
-                if ep.endpoint_ip:
-                    out.add(ep.endpoint_ip)
+            out.update(ip for ip in (strip_prefix(c.ipv4) for c in net.containers) if ip)
+            for svc in net.services.values():
+                out.update(ep.endpoint_ip for ep in svc.tasks if ep.endpoint_ip)
         return out
 
-    return cl.memo(("overlay.engine_endpoints", network_id), make)
+    return cl.memo(("overlay.known_endpoints", network_id), make)
 
 
 def _node_down(cl: Cluster, node_id: str) -> bool:
@@ -223,7 +218,7 @@ def check_peer_wrong_vtep(ctx: Ctx) -> Iterator[Hit]:
     "overlay.peer-stale",
     Severity.WARNING,
     "an overlay FDB/neighbour entry is left for an endpoint that no longer exists",
-    "A permanent entry for an address no task or engine endpoint on the network holds: Docker did not remove "
+    "A permanent entry for an address no task or endpoint on the network holds: Docker did not remove "
     "it when the endpoint went. Harmless until the address is reused by a task on another node, which this node "
     "would then send to the old VTEP. Restart dockerd on this node to re-program the network's peers.",
 )
@@ -237,9 +232,9 @@ def check_peer_stale(ctx: Ctx) -> Iterator[Hit]:
             nid = _full_id(cl, ov)
             if nid is None or not _judged(ov) or not cl.knows_all_tasks(nid):
                 continue
-            engine = _engine_endpoints(cl, nid)
+            known = _known_endpoints(cl, nid)
             for p in ov.peers:
-                if p.address is None or not p.complete or p.vtep is None or p.address in engine:
+                if p.address is None or not p.complete or p.vtep is None or p.address in known:
                     continue
                 # only where the node the entry sends to is judged here too: its own endpoints are then known
                 owner = addr_node.get(p.vtep)
@@ -254,7 +249,8 @@ def check_peer_stale(ctx: Ctx) -> Iterator[Hit]:
                     detail=f"{cl.network_name(nid)}: {p.address} -> {p.vtep} ({owner.name}) in {ov.ns}: no endpoint "
                            "has the address",
                     evidence=[*p.evidence,
-                              f"no running task and no engine endpoint holds {p.address} on {cl.network_name(nid)}"
+                              f"no running task and no endpoint in the inspects holds {p.address} on "
+                              f"{cl.network_name(nid)}"
                               + (f" (last: {cl.task_name(holders[0])} {holders[0].state} since "
                                  f"{holders[0].state_since})" if holders else "")],
                 )
