@@ -69,6 +69,7 @@ class OverlayNet:
     vxlan: tuple[VxlanDevice, ...]
     bridge_mtu: int | None
     peers: tuple[Peer, ...]
+    bridge_name: str = "br0"
     _by_address: dict[str, Peer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -81,9 +82,18 @@ class OverlayNet:
 
     @property
     def mtu(self) -> int | None:
-        """The overlay's MTU: its vxlan device's (what an encapsulated frame can be at most)."""
-        mtus = [d.mtu for d in self.vxlan if d.mtu]
+        """The overlay's MTU: the largest of its vxlan devices' and its bridge's (the largest frame the overlay
+        hands to the vxlan device to encapsulate; Docker gives them all the network's MTU)."""
+        mtus = [d.mtu for d in self.vxlan if d.mtu] + ([self.bridge_mtu] if self.bridge_mtu else [])
         return max(mtus) if mtus else None
+
+    @property
+    def mtu_evidence(self) -> list[str]:
+        """What the overlay's MTU was read from: its vxlan devices, and its bridge where that is larger."""
+        out = [d.evidence for d in self.vxlan]
+        if self.bridge_mtu and self.bridge_mtu > max((d.mtu or 0 for d in self.vxlan), default=0):
+            out.append(f"{self.ns}: {self.bridge_name} bridge mtu {self.bridge_mtu}")
+        return out
 
     @property
     def vteps(self) -> list[str]:
@@ -155,7 +165,7 @@ def overlay_net(ns: Namespace) -> OverlayNet:
                 peers.append(Peer(ns.name, None, mac, False, f.dst, _permanent(f.state), (_fdb_line(ns.name, f),)))
     return OverlayNet(
         ns.name, ns.network_id, ns.network_name, t is not None and t.available, t.reason if t is not None else None,
-        vx, bridge.mtu if bridge else None, tuple(peers),
+        vx, bridge.mtu if bridge else None, tuple(peers), bridge.name if bridge else "br0",
     )
 
 

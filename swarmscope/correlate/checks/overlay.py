@@ -280,12 +280,11 @@ def check_mtu(ctx: Ctx) -> Iterator[Hit]:
                         short.append(r)
             if short:
                 name = ov.network_name or ov.ns
-                dev = next(d for d in ov.vxlan if d.mtu == mtu)
                 yield Hit(
                     [n.name], network=ov.network_name,
                     detail=f"{name}: overlay MTU {mtu} + {VXLAN_OVERHEAD_V4} > underlay MTU "
                            f"{min(r.mtu or 0 for r in short)} toward {', '.join(r.vtep for r in short)}",
-                    evidence=[dev.evidence, *(r.evidence for r in short)],
+                    evidence=[*ov.mtu_evidence, *(r.evidence for r in short)],
                 )
 
 
