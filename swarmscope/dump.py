@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from swarmscope import __version__
 from swarmscope.errors import DEFAULT_MAX_INPUT_MB, InputError
 from swarmscope.model import (
+    READABLE_SNAPSHOT_VERSIONS,
     SNAPSHOT_SCHEMA,
     SNAPSHOT_VERSION,
-    SNAPSHOT_VERSIONS,
     Snapshot,
     _decoder,
     _Mismatch,
@@ -281,9 +281,10 @@ def _snapshot_header(n: Any, where: str) -> None:
     """Schema and version first: a snapshot of another version is told so, not picked apart."""
     if not isinstance(n, dict) or n.get("schema") != SNAPSHOT_SCHEMA:
         raise InputError(f"{where} is not a swarmscope node snapshot (expected schema {SNAPSHOT_SCHEMA!r})")
-    if n.get("version") not in SNAPSHOT_VERSIONS:
+    if n.get("version") not in READABLE_SNAPSHOT_VERSIONS:
+        versions = ", ".join(map(str, sorted(READABLE_SNAPSHOT_VERSIONS)))
         raise InputError(f"{where}: snapshot version {n.get('version')!r} is not supported "
-                         f"(this swarmscope reads versions {', '.join(map(str, SNAPSHOT_VERSIONS))})")
+                         f"(this swarmscope reads versions {versions})")
 
 
 def _read_snapshot(data: Any, where: str) -> Snapshot:
@@ -291,11 +292,13 @@ def _read_snapshot(data: Any, where: str) -> Snapshot:
     accepts only what ``check_snapshot_data`` accepts). Where that pass refuses, the check names the
     damage (an InputError); what the check lets through is converted by the lenient converter."""
     try:
-        return _snapshot_decoder()(data)
+        snap = _snapshot_decoder()(data)
     except _Mismatch:
-        pass
-    check_snapshot_data(data, where)
-    return Snapshot.from_dict(data)
+        check_snapshot_data(data, where)
+        snap = Snapshot.from_dict(data)
+    # an older version lacks only fields with defaults: read, it is a snapshot of this version
+    snap.version = SNAPSHOT_VERSION
+    return snap
 
 
 def _snapshot_decoder():

@@ -22,8 +22,10 @@ from swarmscope.redaction_kinds import IMAGE, KEEP, LABELS, NONAME, OPTION, PROC
 
 SNAPSHOT_SCHEMA = "swarmscope/snapshot"
 SNAPSHOT_VERSION = 2
-#: the snapshot versions this swarmscope reads (1: before HostNamespace.nftables; it reads as None, "not read")
-SNAPSHOT_VERSIONS = (1, 2)
+#: the versions this swarmscope reads: a version-1 snapshot lacks only fields that have defaults (the host's
+#: nftables ruleset, read as None: not read; the overlay data plane: Namespace.overlay, HostNamespace.vtep_routes,
+#: the vxlan attributes of Interface)
+READABLE_SNAPSHOT_VERSIONS = frozenset({1, 2})
 
 
 # --------------------------------------------------------------------------
@@ -609,6 +611,66 @@ class Interface:
     peer_netns_id: int | None = None
     vxlan_id: int | None = None
     addresses: list[Address] = field(default_factory=list)
+    # vxlan devices (IFLA_VXLAN_*), None where not read (text captures, older snapshots)
+    vxlan_local: str | None = redact_as(NONAME, default=None)  # IFLA_VXLAN_LOCAL: the source address it is tied to
+    vxlan_port: int | None = None  # IFLA_VXLAN_PORT: the UDP destination port (4789 unless --data-path-port)
+    vxlan_learning: bool | None = None  # IFLA_VXLAN_LEARNING
+    vxlan_link: int | None = None  # IFLA_VXLAN_LINK: the underlay device's index, where one is set
+
+
+# --------------------------------------------------------------------------
+# the overlay data plane: what Docker programs for each remote endpoint (peerdb.go)
+
+
+@record
+class FdbEntry:
+    """A bridge forwarding-database entry of a vxlan device: frames for ``mac`` go to VTEP ``dst``."""
+
+    mac: str = redact_as(NONAME)
+    device: str = redact_as(NONAME)  # the vxlan device
+    dst: str | None = redact_as(NONAME, default=None)  # NDA_DST: the remote VTEP
+    vni: int | None = None
+    state: str = redact_as(KEEP, default="none")  # permanent | reachable | stale | noarp ... (NUD_*, lower case)
+    flags: list[str] = redact_as(KEEP, default_factory=list)  # self | master | extern_learn ... (NTF_*)
+
+
+@record
+class Neighbour:
+    """An IPv4 neighbour entry of a vxlan device: ``address`` is at ``mac``."""
+
+    address: str = redact_as(NONAME)
+    device: str = redact_as(NONAME)
+    mac: str | None = redact_as(NONAME, default=None)
+    state: str = redact_as(KEEP, default="none")
+
+
+@record
+class OverlayTables:
+    """The FDB and neighbour entries of an overlay namespace's vxlan devices (RTM_GETNEIGH dumps)."""
+
+    available: bool = True
+    reason: str | None = redact_as(TEXT, default=None)  # why it could not be read
+    fdb: list[FdbEntry] = field(default_factory=list)
+    neighbours: list[Neighbour] = field(default_factory=list)
+
+
+@record
+class VtepRoute:
+    """The host's route toward a peer VTEP, as the kernel looks it up (RTM_GETROUTE for the address)."""
+
+    destination: str = redact_as(NONAME)
+    device: str | None = redact_as(NONAME, default=None)  # the output (underlay) interface
+    source: str | None = redact_as(NONAME, default=None)  # RTA_PREFSRC: the source address the kernel picks
+    gateway: str | None = redact_as(NONAME, default=None)
+    route_mtu: int | None = None  # RTAX_MTU of the route (a route's mtu, or a learnt path MTU), where set
+    device_mtu: int | None = None  # the output interface's MTU
+    error: str | None = redact_as(TEXT, default=None)  # the kernel's answer where there is no route
+
+    @property
+    def mtu(self) -> int | None:
+        """The MTU packets toward the VTEP leave with: the route's where set, else the device's."""
+        known = [m for m in (self.route_mtu, self.device_mtu) if m]
+        return min(known) if known else None
 
 
 # --------------------------------------------------------------------------
@@ -634,6 +696,7 @@ class Namespace:
     sysctls: dict[str, str | None] = redact_as(NONAME, keys=KEEP, default_factory=dict)
     errors: list[str] = redact_as(TEXT, default_factory=list)  # what could not be read here, and why
     vanished: bool = False
+    overlay: OverlayTables | None = None  # overlay namespaces only: the vxlan devices' FDB and neighbours
     stale: bool = False  # the file is not a mounted namespace: left behind by a sandbox that is gone
 
 
@@ -915,6 +978,7 @@ class HostNamespace:
     gwbridge: Bridge | None = None
     listeners: list[Listener] = field(default_factory=list)
     nftables: NftRuleset | None = None  # None: not read (snapshots of version 1)
+    vtep_routes: list[VtepRoute] = field(default_factory=list)  # toward each peer VTEP (FDB dst, network Peers)
 
 
 @record
@@ -971,12 +1035,14 @@ class Snapshot:
     def from_dict(cls, data: dict) -> Snapshot:
         if not isinstance(data, dict) or data.get("schema") != SNAPSHOT_SCHEMA:
             raise ValueError(f"not a swarmscope node snapshot (expected schema {SNAPSHOT_SCHEMA!r})")
-        if data.get("version") not in SNAPSHOT_VERSIONS:
+        if data.get("version") not in READABLE_SNAPSHOT_VERSIONS:
             raise ValueError(
                 f"snapshot version {data.get('version')!r} is not supported "
-                f"(this swarmscope reads versions {', '.join(map(str, SNAPSHOT_VERSIONS))})"
+                f"(this swarmscope reads versions {', '.join(map(str, sorted(READABLE_SNAPSHOT_VERSIONS)))})"
             )
-        return from_dict(cls, data)
+        snap = from_dict(cls, data)
+        snap.version = SNAPSHOT_VERSION  # an older version lacks only fields with defaults
+        return snap
 
 
 def without_raw(snap: Snapshot) -> Snapshot:

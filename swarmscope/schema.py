@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from swarmscope.correlate.types import Finding, ServicePath
-from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, SNAPSHOT_VERSIONS, Snapshot
+from swarmscope.model import READABLE_SNAPSHOT_VERSIONS, SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot
 
 SCHEMA_PATH = "schema/dump.schema.json"
 
@@ -65,7 +65,7 @@ def dump_schema() -> dict:
     svc = _type_schema(ServicePath, defs)
     finding = _type_schema(Finding, defs)
     defs["Snapshot"]["properties"]["schema"] = {"const": SNAPSHOT_SCHEMA}
-    defs["Snapshot"]["properties"]["version"] = {"enum": list(SNAPSHOT_VERSIONS)}
+    defs["Snapshot"]["properties"]["version"] = {"enum": sorted(READABLE_SNAPSHOT_VERSIONS)}
     from swarmscope.dump import DUMP_SCHEMA, DUMP_VERSION
 
     return {

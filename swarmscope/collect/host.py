@@ -39,6 +39,7 @@ from swarmscope.collect.ipvs import read_conns, read_ipvs, read_timeouts
 from swarmscope.collect.links import read_interfaces
 from swarmscope.collect.listeners import read_listeners
 from swarmscope.collect.nftables import read_nftables
+from swarmscope.collect.overlay import read_overlay_tables, route_to
 from swarmscope.collect.runner import Recorder
 from swarmscope.errors import CollectError, ParseError
 from swarmscope.model import (
@@ -52,7 +53,9 @@ from swarmscope.model import (
     Listener,
     NftRuleset,
     NsKind,
+    OverlayTables,
     Provenance,
+    VtepRoute,
     XtablesExtension,
 )
 
@@ -61,6 +64,7 @@ T = TypeVar("T")
 _NS = frozenset({NsKind.INGRESS_SBOX, NsKind.LB, NsKind.OVERLAY, NsKind.CONTAINER, NsKind.UNKNOWN})
 _LB = frozenset({NsKind.INGRESS_SBOX, NsKind.LB})
 _HOST = frozenset({NsKind.HOST})
+_OVERLAY = frozenset({NsKind.OVERLAY})
 
 #: the capabilities a live read may need: name -> (bit in CapEff, what for); a source names its own in ``caps``
 CAPABILITIES: dict[str, tuple[int, str]] = {
@@ -151,6 +155,15 @@ SOURCES: tuple[Source, ...] = (
            "addresses and names mapped", RawFile(("host.interfaces", "namespaces[].interfaces"), rendered="ip-addr"),
            "ns/<ns>/ip-d-addr.txt, ns/host/ip-route.txt",
            fields=("host.interfaces", "host.routes", "namespaces[].interfaces"), caps=_SETNS),
+    Source("overlay-fdb", _OVERLAY,
+           "rtnetlink dumps (RTM_GETNEIGH: AF_BRIDGE for the vxlan devices' FDB, AF_INET for their neighbours), "
+           "with a timeout per namespace", "addresses, MACs and device names mapped",
+           RawFile(("namespaces[].overlay",), rendered="bridge-fdb"), "",
+           fields=("namespaces[].overlay",), caps=_SETNS),
+    Source("vtep-routes", _HOST,
+           "rtnetlink RTM_GETROUTE for each peer VTEP (the FDB's dst addresses and the networks' Peers): one "
+           "lookup each, as `ip route get`, not a dump", "addresses and device names mapped",
+           RawFile(("host.vtep_routes",), rendered="ip-route-get"), "", fields=("host.vtep_routes",)),
     Source("sysctls", _LB, "/proc/sys (LB_SYSCTLS)", "kept", RawFile(("namespaces[].sysctls",), rendered="sysctl"),
            "ns/<ns>/sysctl.txt", fields=("namespaces[].sysctls",), caps=_SETNS),
     Source("node-sysctls", _HOST, "/proc/sys (NODE_SYSCTLS, rp_filter of the swarm interfaces)",
@@ -216,6 +229,10 @@ class Host:
     def ipvs_timeouts(self, rec: Recorder, namespace: str, table: IpvsTable) -> None: raise NotImplementedError
     def ipvs_conns(self, rec: Recorder, namespace: str, table: IpvsTable) -> None: raise NotImplementedError
     def sysctls(self, namespace: str, names) -> dict[str, str | None]: raise NotImplementedError
+    def overlay_tables(self, namespace: str, interfaces: list[Interface]) -> OverlayTables:
+        raise NotImplementedError
+    def vtep_routes(self, destinations: list[str], interfaces: list[Interface]) -> list[VtepRoute]:
+        raise NotImplementedError
     def ask_dns(self, questions: list[tuple[str, str, str]], namespace: str, timeout: float) -> list[DnsAnswer]:
         raise NotImplementedError
 
@@ -294,6 +311,12 @@ class LiveHost(Host):
 
     def sysctls(self, namespace: str, names) -> dict[str, str | None]:
         return kernel.read_sysctls(names)
+
+    def overlay_tables(self, namespace: str, interfaces: list[Interface]) -> OverlayTables:
+        return read_overlay_tables(interfaces)
+
+    def vtep_routes(self, destinations: list[str], interfaces: list[Interface]) -> list[VtepRoute]:
+        return route_to(destinations, interfaces)
 
     def ask_dns(self, questions: list[tuple[str, str, str]], namespace: str, timeout: float) -> list[DnsAnswer]:
         return ask_all(questions, namespace, timeout)
@@ -594,6 +617,12 @@ class CaptureHost(Host):
                 k, v = line.split(" = ", 1)
                 values[k.strip()] = v.strip()
         return {n: values.get(n) for n in names}
+
+    def overlay_tables(self, namespace: str, interfaces: list[Interface]) -> OverlayTables:
+        raise SourceUnavailable("the overlay FDB and neighbour entries are not in the capture")
+
+    def vtep_routes(self, destinations: list[str], interfaces: list[Interface]) -> list[VtepRoute]:
+        raise SourceUnavailable("the routes toward the peer VTEPs are not in the capture")
 
     def ask_dns(self, questions: list[tuple[str, str, str]], namespace: str, timeout: float) -> list[DnsAnswer]:
         """The answers the capture holds (``docker/dns-<query>.txt``, nslookup from a task); a question

@@ -31,7 +31,7 @@ NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_LINK_NETNSID = 16, 18, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
-IFLA_VXLAN_ID = 1
+IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 3, 4, 7, 15
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_TABLE = 1, 15
 RT_TABLE_MAIN = 254
@@ -44,6 +44,7 @@ _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _U32 = struct.Struct("=I")
 _S32 = struct.Struct("=i")
+_BE16 = struct.Struct("!H")
 
 
 class NetlinkError(OSError):
@@ -94,6 +95,20 @@ def _u32(b: bytes | None) -> int | None:
     return _U32.unpack_from(b)[0] if b is not None and len(b) >= 4 else None
 
 
+def _vxlan(d: dict[int, bytes]) -> dict:
+    """The Interface fields of a vxlan device's IFLA_INFO_DATA: VNI, local address, UDP port, learning."""
+    local = d.get(IFLA_VXLAN_LOCAL)
+    port = d.get(IFLA_VXLAN_PORT)
+    learning = d.get(IFLA_VXLAN_LEARNING)
+    return {
+        "vxlan_id": _u32(d.get(IFLA_VXLAN_ID)),
+        "vxlan_local": socket.inet_ntop(socket.AF_INET, local) if local is not None and len(local) == 4 else None,
+        "vxlan_port": _BE16.unpack_from(port)[0] if port is not None and len(port) >= 2 else None,  # network order
+        "vxlan_learning": bool(learning[0]) if learning else None,
+        "vxlan_link": _u32(d.get(IFLA_VXLAN_LINK)) or None,
+    }
+
+
 def read_interfaces() -> tuple[list[Interface], list[str]]:
     """(interfaces with addresses, IPv4 route destinations of the main table)."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
@@ -129,7 +144,8 @@ def read_interfaces() -> tuple[list[Interface], list[str]]:
             names[index] = n.rstrip(b"\0").decode("utf-8", "replace")
     by_index: dict[int, Interface] = {}
     for index, flags, a in parsed:
-        kind = vxlan_id = None
+        kind = None
+        vx: dict = {}
         info = a.get(IFLA_LINKINFO)
         if info is not None:
             ia = _attrs(info, 0, len(info))
@@ -137,7 +153,7 @@ def read_interfaces() -> tuple[list[Interface], list[str]]:
             kind = k.rstrip(b"\0").decode("ascii", "replace") if k is not None else None
             data = ia.get(IFLA_INFO_DATA)
             if kind == "vxlan" and data is not None:
-                vxlan_id = _u32(_attrs(data, 0, len(data)).get(IFLA_VXLAN_ID))
+                vx = _vxlan(_attrs(data, 0, len(data)))
         master = _u32(a.get(IFLA_MASTER))
         op = a.get(IFLA_OPERSTATE)
         state = OPERSTATES[op[0]] if op and op[0] < len(OPERSTATES) else "unknown"
@@ -155,7 +171,7 @@ def read_interfaces() -> tuple[list[Interface], list[str]]:
             master_index=master or None,
             peer_index=_u32(a.get(IFLA_LINK)) if kind == "veth" else None,
             peer_netns_id=_S32.unpack_from(netnsid)[0] if kind == "veth" and netnsid is not None else None,
-            vxlan_id=vxlan_id,
+            **vx,
         )
     for buf, off, end in addrs:
         family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(buf, off)

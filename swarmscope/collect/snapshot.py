@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import ipaddress
 import os
 import re
 import time
@@ -33,6 +34,7 @@ from swarmscope.model import (
     NftRuleset,
     NodeInfo,
     NsKind,
+    OverlayTables,
     Snapshot,
 )
 from swarmscope.netns import NamespaceError
@@ -141,6 +143,8 @@ def _collect_namespace(
             ns.interfaces, _ = host.interfaces(ns.name)
     except Exception as exc:
         ns.errors.append(f"interfaces: {exc}")
+    if reads("overlay-fdb", ns.kind):
+        _overlay_tables(ns, rec, host)
     # each source on its own: one that fails (an unreadable table, output a parser refuses) is recorded
     # in the namespace's errors and the rest is still read -- partial data beats none
     with _soft(ns, "iptables"):
@@ -166,6 +170,52 @@ def _collect_namespace(
             ns.sysctls = host.sysctls(ns.name, kernel.LB_SYSCTLS)
     if questions and opts.dns:
         _ask_dns(ns, rec, opts, questions, dns_out)
+
+
+def _overlay_tables(ns: Namespace, rec: Recorder, host: Host) -> None:
+    """Inside an overlay namespace: its vxlan devices' FDB and neighbour entries (two netlink dumps)."""
+    try:
+        with rec.step("fdb+neighbours (rtnetlink)", ns.name) as step, _unavailable(step):
+            ns.overlay = host.overlay_tables(ns.name, ns.interfaces)
+    except Exception as exc:  # noqa: BLE001 - recorded; the namespace's other sources are still read
+        reason = f"{type(exc).__name__}: {exc}"
+        ns.overlay = OverlayTables(available=False, reason=reason)
+        ns.errors.append(f"overlay fdb/neighbours: {reason}")
+
+
+def vtep_peers(namespaces: list[Namespace], view: DockerView, host: HostNamespace) -> list[str]:
+    """The peer VTEPs a node's overlay traffic goes to: every FDB entry's dst in its overlay namespaces and
+    every Peer of its overlay networks (the API), without the node's own addresses; IPv4 only, sorted."""
+    own = {a.address for i in host.interfaces for a in i.addresses}
+    found: set[str] = set()
+    for ns in namespaces:
+        if ns.overlay is not None:
+            found.update(e.dst for e in ns.overlay.fdb if e.dst)
+    for net in view.networks:
+        if net.driver == "overlay":
+            found.update(p.ip for p in net.peers if p.ip)
+    out = []
+    for addr in found - own:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            continue
+        if ip.version == 4 and not ip.is_unspecified and not ip.is_loopback:
+            out.append(ip)
+    return [str(ip) for ip in sorted(out)]
+
+
+def _vtep_routes(rec: Recorder, opts: CollectOptions, namespaces: list[Namespace], view: DockerView,
+                 host: HostNamespace) -> None:
+    """In the host namespace (where the vxlan devices' UDP sockets are): the route to each peer VTEP."""
+    peers = vtep_peers(namespaces, view, host)
+    if not peers:
+        return
+    try:
+        with rec.step(f"routes to {len(peers)} peer VTEPs (rtnetlink get)", "host") as step, _unavailable(step):
+            host.vtep_routes = opts.host.vtep_routes(peers, host.interfaces)
+    except Exception:  # noqa: BLE001 - recorded as a failed step
+        pass
 
 
 def _ask_dns(ns: Namespace, rec: Recorder, opts: CollectOptions, questions: list[tuple[str, str, str]],
@@ -334,6 +384,7 @@ def collect(opts: CollectOptions) -> Snapshot:
             ns.iptables, ns.iptables_other = ns.iptables_other, ns.iptables
     for ns in namespaces:
         _join(ns, view)
+    _vtep_routes(rec, opts, namespaces, view, host)
     plan = _dns_questions(view, namespaces) if opts.dns else {}
     dns_out: list = []
     askers = [ns for ns in namespaces if ns.name in plan and not (ns.stale or ns.vanished)]

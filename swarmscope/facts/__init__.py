@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from swarmscope.facts.ipvs import FwmService, IpvsFacts, RealServer
 from swarmscope.facts.netfilter import NetfilterFacts
 from swarmscope.facts.nftables import NftFacts
+from swarmscope.facts.overlay import OverlayFacts, overlay_facts
 from swarmscope.model import Namespace, Snapshot
 
 
@@ -71,6 +72,7 @@ class NodeFacts:
     host: NsFacts = field(init=False)
     nft: NftFacts = field(init=False)  # the host's native nftables rules
     _ns: dict[int, NsFacts] = field(default_factory=dict, repr=False)
+    _overlay: OverlayFacts | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         h = self.snap.host
@@ -94,6 +96,13 @@ class NodeFacts:
         b = self.snap.node.iptables
         return b.engine_backend if b else None
 
+    @property
+    def overlay(self) -> OverlayFacts:
+        """The overlay data plane's facts (swarmscope.facts.overlay), built on first use."""
+        if self._overlay is None:
+            self._overlay = overlay_facts(self.snap)
+        return self._overlay
+
     def ns(self, ns: Namespace) -> NsFacts:
         """The facts of namespace ``ns`` (one of this node's)."""
         f = self._ns.get(id(ns))
@@ -115,6 +124,6 @@ def facts_for(snap: Snapshot) -> NodeFacts:
 
 
 __all__ = [
-    "Address", "FwmService", "IpvsFacts", "NetfilterFacts", "NftFacts", "NodeFacts", "NsFacts", "RealServer",
-    "facts_for",
+    "Address", "FwmService", "IpvsFacts", "NetfilterFacts", "NftFacts", "NodeFacts", "NsFacts", "OverlayFacts",
+    "RealServer", "facts_for",
 ]

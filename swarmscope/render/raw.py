@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from swarmscope.model import Interface, IptablesDump, IpvsTable, NftRuleset
+from swarmscope.model import Interface, IptablesDump, IpvsTable, NftRuleset, OverlayTables, VtepRoute
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,63 @@ def _sysctl_rendered(sysctls: dict[str, str | None]) -> RawOut | None:
                   note="read from /proc/sys; one `key = value` per line")
 
 
+def _fdb_rendered(t: OverlayTables) -> RawOut | None:
+    if not t.available:
+        return RawOut("overlay fdb and neighbours", "not read", reason=t.reason)
+    return RawOut("overlay fdb and neighbours", "rendered", "bridge-fdb.rendered.txt", render_fdb(t),
+                  note="read over rtnetlink (RTM_GETNEIGH dumps, the vxlan devices' entries); rendered by swarmscope "
+                       "in `bridge fdb show` and `ip neigh show` form")
+
+
+def _route_get_rendered(routes: list[VtepRoute]) -> RawOut | None:
+    if not routes:
+        return None
+    return RawOut("routes to the peer VTEPs", "rendered", "ip-route-get.rendered.txt", render_route_get(routes),
+                  note="read over rtnetlink (RTM_GETROUTE, one lookup per peer VTEP); rendered by swarmscope in "
+                       "`ip route get` form")
+
+
+def render_fdb(t: OverlayTables) -> str:
+    """``bridge fdb show`` lines of the vxlan devices' FDB, then ``ip neigh show`` lines of their neighbours."""
+    out = ["# bridge fdb show (vxlan devices)"]
+    for e in t.fdb:
+        parts = [e.mac, "dev", e.device]
+        if e.dst:
+            parts += ["dst", e.dst]
+        if e.vni is not None:
+            parts += ["vni", str(e.vni)]
+        parts += e.flags
+        if e.state not in ("none", "reachable"):
+            parts.append(e.state)
+        out.append(" ".join(parts))
+    out.append("# ip neigh show (vxlan devices)")
+    for n in t.neighbours:
+        out.append(" ".join([n.address, "dev", n.device] + (["lladdr", n.mac] if n.mac else []) + [n.state.upper()]))
+    return "\n".join(out) + "\n"
+
+
+def render_route_get(routes: list[VtepRoute]) -> str:
+    """One ``ip route get``-style line per peer VTEP, with the output device's MTU."""
+    out = []
+    for r in routes:
+        if r.error:
+            out.append(f"{r.destination}: {r.error}")
+            continue
+        parts = [r.destination]
+        if r.gateway:
+            parts += ["via", r.gateway]
+        if r.device:
+            parts += ["dev", r.device]
+        if r.source:
+            parts += ["src", r.source]
+        if r.route_mtu:
+            parts += ["mtu", str(r.route_mtu)]
+        if r.device_mtu:
+            parts += [f"(dev mtu {r.device_mtu})"]
+        out.append(" ".join(parts))
+    return "\n".join(out) + "\n"
+
+
 def render_ipvsadm(table: IpvsTable) -> str:
     """An ``ipvsadm -Ln``-style listing of a parsed IPVS table."""
     out = [
@@ -127,7 +184,14 @@ def render_ip_addr(interfaces: list[Interface]) -> str:
         if i.mac:
             out.append(f"    link/ether {i.mac}")
         if i.kind:
-            out.append(f"    {i.kind}" + (f" id {i.vxlan_id}" if i.vxlan_id is not None else ""))
+            detail = f" id {i.vxlan_id}" if i.vxlan_id is not None else ""
+            if i.vxlan_local:
+                detail += f" local {i.vxlan_local}"
+            if i.vxlan_port is not None:
+                detail += f" dstport {i.vxlan_port}"
+            if i.vxlan_learning is not None:
+                detail += "" if i.vxlan_learning else " nolearning"
+            out.append(f"    {i.kind}{detail}")
         for a in i.addresses:
             out.append(f"    {'inet' if a.family == 4 else 'inet6'} {a.address}/{a.prefixlen}")
     return "\n".join(out) + "\n"
@@ -150,4 +214,6 @@ RENDERERS: dict[str, RawForm] = {
     "ipvsadm-Ln": RawForm(("ipvsadm-Ln.rendered.txt",), _ipvs_rendered),
     "ip-addr": RawForm(("ip-addr.rendered.txt",), _ip_addr_rendered),
     "sysctl": RawForm(("sysctl.rendered.txt",), _sysctl_rendered),
+    "bridge-fdb": RawForm(("bridge-fdb.rendered.txt",), _fdb_rendered),
+    "ip-route-get": RawForm(("ip-route-get.rendered.txt",), _route_get_rendered),
 }

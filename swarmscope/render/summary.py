@@ -113,6 +113,8 @@ def render_summary(snap: Snapshot) -> str:
     lines.append(tabulate(rows, headers=["namespace", "kind", "network/container", "addresses", "rules", "ipvs"]))
     lines.append("")
 
+    lines.extend(_overlay_lines(snap))
+
     conn_rows = _conn_rows(snap)
     if conn_rows:
         lines.append("IPVS connections (/proc/net/ip_vs_conn, per virtual address and real server):")
@@ -147,6 +149,43 @@ def render_summary(snap: Snapshot) -> str:
     else:
         lines.append("complete")
     return "\n".join(lines)
+
+
+def _overlay_lines(snap: Snapshot) -> list[str]:
+    """The overlay data plane: each overlay namespace's vxlan device and the peers programmed on it (permanent
+    neighbour + FDB entries, by VTEP), then the host's route to each peer VTEP. Nothing where it was not read."""
+    rows = []
+    for ns in snap.namespaces:
+        if ns.overlay is None:
+            continue
+        vx = [i for i in ns.interfaces if i.kind == "vxlan"]
+        dev = ", ".join(
+            f"{i.name} vni {i.vxlan_id} port {i.vxlan_port if i.vxlan_port is not None else '?'}"
+            + (f" local {i.vxlan_local}" if i.vxlan_local else "")
+            + ("" if i.vxlan_learning is not False else " nolearning")
+            for i in vx) or "no vxlan device"
+        mtu = ",".join(str(i.mtu) for i in vx if i.mtu) or "-"
+        if not ns.overlay.available:
+            rows.append([ns.name, ns.network_name or "-", dev, mtu, "-", f"not read: {ns.overlay.reason}"])
+            continue
+        macs = {e.mac: e for e in ns.overlay.fdb if e.dst}
+        by_vtep: dict[str, int] = {}
+        for n in ns.overlay.neighbours:
+            e = macs.get(n.mac or "")
+            key = e.dst if e is not None and e.dst else "no fdb entry"
+            by_vtep[key] = by_vtep.get(key, 0) + 1
+        vteps = ", ".join(f"{k} ({v})" for k, v in sorted(by_vtep.items())) or "-"
+        rows.append([ns.name, ns.network_name or "-", dev, mtu, str(len(ns.overlay.neighbours)), vteps])
+    if not rows:
+        return []
+    out = ["overlay data plane (vxlan FDB and neighbour entries over rtnetlink):",
+           tabulate(rows, headers=["namespace", "network", "vxlan", "mtu", "peers", "VTEPs (peers)"])]
+    if snap.host.vtep_routes:
+        routes = "; ".join(
+            f"{r.destination}: {r.error}" if r.error else
+            f"{r.destination} dev {r.device} src {r.source} mtu {r.mtu}" for r in snap.host.vtep_routes)
+        out.append(f"routes to the peer VTEPs: {routes}")
+    return out + [""]
 
 
 def _conn_rows(snap: Snapshot) -> list[list[str]]:

@@ -127,9 +127,16 @@ def _state(lab):
     for p in places:
         pre = ["nsenter", f"--net={p}"] if p else []
         for cmd in (["iptables-nft-save"], ["iptables-legacy-save"], ["nft", "list", "ruleset"], ["ip", "-o", "addr"],
-                    ["ip", "-o", "link"], ["ip", "route"]):
+                    ["ip", "-o", "link"], ["ip", "route"], ["ip", "neigh", "show", "nud", "permanent"]):
             cp = lab.in_node(pre + cmd, check=False)
             state[f"{p}:{' '.join(cmd)}"] = strip.sub("", cp.stdout)
+        # the vxlan devices' FDB (issue 12), device by device: `bridge fdb show` without one can hang in a namespace
+        cp = lab.in_node(pre + ["ip", "-o", "link", "show", "type", "vxlan"], check=False)
+        for dev in sorted(ln.split(":")[1].strip().split("@")[0] for ln in cp.stdout.splitlines() if ":" in ln):
+            fdb = lab.in_node(pre + ["timeout", "10", "bridge", "fdb", "show", "dev", dev], check=False)
+            # permanent entries only: a learning vxlan device (20.10 makes them so) learns and ages others by itself
+            state[f"{p}:bridge fdb show dev {dev}"] = "".join(
+                ln for ln in fdb.stdout.splitlines(keepends=True) if "permanent" in ln)
     state["host-ipvs"] = os.path.exists("/proc/net/ip_vs")
     if os.path.exists("/proc/modules"):  # a kernel built without modules has none
         state["modules"] = sorted(l.split()[0] for l in open("/proc/modules"))

@@ -159,10 +159,10 @@ def group(findings: list[Finding]) -> dict[int, Finding]:
         for f in findings:
             if id(f) in parent or f.id not in explains:
                 continue
-            r = next((r for r in roots if set(r.nodes) & set(f.nodes)), None)
-            if r is not None:
-                parent[id(f)] = r
-                f.caused_by = r.id
+            cause = next((r for r in roots if set(r.nodes) & set(f.nodes)), None)
+            if cause is not None:
+                parent[id(f)] = cause
+                f.caused_by = cause.id
     top: dict[int, Finding] = {}
     for f in findings:
         p = parent.get(id(f))

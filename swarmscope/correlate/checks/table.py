@@ -21,7 +21,7 @@ more than one fact at a time is a function in its topic module plus its name her
 from __future__ import annotations
 
 from swarmscope.correlate import probes
-from swarmscope.correlate.checks import causes, dns, ingress, network, node, vip
+from swarmscope.correlate.checks import causes, dns, ingress, network, node, overlay, vip
 from swarmscope.correlate.checks.registry import BackendCheck, CheckSpec, HopCheck
 from swarmscope.model import BackendState, HopStatus, Severity
 
@@ -264,6 +264,11 @@ CHECKS: tuple[CheckSpec, ...] = (
     network.check_subnet_overlap,
     network.check_overlay_missing,
     network.check_vxlan,
+    overlay.check_peer_missing,
+    overlay.check_peer_wrong_vtep,
+    overlay.check_peer_stale,
+    overlay.check_mtu,
+    overlay.check_vxlan_source,
     network.check_port_conflict,
     network.check_gwbridge,
     network.check_gossip_incomplete,
