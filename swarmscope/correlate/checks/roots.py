@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 from swarmscope.correlate.types import Finding
 
 NO_IPVS_SYMPTOMS = {
@@ -125,16 +127,26 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
 ]
 
 
-#: causes on one node that explain a finding about several nodes, that node among them: (root id, a word its
-#: detail must hold, the ids it explains). A node's firewall dropping gossip (7946, checks/node.py SWARM_PORTS)
-#: cuts it out of every network's Peers on the others, and the others out of its own.
-CROSS_NODE_CAUSES: list[tuple[str, str, set[str]]] = [
-    ("node.swarm-ports-blocked", "(gossip)", {"network.gossip-incomplete"}),
+#: causes on one node that explain findings about other nodes: (root id, a word its detail must hold, the ids it
+#: explains and how each is tied to the root's node: "nodes" - the finding is about that node too (among its
+#: nodes, or named in its detail: "m3-manager lacks m3-worker1"); "addresses" - every address in its detail
+#: belongs to a task running on that node). A node's firewall dropping gossip (7946,
+#: checks/node.py SWARM_PORTS) cuts it out of every network's Peers on the others: their views lack it, their DNS
+#: and load balancers lose its tasks' addresses.
+CROSS_NODE_CAUSES: list[tuple[str, str, dict[str, str]]] = [
+    ("node.swarm-ports-blocked", "(gossip)", {
+        "network.gossip-incomplete": "nodes",
+        "dns.nodes-differ": "nodes",
+        "dns.tasks-mismatch": "addresses",
+        "ipvs.backend-missing": "addresses",
+    }),
 ]
+_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 
 
-def group(findings: list[Finding]) -> dict[int, Finding]:
+def group(findings: list[Finding], task_nodes: dict[str, set[str]] | None = None) -> dict[int, Finding]:
     """Set caused_by on symptoms, and on each cause the count of what it explains (transitively).
+    ``task_nodes``: the nodes running a task that holds each address (for CROSS_NODE_CAUSES).
 
     Returns, for each explained finding (by id()), its top root cause.
     """
@@ -154,12 +166,21 @@ def group(findings: list[Finding]) -> dict[int, Finding]:
                 parent[id(f)] = r
                 f.caused_by = r.id
                 break
-    for root_id, word, explains in CROSS_NODE_CAUSES:
+    owners = task_nodes or {}
+
+    def tied(r: Finding, f: Finding, how: str) -> bool:
+        if how == "nodes":
+            named = any(re.search(rf"\b{re.escape(n)}\b", f.detail) for n in r.nodes)
+            return named or bool(set(r.nodes) & set(f.nodes))
+        addrs = _IPV4.findall(f.detail)
+        return bool(addrs) and all(owners.get(a) and owners[a] <= set(r.nodes) for a in addrs)
+
+    for root_id, word, ties in CROSS_NODE_CAUSES:
         roots = [f for f in findings if f.id == root_id and word in f.detail and id(f) not in parent]
         for f in findings:
-            if id(f) in parent or f.id not in explains:
+            if id(f) in parent or f.id not in ties:
                 continue
-            cause = next((r for r in roots if set(r.nodes) & set(f.nodes)), None)
+            cause = next((r for r in roots if tied(r, f, ties[f.id])), None)
             if cause is not None:
                 parent[id(f)] = cause
                 f.caused_by = cause.id

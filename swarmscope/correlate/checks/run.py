@@ -7,6 +7,7 @@ from __future__ import annotations
 from swarmscope.correlate.checks.registry import BREAKING, SEVERITY_ORDER, CheckSpec, Ctx
 from swarmscope.correlate.checks.roots import group
 from swarmscope.correlate.checks.table import REGISTRY, SEVERITY
+from swarmscope.correlate.cluster import strip_prefix
 from swarmscope.correlate.types import Finding, Hop, ServicePath
 from swarmscope.model import Verdict
 
@@ -41,7 +42,7 @@ def run_checks(ctx: Ctx, only: set[str] | None = None) -> list[Finding]:
                     h.findings.append(spec.id)
                 hops_of.setdefault(key, []).append(h)
     findings = list(merged.values())
-    top = group(findings)
+    top = group(findings, _task_nodes(ctx))
     # a hop whose findings are all explained by one root cause says so
     causes: dict[int, set] = {}
     for key, f in merged.items():
@@ -81,3 +82,18 @@ def fails(findings: list[Finding], paths: list[ServicePath]) -> bool:
 def catalogue() -> list[CheckSpec]:
     """Every registered check, for the README and `swarmscope findings`."""
     return sorted(REGISTRY, key=lambda c: c.id)
+
+
+def _task_nodes(ctx: Ctx) -> dict[str, set[str]]:
+    """The nodes of the running tasks holding each address (any network), for the causes across nodes."""
+    cl = ctx.cluster
+    out: dict[str, set[str]] = {}
+    for t in cl.tasks:
+        if t.state != "running":
+            continue
+        for a in t.attachments:
+            for x in a.addresses:
+                ip = strip_prefix(x)
+                if ip:
+                    out.setdefault(ip, set()).add(cl.node_name(t.node_id))
+    return out

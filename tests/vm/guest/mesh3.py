@@ -196,8 +196,8 @@ class Run:
         return False
 
     # ---------------------------------------------------------------- faults
-    def task_on(self, node: str) -> tuple[str, str, str] | None:
-        """(container id, its demo address, its MAC on demo) of the whoami task on ``node``."""
+    def task_on(self, node: str, network: str = OVERLAY_NETWORK) -> tuple[str, str, str] | None:
+        """(container id, its address, its MAC) on ``network`` of the whoami task on ``node``."""
         n = self.by_name[node]
         ids = n.docker("ps", "-q", "--no-trunc", "-f", "label=com.docker.swarm.service.name=whoami").stdout.split()
         if not ids:
@@ -205,12 +205,12 @@ class Run:
         fmt = "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}} {{$v.MacAddress}}\n{{end}}"
         for line in n.docker("inspect", "-f", fmt, ids[0]).stdout.splitlines():
             parts = line.split()
-            if len(parts) == 3 and parts[0] == OVERLAY_NETWORK:
+            if len(parts) == 3 and parts[0] == network:
                 return ids[0], parts[1], parts[2]
         return None
 
-    def overlay_ns(self, node: swarmlab.Node) -> str | None:
-        nid = node.docker("network", "inspect", "-f", "{{.Id}}", OVERLAY_NETWORK).stdout.strip()
+    def overlay_ns(self, node: swarmlab.Node, network: str = OVERLAY_NETWORK) -> str | None:
+        nid = node.docker("network", "inspect", "-f", "{{.Id}}", network).stdout.strip()
         pid = node.dockerd_pid()
         files = os.listdir(f"/proc/{pid}/root{node.netns_dir}") if pid else []
         return next((f for f in files if nid and f.split("-", 1)[-1] == nid[:10]), None)
@@ -237,8 +237,9 @@ class Run:
                 do(net(w1, "iptables", "-I", "INPUT", "-p", proto, "--dport", "7946", "-j", "DROP"),
                    f"worker1: iptables -I INPUT -p {proto} --dport 7946 -j DROP")
         elif fault == "x-fdb-deleted":
-            t = self.task_on("worker1")
-            ns = self.overlay_ns(m)
+            # on the ingress network: the manager's published port then cannot reach worker1's task (wget shows it)
+            t = self.task_on("worker1", "ingress")
+            ns = self.overlay_ns(m, "ingress")
             if not t or not ns:
                 say.append(f"cannot make the fault: task on worker1 {t}, manager's overlay namespace {ns}")
                 return say
