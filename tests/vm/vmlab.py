@@ -588,6 +588,33 @@ def _first_line(path: Path, prefix: str = "") -> str:
     return "?"
 
 
+MESH3_FIXTURES = REPO / "tests" / "fixtures" / "vm-mesh3"
+
+
+def export_mesh3(out: Path, dest: Path = MESH3_FIXTURES) -> list[Path]:
+    """The three-node stage's captures of a run (every node's collect --json, the wget proofs, nodes.json, what
+    each fault did) into ``dest``, laid out as a run (plan.json + phases/mesh3/), so the unit tier judges them
+    with the VM tier's own tests (tests/unit/test_mesh3_captures.py)."""
+    src = out / "phases" / "mesh3"
+    if not (src / "healthy").is_dir():
+        raise SystemExit(f"{out} has no three-node stage")
+    if dest.exists():
+        shutil.rmtree(dest)
+    files = []
+    for f in sorted(src.rglob("*")):
+        if f.is_file() and not f.name.startswith(".") and f.suffix in (".json", ".txt", ".rc", ".stderr", ".seconds"):
+            if f.name == "collect.json" and not f.stat().st_size:
+                continue
+            t = dest / "phases" / "mesh3" / f.relative_to(src)
+            t.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, t)
+            files.append(t)
+    plan = json.loads((out / "plan.json").read_text())
+    (dest / "plan.json").write_text(json.dumps({"mesh3": plan.get("mesh3"), "phases": [], "engines": [""],
+                                                "full": "", "exported_from": str(out)}, indent=1) + "\n")
+    return files
+
+
 def _write_fixture_readme(out: Path, dest: Path) -> None:
     h = out / "phases" / "healthy"
     uname = (out / "setup" / "guest-uname.txt").read_text().strip() if (out / "setup" / "guest-uname.txt").exists() else "?"
@@ -655,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--faults", default=None, help="space-separated subset of: " + " ".join(ALL_FAULTS))
     r.add_argument("--engines", default=None, help="engine labels run after 20.10 (default: SWARMSCOPE_VM_ENGINES "
                    "or '26.1 28'; '' for none)")
+    m3 = sub.add_parser("export-mesh3")
+    m3.add_argument("run_out", type=Path)
     e = sub.add_parser("export-fixtures")
     e.add_argument("run_out", type=Path)
     e.add_argument("--phases", default=None, help="only these phases (space-separated), replacing just them")
@@ -676,6 +705,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"out": str(res.out), "qemu_rc": res.qemu_rc, "scenario_rc": res.scenario_rc,
                               "seconds": round(res.seconds), "phases": phases(out)}, indent=2))
             return 0 if res.ok else 1
+        elif a.cmd == "export-mesh3":
+            files = export_mesh3(a.run_out)
+            print(f"{len(files)} files into {MESH3_FIXTURES}")
         elif a.cmd == "export-fixtures":
             files = export_fixtures(a.run_out, only=a.phases.split() if a.phases else None)
             print(f"{len(files)} files into {FIXTURES}")

@@ -24,7 +24,7 @@ from swarmscope.correlate.paths.dns import dns_answer
 from swarmscope.correlate.types import Hop, NodePath
 from swarmscope.engines import profile_for
 from swarmscope.facts.netfilter import INPUT, MANGLE
-from swarmscope.model import HopStatus, Service
+from swarmscope.model import HopStatus, Service, Verdict
 
 
 def nodes_on_network(cl: Cluster, network_id: str) -> list[NodeCtx]:
@@ -150,5 +150,25 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     lb_ip = next((a for a in subnet_addresses(n, lb, net.subnets) if a != vip), None) if net else None
     hops.append(snat_hop("lb.snat", "lb_ SNAT", n, lb, net.subnets if net else [], lb_ip))
+    if _idle(cl, svc, network_id):
+        # libnetwork removes a VIP's load balancing (its alias on lb_, MARK, IPVS service) with the service's last
+        # backend on the network, and adds it back with the next: with no task running nothing is there to reach
+        for h in hops:
+            if h.key in IDLE_HOPS and h.status in (HopStatus.MISSING, HopStatus.MISMATCH):
+                h.status, h.detail = HopStatus.NA, f"{h.detail} (no task runs: removed with the last backend)"
+        verdict(np)
+        if np.verdict == Verdict.OK:
+            np.verdict, np.reason = Verdict.NA, "no task of the service runs on this network: nothing to balance"
+        return np
     verdict(np)
     return np
+
+
+#: what the engine removes with a VIP's last backend (libnetwork rmServiceBinding -> rmLBBackend, rmService)
+IDLE_HOPS = ("lb.vip_alias", "lb.mark", "lb.ipvs", "lb.backends")
+
+
+def _idle(cl: Cluster, svc: Service, network_id: str) -> bool:
+    """No task of the service runs on the network (one pending or starting is not a backend yet: the engine adds
+    the load balancing when a task's endpoint joins, as it starts)."""
+    return not any(task_addresses(t, network_id) for t in cl.running_tasks(svc))

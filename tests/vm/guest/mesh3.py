@@ -139,7 +139,9 @@ class Run:
             return
         t0 = time.monotonic()
         extra = ["--probe", "--probe-timeout", "3"] if probe else []
-        cp = node.swarmscope("collect", "--netns-dir", str(node.netns_dir), "--json", *extra, timeout=300)
+        # three collections at once under software emulation: each command may take 15 s (a namespace 65 s)
+        cp = node.swarmscope("collect", "--netns-dir", str(node.netns_dir), "--json", "--timeout", "15", *extra,
+                             timeout=400)
         (d / "collect.json").write_text(cp.stdout)
         (d / "collect.stderr").write_text(cp.stderr)
         (d / "collect.rc").write_text(f"{cp.returncode}\n")
