@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from swarmscope import __version__
 from swarmscope.errors import DEFAULT_MAX_INPUT_MB, InputError
-from swarmscope.model import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION, Snapshot, _decoder, _Mismatch, to_dict, without_raw
+from swarmscope.model import (
+    SNAPSHOT_SCHEMA,
+    SNAPSHOT_VERSION,
+    Snapshot,
+    _decoder,
+    _Mismatch,
+    sharing,
+    to_dict,
+    without_raw,
+)
 
 try:
     import orjson as _orjson
@@ -302,7 +311,7 @@ def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[S
     Python's cyclic garbage collector is paused meanwhile: a large dump is hundreds of thousands of
     new objects and no garbage, and each of the collections they would trigger walks them all
     again (at 25 nodes it was two thirds of the reading time)."""
-    with _no_gc():
+    with _no_gc(), sharing():  # equal rules and real servers of different nodes read once (model.SHARED_RECORDS)
         return _snapshots_from_data(data, source, release)
 
 

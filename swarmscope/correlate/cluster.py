@@ -61,6 +61,8 @@ class NodeCtx:
     _by_container: dict | None = field(default=None, repr=False, compare=False)
     _dns: dict | None = field(default=None, repr=False, compare=False)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
+    #: shared by the nodes of a cluster (build_cluster): equal rules, one set of facts (facts.NodeFacts)
+    shared: dict = field(default_factory=dict, repr=False, compare=False)
 
     # lookups are indexed once per node and memoised: judging a swarm asks them for every port,
     # VIP and real server, and must stay linear in the swarm's size
@@ -129,7 +131,7 @@ class NodeCtx:
 
     def facts(self) -> NodeFacts:
         """The node's data-plane facts (swarmscope.facts), built once per node."""
-        return self.memo("facts", lambda: facts_for(self.snap))
+        return self.memo("facts", lambda: facts_for(self.snap, self.shared))
 
     def net_service(self, network_id: str, service: str) -> NetworkService | None:
         net = self.networks.get(network_id)
@@ -404,6 +406,7 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
 
 def build_cluster(snaps: list[Snapshot]) -> Cluster:
     nodes = []
+    shared: dict = {}
     for s in snaps:
         nodes.append(
             NodeCtx(
@@ -411,6 +414,7 @@ def build_cluster(snaps: list[Snapshot]) -> Cluster:
                 name=s.node.hostname,
                 node_id=s.node.node_id,
                 networks={n.id: n for n in s.docker.networks},
+                shared=shared,
             )
         )
     manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.services), None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from swarmscope.facts.ipvs import FwmService, IpvsFacts, RealServer
 from swarmscope.facts.netfilter import NetfilterFacts
-from swarmscope.model import Namespace, Snapshot
+from swarmscope.model import IptablesDump, Namespace, Snapshot
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,35 @@ def _addresses(ns: Namespace) -> list[Address]:
     ]
 
 
+def _dump_key(d: IptablesDump) -> tuple:
+    """What an iptables dump's facts are made of: equal keys, equal facts. Rules by identity: a dump read
+    with ``model.sharing()`` holds one object for equal rules of every node (elsewhere no two dumps share
+    a rule, and no two keys are equal)."""
+    return (d.backend, d.available, d.reason, tuple(
+        (tn, tuple((cn, c.policy, tuple(c.counters) if c.counters is not None else None, tuple(map(id, c.rules)))
+                   for cn, c in t.chains.items()))
+        for tn, t in d.tables.items()))
+
+
+def shared_netfilter(dump: IptablesDump | None, pool: dict | None) -> NetfilterFacts:
+    """The facts of ``dump``, one object (and one set of indexes and walks) for every node whose dump
+    holds the same rules (``pool``: shared by the nodes of a cluster; None: the node's own)."""
+    if pool is None or dump is None:
+        return NetfilterFacts(dump)
+    key = _dump_key(dump)
+    f = pool.get(key)
+    if f is None:
+        f = pool[key] = NetfilterFacts(dump)
+    return f
+
+
 @dataclass
 class NodeFacts:
-    """One node's facts: the host's (``host``) and each namespace's (``ns``), each built on first use."""
+    """One node's facts: the host's (``host``) and each namespace's (``ns``), each built on first use.
+    ``shared``: a pool the nodes of a cluster share, where equal rules give one NetfilterFacts."""
 
     snap: Snapshot
+    shared: dict | None = field(default=None, repr=False)
     host: NsFacts = field(init=False)
     _ns: dict[int, NsFacts] = field(default_factory=dict, repr=False)
 
@@ -74,8 +98,8 @@ class NodeFacts:
         h = self.snap.host
         self.host = NsFacts(
             "host",
-            NetfilterFacts(h.iptables),
-            NetfilterFacts(h.iptables_other),
+            shared_netfilter(h.iptables, self.shared),
+            shared_netfilter(h.iptables_other, self.shared),
             IpvsFacts(None),
             [
                 Address(i.name, a.address, a.prefixlen, f"host: {i.name} inet {a.address}/{a.prefixlen}")
@@ -97,18 +121,19 @@ class NodeFacts:
         if f is None:
             f = self._ns[id(ns)] = NsFacts(
                 ns.name,
-                NetfilterFacts(ns.iptables),
-                NetfilterFacts(ns.iptables_other),
+                shared_netfilter(ns.iptables, self.shared),
+                shared_netfilter(ns.iptables_other, self.shared),
                 IpvsFacts(ns.ipvs),
                 _addresses(ns),
             )
         return f
 
 
-def facts_for(snap: Snapshot) -> NodeFacts:
+def facts_for(snap: Snapshot, shared: dict | None = None) -> NodeFacts:
     """A node's facts. Build it once per node and keep it (the correlator memoises it per node): its
-    indexes are built on first use and serve every port, VIP and real server after."""
-    return NodeFacts(snap)
+    indexes are built on first use and serve every port, VIP and real server after. ``shared``: one
+    pool for the nodes of a cluster (NodeFacts)."""
+    return NodeFacts(snap, shared)
 
 
 __all__ = ["Address", "FwmService", "IpvsFacts", "NetfilterFacts", "NodeFacts", "NsFacts", "RealServer", "facts_for"]
