@@ -12,7 +12,7 @@ import datetime as _dt
 import gc
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from swarmscope import __version__
@@ -343,6 +343,7 @@ def _snapshots_from_data(data: Any, source: str, release: bool) -> list[Snapshot
                 raise InputError(f"{source} is a dump with no node snapshots in it")
             out = []
             for i, n in enumerate(nodes):
+                n = _node_data(n)  # a node left as text by split_nodes is parsed now, alone
                 _snapshot_header(n, f"{source}: nodes[{i}]")
                 out.append(_read_snapshot(n, f"{source} is damaged: nodes[{i}]"))
                 if release:
@@ -437,9 +438,19 @@ def read_document(path: str, limit_mb: float | None = None) -> Any:
     """The parsed JSON of ``path``: a dump, a snapshot, or the dump inside a report bundle
     (``swarmscope report``, a tar.gz); '-' for standard input. At most ``limit_mb`` MiB are read,
     and at most as much is decompressed from a bundle."""
+    return parse_document(read_raw(path, limit_mb), path)
+
+
+def read_raw(path: str, limit_mb: float | None = None) -> bytes:
+    """The JSON text of ``path`` (a report bundle's dump.json), as read_document reads it."""
     raw = read_input(path, limit_mb)
     if raw[:2] == b"\x1f\x8b":  # gzip: a report bundle
         raw = _dump_from_bundle(raw, path, _limit_bytes(limit_mb))
+    return raw
+
+
+def parse_document(raw: bytes, path: str) -> Any:
+    """The parsed JSON text of a dump, snapshot or bundle (read_document)."""
     if _orjson is not None:
         try:
             return _orjson.loads(raw)
@@ -496,11 +507,116 @@ def _settled(snaps: list[Snapshot]) -> list[Snapshot]:
     return snaps
 
 
+class _NodeText:
+    """One node snapshot of a dump, still JSON text (a slice of the dump's): parsed when it is read."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: memoryview):
+        self.text = text
+
+
+class _Unsplit(Exception):
+    """A node's text did not parse alone: the dump is read whole instead."""
+
+
+_WS = b" \t\n\r"
+
+
+def _skip_ws(raw: bytes, i: int) -> int:
+    while i < len(raw) and raw[i] in _WS:
+        i += 1
+    return i
+
+
+def split_nodes(raw: bytes) -> dict | None:
+    """A dump's document with its node snapshots left as text (``_NodeText``), or None where it cannot be
+    split so: then it is parsed whole. Parsed whole, a dump is in memory three times at once (the text,
+    the parser's tree, Python's objects: 4.5 GB at 100 nodes); node by node, the text and one node.
+
+    A node ends at the first closing brace at the start of a line indented as the line where it opens
+    (both writers of dumps indent their output: gen_swarm.py and render/jsonout.py); a newline is never
+    inside a JSON string, so the cut is between tokens. Each node's text is parsed alone later and a node
+    that does not parse (a cut in the wrong place, or damage) sends the whole dump to the whole parse
+    (``_Unsplit``): what is read is exactly what the whole parse reads, or the whole parse is used."""
+    if _orjson is None:
+        return None
+    i = raw.find(b'"nodes"')
+    if i < 0:
+        return None
+    head = raw[:i].rstrip()
+    if head != b"{":  # what comes before must be whole keys of the top-level object
+        if not head.endswith(b","):
+            return None
+        try:
+            if type(_orjson.loads(head[:-1] + b"}")) is not dict:
+                return None
+        except _orjson.JSONDecodeError:
+            return None
+    j = _skip_ws(raw, i + len(b'"nodes"'))
+    if raw[j : j + 1] != b":":
+        return None
+    j = _skip_ws(raw, j + 1)
+    if raw[j : j + 1] != b"[":
+        return None
+    j = _skip_ws(raw, j + 1)
+    line = raw[raw.rfind(b"\n", 0, j) + 1 : j]
+    close = b"\n" + line[: len(line) - len(line.lstrip(b" \t"))] + b"}"
+    spans = []
+    while True:
+        if raw[j : j + 1] != b"{":
+            return None
+        k = raw.find(close, j)
+        if k < 0:
+            return None
+        spans.append((j, k + len(close)))
+        j = _skip_ws(raw, k + len(close))
+        if raw[j : j + 1] == b",":
+            j = _skip_ws(raw, j + 1)
+            continue
+        if raw[j : j + 1] != b"]":
+            return None
+        break
+    try:
+        doc = _orjson.loads(raw[:i] + b'"nodes":[]' + raw[j + 1 :])
+    except _orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict or doc.get("nodes") != []:  # e.g. a second "nodes" key
+        return None
+    text = memoryview(raw)
+    doc["nodes"] = [_NodeText(text[a:b]) for a, b in spans]
+    return doc
+
+
+def _node_data(n: Any) -> Any:
+    if type(n) is not _NodeText:
+        return n
+    try:
+        return _orjson.loads(n.text)
+    except _orjson.JSONDecodeError:
+        raise _Unsplit from None
+
+
+def _read(path: str, limit_mb: float | None, convert: Callable[[Any], Any]) -> Any:
+    """``convert`` (which reads the snapshots with ``release``) on the document of ``path``: split
+    node by node where it can be (split_nodes), else parsed whole. Input the split reading refuses
+    (damage) is read whole again, so its error is the one the whole parse gives."""
+    raw = read_raw(path, limit_mb)
+    doc = split_nodes(raw)
+    if doc is not None:
+        try:
+            return convert(doc)
+        except (_Unsplit, InputError):
+            doc = None
+            gc.collect()
+    return convert(parse_document(raw, path))
+
+
 def load(path: str, limit_mb: float | None = None) -> list[Snapshot]:
     """Read ``path`` (a dump, a snapshot or a report bundle; '-' for standard input). The collector
     is paused while the text is parsed too: orjson's objects would trigger it as the model's do."""
     with _no_gc():
-        return _settled(snapshots_from_data(read_document(path, limit_mb), path, release=True))
+        return _settled(_read(path, limit_mb, lambda data: snapshots_from_data(data, path, release=True)))
 
 
 def failed_nodes_of(data: Any) -> list[dict]:
@@ -513,6 +629,5 @@ def failed_nodes_of(data: Any) -> list[dict]:
 def load_with_failed(path: str, limit_mb: float | None = None) -> tuple[list[Snapshot], list[dict]]:
     """The snapshots of a saved dump, snapshot or bundle, and the nodes it says could not be collected."""
     with _no_gc():
-        data = read_document(path, limit_mb)
-        failed = failed_nodes_of(data)
-        return _settled(snapshots_from_data(data, path, release=True)), failed
+        return _read(path, limit_mb, lambda data: (_settled(snapshots_from_data(data, path, release=True)),
+                                                   failed_nodes_of(data)))

@@ -131,7 +131,12 @@ class NodeCtx:
 
     def facts(self) -> NodeFacts:
         """The node's data-plane facts (swarmscope.facts), built once per node."""
-        return self.memo("facts", lambda: facts_for(self.snap, self.shared))
+        return self.memo("facts", self._facts)
+
+    def _facts(self) -> NodeFacts:
+        f = facts_for(self.snap)
+        f.join(self.shared)  # nodes with the same rules judge them once (facts.shared_netfilter)
+        return f
 
     def net_service(self, network_id: str, service: str) -> NetworkService | None:
         net = self.networks.get(network_id)

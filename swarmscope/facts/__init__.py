@@ -95,6 +95,14 @@ class NodeFacts:
     _ns: dict[int, NsFacts] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        self._host()
+
+    def join(self, shared: dict) -> None:
+        """Share ``shared`` (a pool of the cluster's nodes) from now on; before any namespace's facts are asked."""
+        self.shared = shared
+        self._host()
+
+    def _host(self) -> None:
         h = self.snap.host
         self.host = NsFacts(
             "host",
@@ -129,11 +137,10 @@ class NodeFacts:
         return f
 
 
-def facts_for(snap: Snapshot, shared: dict | None = None) -> NodeFacts:
+def facts_for(snap: Snapshot) -> NodeFacts:
     """A node's facts. Build it once per node and keep it (the correlator memoises it per node): its
-    indexes are built on first use and serve every port, VIP and real server after. ``shared``: one
-    pool for the nodes of a cluster (NodeFacts)."""
-    return NodeFacts(snap, shared)
+    indexes are built on first use and serve every port, VIP and real server after."""
+    return NodeFacts(snap)
 
 
 __all__ = ["Address", "FwmService", "IpvsFacts", "NetfilterFacts", "NodeFacts", "NsFacts", "RealServer", "facts_for"]
