@@ -77,10 +77,14 @@ def shared_netfilter(dump: IptablesDump | None, pool: dict | None) -> NetfilterF
     holds the same rules (``pool``: shared by the nodes of a cluster; None: the node's own)."""
     if pool is None or dump is None:
         return NetfilterFacts(dump)
+    seen = pool.get(id(dump))  # the same dump (read once for several nodes: model.sharing)
+    if seen is not None:
+        return seen[1]
     key = _dump_key(dump)
     f = pool.get(key)
     if f is None:
         f = pool[key] = NetfilterFacts(dump)
+    pool[id(dump)] = (dump, f)  # the dump kept with it: its id is not reused while the pool lives
     return f
 
 
