@@ -42,7 +42,9 @@ def strip_prefix(cidr: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=65536)
 def ip_key(addr: str):
+    """A sort key for addresses (cached: every node's paths sort the same real servers)."""
     try:
         return (0, int(ipaddress.ip_address(addr)))
     except ValueError:
