@@ -12,6 +12,7 @@ import datetime as _dt
 import gc
 import io
 import json
+import mmap
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -508,12 +509,13 @@ def _settled(snaps: list[Snapshot]) -> list[Snapshot]:
 
 
 class _NodeText:
-    """One node snapshot of a dump, still JSON text (a slice of the dump's): parsed when it is read."""
+    """One node snapshot of a dump, still JSON text (a slice of the dump's): parsed when it is read.
+    ``mapped``: the dump's file mapping, whose pages of this node are let go once it is parsed."""
 
-    __slots__ = ("text",)
+    __slots__ = ("text", "mapped", "start", "end")
 
-    def __init__(self, text: memoryview):
-        self.text = text
+    def __init__(self, text: memoryview, mapped: Any = None, start: int = 0, end: int = 0):
+        self.text, self.mapped, self.start, self.end = text, mapped, start, end
 
 
 class _Unsplit(Exception):
@@ -529,7 +531,7 @@ def _skip_ws(raw: bytes, i: int) -> int:
     return i
 
 
-def split_nodes(raw: bytes) -> dict | None:
+def split_nodes(raw: Any) -> dict | None:
     """A dump's document with its node snapshots left as text (``_NodeText``), or None where it cannot be
     split so: then it is parsed whole. Parsed whole, a dump is in memory three times at once (the text,
     the parser's tree, Python's objects: 4.5 GB at 100 nodes); node by node, the text and one node.
@@ -584,23 +586,78 @@ def split_nodes(raw: bytes) -> dict | None:
     if type(doc) is not dict or doc.get("nodes") != []:  # e.g. a second "nodes" key
         return None
     text = memoryview(raw)
-    doc["nodes"] = [_NodeText(text[a:b]) for a, b in spans]
+    mapped = raw if isinstance(raw, mmap.mmap) else None
+    doc["nodes"] = [_NodeText(text[a:b], mapped, a, b) for a, b in spans]
+    _let_go(mapped, 0, len(raw))  # the search read every page: they come back from the page cache
     return doc
+
+
+def _let_go(mapped: mmap.mmap | None, start: int, end: int) -> None:
+    """Drop the pages of ``mapped`` in [start, end) from the process (a read-only file mapping: the file
+    and the page cache keep them), so reading a dump does not hold all of its text at once."""
+    if mapped is None or not hasattr(mapped, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages only: a shared page is a neighbour's too
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE if end < len(mapped) else len(mapped)
+    if last > first:
+        try:
+            mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
+        except (OSError, ValueError):
+            pass
 
 
 def _node_data(n: Any) -> Any:
     if type(n) is not _NodeText:
         return n
     try:
-        return _orjson.loads(n.text)
+        data = _orjson.loads(n.text)
     except _orjson.JSONDecodeError:
         raise _Unsplit from None
+    _let_go(n.mapped, n.start, n.end)
+    return data
+
+
+def _map_input(path: str, limit_mb: float | None) -> mmap.mmap | None:
+    """A regular file within the limit, mapped read-only (its pages are read as they are parsed and let
+    go after); None for anything else, which read_input reads (and refuses) as ever."""
+    import os
+    import stat
+
+    if path == "-":
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= _limit_bytes(limit_mb):
+            return None
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read(path: str, limit_mb: float | None, convert: Callable[[Any], Any]) -> Any:
     """``convert`` (which reads the snapshots with ``release``) on the document of ``path``: split
     node by node where it can be (split_nodes), else parsed whole. Input the split reading refuses
     (damage) is read whole again, so its error is the one the whole parse gives."""
+    mapped = _map_input(path, limit_mb)
+    if mapped is not None:
+        try:
+            doc = split_nodes(mapped) if mapped[:2] != b"\x1f\x8b" else None  # not a gzip bundle
+            if doc is not None:
+                return convert(doc)
+        except (_Unsplit, InputError):
+            doc = None
+            gc.collect()  # what refers to the mapping (the failed attempt's traceback)
+        finally:
+            try:
+                mapped.close()
+            except BufferError:  # a node's text still referenced: the mapping goes when it is freed
+                pass
     raw = read_raw(path, limit_mb)
     doc = split_nodes(raw)
     if doc is not None:

@@ -198,3 +198,23 @@ def _unshared(path: Path) -> list[Snapshot]:
     import orjson
 
     return [Snapshot.from_dict(n) for n in orjson.loads(path.read_bytes())["nodes"]]
+
+
+def test_a_dump_file_is_mapped_and_each_node_s_text_let_go_once_parsed(gen_dump, monkeypatch):
+    from swarmscope import dump
+
+    calls: list[tuple[bool, int, int]] = []
+    real = dump._let_go
+
+    def let_go(mapped, start, end):
+        calls.append((mapped is not None, start, end))
+        real(mapped, start, end)
+
+    monkeypatch.setattr(dump, "_let_go", let_go)
+    snaps = load(str(gen_dump))
+    size = gen_dump.stat().st_size
+    assert calls[0] == (True, 0, size)  # after the search for where nodes end
+    nodes = calls[1:]
+    assert len(nodes) == SIZE["nodes"] and all(m for m, _, _ in nodes)
+    assert [a for _, a, _ in nodes] == sorted(a for _, a, _ in nodes) and nodes[-1][2] < size
+    _same(snaps, _whole(gen_dump))
