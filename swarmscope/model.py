@@ -309,11 +309,12 @@ def _convert_code(tp: Any, v: str, env: dict[str, Any]) -> list[str]:
     return []  # Any, StrEnum, ...: taken as they are (the check does not look either)
 
 
-#: records read once for all their equal copies while ``sharing()`` is on (dump.load): a rule or a
-#: real server is the same on every node that has it (each node's ingress_sbox holds one real server
-#: per task cluster-wide, each host one DNAT and two ACCEPTs per published port), so a swarm's dump
+#: records read once for all their equal copies while ``sharing()`` is on (dump.load): a rule, a real
+#: server, a network's task endpoint or peer is the same on every node that has it (each node's
+#: ingress_sbox holds one real server per task cluster-wide, each host one DNAT and two ACCEPTs per
+#: published port, each node's verbose network inspect every task of the network), so a swarm's dump
 #: holds it once per node and the snapshots once. Shared records are never changed after reading.
-SHARED_RECORDS = frozenset({"RuleOption", "RuleMatch", "Rule", "IpvsDest"})
+SHARED_RECORDS = frozenset({"RuleOption", "RuleMatch", "Rule", "IpvsDest", "NetworkTaskEndpoint", "NetworkPeer"})
 _SHARING: list[dict] = []
 
 

@@ -141,6 +141,13 @@ def test_equal_rules_and_real_servers_of_different_nodes_are_one_object(gen_dump
     d0 = {(d.address, d.port): d for d in dests(snaps[0])}
     shared = [d for d in dests(snaps[2]) if (d.address, d.port) in d0]
     assert shared and all(d is d0[(d.address, d.port)] for d in shared)
+    # each node's verbose inspect of a network lists every task: one endpoint record for all nodes
+    def endpoints(s):
+        net = next(n for n in s.docker.networks if n.ingress)
+        return {t.name: t for svc in net.services.values() for t in svc.tasks}
+
+    e0, e1 = endpoints(snaps[0]), endpoints(snaps[1])
+    assert e0 and e0.keys() == e1.keys() and all(e0[k] is e1[k] for k in e0)
     # outside sharing() every record is its own
     plain = _decoder(Snapshot)(to_dict(snaps[0]))
     again = _decoder(Snapshot)(to_dict(snaps[0]))
