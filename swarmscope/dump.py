@@ -303,16 +303,18 @@ def _snapshot_decoder():
     return _decoder(Snapshot)
 
 
-def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[Snapshot]:
+def snapshots_from_data(data: Any, source: str, release: bool = False, by_orjson: bool = False) -> list[Snapshot]:
     """Node snapshots from a parsed dump or snapshot document.
 
     ``release``: drop each node's JSON data from ``data`` once it is converted (the caller
     owns the document and needs only the snapshots), so both forms are not held at once.
+    ``by_orjson``: orjson parsed ``data`` (model.sharing's ``text``).
 
     Python's cyclic garbage collector is paused meanwhile: a large dump is hundreds of thousands of
     new objects and no garbage, and each of the collections they would trigger walks them all
     again (at 25 nodes it was two thirds of the reading time)."""
-    with _no_gc(), sharing():  # equal rules and real servers of different nodes read once (model.SHARED_RECORDS)
+    # equal rules and real servers of different nodes read once (model.SHARED_RECORDS)
+    with _no_gc(), sharing(text=by_orjson):
         return _snapshots_from_data(data, source, release)
 
 
@@ -640,8 +642,8 @@ def _map_input(path: str, limit_mb: float | None) -> mmap.mmap | None:
         os.close(fd)
 
 
-def _read(path: str, limit_mb: float | None, convert: Callable[[Any], Any]) -> Any:
-    """``convert`` (which reads the snapshots with ``release``) on the document of ``path``: split
+def _read(path: str, limit_mb: float | None, convert: Callable[[Any, bool], Any]) -> Any:
+    """``convert(document, by_orjson)`` (which reads the snapshots with ``release``) on the document of ``path``: split
     node by node where it can be (split_nodes), else parsed whole. Input the split reading refuses
     (damage) is read whole again, so its error is the one the whole parse gives."""
     mapped = _map_input(path, limit_mb)
@@ -649,7 +651,7 @@ def _read(path: str, limit_mb: float | None, convert: Callable[[Any], Any]) -> A
         try:
             doc = split_nodes(mapped) if mapped[:2] != b"\x1f\x8b" else None  # not a gzip bundle
             if doc is not None:
-                return convert(doc)
+                return convert(doc, True)
         except (_Unsplit, InputError):
             doc = None
             gc.collect()  # what refers to the mapping (the failed attempt's traceback)
@@ -662,18 +664,18 @@ def _read(path: str, limit_mb: float | None, convert: Callable[[Any], Any]) -> A
     doc = split_nodes(raw)
     if doc is not None:
         try:
-            return convert(doc)
+            return convert(doc, True)
         except (_Unsplit, InputError):
             doc = None
             gc.collect()
-    return convert(parse_document(raw, path))
+    return convert(parse_document(raw, path), False)
 
 
 def load(path: str, limit_mb: float | None = None) -> list[Snapshot]:
     """Read ``path`` (a dump, a snapshot or a report bundle; '-' for standard input). The collector
     is paused while the text is parsed too: orjson's objects would trigger it as the model's do."""
     with _no_gc():
-        return _settled(_read(path, limit_mb, lambda data: snapshots_from_data(data, path, release=True)))
+        return _settled(_read(path, limit_mb, lambda data, by_orjson: snapshots_from_data(data, path, True, by_orjson)))
 
 
 def failed_nodes_of(data: Any) -> list[dict]:
@@ -686,5 +688,5 @@ def failed_nodes_of(data: Any) -> list[dict]:
 def load_with_failed(path: str, limit_mb: float | None = None) -> tuple[list[Snapshot], list[dict]]:
     """The snapshots of a saved dump, snapshot or bundle, and the nodes it says could not be collected."""
     with _no_gc():
-        return _read(path, limit_mb, lambda data: (_settled(snapshots_from_data(data, path, release=True)),
-                                                   failed_nodes_of(data)))
+        return _read(path, limit_mb, lambda data, by_orjson: (
+            _settled(snapshots_from_data(data, path, True, by_orjson)), failed_nodes_of(data)))

@@ -268,10 +268,16 @@ def _generate(cls: type) -> Callable[[Any], Any]:
     if cls.__name__ in SHARED_RECORDS:  # one object for equal records while sharing() is on (below)
         key = ", ".join(_key_code(hints[n], v) for n, v in names)
         env["_SH"] = _SHARING
+        raw = cls.__name__ in _TEXT_KEYED
+        if raw:  # a record seen before as the very same JSON is not converted again (nor its parts)
+            lines[3:3] = ["    if _SH:", "        t = _SH[-1].setdefault(_cls, {})", "        rd = _SH[-1][None]",
+                          "        if rd is not None:", "            rk = rd(d)", "            o = t.get(rk)",
+                          "            if o is not None:", "                return o"]
         lines += ["    if _SH:", "        t = _SH[-1].setdefault(_cls, {})", f"        k = ({key},)",
-                  "        o = t.get(k)", "        if o is not None:", "            return o",
-                  "        o = t[k] = _new(_cls)", "    else:", "        o = _new(_cls)",
-                  "    o.__dict__ = {" + attrs + "}", "    return o"]
+                  "        o = t.get(k)", "        if o is None:", "            o = t[k] = _new(_cls)",
+                  "            o.__dict__ = {" + attrs + "}"]
+        lines += ["        if rd is not None:", "            t[rk] = o"] if raw else []
+        lines += ["        return o", "    o = _new(_cls)", "    o.__dict__ = {" + attrs + "}", "    return o"]
     else:
         lines += ["    o = _new(_cls)", "    o.__dict__ = {" + attrs + "}", "    return o"]
     exec("\n".join(lines), env)  # noqa: S102 - code made here from the dataclass fields, no input in it
@@ -316,12 +322,26 @@ def _convert_code(tp: Any, v: str, env: dict[str, Any]) -> list[str]:
 #: holds it once per node and the snapshots once. Shared records are never changed after reading.
 SHARED_RECORDS = frozenset({"RuleOption", "RuleMatch", "Rule", "IpvsDest", "NetworkTaskEndpoint", "NetworkPeer"})
 _SHARING: list[dict] = []
+#: shared records also looked up by their JSON text first (``sharing(text=True)``): a rule is several
+#: records deep, and converting it only to find it known was most of reading a large swarm's rules
+_TEXT_KEYED = frozenset({"Rule"})
 
 
 @contextlib.contextmanager
-def sharing() -> Iterator[None]:
-    """Equal shared records (SHARED_RECORDS) decoded meanwhile are one object; the table is dropped after."""
-    _SHARING.append({})
+def sharing(text: bool = False) -> Iterator[None]:
+    """Equal shared records (SHARED_RECORDS) decoded meanwhile are one object; the table is dropped after.
+    ``text``: the data is what orjson parsed, so a record whose JSON (orjson.dumps) is that of one decoded
+    before is that one, unconverted; not for what the standard parser read, which also takes NaN and
+    integers of any length (they would not dump back the same)."""
+    dumps = None
+    if text:
+        try:
+            import orjson
+
+            dumps = orjson.dumps
+        except ImportError:  # pragma: no cover - a dependency
+            pass
+    _SHARING.append({None: dumps})
     try:
         yield
     finally:

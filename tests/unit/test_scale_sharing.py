@@ -156,19 +156,24 @@ def test_equal_rules_and_real_servers_of_different_nodes_are_one_object(gen_dump
     )
 
 
-def test_records_differing_in_one_field_are_not_shared():
+@pytest.mark.parametrize("text", [False, True])
+def test_records_differing_in_one_field_are_not_shared(text):
     text = (
         "*filter\n:INPUT ACCEPT [0:0]\n"
         "-A INPUT -p tcp --dport 80 -j ACCEPT\n-A INPUT -p tcp --dport 81 -j ACCEPT\nCOMMIT\n"
     )
     d = to_dict(parse_iptables_save(text))
     d2 = to_dict(parse_iptables_save(text.replace("--dport 81", "--dport 82")))
-    with sharing():
+    with sharing(text=text):  # text: rules looked up by their JSON first
         a, b = _decoder(IptablesDump)(d), _decoder(IptablesDump)(d2)
+        again = _decoder(IptablesDump)(d)
     ra, rb = a.tables["filter"].chains["INPUT"].rules, b.tables["filter"].chains["INPUT"].rules
     assert ra[0] is rb[0] and ra[1] is not rb[1]
     assert ra[1].value("--dport") == "81" and rb[1].value("--dport") == "82"
     assert ra[1].params[0] is rb[1].params[0]  # -p tcp, one object
+    assert again.tables["filter"].chains["INPUT"].rules == ra and all(
+        x is y for x, y in zip(again.tables["filter"].chains["INPUT"].rules, ra, strict=True)
+    )
 
 
 def test_a_rule_twice_in_a_chain_keeps_its_places():
