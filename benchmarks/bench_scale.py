@@ -7,9 +7,10 @@ Usage:  python3 benchmarks/bench_scale.py [--runs 3] [--sizes 3:50:250,10:100:50
 For each size (nodes:services:tasks) it writes a healthy synthetic dump with
 benchmarks/gen_swarm.py, then runs each command `--runs` times, alternating the
 commands (explain1: `explain svc0000`, one service), as a separate `python -m swarmscope` process reading it with
-`--from`, and reports the median wall time, the peak RSS of the child
-(ru_maxrss from wait4) and, between consecutive sizes, the growth exponent
-k in time ~ size^k (size = tasks; nodes and services grow with them).
+`--from`, and reports the median wall time, the median CPU time of the child
+(user + system, from wait4: what a loaded machine inflates least), the peak RSS
+of the child (ru_maxrss) and, between consecutive sizes, the growth exponent
+k in time ~ size^k (size = tasks; nodes and services grow with them), of both.
 `--large` adds 50:500:2500 and 100:1000:5000 (the last: a 1.2 GB dump, minutes
 per command on 2 CPUs and several GB of memory); a size whose dump would not fit
 in the memory available (about six times the dump's size, from /proc/meminfo)
@@ -55,8 +56,8 @@ def max_input_args(repo: Path) -> list[str]:
     return ["--max-input", "4096"] if "--max-input" in cp.stdout else []
 
 
-def run_child(argv: list[str], repo: Path) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in KiB, exit code) of one child process; its stdout is discarded."""
+def run_child(argv: list[str], repo: Path) -> tuple[float, int, int, float]:
+    """(wall seconds, peak RSS in KiB, exit code, CPU seconds) of one child process; its stdout is discarded."""
     env = dict(os.environ, PYTHONPATH=str(repo))
     t0 = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-m", "swarmscope", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -67,7 +68,7 @@ def run_child(argv: list[str], repo: Path) -> tuple[float, int, int]:
     err = p.stderr.read().decode(errors="replace") if p.stderr else ""
     if p.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(argv)} exited {p.returncode}: {err.strip()[-500:]}")
-    return wall, ru.ru_maxrss, p.returncode
+    return wall, ru.ru_maxrss, p.returncode, ru.ru_utime + ru.ru_stime
 
 
 def mem_available() -> int | None:
@@ -117,34 +118,38 @@ def main() -> None:
                   f"needs about {need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available", file=sys.stderr)
             continue
         out = work / "out.json"
-        res: dict[str, list[tuple[float, int]]] = {c: [] for c in cmds}
+        res: dict[str, list[tuple[float, int, float]]] = {c: [] for c in cmds}
         for r in range(args.runs):
             for c in cmds:  # alternated: one run of each command per round
                 argv = [a.format(dump=dump, out=out) for a in COMMANDS[c]] + extra
-                wall, rss, _ = run_child(argv, repo)
-                res[c].append((wall, rss))
-                print(f"  {nodes}/{services}/{tasks} {c} run {r + 1}: {wall:.2f}s {rss / 1024:.0f} MiB", file=sys.stderr)
+                wall, rss, _, cpu = run_child(argv, repo)
+                res[c].append((wall, rss, cpu))
+                print(f"  {nodes}/{services}/{tasks} {c} run {r + 1}: {wall:.2f}s (cpu {cpu:.2f}s) {rss / 1024:.0f} MiB",
+                      file=sys.stderr)
         out_mb = out.stat().st_size / 1e6 if out.exists() else float("nan")
         rows.append(((nodes, services, tasks), dump.stat().st_size / 1e6, out_mb,
-                     {c: (statistics.median(w for w, _ in v), max(m for _, m in v) / 1024) for c, v in res.items()}))
+                     {c: (statistics.median(w for w, _, _ in v), max(m for _, m, _ in v) / 1024,
+                          statistics.median(u for _, _, u in v)) for c, v in res.items()}))
         if not args.keep:
             dump.unlink()
         out.unlink(missing_ok=True)
 
-    print(f"swarmscope from {repo}; {os.cpu_count()} CPUs; median of {args.runs} runs; peak RSS of the child (max)")
+    print(f"swarmscope from {repo}; {os.cpu_count()} CPUs; median of {args.runs} runs; peak RSS of the child (max); "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
     head = f"{'nodes/services/tasks':>20} {'dump MB':>8}"
     for c in cmds:
-        head += f" {c + ' s':>10} {c + ' MiB':>10}"
+        head += f" {c + ' s':>10} {c + ' cpu':>10} {c + ' MiB':>10}"
     print(head)
     for size, mb, out_mb, r in rows:
         line = f"{'/'.join(map(str, size)):>20} {mb:>8.1f}"
         for c in cmds:
-            line += f" {r[c][0]:>10.2f} {r[c][1]:>10.0f}"
+            line += f" {r[c][0]:>10.2f} {r[c][2]:>10.2f} {r[c][1]:>10.0f}"
         print(line)
     if len(rows) > 1:
         print("growth exponent k (time ~ tasks^k) between consecutive sizes:")
         for (s1, _, _, r1), (s2, _, _, r2) in zip(rows, rows[1:]):
-            parts = [f"{c} {exponent(r1[c][0], r2[c][0], s1[2], s2[2]):.2f}" for c in cmds]
+            parts = [f"{c} {exponent(r1[c][0], r2[c][0], s1[2], s2[2]):.2f} (cpu {exponent(r1[c][2], r2[c][2], s1[2], s2[2]):.2f})"
+                     for c in cmds]
             print(f"  {'/'.join(map(str, s1))} -> {'/'.join(map(str, s2))}: " + ", ".join(parts))
 
 

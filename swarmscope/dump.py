@@ -12,7 +12,8 @@ import datetime as _dt
 import gc
 import io
 import json
-from collections.abc import Iterator
+import mmap
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from swarmscope import __version__
@@ -24,6 +25,7 @@ from swarmscope.model import (
     Snapshot,
     _decoder,
     _Mismatch,
+    sharing,
     to_dict,
     without_raw,
 )
@@ -305,17 +307,42 @@ def _snapshot_decoder():
     return _decoder(Snapshot)
 
 
-def snapshots_from_data(data: Any, source: str, release: bool = False) -> list[Snapshot]:
+def snapshots_from_data(data: Any, source: str, release: bool = False, by_orjson: bool = False) -> list[Snapshot]:
     """Node snapshots from a parsed dump or snapshot document.
 
     ``release``: drop each node's JSON data from ``data`` once it is converted (the caller
     owns the document and needs only the snapshots), so both forms are not held at once.
+    ``by_orjson``: orjson parsed ``data`` (model.sharing's ``text``).
 
     Python's cyclic garbage collector is paused meanwhile: a large dump is hundreds of thousands of
     new objects and no garbage, and each of the collections they would trigger walks them all
     again (at 25 nodes it was two thirds of the reading time)."""
-    with _no_gc():
-        return _snapshots_from_data(data, source, release)
+    # equal rules and real servers of different nodes read once (model.SHARED_RECORDS)
+    try:
+        with _no_gc(), sharing(text=by_orjson):
+            return _snapshots_from_data(data, source, release)
+    finally:
+        if by_orjson:
+            _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Hand the heap freed after reading back to the system: the JSON text of every distinct rule was kept
+    while reading (model.sharing), in glibc's heap, which Python's small objects made after (the path
+    maps) do not reuse (at 100 nodes a quarter of a GB more at the peak without this)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc: nothing to trim
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None  # libc's malloc_trim once looked up; False where there is none
 
 
 @contextlib.contextmanager
@@ -346,6 +373,7 @@ def _snapshots_from_data(data: Any, source: str, release: bool) -> list[Snapshot
                 raise InputError(f"{source} is a dump with no node snapshots in it")
             out = []
             for i, n in enumerate(nodes):
+                n = _node_data(n)  # a node left as text by split_nodes is parsed now, alone
                 _snapshot_header(n, f"{source}: nodes[{i}]")
                 out.append(_read_snapshot(n, f"{source} is damaged: nodes[{i}]"))
                 if release:
@@ -440,9 +468,19 @@ def read_document(path: str, limit_mb: float | None = None) -> Any:
     """The parsed JSON of ``path``: a dump, a snapshot, or the dump inside a report bundle
     (``swarmscope report``, a tar.gz); '-' for standard input. At most ``limit_mb`` MiB are read,
     and at most as much is decompressed from a bundle."""
+    return parse_document(read_raw(path, limit_mb), path)
+
+
+def read_raw(path: str, limit_mb: float | None = None) -> bytes:
+    """The JSON text of ``path`` (a report bundle's dump.json), as read_document reads it."""
     raw = read_input(path, limit_mb)
     if raw[:2] == b"\x1f\x8b":  # gzip: a report bundle
         raw = _dump_from_bundle(raw, path, _limit_bytes(limit_mb))
+    return raw
+
+
+def parse_document(raw: bytes, path: str) -> Any:
+    """The parsed JSON text of a dump, snapshot or bundle (read_document)."""
     if _orjson is not None:
         try:
             return _orjson.loads(raw)
@@ -499,11 +537,172 @@ def _settled(snaps: list[Snapshot]) -> list[Snapshot]:
     return snaps
 
 
+class _NodeText:
+    """One node snapshot of a dump, still JSON text (a slice of the dump's): parsed when it is read.
+    ``mapped``: the dump's file mapping, whose pages of this node are let go once it is parsed."""
+
+    __slots__ = ("text", "mapped", "start", "end")
+
+    def __init__(self, text: memoryview, mapped: Any = None, start: int = 0, end: int = 0):
+        self.text, self.mapped, self.start, self.end = text, mapped, start, end
+
+
+class _Unsplit(Exception):
+    """A node's text did not parse alone: the dump is read whole instead."""
+
+
+_WS = b" \t\n\r"
+
+
+def _skip_ws(raw: bytes, i: int) -> int:
+    while i < len(raw) and raw[i] in _WS:
+        i += 1
+    return i
+
+
+def split_nodes(raw: Any) -> dict | None:
+    """A dump's document with its node snapshots left as text (``_NodeText``), or None where it cannot be
+    split so: then it is parsed whole. Parsed whole, a dump is in memory three times at once (the text,
+    the parser's tree, Python's objects: 4.5 GB at 100 nodes); node by node, the text and one node.
+
+    A node ends at the first closing brace at the start of a line indented as the line where it opens
+    (both writers of dumps indent their output: gen_swarm.py and render/jsonout.py); a newline is never
+    inside a JSON string, so the cut is between tokens. Each node's text is parsed alone later and a node
+    that does not parse (a cut in the wrong place, or damage) sends the whole dump to the whole parse
+    (``_Unsplit``): what is read is exactly what the whole parse reads, or the whole parse is used."""
+    if _orjson is None:
+        return None
+    i = raw.find(b'"nodes"')
+    if i < 0:
+        return None
+    head = raw[:i].rstrip()
+    if head != b"{":  # what comes before must be whole keys of the top-level object
+        if not head.endswith(b","):
+            return None
+        try:
+            if type(_orjson.loads(head[:-1] + b"}")) is not dict:
+                return None
+        except _orjson.JSONDecodeError:
+            return None
+    j = _skip_ws(raw, i + len(b'"nodes"'))
+    if raw[j : j + 1] != b":":
+        return None
+    j = _skip_ws(raw, j + 1)
+    if raw[j : j + 1] != b"[":
+        return None
+    j = _skip_ws(raw, j + 1)
+    line = raw[raw.rfind(b"\n", 0, j) + 1 : j]
+    close = b"\n" + line[: len(line) - len(line.lstrip(b" \t"))] + b"}"
+    spans = []
+    while True:
+        if raw[j : j + 1] != b"{":
+            return None
+        k = raw.find(close, j)
+        if k < 0:
+            return None
+        spans.append((j, k + len(close)))
+        j = _skip_ws(raw, k + len(close))
+        if raw[j : j + 1] == b",":
+            j = _skip_ws(raw, j + 1)
+            continue
+        if raw[j : j + 1] != b"]":
+            return None
+        break
+    try:
+        doc = _orjson.loads(raw[:i] + b'"nodes":[]' + raw[j + 1 :])
+    except _orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict or doc.get("nodes") != []:  # e.g. a second "nodes" key
+        return None
+    text = memoryview(raw)
+    mapped = raw if isinstance(raw, mmap.mmap) else None
+    doc["nodes"] = [_NodeText(text[a:b], mapped, a, b) for a, b in spans]
+    _let_go(mapped, 0, len(raw))  # the search read every page: they come back from the page cache
+    return doc
+
+
+def _let_go(mapped: mmap.mmap | None, start: int, end: int) -> None:
+    """Drop the pages of ``mapped`` in [start, end) from the process (a read-only file mapping: the file
+    and the page cache keep them), so reading a dump does not hold all of its text at once."""
+    if mapped is None or not hasattr(mapped, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages only: a shared page is a neighbour's too
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE if end < len(mapped) else len(mapped)
+    if last > first:
+        try:
+            mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
+        except (OSError, ValueError):
+            pass
+
+
+def _node_data(n: Any) -> Any:
+    if type(n) is not _NodeText:
+        return n
+    try:
+        data = _orjson.loads(n.text)
+    except _orjson.JSONDecodeError:
+        raise _Unsplit from None
+    _let_go(n.mapped, n.start, n.end)
+    return data
+
+
+def _map_input(path: str, limit_mb: float | None) -> mmap.mmap | None:
+    """A regular file within the limit, mapped read-only (its pages are read as they are parsed and let
+    go after); None for anything else, which read_input reads (and refuses) as ever."""
+    import os
+    import stat
+
+    if path == "-":
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= _limit_bytes(limit_mb):
+            return None
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read(path: str, limit_mb: float | None, convert: Callable[[Any, bool], Any]) -> Any:
+    """``convert(document, by_orjson)`` (which reads the snapshots with ``release``) on the document of ``path``: split
+    node by node where it can be (split_nodes), else parsed whole. Input the split reading refuses
+    (damage) is read whole again, so its error is the one the whole parse gives."""
+    mapped = _map_input(path, limit_mb)
+    if mapped is not None:
+        try:
+            doc = split_nodes(mapped) if mapped[:2] != b"\x1f\x8b" else None  # not a gzip bundle
+            if doc is not None:
+                return convert(doc, True)
+        except (_Unsplit, InputError):
+            doc = None
+            gc.collect()  # what refers to the mapping (the failed attempt's traceback)
+        finally:
+            try:
+                mapped.close()
+            except BufferError:  # a node's text still referenced: the mapping goes when it is freed
+                pass
+    raw = read_raw(path, limit_mb)
+    doc = split_nodes(raw)
+    if doc is not None:
+        try:
+            return convert(doc, True)
+        except (_Unsplit, InputError):
+            doc = None
+            gc.collect()
+    return convert(parse_document(raw, path), False)
+
+
 def load(path: str, limit_mb: float | None = None) -> list[Snapshot]:
     """Read ``path`` (a dump, a snapshot or a report bundle; '-' for standard input). The collector
     is paused while the text is parsed too: orjson's objects would trigger it as the model's do."""
     with _no_gc():
-        return _settled(snapshots_from_data(read_document(path, limit_mb), path, release=True))
+        return _settled(_read(path, limit_mb, lambda data, by_orjson: snapshots_from_data(data, path, True, by_orjson)))
 
 
 def failed_nodes_of(data: Any) -> list[dict]:
@@ -516,6 +715,5 @@ def failed_nodes_of(data: Any) -> list[dict]:
 def load_with_failed(path: str, limit_mb: float | None = None) -> tuple[list[Snapshot], list[dict]]:
     """The snapshots of a saved dump, snapshot or bundle, and the nodes it says could not be collected."""
     with _no_gc():
-        data = read_document(path, limit_mb)
-        failed = failed_nodes_of(data)
-        return _settled(snapshots_from_data(data, path, release=True)), failed
+        return _read(path, limit_mb, lambda data, by_orjson: (
+            _settled(snapshots_from_data(data, path, True, by_orjson)), failed_nodes_of(data)))

@@ -9,11 +9,12 @@ meaning or disappears; adding an optional field does not need a bump.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -268,7 +269,21 @@ def _generate(cls: type) -> Callable[[Any], Any]:
         lines += ["        " + x for x in _convert_code(hints[f.name], v, env)]
         lines += ["    else:", f"        {v} = {otherwise}"]
     attrs = ", ".join(f"{n!r}: {v}" for n, v in names)
-    lines += ["    o = _new(_cls)", "    o.__dict__ = {" + attrs + "}", "    return o"]
+    if cls.__name__ in SHARED_RECORDS:  # one object for equal records while sharing() is on (below)
+        key = ", ".join(_key_code(hints[n], v) for n, v in names)
+        env["_SH"] = _SHARING
+        raw = cls.__name__ in _TEXT_KEYED
+        if raw:  # a record seen before as the very same JSON is not converted again (nor its parts)
+            lines[3:3] = ["    if _SH:", "        t = _SH[-1].setdefault(_cls, {})", "        rd = _SH[-1][None]",
+                          "        if rd is not None:", "            rk = rd(d)", "            o = t.get(rk)",
+                          "            if o is not None:", "                return o"]
+        lines += ["    if _SH:", "        t = _SH[-1].setdefault(_cls, {})", f"        k = ({key},)",
+                  "        o = t.get(k)", "        if o is None:", "            o = t[k] = _new(_cls)",
+                  "            o.__dict__ = {" + attrs + "}"]
+        lines += ["        if rd is not None:", "            t[rk] = o"] if raw else []
+        lines += ["        return o", "    o = _new(_cls)", "    o.__dict__ = {" + attrs + "}", "    return o"]
+    else:
+        lines += ["    o = _new(_cls)", "    o.__dict__ = {" + attrs + "}", "    return o"]
     exec("\n".join(lines), env)  # noqa: S102 - code made here from the dataclass fields, no input in it
     return typing.cast(Callable[[Any], Any], env["dec"])
 
@@ -302,6 +317,60 @@ def _convert_code(tp: Any, v: str, env: dict[str, Any]) -> list[str]:
         env[name] = _item_converter(vt, mapping=True)
         return [f"if type({v}) is not dict:", "    raise _M", f"{v} = {name}({v})"]
     return []  # Any, StrEnum, ...: taken as they are (the check does not look either)
+
+
+#: records read once for all their equal copies while ``sharing()`` is on (dump.load): a rule, a real
+#: server, a network's task endpoint or peer is the same on every node that has it (each node's
+#: ingress_sbox holds one real server per task cluster-wide, each host one DNAT and two ACCEPTs per
+#: published port, each node's verbose network inspect every task of the network), so a swarm's dump
+#: holds it once per node and the snapshots once. Shared records are never changed after reading.
+SHARED_RECORDS = frozenset({"RuleOption", "RuleMatch", "Rule", "IpvsDest", "NetworkTaskEndpoint", "NetworkPeer"})
+_SHARING: list[dict] = []
+#: shared records also looked up by their JSON text first (``sharing(text=True)``): a rule is several
+#: records deep, and converting it only to find it known was most of reading a large swarm's rules
+_TEXT_KEYED = frozenset({"Rule"})
+
+
+@contextlib.contextmanager
+def sharing(text: bool = False) -> Iterator[None]:
+    """Equal shared records (SHARED_RECORDS) decoded meanwhile are one object; the table is dropped after.
+    ``text``: the data is what orjson parsed, so a record whose JSON (orjson.dumps) is that of one decoded
+    before is that one, unconverted; not for what the standard parser read, which also takes NaN and
+    integers of any length (they would not dump back the same)."""
+    dumps = None
+    if text:
+        try:
+            import orjson
+
+            dumps = orjson.dumps
+        except ImportError:  # pragma: no cover - a dependency
+            pass
+    _SHARING.append({None: dumps})
+    try:
+        yield
+    finally:
+        _SHARING.pop()
+
+
+def _key_code(tp: Any, v: str) -> str:
+    """An expression of the converted field ``v`` that tells equal values from different ones: the value
+    itself, a list as a tuple, a shared record (itself read once) by its identity."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return f"(None if {v} is None else {_key_code(args[0], v)})"
+    elif tp in (str, int, bool):
+        return v
+    elif origin is list:
+        (item,) = typing.get_args(tp)
+        if item in (str, int):
+            return f"tuple({v})"
+        if isinstance(item, type) and item.__name__ in SHARED_RECORDS:
+            return f"tuple(map(id, {v}))"
+    elif isinstance(tp, type) and tp.__name__ in SHARED_RECORDS:
+        return f"id({v})"
+    raise TypeError(f"a shared record cannot have a field of type {tp}")
 
 
 def _item_converter(tp: Any, mapping: bool = False) -> Callable[[Any], Any]:

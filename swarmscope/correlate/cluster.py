@@ -42,7 +42,9 @@ def strip_prefix(cidr: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=65536)
 def ip_key(addr: str):
+    """A sort key for addresses (cached: every node's paths sort the same real servers)."""
     try:
         return (0, int(ipaddress.ip_address(addr)))
     except ValueError:
@@ -61,6 +63,8 @@ class NodeCtx:
     _by_container: dict | None = field(default=None, repr=False, compare=False)
     _dns: dict | None = field(default=None, repr=False, compare=False)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
+    #: shared by the nodes of a cluster (build_cluster): equal rules, one set of facts (facts.NodeFacts)
+    shared: dict = field(default_factory=dict, repr=False, compare=False)
 
     # lookups are indexed once per node and memoised: judging a swarm asks them for every port,
     # VIP and real server, and must stay linear in the swarm's size
@@ -129,7 +133,12 @@ class NodeCtx:
 
     def facts(self) -> NodeFacts:
         """The node's data-plane facts (swarmscope.facts), built once per node."""
-        return self.memo("facts", lambda: facts_for(self.snap))
+        return self.memo("facts", self._facts)
+
+    def _facts(self) -> NodeFacts:
+        f = facts_for(self.snap)
+        f.join(self.shared)  # nodes with the same rules judge them once (facts.shared_netfilter)
+        return f
 
     def net_service(self, network_id: str, service: str) -> NetworkService | None:
         net = self.networks.get(network_id)
@@ -404,6 +413,7 @@ def _rebuild_from_workers(nodes: list[NodeCtx]) -> tuple[list[Service], list[Tas
 
 def build_cluster(snaps: list[Snapshot]) -> Cluster:
     nodes = []
+    shared: dict = {}
     for s in snaps:
         nodes.append(
             NodeCtx(
@@ -411,6 +421,7 @@ def build_cluster(snaps: list[Snapshot]) -> Cluster:
                 name=s.node.hostname,
                 node_id=s.node.node_id,
                 networks={n.id: n for n in s.docker.networks},
+                shared=shared,
             )
         )
     manager = next((n for n in nodes if n.snap.node.role == "manager" and n.snap.docker.services), None)

@@ -20,7 +20,7 @@ from swarmscope.facts.ipvs import FwmService, IpvsFacts, RealServer
 from swarmscope.facts.netfilter import NetfilterFacts
 from swarmscope.facts.nftables import NftFacts
 from swarmscope.facts.overlay import OverlayFacts, overlay_facts
-from swarmscope.model import Namespace, Snapshot
+from swarmscope.model import IptablesDump, Namespace, Snapshot
 
 
 @dataclass(frozen=True)
@@ -64,23 +64,59 @@ def _addresses(ns: Namespace) -> list[Address]:
     ]
 
 
+def _dump_key(d: IptablesDump) -> tuple:
+    """What an iptables dump's facts are made of: equal keys, equal facts. Rules by identity: a dump read
+    with ``model.sharing()`` holds one object for equal rules of every node (elsewhere no two dumps share
+    a rule, and no two keys are equal)."""
+    return (d.backend, d.available, d.reason, tuple(
+        (tn, tuple((cn, c.policy, tuple(c.counters) if c.counters is not None else None, tuple(map(id, c.rules)))
+                   for cn, c in t.chains.items()))
+        for tn, t in d.tables.items()))
+
+
+def shared_netfilter(dump: IptablesDump | None, pool: dict | None) -> NetfilterFacts:
+    """The facts of ``dump``, one object (and one set of indexes and walks) for every node whose dump
+    holds the same rules (``pool``: shared by the nodes of a cluster; None: the node's own)."""
+    if pool is None or dump is None:
+        return NetfilterFacts(dump)
+    seen = pool.get(id(dump))  # the same dump (read once for several nodes: model.sharing)
+    if seen is not None:
+        return seen[1]
+    key = _dump_key(dump)
+    f = pool.get(key)
+    if f is None:
+        f = pool[key] = NetfilterFacts(dump)
+    pool[id(dump)] = (dump, f)  # the dump kept with it: its id is not reused while the pool lives
+    return f
+
+
 @dataclass
 class NodeFacts:
-    """One node's facts: the host's (``host``) and each namespace's (``ns``), each built on first use."""
+    """One node's facts: the host's (``host``) and each namespace's (``ns``), each built on first use.
+    ``shared``: a pool the nodes of a cluster share, where equal rules give one NetfilterFacts."""
 
     snap: Snapshot
+    shared: dict | None = field(default=None, repr=False)
     host: NsFacts = field(init=False)
     nft: NftFacts = field(init=False)  # the host's native nftables rules
     _ns: dict[int, NsFacts] = field(default_factory=dict, repr=False)
     _overlay: OverlayFacts | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        self._host()
+
+    def join(self, shared: dict) -> None:
+        """Share ``shared`` (a pool of the cluster's nodes) from now on; before any namespace's facts are asked."""
+        self.shared = shared
+        self._host()
+
+    def _host(self) -> None:
         h = self.snap.host
         self.nft = NftFacts(h.nftables)
         self.host = NsFacts(
             "host",
-            NetfilterFacts(h.iptables),
-            NetfilterFacts(h.iptables_other),
+            shared_netfilter(h.iptables, self.shared),
+            shared_netfilter(h.iptables_other, self.shared),
             IpvsFacts(None),
             [
                 Address(i.name, a.address, a.prefixlen, f"host: {i.name} inet {a.address}/{a.prefixlen}")
@@ -109,8 +145,8 @@ class NodeFacts:
         if f is None:
             f = self._ns[id(ns)] = NsFacts(
                 ns.name,
-                NetfilterFacts(ns.iptables),
-                NetfilterFacts(ns.iptables_other),
+                shared_netfilter(ns.iptables, self.shared),
+                shared_netfilter(ns.iptables_other, self.shared),
                 IpvsFacts(ns.ipvs),
                 _addresses(ns),
             )

@@ -352,24 +352,21 @@ class NetfilterFacts:
     def dst_marks(self, addr: str, chain: str = INPUT) -> list[Mark]:
         """The marks mangle ``chain`` sets for destination ``addr`` (a VIP; ``-d VIP`` or ``-d VIP/32``)."""
 
-        def make() -> dict[str, list[Rule]]:
-            idx: dict[str, list[Rule]] = {}
-            for r in self._rules(MANGLE, chain):
+        def make() -> dict[str, list[tuple[int, Rule]]]:
+            idx: dict[str, list[tuple[int, Rule]]] = {}
+            for i, r in enumerate(self._rules(MANGLE, chain)):  # with its position: a rule read twice is one object
                 d = r.value("-d")
                 if r.target == "MARK" and d is not None:
-                    idx.setdefault(d, []).append(r)
+                    idx.setdefault(d, []).append((i, r))
             return idx
 
         idx = self._once(("dst_marks", chain), make)
-        rules = idx.get(addr, []) + (idx.get(f"{addr}/32", []) if f"{addr}/32" != addr else [])
-        rules.sort(key=lambda r: self._position(MANGLE, chain, r))
+        found = idx.get(addr, []) + (idx.get(f"{addr}/32", []) if f"{addr}/32" != addr else [])
+        found.sort(key=lambda x: x[0])
         return [
-            Mark(mark_value(r), chain, r.value("-p"), _int(r.value("--dport")), r.value("-d"), r.line) for r in rules
+            Mark(mark_value(r), chain, r.value("-p"), _int(r.value("--dport")), r.value("-d"), r.line)
+            for _, r in found
         ]
-
-    def _position(self, table: str, chain: str, r: Rule) -> int:
-        pos = self._once(("pos", table, chain), lambda: {id(x): i for i, x in enumerate(self._rules(table, chain))})
-        return pos.get(id(r), 0)
 
     def sets_marks(self, chains: Iterable[str] = MARK_CHAINS) -> bool:
         """Whether mangle sets any mark in ``chains``."""

@@ -9,6 +9,7 @@ across nodes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -58,17 +59,31 @@ def subnet_addresses(n: NodeCtx, ns: Namespace | None, subnets: list[str]) -> li
 
 
 def in_subnet(addr: str, subnets: Iterable[str]) -> bool:
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
+    ip = _ip(addr)
+    if ip is None:
         return False
     for s in subnets:
-        try:
-            if ip in ipaddress.ip_network(s, strict=False):
-                return True
-        except ValueError:
-            continue
+        net = _net(s)
+        if net is not None and ip in net:
+            return True
     return False
+
+
+@functools.lru_cache(maxsize=65536)
+def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address parsed once (every node's paths ask about the same task and sandbox addresses)."""
+    try:
+        return ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _net(s: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(s, strict=False)
+    except ValueError:
+        return None
 
 
 def kernel_hop(n: NodeCtx) -> Hop:

@@ -81,6 +81,78 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     hops.append(sysctl_hop("host.ip_forward", "host ip_forward", n.snap.node.sysctls, "net.ipv4.ip_forward"))
 
     host = node_facts(n).host.netfilter
+    gw_ip, gw_ev = gwbridge_sbox_ip(n)
+    # the host's part is the same on every node with the same rules and ingress_sbox address: judged once
+    made = cl.memo(("ingress.host", id(host), proto, P, gw_ip, tuple(gw_ev)), lambda: _host_hops(n, host, proto, P))
+    hops.extend(_copy(h) for h in made)
+
+    sbox = n.ingress_sbox
+    hops.append(ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
+    if sbox is not None and sbox.sysctls:  # DNATed traffic is routed through the sandbox to the tasks
+        hops.append(sysctl_hop("ingress.ip_forward", "ingress_sbox ip_forward", sbox.sysctls, "net.ipv4.ip_forward"))
+    if sbox is not None:
+        ov = n.overlay_ns(ingress.id) if ingress else None
+        gw = n.memo("host_gwbridge", lambda: _host_gwbridge(n))
+        br = n.memo(("bridge", id(ov)), lambda: _bridge(ov)) if ov else None
+        hops.append(
+            links_hop(
+                "ingress.links",
+                "ingress_sbox links",
+                sbox,
+                [("host", n.snap.host.interfaces)] + ([(ov.name, ov.interfaces)] if ov else []),
+                [("host", gw)] + ([(ov.name, br)] if ov else []),
+                n,
+            )
+        )
+    expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
+    sbox_rules = ns_facts(n, sbox).netfilter if sbox is not None else None
+    if sbox is None:
+        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.MISSING, "no ingress_sbox"))
+        mark = expected
+    elif sbox_rules is None or not sbox_rules.read:
+        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.UNKNOWN, "ingress_sbox iptables not read"))
+        mark = expected
+    else:
+        h, mark = mark_hop(
+            "ingress.mark",
+            f"ingress_sbox MARK :{P}",
+            sbox_rules.port_marks(proto, P, PREROUTING),
+            expected,
+            f"ingress_sbox {MANGLE} {PREROUTING}",
+            chain=sbox_rules.lines(MANGLE, PREROUTING),
+        )
+        hops.append(h)
+    h, ipvs_svc = ipvs_service_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
+    hops.append(h)
+    if ingress is not None:
+        np.backends = backends_for(cl, svc, ingress.id, ipvs_svc, h, n)
+        for b in np.backends:
+            _redirect(cl, b, svc, port)
+    hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
+    sbox_ip = next(iter(subnet_addresses(n, sbox, ingress.subnets)), None) if ingress else None
+    hops.append(snat_hop("ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip))
+    vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
+    hops.append(alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True, n=n))
+    if sbox_rules is not None and sbox_rules.read and vip:
+        h, _ = mark_hop(
+            "ingress.vip_mark",
+            f"ingress VIP {vip} {INPUT} MARK",
+            sbox_rules.dst_marks(vip, INPUT),
+            expected,
+            f"ingress_sbox {MANGLE} {INPUT}",
+            aux=True,
+            chain=sbox_rules.lines(MANGLE, INPUT),
+        )
+        hops.append(h)
+    verdict(np)
+    return np
+
+
+def _host_hops(n: NodeCtx, host: NetfilterFacts, proto: str, P: int) -> list[Hop]:
+    """The host's hops of a published port: the jumps to DOCKER-INGRESS, its DNAT, the filter ACCEPTs and
+    the FORWARD walk. They depend on the node only through its host rules and ingress_sbox's
+    docker_gwbridge address (the caller's memo key)."""
+    hops: list[Hop] = []
     jump_label = f"host {NAT} -> {DOCKER_INGRESS}"
     if not host.read:
         hops.append(Hop("host.jump", jump_label, HopStatus.UNKNOWN, "host iptables not read"))
@@ -214,66 +286,12 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
             if dropped is not None:
                 hops.append(dropped)
 
-    sbox = n.ingress_sbox
-    hops.append(ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
-    if sbox is not None and sbox.sysctls:  # DNATed traffic is routed through the sandbox to the tasks
-        hops.append(sysctl_hop("ingress.ip_forward", "ingress_sbox ip_forward", sbox.sysctls, "net.ipv4.ip_forward"))
-    if sbox is not None:
-        ov = n.overlay_ns(ingress.id) if ingress else None
-        gw = n.memo("host_gwbridge", lambda: _host_gwbridge(n))
-        br = n.memo(("bridge", id(ov)), lambda: _bridge(ov)) if ov else None
-        hops.append(
-            links_hop(
-                "ingress.links",
-                "ingress_sbox links",
-                sbox,
-                [("host", n.snap.host.interfaces)] + ([(ov.name, ov.interfaces)] if ov else []),
-                [("host", gw)] + ([(ov.name, br)] if ov else []),
-                n,
-            )
-        )
-    expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
-    sbox_rules = ns_facts(n, sbox).netfilter if sbox is not None else None
-    if sbox is None:
-        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.MISSING, "no ingress_sbox"))
-        mark = expected
-    elif sbox_rules is None or not sbox_rules.read:
-        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.UNKNOWN, "ingress_sbox iptables not read"))
-        mark = expected
-    else:
-        h, mark = mark_hop(
-            "ingress.mark",
-            f"ingress_sbox MARK :{P}",
-            sbox_rules.port_marks(proto, P, PREROUTING),
-            expected,
-            f"ingress_sbox {MANGLE} {PREROUTING}",
-            chain=sbox_rules.lines(MANGLE, PREROUTING),
-        )
-        hops.append(h)
-    h, ipvs_svc = ipvs_service_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
-    hops.append(h)
-    if ingress is not None:
-        np.backends = backends_for(cl, svc, ingress.id, ipvs_svc, h, n)
-        for b in np.backends:
-            _redirect(cl, b, svc, port)
-    hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
-    sbox_ip = next(iter(subnet_addresses(n, sbox, ingress.subnets)), None) if ingress else None
-    hops.append(snat_hop("ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip))
-    vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
-    hops.append(alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True, n=n))
-    if sbox_rules is not None and sbox_rules.read and vip:
-        h, _ = mark_hop(
-            "ingress.vip_mark",
-            f"ingress VIP {vip} {INPUT} MARK",
-            sbox_rules.dst_marks(vip, INPUT),
-            expected,
-            f"ingress_sbox {MANGLE} {INPUT}",
-            aux=True,
-            chain=sbox_rules.lines(MANGLE, INPUT),
-        )
-        hops.append(h)
-    verdict(np)
-    return np
+    return hops
+
+
+def _copy(h: Hop) -> Hop:
+    """A hop of a node's own (the checks tag hops, probes add evidence): from a shared judgement."""
+    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), list(h.findings), h.aux, h.root_cause)
 
 
 def _forward_packets(n: NodeCtx, proto: str, P: int) -> tuple[tuple[str, Packet], ...]:

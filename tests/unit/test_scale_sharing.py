@@ -1,0 +1,232 @@
+"""Reading and judging a large swarm without holding what every node repeats (issue #17).
+
+A dump is read node by node where its text allows (dump.split_nodes), and must read exactly as the whole
+parse reads it, or fall back to the whole parse; equal rules and real servers of different nodes are one
+object (model.sharing); nodes with the same rules share one NetfilterFacts (facts.shared_netfilter).
+The dumps are benchmarks/gen_swarm.py's (tests/unit/test_gen_swarm.py checks they are judged as a real
+swarm is) and swarmscope's own `dump --json` writer (render/jsonout.py).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import gen_swarm  # noqa: E402
+
+from swarmscope.correlate import analyze  # noqa: E402
+from swarmscope.correlate.cluster import build_cluster  # noqa: E402
+from swarmscope.dump import (  # noqa: E402
+    load,
+    load_with_failed,
+    make_dump,
+    parse_document,
+    snapshots_from_data,
+    split_nodes,
+)
+from swarmscope.errors import InputError  # noqa: E402
+from swarmscope.facts import NetfilterFacts  # noqa: E402
+from swarmscope.model import IptablesDump, Snapshot, _decoder, sharing, to_dict  # noqa: E402
+from swarmscope.parse.iptables import parse_iptables_save  # noqa: E402
+
+SIZE = dict(nodes=3, services=6, tasks=14)
+
+
+@pytest.fixture(scope="module")
+def gen_dump(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("gen") / "swarm.json"
+    gen_swarm.write_dump(str(p), **SIZE, faults=["delete-real-server:1"])
+    return p
+
+
+def _whole(path: Path) -> list[Snapshot]:
+    """The snapshots as the whole parse reads them (what `--from` read before the split)."""
+    return snapshots_from_data(parse_document(path.read_bytes(), str(path)), str(path))
+
+
+def _same(a: list[Snapshot], b: list[Snapshot]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert to_dict(x) == to_dict(y)
+
+
+def test_gen_swarm_dump_is_read_node_by_node_as_the_whole_parse_reads_it(gen_dump):
+    raw = gen_dump.read_bytes()
+    doc = split_nodes(raw)
+    assert doc is not None and len(doc["nodes"]) == SIZE["nodes"]  # the split is taken
+    assert doc["failed_nodes"] == [] and doc["schema"] == "swarmscope/dump"
+    snaps, failed = load_with_failed(str(gen_dump))
+    assert failed == []
+    _same(snaps, _whole(gen_dump))
+    # and it is judged the same: the injected fault, nothing else
+    assert [f.id for f in analyze(snaps).findings] == [f.id for f in analyze(_whole(gen_dump)).findings]
+    assert [f.id for f in analyze(snaps).findings] == ["ipvs.backend-missing"]
+
+
+def test_swarmscope_dump_json_is_read_node_by_node(tmp_path, gen_dump):
+    from swarmscope.render.jsonout import write_json
+
+    snaps = _whole(gen_dump)
+    buf = io.BytesIO()
+    doc = make_dump(snaps, analyze(snaps), [{"node": "node-009", "reason": "did not answer"}], plain=False)
+    write_json(doc, buf)
+    p = tmp_path / "dump.json"
+    p.write_bytes(buf.getvalue())
+    split = split_nodes(p.read_bytes())
+    assert split is not None and len(split["nodes"]) == SIZE["nodes"]
+    got, failed = load_with_failed(str(p))
+    assert failed == [{"node": "node-009", "reason": "did not answer"}]
+    _same(got, _whole(p))
+    _same(got, snaps)
+
+
+def test_compact_json_is_read_whole(tmp_path, gen_dump):
+    import json
+
+    p = tmp_path / "compact.json"
+    p.write_text(json.dumps(json.loads(gen_dump.read_bytes())))  # no newlines: nothing to split on
+    assert split_nodes(p.read_bytes()) is None
+    _same(load(str(p)), _whole(gen_dump))
+
+
+def test_a_brace_at_the_nodes_indent_inside_a_node_falls_back_to_the_whole_parse(tmp_path, gen_dump):
+    raw = gen_dump.read_bytes()
+    first = raw.index(b'"nodes":[{') + len(b'"nodes":[{')
+    odd = raw[:first] + b'\n"extra": {\n},' + raw[first:]  # valid JSON; an unknown key, ignored
+    p = tmp_path / "odd.json"
+    p.write_bytes(odd)
+    assert split_nodes(odd) is None
+    _same(load(str(p)), _whole(gen_dump))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        (b'"hostname": "node-001"', b'"hostname": "node-001",,'),  # not JSON inside the second node
+        (b'"hostname": "node-001"', b'"hostname": 1'),  # JSON, but not a snapshot
+        (b'"schema":"swarmscope/dump"', b'"schema":"swarmscope/dump",,'),  # not JSON before the nodes
+    ],
+)
+def test_damage_is_told_as_the_whole_parse_tells_it(tmp_path, gen_dump, damage):
+    raw = gen_dump.read_bytes()
+    old, new = damage
+    at = raw.index(old, raw.index(b"\n},{") if b"node" in old else 0)  # in the second node, or the header
+    p = tmp_path / "damaged.json"
+    p.write_bytes(raw[:at] + new + raw[at + len(old) :])
+    with pytest.raises(InputError) as whole:
+        _whole(p)
+    with pytest.raises(InputError) as split:
+        load_with_failed(str(p))
+    assert str(split.value) == str(whole.value)
+
+
+def test_equal_rules_and_real_servers_of_different_nodes_are_one_object(gen_dump):
+    snaps = load(str(gen_dump))
+    h0, h1 = (s.host.iptables for s in snaps[:2])
+    assert h0 is not None and h1 is not None
+    r0 = h0.tables["nat"].chains["DOCKER-INGRESS"].rules
+    r1 = h1.tables["nat"].chains["DOCKER-INGRESS"].rules
+    assert r0 and all(a is b for a, b in zip(r0, r1, strict=True))
+
+    def dests(s):
+        sbox = next(ns for ns in s.namespaces if ns.kind == "ingress_sbox")
+        return [d for svc in sbox.ipvs.services for d in svc.dests]
+
+    d0 = {(d.address, d.port): d for d in dests(snaps[0])}
+    shared = [d for d in dests(snaps[2]) if (d.address, d.port) in d0]
+    assert shared and all(d is d0[(d.address, d.port)] for d in shared)
+    # each node's verbose inspect of a network lists every task: one endpoint record for all nodes
+    def endpoints(s):
+        net = next(n for n in s.docker.networks if n.ingress)
+        return {t.name: t for svc in net.services.values() for t in svc.tasks}
+
+    e0, e1 = endpoints(snaps[0]), endpoints(snaps[1])
+    assert e0 and e0.keys() == e1.keys() and all(e0[k] is e1[k] for k in e0)
+    # outside sharing() every record is its own
+    plain = _decoder(Snapshot)(to_dict(snaps[0]))
+    again = _decoder(Snapshot)(to_dict(snaps[0]))
+    assert plain.host.iptables.tables["nat"].chains["DOCKER-INGRESS"].rules[0] is not (
+        again.host.iptables.tables["nat"].chains["DOCKER-INGRESS"].rules[0]
+    )
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_records_differing_in_one_field_are_not_shared(text):
+    text = (
+        "*filter\n:INPUT ACCEPT [0:0]\n"
+        "-A INPUT -p tcp --dport 80 -j ACCEPT\n-A INPUT -p tcp --dport 81 -j ACCEPT\nCOMMIT\n"
+    )
+    d = to_dict(parse_iptables_save(text))
+    d2 = to_dict(parse_iptables_save(text.replace("--dport 81", "--dport 82")))
+    with sharing(text=text):  # text: rules looked up by their JSON first
+        a, b = _decoder(IptablesDump)(d), _decoder(IptablesDump)(d2)
+        again = _decoder(IptablesDump)(d)
+    ra, rb = a.tables["filter"].chains["INPUT"].rules, b.tables["filter"].chains["INPUT"].rules
+    assert ra[0] is rb[0] and ra[1] is not rb[1]
+    assert ra[1].value("--dport") == "81" and rb[1].value("--dport") == "82"
+    assert ra[1].params[0] is rb[1].params[0]  # -p tcp, one object
+    assert again.tables["filter"].chains["INPUT"].rules == ra and all(
+        x is y for x, y in zip(again.tables["filter"].chains["INPUT"].rules, ra, strict=True)
+    )
+
+
+def test_a_rule_twice_in_a_chain_keeps_its_places():
+    """dst_marks orders by position: two equal rules read as one object keep both their places."""
+    text = (
+        "*mangle\n:INPUT ACCEPT [0:0]\n"
+        "-A INPUT -d 10.0.0.5/32 -j MARK --set-xmark 0x101/0xffffffff\n"
+        "-A INPUT -d 10.0.0.5/32 -j MARK --set-xmark 0x102/0xffffffff\n"
+        "-A INPUT -d 10.0.0.5/32 -j MARK --set-xmark 0x101/0xffffffff\n"
+        "COMMIT\n"
+    )
+    with sharing():
+        d = _decoder(IptablesDump)(to_dict(parse_iptables_save(text)))
+    rules = d.tables["mangle"].chains["INPUT"].rules
+    assert rules[0] is rules[2]
+    assert [m.mark for m in NetfilterFacts(d).dst_marks("10.0.0.5")] == [0x101, 0x102, 0x101]
+
+
+def test_nodes_with_the_same_rules_share_their_netfilter_facts(gen_dump):
+    snaps = load(str(gen_dump))
+    cl = build_cluster(snaps)
+    f = [n.facts() for n in cl.nodes]
+    assert f[0].host.netfilter is f[1].host.netfilter is f[2].host.netfilter  # the same host rules
+    sboxes = [n.ingress_sbox for n in cl.nodes]
+    assert all(s is not None for s in sboxes)
+    nf = [fx.ns(s).netfilter for fx, s in zip(f, sboxes, strict=True)]
+    assert nf[0] is not nf[1]  # each node marks with its own LocalLBIndex
+    # read without sharing (each node its own rule objects), nothing is shared
+    cl2 = build_cluster(_unshared(gen_dump))
+    assert cl2.nodes[0].facts().host.netfilter is not cl2.nodes[1].facts().host.netfilter
+
+
+def _unshared(path: Path) -> list[Snapshot]:
+    import orjson
+
+    return [Snapshot.from_dict(n) for n in orjson.loads(path.read_bytes())["nodes"]]
+
+
+def test_a_dump_file_is_mapped_and_each_node_s_text_let_go_once_parsed(gen_dump, monkeypatch):
+    from swarmscope import dump
+
+    calls: list[tuple[bool, int, int]] = []
+    real = dump._let_go
+
+    def let_go(mapped, start, end):
+        calls.append((mapped is not None, start, end))
+        real(mapped, start, end)
+
+    monkeypatch.setattr(dump, "_let_go", let_go)
+    snaps = load(str(gen_dump))
+    size = gen_dump.stat().st_size
+    assert calls[0] == (True, 0, size)  # after the search for where nodes end
+    nodes = calls[1:]
+    assert len(nodes) == SIZE["nodes"] and all(m for m, _, _ in nodes)
+    assert [a for _, a, _ in nodes] == sorted(a for _, a, _ in nodes) and nodes[-1][2] < size
+    _same(snaps, _whole(gen_dump))
