@@ -182,9 +182,10 @@ def test_fault_named_on_the_right_node(vm_out, fault):
     assert roots(doc) == {EXPECTED[fault]: [want_node]}, described(doc)
 
 
-# what a node cut out of the gossip leaves on the others, each judged alone: their own view lacks it, and their DNS
-# and load balancers its tasks - true of them, while the cause (the firewall rule) is only in that node's data
-GOSSIP_SYMPTOMS = {"network.gossip-incomplete", "dns.tasks-mismatch", "dns.nodes-differ", "ipvs.backend-missing"}
+# what a node cut out of the gossip leaves on the others, each judged alone: their own view lacks it, and their DNS,
+# load balancers and overlay FDB its tasks - true of them, while the cause (the firewall rule) is only in that node's data
+GOSSIP_SYMPTOMS = {"network.gossip-incomplete", "dns.tasks-mismatch", "dns.nodes-differ", "ipvs.backend-missing",
+                   "overlay.peer-missing"}
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -123,7 +123,9 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
     ("ingress.ipvs-service-missing", {"ipvs.backend-missing"}, False),
     ("vip.ipvs-service-missing", {"ipvs.backend-missing"}, True),
     # a node cut off from a network's gossip: the others drop its endpoints and it theirs (DNS, VIP real servers)
-    ("network.gossip-incomplete", {"dns.tasks-mismatch", "dns.nodes-differ", "ipvs.backend-missing"}, True),
+    # (and the overlay's permanent FDB and neighbour entries for them, which the engine removes with the endpoints)
+    ("network.gossip-incomplete", {"dns.tasks-mismatch", "dns.nodes-differ", "ipvs.backend-missing",
+                                   "overlay.peer-missing"}, True),
 ]
 
 
@@ -131,14 +133,15 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
 #: explains and how each is tied to the root's node: "nodes" - the finding is about that node too (among its
 #: nodes, or named in its detail: "m3-manager lacks m3-worker1"); "addresses" - every address in its detail
 #: belongs to a task running on that node). A node's firewall dropping gossip (7946,
-#: checks/node.py SWARM_PORTS) cuts it out of every network's Peers on the others: their views lack it, their DNS
-#: and load balancers lose its tasks' addresses.
+#: checks/node.py SWARM_PORTS) cuts it out of every network's Peers on the others: their views lack it, their DNS,
+#: load balancers and overlay FDB lose its tasks' addresses.
 CROSS_NODE_CAUSES: list[tuple[str, str, dict[str, str]]] = [
     ("node.swarm-ports-blocked", "(gossip)", {
         "network.gossip-incomplete": "nodes",
         "dns.nodes-differ": "nodes",
         "dns.tasks-mismatch": "addresses",
         "ipvs.backend-missing": "addresses",
+        "overlay.peer-missing": "addresses",
     }),
 ]
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
