@@ -36,6 +36,7 @@ test_healthy_probes_from_the_manager_all_connect = vm.test_healthy_probes_from_t
 test_fault_named_on_the_right_node = vm.test_fault_named_on_the_right_node
 test_fault_leaves_the_other_nodes_alone = vm.test_fault_leaves_the_other_nodes_alone
 test_fault_what_wget_proves = vm.test_fault_what_wget_proves
+test_underlay_fault_only_the_probes_see = vm.test_underlay_fault_only_the_probes_see
 
 
 def test_the_captures_are_every_fault_of_the_stage():

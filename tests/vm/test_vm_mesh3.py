@@ -33,6 +33,9 @@ EXPECTED: dict[str, str] = {
     "y-underlay-mtu": "overlay.mtu-too-large",
     "z-docker-user-drop": "ingress.forward-dropped",
     "s-worker-stopped": "node.down",
+    # issue 13: outside every node (the underlay switch rejects VXLAN toward worker1): no rule shows it, the
+    # manager's --probe connections to worker1's tasks time out
+    "t-underlay-vxlan-rejected": "probe.hop-suspect",
 }
 FAULTS = vmlab.mesh3_plan() or []
 FAULT_NODE: dict[str, str] = vmlab.mesh3_module().FAULT_NODE  # where guest/mesh3.py makes each fault
@@ -212,9 +215,9 @@ def test_fault_what_wget_proves(vm_out, fault):
     """The traffic agrees with the verdict."""
     d = phase(vm_out, fault)
     ext = {n: answered_by(d, d / f"wget-external-{n}.txt") for n in NODES}
-    if fault in ("u-vxlan-dropped", "v-vxlan-dropped-nft", "x-fdb-deleted"):
+    if fault in ("u-vxlan-dropped", "v-vxlan-dropped-nft", "x-fdb-deleted", "t-underlay-vxlan-rejected"):
         # the task on worker1 no longer answers through the node(s) the fault cut it off from
-        cut = ("manager", "worker2") if fault != "x-fdb-deleted" else ("manager",)
+        cut = ("manager",) if fault == "x-fdb-deleted" else ("manager", "worker2")
         for n in cut:
             assert "worker1" not in ext[n], (n, answers(d / f"wget-external-{n}.txt"))
         assert any(None in ext[n] for n in cut), ext
@@ -230,3 +233,21 @@ def test_fault_what_wget_proves(vm_out, fault):
     elif fault == "s-worker-stopped":
         assert set(ext["worker2"]) == {None}
         assert None not in ext["manager"] and None not in ext["worker1"], ext
+
+
+def test_underlay_fault_only_the_probes_see(vm_out):
+    """The underlay rejects VXLAN toward worker1: every node's rules are as healthy (no other finding), and the
+    probes that failed are exactly the manager's connections to worker1's tasks (and what went through them)."""
+    fault = "t-underlay-vxlan-rejected"
+    if fault not in FAULTS:
+        pytest.skip(f"{fault} is not in this run's plan")
+    d = phase(vm_out, fault)
+    _, doc = together(d, "explain", "whoami")
+    on_w1 = {a for t in doc["services"][0]["tasks"] if t["node"] == hostname(d, "worker1")
+             for addrs in t["addresses"].values() for a in addrs}
+    probes = json.loads((d / "manager" / "collect.json").read_text())["probes"]
+    failed_tasks = {p["address"] for p in probes if p["kind"] == "task" and p["result"] not in ("connected", "not-probed")}
+    ok_tasks = {p["address"] for p in probes if p["kind"] == "task" and p["result"] == "connected"}
+    assert failed_tasks and failed_tasks <= on_w1, (failed_tasks, on_w1)
+    assert ok_tasks and not ok_tasks & on_w1, (ok_tasks, on_w1)
+    assert {f["id"] for f in doc["findings"]} == {"probe.hop-suspect"}, described(doc)

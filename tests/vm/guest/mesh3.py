@@ -50,11 +50,16 @@ PORT = 8000
 # each answer names the container that gave it (busybox httpd serves /www; hostname = short container id)
 WHOAMI = ("sh", "-c", "hostname > /www/index.html; exec httpd -f -p 80 -h /www")
 ALL_FAULTS = ["u-vxlan-dropped", "v-vxlan-dropped-nft", "w-gossip-dropped", "x-fdb-deleted", "y-underlay-mtu",
-              "z-docker-user-drop", "s-worker-stopped"]
+              "z-docker-user-drop", "s-worker-stopped", "t-underlay-vxlan-rejected"]
 # who each fault is made on (the node the verdict must name)
 FAULT_NODE = {"u-vxlan-dropped": "worker1", "v-vxlan-dropped-nft": "worker1", "w-gossip-dropped": "worker1",
               "x-fdb-deleted": "manager", "y-underlay-mtu": "worker1", "z-docker-user-drop": "worker2",
-              "s-worker-stopped": "worker2"}
+              "s-worker-stopped": "worker2",
+              # outside every node (the underlay's switch): no rule of any node shows it; the manager's --probe
+              # connections to worker1's tasks find it (issue 13)
+              "t-underlay-vxlan-rejected": "manager"}
+#: the faults only traffic shows: their phase collects with --probe too (on the manager; a worker has no services)
+PROBE_FAULTS = ("t-underlay-vxlan-rejected",)
 
 
 class Mesh(Lab):
@@ -262,6 +267,16 @@ class Run:
         elif fault == "z-docker-user-drop":
             do(net(w2, "iptables", "-I", "DOCKER-USER", "-p", "tcp", "--dport", str(PORT), "-j", "DROP"),
                f"worker2: iptables -I DOCKER-USER -p tcp --dport {PORT} -j DROP")
+        elif fault == "t-underlay-vxlan-rejected":
+            # a firewall on the underlay between the nodes (here: the bridge all nodes hang off, bridge family)
+            sw = ["ip", "netns", "exec", self.lab.switch_netns, "nft", "-f", "-"]
+            for verdict in ("reject", "drop"):  # reject where the kernel has nft_reject_bridge
+                rules = (f"table bridge underlay {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n"
+                         f"  ip daddr {w1.addr} udp dport 4789 {verdict}\n }}\n}}\n")
+                cp = sh(sw, input=rules)
+                do(cp, f"switch: nft: bridge forward: ip daddr {w1.addr} udp dport 4789 {verdict}")
+                if cp.returncode == 0:
+                    break
         elif fault == "s-worker-stopped":
             pid = w2.dockerd_pid()
             say.append(f"worker2: kill -TERM {pid} (dockerd; it does not leave the swarm)")
@@ -308,6 +323,8 @@ class Run:
             net(w2, "iptables", "-D", "DOCKER-USER", "-p", "tcp", "--dport", str(PORT), "-j", "DROP")
         elif fault == "s-worker-stopped":
             w2.start_engine()
+        elif fault == "t-underlay-vxlan-rejected":
+            sh(["ip", "netns", "exec", self.lab.switch_netns, "nft", "delete", "table", "bridge", "underlay"])
 
     # ---------------------------------------------------------------- phases
     def phase(self, name: str, fault: str | None = None) -> str:
@@ -318,7 +335,8 @@ class Run:
         if fault:
             (d / "fault.txt").write_text("\n".join(self.apply(fault)) + "\n")
             time.sleep(20 if fault.startswith("w-") else 2)  # gossip: let memberlist notice
-        self.capture(d, probe=fault is None)  # --probe in the healthy phase: every probe must connect
+        # --probe in the healthy phase (every probe must connect) and where only traffic shows the fault
+        self.capture(d, probe=fault is None or fault in PROBE_FAULTS)
         outcome = "ok"
         if fault:
             self.undo(fault)
