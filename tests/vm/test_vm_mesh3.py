@@ -33,9 +33,9 @@ EXPECTED: dict[str, str] = {
     "y-underlay-mtu": "overlay.mtu-too-large",
     "z-docker-user-drop": "ingress.forward-dropped",
     "s-worker-stopped": "node.down",
-    # issue 13: outside every node (the underlay switch rejects VXLAN toward worker1): no rule shows it, the
+    # issue 13: outside every node (the underlay switch drops VXLAN toward worker1): no rule shows it, the
     # manager's --probe connections to worker1's tasks time out
-    "t-underlay-vxlan-rejected": "probe.hop-suspect",
+    "t-underlay-vxlan-dropped": "probe.hop-suspect",
 }
 FAULTS = vmlab.mesh3_plan() or []
 FAULT_NODE: dict[str, str] = vmlab.mesh3_module().FAULT_NODE  # where guest/mesh3.py makes each fault
@@ -215,7 +215,7 @@ def test_fault_what_wget_proves(vm_out, fault):
     """The traffic agrees with the verdict."""
     d = phase(vm_out, fault)
     ext = {n: answered_by(d, d / f"wget-external-{n}.txt") for n in NODES}
-    if fault in ("u-vxlan-dropped", "v-vxlan-dropped-nft", "x-fdb-deleted", "t-underlay-vxlan-rejected"):
+    if fault in ("u-vxlan-dropped", "v-vxlan-dropped-nft", "x-fdb-deleted", "t-underlay-vxlan-dropped"):
         # the task on worker1 no longer answers through the node(s) the fault cut it off from
         cut = ("manager",) if fault == "x-fdb-deleted" else ("manager", "worker2")
         for n in cut:
@@ -236,9 +236,9 @@ def test_fault_what_wget_proves(vm_out, fault):
 
 
 def test_underlay_fault_only_the_probes_see(vm_out):
-    """The underlay rejects VXLAN toward worker1: every node's rules are as healthy (no other finding), and the
+    """The underlay drops VXLAN toward worker1: every node's rules are as healthy (no other finding), and the
     probes that failed are exactly the manager's connections to worker1's tasks (and what went through them)."""
-    fault = "t-underlay-vxlan-rejected"
+    fault = "t-underlay-vxlan-dropped"
     if fault not in FAULTS:
         pytest.skip(f"{fault} is not in this run's plan")
     d = phase(vm_out, fault)
