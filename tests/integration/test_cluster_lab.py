@@ -211,11 +211,22 @@ def test_job_removed_when_the_agent_fails(multilab):
 
 
 def test_job_removed_on_sigint(multilab):
+    """Ctrl-C while the job runs. Sent as the command says it created the job (its "gathering" line, printed
+    right after the service is created), not after polling `docker service ls`: a gather takes a few seconds,
+    and a poll that sees the job late can find it already done."""
     proc = popen(multilab, "dump", "--json", "--node-timeout", "120")
+    said = []
     try:
-        wait_for_job(multilab, proc)
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stderr:
+            said.append(line)
+            if "gathering " in line:
+                break
+            assert time.monotonic() < deadline, "".join(said)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=90)
+        out, rest = proc.communicate(timeout=90)
+        err = "".join(said) + rest
     finally:
         if proc.poll() is None:
             proc.kill()
