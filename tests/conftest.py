@@ -70,6 +70,26 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("lab_fault") is not None)
 
 
+def three_node_lab(name: str):
+    """Bring up a three-node lab swarm of this name (torn down and made again), yield it, take it down; skip
+    with the reason where it cannot run. The fixtures of the modules that change a lab have one of their own."""
+    import swarmlab
+
+    reason = swarmlab.Lab.preflight()
+    if reason:
+        pytest.skip(f"multi-node lab unavailable: {reason}")
+    the_lab = swarmlab.Lab(name, nodes=3)
+    try:
+        the_lab.down()
+        the_lab.up()
+    except swarmlab.EngineStartError as exc:
+        pytest.skip(f"multi-node lab unavailable: {exc}")
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()
+
+
 @pytest.fixture(scope="session")
 def multilab():
     """A real three-node lab swarm (name ``pytest-multi``): one manager and two
@@ -81,21 +101,10 @@ def multilab():
     """
     import swarmlab
 
-    reason = swarmlab.Lab.preflight()
-    if reason:
-        pytest.skip(f"multi-node lab unavailable: {reason}")
     # SWARMSCOPE_MULTILAB_NAME: another name, so two sessions on one machine do not share (and tear down) it
-    the_lab = swarmlab.Lab(os.environ.get("SWARMSCOPE_MULTILAB_NAME") or "pytest-multi", nodes=3)
-    try:
-        the_lab.down()
-        the_lab.up()
-    except swarmlab.EngineStartError as exc:
-        pytest.skip(f"multi-node lab unavailable: {exc}")
-    try:
+    for the_lab in three_node_lab(os.environ.get("SWARMSCOPE_MULTILAB_NAME") or "pytest-multi"):
         try:
             the_lab.image = the_lab.load_swarmscope_image()
         except swarmlab.LabError as exc:
             pytest.skip(f"multi-node lab: the swarmscope image cannot be built here: {exc}")
         yield the_lab
-    finally:
-        the_lab.down()

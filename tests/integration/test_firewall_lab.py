@@ -17,6 +17,7 @@ import re
 import subprocess
 
 import pytest
+from conftest import three_node_lab
 
 from swarmscope.correlate import analyze
 from swarmscope.model import Snapshot
@@ -30,21 +31,8 @@ IPT_DROP = ["-p", "udp", "--dport", "4789", "-j", "DROP"]
 
 @pytest.fixture(scope="module")
 def fwlab():
-    import swarmlab
-
-    reason = swarmlab.Lab.preflight()
-    if reason:
-        pytest.skip(f"multi-node lab unavailable: {reason}")
-    the_lab = swarmlab.Lab(os.environ.get("SWARMSCOPE_FW_LAB_NAME") or "pytest-fw", nodes=3)
-    try:
-        the_lab.down()
-        the_lab.up()
-    except swarmlab.EngineStartError as exc:
-        pytest.skip(f"multi-node lab unavailable: {exc}")
-    try:
+    for the_lab in three_node_lab(os.environ.get("SWARMSCOPE_FW_LAB_NAME") or "pytest-fw"):
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def in_ns(node, *argv: str) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ import os
 import time
 
 import pytest
+from conftest import three_node_lab
 
 from swarmscope.correlate.lifecycle import SETTLE_SECONDS, parse_time
 from swarmscope.dump import snapshots_from_data
@@ -26,22 +27,9 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def ovlab():
-    import swarmlab
-
-    reason = swarmlab.Lab.preflight()
-    if reason:
-        pytest.skip(f"multi-node lab unavailable: {reason}")
-    the_lab = swarmlab.Lab(os.environ.get("SWARMSCOPE_OVERLAY_LAB_NAME") or "pytest-ovl", nodes=3)
-    try:
-        the_lab.down()
-        the_lab.up()
-    except swarmlab.EngineStartError as exc:
-        pytest.skip(f"multi-node lab unavailable: {exc}")
-    try:
+    for the_lab in three_node_lab(os.environ.get("SWARMSCOPE_OVERLAY_LAB_NAME") or "pytest-ovl"):
         the_lab.wait_converged()
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def collect_all(lab):

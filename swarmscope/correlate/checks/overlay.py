@@ -158,28 +158,35 @@ def _vteps_of(cl: Cluster, node_id: str | None, address: str, network_id: str) -
 )
 def check_peer_missing(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
-    for n in cl.nodes:
+    for n, ov, t, ip, nid in _remote_peers(ctx):
+        p = ov.peer(ip)
+        if p is not None and p.complete:
+            continue
+        what = ("no neighbour entry" if p is None else
+                "no FDB entry with a VTEP for its MAC" if p.vtep is None else "entries not permanent")
+        where = cl.node_name(t.node_id)
+        yield Hit(
+            [n.name], _service(cl, t), cl.network_name(nid),
+            f"{cl.network_name(nid)}: {cl.task_name(t)} {ip} on {where}: {what} in {ov.ns}",
+            [f"task {cl.task_name(t)} {t.id[:12]} running on {where} since {t.state_since}, {ip} on "
+             f"{cl.network_name(nid)}",
+             *(p.evidence if p is not None else
+               (f"{ov.ns}: no neighbour entry for {ip} on {', '.join(d.name for d in ov.vxlan)} "
+                f"({len([q for q in ov.peers if q.address])} neighbour entries read)",))],
+        )
+
+
+def _remote_peers(ctx: Ctx):
+    """(node, its overlay network's facts, a settled task on another node, its address, network id) for every
+    overlay network judged on every node: what the peer checks look up in that node's FDB and neighbours."""
+    for n in ctx.cluster.nodes:
         if not n.node_id:
             continue
         for ov in n.facts().overlay.networks:
             if not _judged(ov):
                 continue
             for t, ip, nid in _remote_tasks(ctx, n, ov):
-                p = ov.peer(ip)
-                if p is not None and p.complete:
-                    continue
-                what = ("no neighbour entry" if p is None else
-                        "no FDB entry with a VTEP for its MAC" if p.vtep is None else "entries not permanent")
-                where = cl.node_name(t.node_id)
-                yield Hit(
-                    [n.name], _service(cl, t), cl.network_name(nid),
-                    f"{cl.network_name(nid)}: {cl.task_name(t)} {ip} on {where}: {what} in {ov.ns}",
-                    [f"task {cl.task_name(t)} {t.id[:12]} running on {where} since {t.state_since}, {ip} on "
-                     f"{cl.network_name(nid)}",
-                     *(p.evidence if p is not None else
-                       (f"{ov.ns}: no neighbour entry for {ip} on {', '.join(d.name for d in ov.vxlan)} "
-                        f"({len([q for q in ov.peers if q.address])} neighbour entries read)",))],
-                )
+                yield n, ov, t, ip, nid
 
 
 @check(
@@ -193,25 +200,19 @@ def check_peer_missing(ctx: Ctx) -> Iterator[Hit]:
 )
 def check_peer_wrong_vtep(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
-    for n in cl.nodes:
-        if not n.node_id:
+    for n, ov, t, ip, nid in _remote_peers(ctx):
+        p = ov.peer(ip)
+        if p is None or not p.complete or p.vtep is None:
             continue
-        for ov in n.facts().overlay.networks:
-            if not _judged(ov):
-                continue
-            for t, ip, nid in _remote_tasks(ctx, n, ov):
-                p = ov.peer(ip)
-                if p is None or not p.complete or p.vtep is None:
-                    continue
-                want = _vteps_of(cl, t.node_id, ip, nid)
-                if want and p.vtep not in want:
-                    yield Hit(
-                        [n.name], _service(cl, t), cl.network_name(nid),
-                        f"{cl.network_name(nid)}: {cl.task_name(t)} {ip} on {cl.node_name(t.node_id)} is sent to "
-                        f"{p.vtep}, not {', '.join(sorted(want, key=ip_key))}",
-                        [*p.evidence, f"{cl.task_name(t)} runs on {cl.node_name(t.node_id)}, VTEP "
-                                      f"{', '.join(sorted(want, key=ip_key))}"],
-                    )
+        want = _vteps_of(cl, t.node_id, ip, nid)
+        if want and p.vtep not in want:
+            yield Hit(
+                [n.name], _service(cl, t), cl.network_name(nid),
+                f"{cl.network_name(nid)}: {cl.task_name(t)} {ip} on {cl.node_name(t.node_id)} is sent to "
+                f"{p.vtep}, not {', '.join(sorted(want, key=ip_key))}",
+                [*p.evidence, f"{cl.task_name(t)} runs on {cl.node_name(t.node_id)}, VTEP "
+                              f"{', '.join(sorted(want, key=ip_key))}"],
+            )
 
 
 @check(
