@@ -63,9 +63,11 @@ def _attrs(buf: bytes, offset: int, end: int) -> dict[int, bytes]:
     return out
 
 
-def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> Iterator[tuple[int, bytes, int, int]]:
-    """(message type, buffer, offset of the payload, payload end) of every answer to one dump request."""
-    sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int,
+          flags: int = NLM_F_REQUEST | NLM_F_DUMP) -> Iterator[tuple[int, bytes, int, int]]:
+    """(message type, buffer, offset of the payload, payload end) of every answer to one dump request (or, with
+    ``flags=NLM_F_REQUEST``, to one lookup: its answer is the first message; stop reading there)."""
+    sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body)
     while True:
         data = sock.recv(1 << 18)
         if not data:

@@ -21,7 +21,6 @@ watches for any change.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 
@@ -29,8 +28,6 @@ from swarmscope.collect.links import (
     NETLINK_ROUTE,
     NLA_TYPE_MASK,
     NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
     RTM_GETROUTE,
     RTM_NEWROUTE,
     NetlinkError,
@@ -128,25 +125,10 @@ def _ip(raw: bytes | None) -> str | None:
 
 def _get(sock: socket.socket, body: bytes, seq: int) -> tuple[bytes, int, int]:
     """The one answer to a non-dump RTM_GETROUTE request: (buffer, payload offset, payload end)."""
-    sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST, seq, 0) + body)
-    while True:
-        data = sock.recv(1 << 16)
-        if not data:
-            raise NetlinkError(0, "netlink socket closed during a route lookup")
-        offset = 0
-        while offset + _NLMSGHDR.size <= len(data):
-            length, typ, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
-            if length < _NLMSGHDR.size:
-                raise NetlinkError(0, "malformed netlink message")
-            if mseq == seq:
-                if typ == NLMSG_ERROR:
-                    (err,) = _S32.unpack_from(data, offset + _NLMSGHDR.size)
-                    raise NetlinkError(-err, os.strerror(-err) if err else "no answer")
-                if typ == RTM_NEWROUTE:
-                    return data, offset + _NLMSGHDR.size, offset + length
-                if typ == NLMSG_DONE:
-                    raise NetlinkError(0, "no route in the answer")
-            offset += (length + 3) & ~3
+    for typ, data, start, end in _dump(sock, RTM_GETROUTE, body, seq, flags=NLM_F_REQUEST):
+        if typ == RTM_NEWROUTE:
+            return data, start, end
+    raise NetlinkError(0, "no route in the answer")
 
 
 def _route(dest: str, buf: bytes, off: int, end: int, names: dict[int, str], mtus: dict[int, int | None]) -> VtepRoute:
