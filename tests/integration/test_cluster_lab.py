@@ -36,7 +36,10 @@ def run(lab, *args, timeout=300, image=None):
 def popen(lab, *args, image=None):
     m = lab.manager
     argv = m.swarmscope_argv(*args, "--netns-dir", str(m.netns_dir), "--image", image or lab.image)
-    return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it: a suite started in the background (nohup, `cmd &` in a script) runs with
+    # SIGINT ignored, which the child would inherit - and Python then never raises KeyboardInterrupt
+    return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def gather_services(lab) -> list[str]:
