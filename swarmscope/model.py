@@ -1055,7 +1055,7 @@ class Probe:
     """One connection ``--probe`` made from a namespace of this node to an address the snapshot shows
     belongs to the swarm (swarmscope/probe/), and the hop of the path map it tests."""
 
-    kind: str = redact_as(KEEP)  # published | localhost | vip | task
+    kind: str = redact_as(KEEP)  # published | localhost | vip | task | vtep
     source: str = redact_as(TEXT)  # the namespace it was made from: "host", or the namespace file name
     address: str = redact_as(NONAME)
     port: int
@@ -1071,6 +1071,10 @@ class Probe:
     network: str | None = redact_as(TEXT, default=None)  # network name (vip and task probes)
     published: int | None = None  # the published port whose path it tests (published, localhost, ingress task)
     task: str | None = redact_as(TEXT, default=None)  # service.slot of a task probe
+    #: the remote node's VTEP the probe crosses (vtep probes, and task probes to a task on another node)
+    vtep: str | None = redact_as(NONAME, default=None)
+    size: int | None = None  # vtep probes: the full-size packet sent (the source's MTU toward the network, DF set)
+    answered: int | None = None  # vtep probes: the largest packet that came back (None: none did)
 
 
 @record

@@ -1,7 +1,10 @@
 """The probe runner: real TCP connections from this node's namespaces to the targets of targets.py.
 
 Each connection is a non-blocking ``connect`` polled for at most the per-probe timeout, then closed
-(no payload); with ``http`` a ``GET /`` is sent and only the status line is kept. Namespaces are
+(no payload); with ``http`` a ``GET /`` is sent and only the status line is kept. A vtep probe is
+ICMP echoes instead (a raw socket, so root): a small one, then one of the source interface's full
+MTU with Don't Fragment set (``IP_PMTUDISC_PROBE``: DF, whatever path MTU the kernel has learnt),
+each sent up to three times within the timeout; the largest that came back is recorded. Namespaces are
 entered with ``netns.run_in_netns`` (a fresh thread; the caller never moves), the host namespace is
 this process's own. Before every connection the allow-list is asked again (``targets.guard``).
 Bounds: at most ``max_probes`` connections per run, at most ``rate`` per second, ``timeout`` seconds
@@ -16,6 +19,8 @@ import errno
 import os
 import select
 import socket
+import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +51,7 @@ class Outcome:
     reason: str | None = None
     http_status: str | None = None
     duration_ms: float = 0.0
+    answered: int | None = None  # echo probes: the largest packet (bytes, IP header included) that came back
 
 
 def classify(err: int) -> str:
@@ -122,6 +128,90 @@ def connect_probe(address: str, port: int, timeout: float, http: bool = False) -
         sock.close()
 
 
+IP_MTU_DISCOVER, IP_PMTUDISC_PROBE = 10, 3  # linux/in.h
+SMALL = 84  # bytes of the small echo: 20 (IP) + 8 (ICMP) + 56, as ping sends
+ECHO_TRIES = 3
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _echo_request(ident: int, seq: int, size: int) -> bytes:
+    """An ICMP echo request whose IP packet is ``size`` bytes long."""
+    payload = bytes(i & 0xFF for i in range(size - 28))
+    head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    return struct.pack("!BBHHH", 8, 0, _checksum(head + payload), ident, seq) + payload
+
+
+def _echo(sock: socket.socket, address: str, ident: int, seq: int, size: int, until: float) -> bool | str:
+    """Send echoes of ``size`` bytes (up to ECHO_TRIES, spread over the time left) until one comes back:
+    True, False (none did), or the text of an ICMP error that answered instead."""
+    left = until - time.monotonic()
+    for i in range(ECHO_TRIES):
+        if left <= 0:
+            break
+        sock.sendto(_echo_request(ident, seq + i, size), (address, 0))
+        wait_until = time.monotonic() + left / (ECHO_TRIES - i)
+        while True:
+            if not _wait(sock, select.POLLIN, wait_until - time.monotonic()):
+                break
+            data, (src, _) = sock.recvfrom(65535)
+            ihl = (data[0] & 0x0F) * 4
+            if len(data) < ihl + 8:
+                continue
+            kind, code, _, rid, rseq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+            if kind == 0 and src == address and rid == ident and seq <= rseq <= seq + i:
+                return True
+            if kind == 3 and len(data) >= ihl + 8 + 20 + 8:  # an error about a packet of ours
+                inner = data[ihl + 8:]
+                iihl = (inner[0] & 0x0F) * 4
+                if socket.inet_ntoa(inner[16:20]) == address and len(inner) >= iihl + 8 \
+                        and struct.unpack("!H", inner[iihl + 4:iihl + 6])[0] == ident:
+                    if code == 4:
+                        mtu = struct.unpack("!H", data[ihl + 6:ihl + 8])[0]
+                        return f"fragmentation needed: {src} says the next hop's MTU is {mtu}"
+                    return f"destination unreachable (code {code}) from {src}"
+        left = until - time.monotonic()
+    return False
+
+
+def echo_probe(address: str, size: int, timeout: float) -> Outcome:
+    """ICMP echoes from the calling thread's namespace: SMALL bytes, then ``size`` bytes with DF set.
+    connected: both came back; timeout: none, or only the small one (``answered`` says which)."""
+    t0 = time.monotonic()
+    ident = (os.getpid() ^ threading.get_ident() ^ int(t0 * 1000)) & 0xFFFF
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    except OSError as exc:
+        return Outcome("error", f"no raw ICMP socket: {exc.strerror or exc}")
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
+        half = timeout / 2  # the two sizes share the per-probe timeout
+        small = _echo(sock, address, ident, 1, SMALL, t0 + half)
+        ms = (time.monotonic() - t0) * 1000
+        if small is not True:
+            why = small if isinstance(small, str) else f"no answer to a {SMALL}-byte echo within {half:g}s"
+            return Outcome("error" if isinstance(small, str) else "timeout", why, None, ms)
+        t1 = time.monotonic()
+        big = _echo(sock, address, ident, 1 + ECHO_TRIES, max(size, SMALL), t1 + half)
+        if big is True:
+            return Outcome("connected", f"{size}-byte packets with DF set come back", None, ms, size)
+        why = big if isinstance(big, str) else (
+            f"{size}-byte packets with DF set got no answer within {half:g}s while {SMALL}-byte ones did: "
+            "packets that large are lost on the way (an MTU below the overlay's on the path)")
+        return Outcome("timeout", why, None, (time.monotonic() - t1) * 1000, SMALL)
+    except OSError as exc:
+        return _failed(exc.errno or errno.EIO, t0)
+    finally:
+        sock.close()
+
+
 class RateLimiter:
     """At most ``rate`` starts per second: ``wait()`` sleeps until the next slot."""
 
@@ -144,18 +234,20 @@ def _now() -> str:
 
 
 def _record(t: Target, result: str, reason: str | None = None, at: str = "", duration_ms: float = 0.0,
-            http_status: str | None = None) -> Probe:
+            http_status: str | None = None, answered: int | None = None) -> Probe:
     return Probe(kind=t.kind, source=t.source, address=t.address, port=t.port, protocol=t.protocol, result=result,
                  reason=reason, at=at, duration_ms=round(duration_ms, 2), http_status=http_status, hop=t.hop,
-                 node=t.node, service=t.service, network=t.network, published=t.published, task=t.task)
+                 node=t.node, service=t.service, network=t.network, published=t.published, task=t.task,
+                 vtep=t.vtep, size=t.size, answered=answered)
 
 
 Connect = Callable[[str, int, float, bool], Outcome]
+Echo = Callable[[str, int, float], Outcome]
 
 
 def run_targets(targets: list[Target], allow: AllowList, opts: ProbeOptions, connect: Connect = connect_probe,
                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                enter: Callable = run_in_netns) -> list[Probe]:
+                enter: Callable = run_in_netns, echo: Echo = echo_probe) -> list[Probe]:
     """Probe ``targets`` within the bounds of ``opts``; one Probe record per target, in their order."""
     limiter = RateLimiter(opts.rate, clock, sleep)
     end = clock() + opts.deadline
@@ -188,8 +280,12 @@ def run_targets(targets: list[Target], allow: AllowList, opts: ProbeOptions, con
             limiter.wait()
             guard(t, allow)  # again, right before the connection
             at = _now()
-            o = connect(t.address, t.port, min(opts.timeout, max(0.05, end - clock())), opts.http)
-            res[i] = _record(t, o.result, o.reason, at, o.duration_ms, o.http_status)
+            timeout = min(opts.timeout, max(0.05, end - clock()))
+            if t.kind == "vtep":
+                o = echo(t.address, t.size or 0, timeout)
+            else:
+                o = connect(t.address, t.port, timeout, opts.http)
+            res[i] = _record(t, o.result, o.reason, at, o.duration_ms, o.http_status, o.answered)
         return res
 
     for (source, path), idx in groups.items():

@@ -13,9 +13,13 @@ From one node's snapshot:
   ``lb.ipvs``;
 - ``task``: each running task's address on the network and the target port, directly, from the
   load-balancer namespace that would forward to it (ingress_sbox for the ingress network, lb_<net>
-  for an overlay): is the task itself listening; tests ``ingress.backends`` / ``lb.backends``.
-
-Remote VTEPs (the overlay data plane between nodes) are not probed: that plane is not collected.
+  for an overlay): is the task itself listening; tests ``ingress.backends`` / ``lb.backends``;
+- ``vtep``: for each overlay network (the ingress network too) and each other node with a running task
+  on it, ICMP echoes from the same load-balancer namespace to one of that node's tasks, across the
+  VXLAN to that node's VTEP: a small one, then one as large as the source's interface toward the
+  network allows (its MTU, Don't Fragment set): does the underlay carry the overlay's traffic, and
+  its largest packets; tests ``overlay.vtep``. Task probes to tasks on other nodes name the VTEP they
+  cross too, so the join can tell the underlay from the task.
 
 Every address comes from the snapshot itself, and ``AllowList`` is built only from the addresses
 the snapshot shows belong to the swarm (this node's and the other nodes' addresses, service VIPs,
@@ -28,15 +32,17 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from swarmscope.model import NsKind, Service, Snapshot, Task
+from swarmscope.model import Namespace, NsKind, Service, Snapshot, Task
 
 HOST = "host"  # the source of probes made from this process's own (the node's host) namespace
 LOCALHOST = "127.0.0.1"
 
-KINDS = ("published", "localhost", "vip", "task")
+KINDS = ("published", "localhost", "vip", "task", "vtep")
 #: the hop of the path map each kind of probe tests (correlate/probes.py joins them)
 HOPS = {"published": "host.dnat", "published-host": "host.bound", "localhost": "host.jump", "vip": "lb.ipvs",
-        "task-ingress": "ingress.backends", "task": "lb.backends"}
+        "task-ingress": "ingress.backends", "task": "lb.backends", "vtep": "overlay.vtep"}
+#: the protocol word of a vtep probe (ICMP echo: the only kind of probe that is not a TCP connection)
+ICMP = "icmp"
 
 UDP_REASON = ("not probed: {proto} has no handshake, so a datagram sent without the application's own "
               "protocol proves nothing (only TCP is probed)")
@@ -63,6 +69,8 @@ class Target:
     published: int | None = None
     task: str | None = None
     skip: str | None = None  # why it is not probed (a UDP port, no namespace to probe from)
+    vtep: str | None = None  # the other node's VTEP the probe crosses (vtep probes; task probes to another node)
+    size: int | None = None  # vtep probes: the full-size packet to send (the source's MTU toward the network)
 
 
 @dataclass
@@ -86,9 +94,14 @@ class AllowList:
                                    "for a published port")
         elif t.address not in self.addresses:
             raise ProbeRefused(f"{t.address} is not an address of the swarm in the snapshot (node, VIP or task)")
-        if t.protocol != "tcp":
+        if t.kind == "vtep":
+            if t.protocol != ICMP or t.port != 0:
+                raise ProbeRefused(f"{t.address}: a vtep probe is an ICMP echo, without a port")
+            if t.source == HOST:
+                raise ProbeRefused(f"{t.address}: a vtep probe is made from the network's own namespace")
+        elif t.protocol != "tcp":
             raise ProbeRefused(f"{t.address}:{t.port}: only TCP is probed")
-        if not 0 < t.port < 65536:
+        elif not 0 < t.port < 65536:
             raise ProbeRefused(f"port {t.port} out of range")
         if t.source != HOST and self.namespaces.get(t.source) != t.source_path:
             raise ProbeRefused(f"namespace {t.source} ({t.source_path}) is not one of the snapshot's")
@@ -173,6 +186,21 @@ def _task_address(t: Task, network_id: str) -> str | None:
     return None
 
 
+def _mtu_toward(ns: Namespace | None, subnets: list[str]) -> int | None:
+    """The MTU of ``ns``'s interface on the network (the one with an address in one of ``subnets``)."""
+    nets = []
+    for c in subnets:
+        try:
+            nets.append(ipaddress.ip_network(c, strict=False))
+        except ValueError:
+            continue
+    for i in ns.interfaces if ns is not None else ():
+        for a in i.addresses:
+            if a.family == 4 and i.mtu and any(ipaddress.ip_address(a.address) in n for n in nets if n.version == 4):
+                return i.mtu
+    return None
+
+
 def plan(snap: Snapshot) -> list[Target]:
     """Every probe this node's snapshot calls for, published-port probes first; each one the
     allow-list permits (``skip`` says why one is not made)."""
@@ -190,9 +218,26 @@ def plan(snap: Snapshot) -> list[Target]:
             if cn.network_id:
                 sandboxes.setdefault(cn.network_id, []).append((name, by_name[name].path))
     addr = own_address(snap)
+    me = snap.node.node_id
+    vteps = {n.id: _bare(n.address) for n in snap.docker.nodes}
+    names = {n.id: n.hostname for n in snap.docker.nodes}
     ends: list[Target] = []
     vips: list[Target] = []
     tasks: list[Target] = []
+    # network id -> other node id -> (service, task name, address, whether a TCP task probe goes to it)
+    remote: dict[str, dict[str, tuple[str, str, str, bool]]] = {}
+    sources: dict[str, tuple[str, str]] = {}  # network id -> the namespace its task probes come from
+
+    def vtep_of(t: Task) -> str | None:
+        return vteps.get(t.node_id or "") if t.node_id and me and t.node_id != me else None
+
+    def seen_remote(t: Task, network_id: str, a: str, svc: Service, probed: bool) -> None:
+        if not t.node_id or not me or t.node_id == me:
+            return
+        per = remote.setdefault(network_id, {})
+        old = per.get(t.node_id)
+        if old is None or (probed and not old[3]):
+            per[t.node_id] = (svc.name, _task_name(svc, t), a, probed)
 
     def lb_of(network_id: str) -> tuple[str, str] | None:
         for nid, ns in lbs.items():
@@ -225,6 +270,8 @@ def plan(snap: Snapshot) -> list[Target]:
             ingress = next((n for n in nets.values() if n.ingress), None)
             if ingress is None:
                 continue
+            if sbox is not None:
+                sources.setdefault(ingress.id, (sbox.name, sbox.path))
             for t in running:
                 a = _task_address(t, ingress.id)
                 if a is None:
@@ -233,7 +280,8 @@ def plan(snap: Snapshot) -> list[Target]:
                 tasks.append(Target("task", sbox.name if sbox else "ingress_sbox", sbox.path if sbox else None, a,
                                     p.target_port, HOPS["task-ingress"], node, svc.name, p.protocol,
                                     network=ingress.name, published=p.published_port, task=_task_name(svc, t),
-                                    skip=why))
+                                    skip=why, vtep=vtep_of(t)))
+                seen_remote(t, ingress.id, a, svc, why is None)
         if svc.endpoint_mode != "vip":
             continue
         for v in svc.vips:
@@ -258,15 +306,52 @@ def plan(snap: Snapshot) -> list[Target]:
                 vips.append(Target("vip", client[0], client[1], vip, port, HOPS["vip"], node, svc.name, proto,
                                    network=net.name, skip=skip))
                 fwd = lb or (here[0] if here else None)
+                if fwd is not None:
+                    sources.setdefault(net.id, fwd)
                 for t in running:
                     a = _task_address(t, net.id)
                     if a is None or fwd is None:
                         continue
                     tasks.append(Target("task", fwd[0], fwd[1], a, port, HOPS["task"], node, svc.name, proto,
-                                        network=net.name, task=_task_name(svc, t), skip=skip))
+                                        network=net.name, task=_task_name(svc, t), skip=skip, vtep=vtep_of(t)))
+                    seen_remote(t, net.id, a, svc, skip is None)
+    for svc in snap.docker.services:  # every other node with a task on a network, ports or not
+        for t in _running(snap, svc):
+            for att in t.attachments:
+                onto = nets.get(att.network_id)
+                addr_on = _task_address(t, att.network_id)
+                if onto is None or addr_on is None or not (onto.ingress or onto.driver == "overlay"):
+                    continue
+                if onto.id not in sources:
+                    here_ = sandboxes.get(onto.id)
+                    src = ((sbox.name, sbox.path) if sbox is not None else None) if onto.ingress else \
+                        (lb_of(onto.id) or (here_[0] if here_ else None))
+                    if src is None:
+                        continue
+                    sources[onto.id] = src
+                seen_remote(t, onto.id, addr_on, svc, False)
+    by_name_ns = {ns.name: ns for ns in snap.namespaces}
+    echoes: list[Target] = []
+    for network_id in sorted(remote, key=lambda i: nets[i].name if i in nets else i):
+        source = sources.get(network_id)
+        onto = nets.get(network_id)
+        if source is None or onto is None:
+            continue
+        src, net = source, onto
+        size = _mtu_toward(by_name_ns.get(src[0]), net.subnets)
+        for node_id, (svc_name, task, a, _) in sorted(remote[network_id].items(),
+                                                       key=lambda kv: names.get(kv[0], kv[0])):
+            vtep = vteps.get(node_id)
+            why = None
+            if vtep is None:
+                why = "not probed: the other node's address (its VTEP) is not in the snapshot"
+            elif size is None:
+                why = f"not probed: the MTU of {src[0]} toward {net.name} is not in the snapshot"
+            echoes.append(Target("vtep", src[0], src[1], a, 0, HOPS["vtep"], node, svc_name, ICMP,
+                                 network=net.name, task=task, skip=why, vtep=vtep, size=size))
     seen: set[tuple] = set()
     out: list[Target] = []
-    for tg in ends + vips + tasks:
+    for tg in ends + vips + tasks + echoes:
         key = (tg.kind, tg.source, tg.address, tg.port, tg.protocol, tg.hop, tg.service, tg.network, tg.published)
         if key not in seen:
             seen.add(key)

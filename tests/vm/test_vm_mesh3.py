@@ -36,6 +36,9 @@ EXPECTED: dict[str, str] = {
     # issue 13: outside every node (the underlay switch drops VXLAN toward worker1): no rule shows it, the
     # manager's --probe connections to worker1's tasks time out
     "t-underlay-vxlan-dropped": "probe.hop-suspect",
+    # the underlay switch's port toward worker1 passes 1400-byte frames at most: small packets pass, full-size
+    # overlay packets in VXLAN die; the manager's vtep probes (a full-size echo with DF) find it
+    "r-underlay-mtu-blackhole": "probe.hop-suspect",
 }
 FAULTS = vmlab.mesh3_plan() or []
 FAULT_NODE: dict[str, str] = vmlab.mesh3_module().FAULT_NODE  # where guest/mesh3.py makes each fault
@@ -172,7 +175,12 @@ def test_healthy_probes_from_the_manager_all_connect(vm_out):
     assert all(p["result"] == "connected" for p in tcp), [(p["kind"], p["address"], p["port"], p["result"])
                                                           for p in tcp]
     # the tasks on another node were reached across VXLAN
-    assert {p["kind"] for p in tcp} >= {"published", "task"}
+    assert {p["kind"] for p in tcp} >= {"published", "task", "vtep"}
+    # and full-size overlay packets crossed to each other node's VTEP and back, on both networks
+    vteps = [p for p in tcp if p["kind"] == "vtep"]
+    others = {n["addr"] for n in meta(d)["nodes"] if n["name"] != "manager"}
+    assert {(p["network"], p["vtep"]) for p in vteps} == {(net, a) for net in ("ingress", "demo") for a in others}, vteps
+    assert all(p["answered"] == p["size"] and p["size"] >= 1400 for p in vteps), vteps
 
 
 # ------------------------------------------------------------------------------------------ faults
@@ -233,6 +241,14 @@ def test_fault_what_wget_proves(vm_out, fault):
     elif fault == "s-worker-stopped":
         assert set(ext["worker2"]) == {None}
         assert None not in ext["manager"] and None not in ext["worker1"], ext
+    elif fault == "r-underlay-mtu-blackhole":
+        # small answers cross; answers larger than a packet die between worker1 and the others, on every
+        # node's address (some answers come across VXLAN to or from worker1), where the healthy mesh gave them all
+        for n in NODES:
+            assert None not in ext[n], (n, answers(d / f"wget-external-{n}.txt"))
+            assert any(a.startswith("FAILED") for a in answers(d / f"wget-big-{n}.txt")), n
+            healthy = answers(phase(vm_out, "healthy") / f"wget-big-{n}.txt")
+            assert healthy and all(a.endswith(" 6000 bytes") for a in healthy), (n, healthy)
 
 
 def test_underlay_fault_only_the_probes_see(vm_out):
@@ -251,3 +267,29 @@ def test_underlay_fault_only_the_probes_see(vm_out):
     assert failed_tasks and failed_tasks <= on_w1, (failed_tasks, on_w1)
     assert ok_tasks and not ok_tasks & on_w1, (ok_tasks, on_w1)
     assert {f["id"] for f in doc["findings"]} == {"probe.hop-suspect"}, described(doc)
+
+
+def test_mtu_black_hole_only_the_vtep_probes_see(vm_out):
+    """Frames toward worker1 above 1400 bytes die on the underlay switch: no rule of any node shows it, every
+    TCP probe connects (a handshake and a status line fit in small packets), and the only probes that fail
+    are the manager's full-size echoes to worker1's tasks, whose small echoes came back: the VTEP hop toward
+    worker1 is suspect on each of the manager's paths that cross to it, and nothing else."""
+    fault = "r-underlay-mtu-blackhole"
+    if fault not in FAULTS:
+        pytest.skip(f"{fault} is not in this run's plan")
+    d = phase(vm_out, fault)
+    w1 = next(n["addr"] for n in meta(d)["nodes"] if n["name"] == "worker1")
+    probes = json.loads((d / "manager" / "collect.json").read_text())["probes"]
+    failed = [p for p in probes if p["result"] not in ("connected", "not-probed")]
+    assert failed and all(p["kind"] == "vtep" and p["vtep"] == w1 for p in failed), failed
+    assert all(p["answered"] and p["answered"] < p["size"] for p in failed), failed
+    assert all(p["result"] == "connected" for p in probes if p["kind"] != "vtep" and p["result"] != "not-probed")
+    assert any(p["kind"] == "vtep" and p["vtep"] != w1 and p["result"] == "connected" for p in probes)
+    _, doc = together(d, "explain", "whoami")
+    assert {f["id"] for f in doc["findings"]} == {"probe.hop-suspect"}, described(doc)
+    manager = hostname(d, "manager")
+    suspect = [(np["node"], h["key"]) for p in doc["services"][0]["ports"] for np in p["nodes"] for h in np["hops"]
+               if h["status"] == "suspect"]
+    suspect += [(np["node"], h["key"]) for v in doc["services"][0]["vip_paths"] for np in v["nodes"]
+                for h in np["hops"] if h["status"] == "suspect"]
+    assert sorted(suspect) == [(manager, "overlay.vtep"), (manager, "overlay.vtep")], suspect

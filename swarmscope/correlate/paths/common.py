@@ -427,6 +427,62 @@ def backends_for(
     return backends
 
 
+VTEP_HOP = "overlay.vtep"
+VTEP_LABEL = "overlay -> other nodes' VTEPs"
+
+
+def node_vteps(cl: Cluster) -> dict[str, str]:
+    """Each node's VTEP (node id -> its address in the swarm), once per cluster: the manager's node list,
+    else a network's peer of that name."""
+    def make() -> dict[str, str]:
+        out: dict[str, str] = {}
+        by_host: dict[str, str] = {}
+        for n in cl.nodes:
+            for net in n.snap.docker.networks:
+                for p in net.peers:
+                    if p.name and p.ip:
+                        by_host.setdefault(p.name, p.ip)
+            for sn in n.snap.docker.nodes:
+                a = (sn.address or "").split("/", 1)[0]
+                if sn.id and a and a != "0.0.0.0":
+                    out.setdefault(sn.id, a)
+        for node_id, host in cl.node_names.items():
+            if node_id not in out and host in by_host:
+                out[node_id] = by_host[host]
+        return out
+
+    return cl.memo("node_vteps", make)
+
+
+def vtep_evidence(vtep: str | None, node: str, tasks: list[str]) -> str:
+    """One line of the VTEP hop's evidence (correlate/probes.py finds a vtep probe's line by ``vtep_line_of``)."""
+    return f"VTEP {vtep or '?'} ({node}): {', '.join(tasks)}"
+
+
+def vtep_line_of(vtep: str) -> str:
+    return f"VTEP {vtep} ("
+
+
+def vtep_hop(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> Hop | None:
+    """The service's running tasks on the network that live on other nodes: traffic to them crosses VXLAN to
+    those nodes' VTEPs, a part of the path no rule of this node shows (the underlay). Judged ok from the
+    rules (the overlay's FDB and neighbour entries are overlay.*'s checks); ``--probe`` proves it (vtep
+    probes). None when every task is local, or none runs."""
+    remote: dict[str, list[str]] = {}
+    for t in cl.running_tasks(svc):
+        if t.node_id and n.node_id and t.node_id != n.node_id:
+            addrs = task_addresses(t, network_id)
+            if addrs:
+                remote.setdefault(t.node_id, []).append(f"{cl.task_name(t)} {addrs[0]}")
+    if not remote:
+        return None
+    vteps = node_vteps(cl)
+    order = sorted(remote, key=cl.node_name)
+    ev = [vtep_evidence(vteps.get(i), cl.node_name(i), sorted(remote[i])) for i in order]
+    detail = ", ".join(f"{cl.node_name(i)} {vteps.get(i) or '?'}" for i in order)
+    return Hop(VTEP_HOP, VTEP_LABEL, HopStatus.OK, f"VXLAN to {detail}", ev)
+
+
 def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop) -> Hop:
     if ipvs_svc is None:
         if ipvs_hop.status == HopStatus.UNKNOWN:

@@ -23,6 +23,7 @@ from swarmscope.correlate.paths.common import (
     subnet_addresses,
     sysctl_hop,
     verdict,
+    vtep_hop,
 )
 from swarmscope.correlate.types import Backend, Hop, NodePath
 from swarmscope.facts.netfilter import (
@@ -129,6 +130,9 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         for b in np.backends:
             _redirect(cl, b, svc, port)
     hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
+    vh = vtep_hop(cl, svc, ingress.id, n) if ingress is not None else None
+    if vh is not None:
+        hops.append(vh)
     sbox_ip = next(iter(subnet_addresses(n, sbox, ingress.subnets)), None) if ingress else None
     hops.append(snat_hop("ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip))
     vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)

@@ -19,6 +19,7 @@ from swarmscope.correlate.paths.common import (
     subnet_addresses,
     sysctl_hop,
     verdict,
+    vtep_hop,
 )
 from swarmscope.correlate.paths.dns import dns_answer
 from swarmscope.correlate.types import Hop, NodePath
@@ -148,6 +149,9 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     hops.append(h)
     np.backends = backends_for(cl, svc, network_id, ipvs_svc, h, n)
     hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
+    vh = vtep_hop(cl, svc, network_id, n)
+    if vh is not None:
+        hops.append(vh)
     lb_ip = next((a for a in subnet_addresses(n, lb, net.subnets) if a != vip), None) if net else None
     hops.append(snat_hop("lb.snat", "lb_ SNAT", n, lb, net.subnets if net else [], lb_ip))
     if _idle(cl, svc, network_id):

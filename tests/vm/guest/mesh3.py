@@ -47,19 +47,24 @@ from swarmlab import OVERLAY_NETWORK, SLEEP, Lab, ServiceSpec  # noqa: E402
 
 NAME = "m3"
 PORT = 8000
-# each answer names the container that gave it (busybox httpd serves /www; hostname = short container id)
-WHOAMI = ("sh", "-c", "hostname > /www/index.html; exec httpd -f -p 80 -h /www")
+# each answer names the container that gave it (busybox httpd serves /www; hostname = short container id);
+# /big is that name and 6000 bytes more on one line: an answer larger than one packet (fault r's proof)
+WHOAMI = ("sh", "-c", "hostname > /www/index.html; (hostname | tr -d '\\n'; head -c 6000 /dev/zero | tr '\\0' x) > /www/big; "
+          "exec httpd -f -p 80 -h /www")
 ALL_FAULTS = ["u-vxlan-dropped", "v-vxlan-dropped-nft", "w-gossip-dropped", "x-fdb-deleted", "y-underlay-mtu",
-              "z-docker-user-drop", "s-worker-stopped", "t-underlay-vxlan-dropped"]
+              "z-docker-user-drop", "s-worker-stopped", "t-underlay-vxlan-dropped", "r-underlay-mtu-blackhole"]
 # who each fault is made on (the node the verdict must name)
 FAULT_NODE = {"u-vxlan-dropped": "worker1", "v-vxlan-dropped-nft": "worker1", "w-gossip-dropped": "worker1",
               "x-fdb-deleted": "manager", "y-underlay-mtu": "worker1", "z-docker-user-drop": "worker2",
               "s-worker-stopped": "worker2",
               # outside every node (the underlay's switch): no rule of any node shows it; the manager's --probe
               # connections to worker1's tasks find it (issue 13)
-              "t-underlay-vxlan-dropped": "manager"}
+              "t-underlay-vxlan-dropped": "manager",
+              # the switch's port toward worker1 takes frames of 1400 bytes at most: small packets pass, VXLAN
+              # carrying full-size overlay packets (1450 + 50) dies silently both ways; --probe's vtep echoes find it
+              "r-underlay-mtu-blackhole": "manager"}
 #: the faults only traffic shows: their phase collects with --probe too (on the manager; a worker has no services)
-PROBE_FAULTS = ("t-underlay-vxlan-dropped",)
+PROBE_FAULTS = ("t-underlay-vxlan-dropped", "r-underlay-mtu-blackhole")
 
 
 class Mesh(Lab):
@@ -171,6 +176,10 @@ class Run:
             url = f"http://{n.addr}:{PORT}/"
             (d / f"wget-external-{n.name}.txt").write_text(wget(sw, url))
             (d / f"wget-local-{n.name}.txt").write_text(wget(["nsenter", f"--net={n.netns_path}"], url, tries=2))
+            # an answer larger than a packet: the first line (the container) and how many bytes came
+            big = wget(sw, url + "big", timeout=8).splitlines()
+            (d / f"wget-big-{n.name}.txt").write_text("".join(
+                ln + "\n" if ln.startswith("FAILED") else f"{ln[:12]} {len(ln) - 12} bytes\n" for ln in big))
         client = self.client()
         if client:
             w2 = self.by_name["worker2"]
@@ -284,6 +293,10 @@ class Run:
                          f"  ip daddr {w1.addr} udp dport 4789 drop\n }}\n}}\n")
                 do(sh([*ns, "nft", "-f", "-"], input=rules),
                    f"switch: nft: bridge forward: ip daddr {w1.addr} udp dport 4789 drop")
+        elif fault == "r-underlay-mtu-blackhole":
+            ns = ["ip", "netns", "exec", self.lab.switch_netns]
+            do(sh([*ns, "ip", "link", "set", w1.switch_port, "mtu", "1400"]),
+               f"switch: ip link set {w1.switch_port} mtu 1400   # the port toward worker1")
         elif fault == "s-worker-stopped":
             pid = w2.dockerd_pid()
             say.append(f"worker2: kill -TERM {pid} (dockerd; it does not leave the swarm)")
@@ -330,6 +343,8 @@ class Run:
             net(w2, "iptables", "-D", "DOCKER-USER", "-p", "tcp", "--dport", str(PORT), "-j", "DROP")
         elif fault == "s-worker-stopped":
             w2.start_engine()
+        elif fault == "r-underlay-mtu-blackhole":
+            sh(["ip", "netns", "exec", self.lab.switch_netns, "ip", "link", "set", w1.switch_port, "mtu", "1500"])
         elif fault == "t-underlay-vxlan-dropped":
             ns = ["ip", "netns", "exec", self.lab.switch_netns]
             sh([*ns, "tc", "qdisc", "del", "dev", w1.switch_port, "clsact"])
