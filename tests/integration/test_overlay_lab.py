@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
@@ -114,3 +115,44 @@ def test_a_deleted_entry_is_found_on_its_node(ovlab):
         worker.in_node(["nsenter", f"--net={ns_file}", "ip", "neigh", "add", victim.address, "lladdr",
                         victim.mac or "", "dev", victim.device, "nud", "permanent"])
     assert overlay_findings(collect_all(ovlab)) == []
+
+
+def probe_manager(lab):
+    """The manager's own collection with --probe (a worker's API lists no services: nothing to probe there)."""
+    m = next(n for n in lab.nodes if n.role == "manager")
+    cp = m.swarmscope("collect", "--netns-dir", str(m.netns_dir), "--json", "--probe", "--probe-timeout", "2",
+                      timeout=240)
+    assert cp.returncode in (0, 4), cp.stderr
+    [s] = snapshots_from_data(json.loads(cp.stdout), m.name)
+    return s
+
+
+def test_vtep_probes_find_an_mtu_black_hole_on_the_underlay(ovlab):
+    """issue 13: the manager's vtep probes (ICMP echoes across VXLAN, small then full size with DF) come back
+    from every other node on the healthy lab; with the lab switch's port toward one worker lowered to 1400 (a
+    switch outside every node: no rule of any node changes) the small echoes still come back and the full-size
+    ones die, and exactly the VTEP hops toward that worker become suspect, on the manager."""
+    snaps = settled(ovlab)
+    manager = probe_manager(ovlab)
+    vteps = [p for p in manager.probes if p.kind == "vtep"]
+    others = {n.addr for n in ovlab.nodes if n.role != "manager"}
+    assert {p.vtep for p in vteps} == others, [(p.network, p.vtep, p.result, p.reason) for p in vteps]
+    assert all(p.result == "connected" and p.answered == p.size and p.size for p in vteps), vteps
+    worker = ovlab.workers[0]
+    sw = ["ip", "-n", ovlab.switch_netns, "link", "set", worker.switch_port, "mtu"]
+    subprocess.run([*sw, "1400"], check=True, capture_output=True)
+    try:
+        broken = probe_manager(ovlab)
+    finally:
+        subprocess.run([*sw, "1500"], check=True, capture_output=True)
+    failed = [p for p in broken.probes if p.kind == "vtep" and p.result != "connected"]
+    assert failed and {p.vtep for p in failed} == {worker.addr}, [(p.vtep, p.result, p.reason) for p in failed]
+    assert all(p.answered and p.answered < (p.size or 0) for p in failed), failed
+    assert all(p.result == "connected" for p in broken.probes if p.kind == "task"), \
+        [(p.address, p.result) for p in broken.probes if p.kind == "task"]
+    a = analyze_snapshots([broken, *[s for s in snaps if s.node.role != "manager"]])
+    # the lab's kernel has no ip_vs (kernel.no-ipvs explains the load balancers); the probe's finding is the other
+    suspect = [(np.node, h.key) for sp in a.services for paths in ([pp.nodes for pp in sp.ports]
+               + [vp.nodes for vp in sp.vip_paths]) for np in paths for h in np.hops if h.status == "suspect"]
+    assert suspect and set(suspect) == {(broken.node.hostname, "overlay.vtep")}, suspect
+    assert {f.id for f in a.findings if f.caused_by is None} == {"kernel.no-ipvs", "probe.hop-suspect"}

@@ -178,8 +178,10 @@ def test_healthy_probes_from_the_manager_all_connect(vm_out):
     assert {p["kind"] for p in tcp} >= {"published", "task", "vtep"}
     # and full-size overlay packets crossed to each other node's VTEP and back, on both networks
     vteps = [p for p in tcp if p["kind"] == "vtep"]
-    others = {n["addr"] for n in meta(d)["nodes"] if n["name"] != "manager"}
-    assert {(p["network"], p["vtep"]) for p in vteps} == {(net, a) for net in ("ingress", "demo") for a in others}, vteps
+    addr = {n["name"]: n["addr"] for n in meta(d)["nodes"]}
+    # whoami (published: on ingress) runs on the manager and worker1; glob (demo) everywhere, client on worker2
+    want = {("ingress", addr["worker1"]), ("demo", addr["worker1"]), ("demo", addr["worker2"])}
+    assert {(p["network"], p["vtep"]) for p in vteps} == want, vteps
     assert all(p["answered"] == p["size"] and p["size"] >= 1400 for p in vteps), vteps
 
 
