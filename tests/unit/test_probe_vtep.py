@@ -220,3 +220,20 @@ def test_nothing_back_and_the_task_probes_across_it_time_out_names_the_underlay_
     suspect = {h.key for _, _, np in _vtep_hops(a, me) for h in np.hops if h.status == HopStatus.SUSPECT}
     assert suspect == {VTEP_HOP}, suspect  # the task probes' failures are the underlay's: evidence only
     assert all("UDP 4789" in f.hint for f in a.findings)
+
+
+def test_vtep_probes_are_redacted_like_everything_else_and_still_join(mesh):
+    from swarmscope.model import to_dict
+    from swarmscope.redact import redact_snapshots
+
+    w1 = _node_addr(mesh[0], _hostname(mesh, "worker1"))
+    m = copy.deepcopy(mesh[0])
+    m.probes = [_vtep_probe(m, "demo", w1, "timeout", SMALL, "1450-byte packets ... (an MTU ...)")]
+    red, _ = redact_snapshots([m, *copy.deepcopy(mesh[1:])], seed="vtep")
+    text = json.dumps(to_dict(red[0].probes))
+    for real in (w1, m.probes[0].address, m.probes[0].source, m.node.hostname):
+        assert real not in text, real
+    plain = [f for f in pipeline.analyze_snapshots([m, *mesh[1:]]).findings if f.id == FINDING]
+    found = [f for f in pipeline.analyze_snapshots(red).findings if f.id == FINDING]
+    assert plain and len(found) == len(plain)  # each path of the manager's on demo that crosses to worker1
+    assert all(f.nodes == [red[0].node.hostname] and red[0].probes[0].vtep in f.detail for f in found)
