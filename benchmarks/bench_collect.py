@@ -171,8 +171,11 @@ def script_run(lab, expected: tuple[int, int]) -> tuple[float, int]:
     m_ctr = re.search(r"Processed (\d+) running containers", stdout)
     got = (int(m_net.group(1)), int(m_ctr.group(1))) if m_net and m_ctr else None
     if rc != 0 or "==SUMMARY==" not in stdout or got != expected or bad or "This tool requires" in stdout:
-        raise SystemExit(f"support.sh run incomplete (exit {rc}, SUMMARY networks/containers {got}, "
-                         f"expected {expected}); stderr: {bad[:5]}; stdout tail: {stdout[-500:]}")
+        keep = Path(tempfile.mkdtemp(prefix="support-sh-incomplete-"))
+        (keep / "stdout").write_text(stdout)
+        (keep / "stderr").write_text(stderr)
+        raise SystemExit(f"support.sh run incomplete, not counted: exit {rc}, SUMMARY networks/containers {got}, "
+                         f"expected {expected}, unexpected stderr {bad[:3]}; its output is in {keep}")
     return wall, rss
 
 
