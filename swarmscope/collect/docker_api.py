@@ -71,11 +71,21 @@ def describe_connect_error(host: str, exc: Exception) -> str:
     return f"cannot reach the Docker API at {host}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
 
 
-def connect(host: str | None, timeout: float):
-    """An APIClient for ``host`` (None: DOCKER_HOST or the default socket)."""
+def connect(host: str | None, timeout: float, read_only: bool = False):
+    """An APIClient for ``host`` (None: DOCKER_HOST or the default socket). ``read_only``: only the calls
+    of collect_view and engine_info are made; on a unix socket they go through the standard library's
+    HTTP client (docker_http.UnixAPI) instead of the Docker SDK, which takes longer to import than the
+    whole API view takes to read."""
+    base_url = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    if read_only and base_url.startswith("unix://"):
+        from swarmscope.collect.docker_http import UnixAPI
+
+        try:
+            return UnixAPI(base_url, timeout), base_url
+        except Exception as exc:  # version negotiation talks to the engine
+            raise CollectError(describe_connect_error(base_url, exc)) from exc
     import docker
 
-    base_url = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     try:
         client = docker.APIClient(base_url=base_url, timeout=timeout, version="auto")
     except Exception as exc:  # version negotiation talks to the engine
@@ -109,9 +119,10 @@ def engine_info(api) -> EngineInfo:
     )
 
 
-def connect_info(host: str | None, timeout: float):
-    """(client, base URL, EngineInfo); any failure is a CollectError with a message for the user."""
-    api, base_url = connect(host, timeout)
+def connect_info(host: str | None, timeout: float, read_only: bool = False):
+    """(client, base URL, EngineInfo); any failure is a CollectError with a message for the user.
+    ``read_only``: see connect()."""
+    api, base_url = connect(host, timeout, read_only)
     try:
         return api, base_url, engine_info(api)
     except CollectError:

@@ -288,7 +288,7 @@ class LiveHost(Host):
         return read_listeners(ports)
 
     def docker_connect(self, host: str | None, timeout: float):
-        api, _, info = docker_api.connect_info(host, timeout)
+        api, _, info = docker_api.connect_info(host, timeout, read_only=True)
         return api, info
 
     def interfaces(self, namespace: str) -> tuple[list[Interface], list[str]]:
