@@ -427,6 +427,52 @@ def backends_for(
     return backends
 
 
+def backends_key(
+    cl: Cluster, svc: Service, network_id: str, ipvs_svc: FwmService | None, ipvs_hop: Hop, n: NodeCtx
+) -> tuple:
+    """Everything ``backends_for`` depends on, so that nodes with equal input share its real servers (a
+    cluster memo; the Backends are never changed once built): the service, the network, the real servers
+    (address, port, weight, forwarding: their marks and evidence are not read), whether there is an IPVS
+    service and whether IPVS was read; the node's time only where a task changed state recently enough at it
+    for ``lifecycle`` to tell (else it decides nothing); the node itself only without a manager, where its
+    DNS answers decide about tasks known from service discovery alone (``_disabled``)."""
+    dests = tuple((d.address, d.port, d.weight, d.forward) for d in ipvs_svc.dests) if ipvs_svc is not None else None
+    return (
+        "backends",
+        id(svc),
+        network_id,
+        dests,
+        ipvs_hop.status == HopStatus.UNKNOWN,
+        _time_key(cl, n),
+        id(n) if cl.uncertain else None,
+    )
+
+
+def _time_key(cl: Cluster, n: NodeCtx) -> datetime | None:
+    """The node's time where it decides whether some task is ``lifecycle.recent``: None where no task's state
+    changed less than SETTLE_SECONDS before it (or the times are unknown), so that every settled node is alike."""
+    now = n.now
+    if now is None:
+        return None
+    latest = cl.memo(
+        "latest_state_since",
+        lambda: max(
+            (s for t in cl.tasks if (s := lifecycle.parse_time(t.state_since)) is not None),
+            default=None,
+        ),
+    )
+    if latest is None or (now - latest).total_seconds() >= lifecycle.SETTLE_SECONDS:
+        return None
+    return now
+
+
+def node_hop(n: NodeCtx, key: tuple, make: Callable[[], Hop]) -> Hop:
+    """A hop whose inputs are the node's alone (its links, its SNAT): judged once per node and ``key``, and
+    each path given a copy of its own (the checks tag hops, probes add evidence)."""
+    h = n.memo(("hop",) + key, make)
+    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), list(h.findings), h.aux, h.root_cause)
+
+
 def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop) -> Hop:
     if ipvs_svc is None:
         if ipvs_hop.status == HopStatus.UNKNOWN:
