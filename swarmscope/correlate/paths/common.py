@@ -506,10 +506,12 @@ def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
     ``breaks``: once findings are known, whether a bad hop stops traffic (checks.hop_breaks); a bad
     hop that does not (only warnings: a rule order, a drained backend) makes the path degraded.
     """
-    degraded = None
+    degraded = unknown = None
     for h in np.hops:
-        if h.aux:
+        if h.aux or h.status is HopStatus.OK:  # most hops: nothing below applies to them
             continue
+        if unknown is None and h.status == HopStatus.UNKNOWN:
+            unknown = h
         if (
             h.status == HopStatus.MISMATCH
             and h.key.endswith(".backends")
@@ -536,8 +538,7 @@ def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
             "no running backend has its REDIRECT rule",
         )
         return
-    if any(h.status == HopStatus.UNKNOWN for h in np.hops if not h.aux):
-        h = next(h for h in np.hops if h.status == HopStatus.UNKNOWN and not h.aux)
-        np.verdict, np.reason = Verdict.UNKNOWN, f"{h.label}: {h.detail}"
+    if unknown is not None:  # the first hop not known
+        np.verdict, np.reason = Verdict.UNKNOWN, f"{unknown.label}: {unknown.detail}"
         return
     np.verdict, np.reason = Verdict.OK, "every hop ok"
