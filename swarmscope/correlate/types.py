@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from swarmscope.model import BackendState, HopStatus, Severity, Verdict
 
 
-@dataclass
+@dataclass(slots=True)  # a million of them in a 100-node swarm's path maps: no per-object __dict__
 class Hop:
     key: str  # stable, e.g. "host.dnat"
     label: str  # what a user reads, e.g. "host DNAT 8000 -> 172.18.0.2:8000"
@@ -38,7 +38,7 @@ class Backend:
     redirect_evidence: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class NodePath:
     node: str
     node_id: str | None

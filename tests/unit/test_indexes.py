@@ -131,3 +131,32 @@ def test_hops_in_judges_the_first_key_a_path_has():
     assert ctx.hops_in("vips", ("x",), (HopStatus.MISMATCH,)) == []
     assert [e[3].node for e in ctx.backends_in(BackendState.STALE)] == ["b"]
     assert ctx.backends_in(BackendState.OK) == []
+
+
+def test_ok_hops_and_backends_indexed_when_asked_and_paths_by_node():
+    """The indexes leave the ok hops and real servers out until a check asks for them, then give them as the
+    full index would (the first hop of a key, in node-path order); a node's paths are its node_paths."""
+    from swarmscope.correlate.checks.registry import Ctx
+    from swarmscope.correlate.types import Backend, Hop, NodePath, PortPath, ServicePath, VipPath
+    from swarmscope.model import BackendState, HopStatus
+
+    ok = Backend(address="10.0.0.3", status=BackendState.OK)
+    a = NodePath(node="a", node_id=None, hops=[Hop("x", "x", HopStatus.OK), Hop("x", "x2", HopStatus.OK)])
+    b = NodePath(node="b", node_id=None, hops=[Hop("x", "xb", HopStatus.MISSING)], backends=[ok])
+    c = NodePath(node="a", node_id=None, hops=[Hop("x", "xc", HopStatus.MISSING), Hop("x", "xc2", HopStatus.OK)])
+    sp = ServicePath(id="s", name="s", mode="replicated", replicas=1, endpoint_mode="vip")
+    pp = PortPath(protocol="tcp", published=80, target=80, mode="ingress")
+    pp.nodes = [a, b]
+    vp = VipPath(network_id="n", network="net", vip="10.0.1.2", endpoint_mode="vip")
+    vp.nodes = [c]
+    sp.ports, sp.vip_paths = [pp], [vp]
+    ctx = Ctx(None, [sp])  # type: ignore[arg-type]
+    assert [e[4].label for e in ctx.hops_in("all", ("x",), (HopStatus.MISSING,))] == ["xb", "xc"]
+    assert [e[4].label for e in ctx.hops_in("all", ("x",), (HopStatus.OK,))] == ["x"]
+    assert [e[4].label for e in ctx.hops_in("all", ("x",), (HopStatus.OK, HopStatus.MISSING))] == ["x", "xb", "xc"]
+    assert ctx.backends_in(BackendState.STALE) == []
+    assert [e[4] for e in ctx.backends_in(BackendState.OK)] == [ok]
+    assert [e[3] for e in ctx.paths_on("a")] == [a, c]
+    assert [e[3] for e in ctx.paths_on("a", "ports")] == [a]
+    assert ctx.paths_on("b", "vips") == [] and ctx.paths_on("zz") == []
+    assert [e[3] for e in ctx.paths_on("a")] == [e[3] for e in ctx.node_paths() if e[3].node == "a"]

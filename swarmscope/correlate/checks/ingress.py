@@ -30,7 +30,7 @@ def check_chain_missing(ctx: Ctx) -> Iterator[Hit]:
         host = node_facts(n).host.netfilter
         if host.read and not host.has_chain(NAT, DOCKER_INGRESS):
             hops = [
-                np.hop("host.jump") for _, k, _, np in ctx.node_paths("ports") if np.node == n.name and k == "ingress"
+                np.hop("host.jump") for _, k, _, np in ctx.paths_on(n.name, "ports") if k == "ingress"
             ]
             yield Hit(
                 [n.name],

@@ -280,15 +280,23 @@ def _settled_on(cl, n, network_id: str, now) -> list:
     """The node's running tasks attached to the network that have run for at least the settle window at
     ``now`` (lifecycle.SETTLE_SECONDS): the node joined the network's gossip before then."""
     out = []
-    for t in cl.tasks:
-        if t.node_id != n.node_id or t.state != "running" or t.desired_state != "running":
-            continue
-        if not any(a.network_id == network_id for a in t.attachments):
-            continue
+    for t in cl.memo("running_on", lambda: _running_on(cl)).get((n.node_id, network_id), ()):
         a = lifecycle.age(t, now)
         if a is not None and a >= lifecycle.SETTLE_SECONDS:
             out.append(t)
     return out
+
+
+def _running_on(cl) -> dict[tuple, list]:
+    """The running tasks by (node id, network id attached), in task order (once per cluster: every node's
+    view of every network asks)."""
+    idx: dict[tuple, list] = {}
+    for t in cl.tasks:
+        if t.state != "running" or t.desired_state != "running":
+            continue
+        for nid in dict.fromkeys(a.network_id for a in t.attachments):
+            idx.setdefault((t.node_id, nid), []).append(t)
+    return idx
 
 
 @check(
@@ -374,40 +382,50 @@ NO_IP_ERROR = "could not find an available IP"
 def _network_addresses(cl, net_id: str) -> dict[str, str]:
     """Every address the swarm holds on an overlay network, and what holds it: tasks that are not done (the
     allocator frees a task's address when it ends), the services' VIPs, and the load-balancer endpoints (one per
-    node and network: ``lb-<net>`` / ingress-sbox, as every node's inspect and service discovery list them)."""
-    held: dict[str, str] = {}
+    node and network: ``lb-<net>`` / ingress-sbox, as every node's inspect and service discovery list them).
+    Made for every network at once (``_addresses_by_network``), once per cluster."""
+    return cl.memo("network_addresses", lambda: _addresses_by_network(cl)).get(net_id, {})
+
+
+def _addresses_by_network(cl) -> dict[str, dict[str, str]]:
+    """``_network_addresses`` of every network: the same three walks, each once, keeping for each network the
+    order of what is found first (an address's first holder names it)."""
+    by: dict[str, dict[str, str]] = {}
     for t in cl.tasks:
         if t.state not in ("running", *lifecycle.STARTING_STATES):
             continue
         for a in t.attachments:
-            if a.network_id == net_id:
-                for ip in (strip_prefix(x) for x in a.addresses):
-                    if ip:
-                        held.setdefault(ip, "task")
+            for ip in (strip_prefix(x) for x in a.addresses):
+                if ip:
+                    by.setdefault(a.network_id, {}).setdefault(ip, "task")
     for s in cl.services:
         for v in s.vips:
             ip = strip_prefix(v.address)
-            if v.network_id == net_id and ip:
-                held.setdefault(ip, "VIP")
-    for n in cl.nodes:
-        net = n.networks.get(net_id)
-        if net is None:
-            continue
-        for c in net.containers:
-            ip = strip_prefix(c.ipv4)
             if ip:
-                lb = c.key == "ingress-sbox" or c.key.startswith("lb-") or (c.name or "").endswith("-endpoint")
-                held.setdefault(ip, "load balancer" if lb else "task")
-        eng = net.services.get("")  # the engine's endpoints in service discovery: every node's load balancer
-        for ep in eng.tasks if eng and net.verbose else []:
-            if ep.endpoint_ip:
-                held.setdefault(strip_prefix(ep.endpoint_ip) or ep.endpoint_ip, "load balancer")
-    return held
+                by.setdefault(v.network_id, {}).setdefault(ip, "VIP")
+    for n in cl.nodes:
+        for net_id, net in n.networks.items():
+            held = by.setdefault(net_id, {})
+            for c in net.containers:
+                ip = strip_prefix(c.ipv4)
+                if ip:
+                    lb = c.key == "ingress-sbox" or c.key.startswith("lb-") or (c.name or "").endswith("-endpoint")
+                    held.setdefault(ip, "load balancer" if lb else "task")
+            eng = net.services.get("")  # the engine's endpoints in service discovery: every node's load balancer
+            for ep in eng.tasks if eng and net.verbose else []:
+                if ep.endpoint_ip:
+                    held.setdefault(strip_prefix(ep.endpoint_ip) or ep.endpoint_ip, "load balancer")
+    return by
 
 
 def _subnet_usage(cl) -> list[tuple]:
     """(network, subnet, addresses used by kind, usable, gateways, tasks waiting) for every IPv4 subnet of every
-    overlay network: usable is the subnet's host addresses less the gateway."""
+    overlay network: usable is the subnet's host addresses less the gateway. Once per cluster (two checks ask;
+    neither changes it)."""
+    return cl.memo("subnet_usage", lambda: _subnet_usage_of(cl))
+
+
+def _subnet_usage_of(cl) -> list[tuple]:
     out = []
     for nid, net in sorted(cl.networks.items()):
         if net.driver != "overlay":

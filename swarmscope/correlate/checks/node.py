@@ -20,7 +20,7 @@ def check_no_ipvs(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         v = n.snap.node.ip_vs
         if v is not None and v.available is False:
-            hops = [np.hop("kernel.ipvs") for _, _, _, np in ctx.node_paths() if np.node == n.name]
+            hops = [np.hop("kernel.ipvs") for _, _, _, np in ctx.paths_on(n.name)]
             yield Hit(
                 [n.name], detail=v.detail or "", evidence=[f"{v.method}: {v.detail}"], hops=[h for h in hops if h]
             )
@@ -281,22 +281,37 @@ def _peers(ctx: Ctx, n: NodeCtx) -> list[str]:
 
 
 def _in_iface(n: NodeCtx, src: str | None) -> str | None:
-    """The host interface a packet from ``src`` arrives on: the one whose subnet holds it (None: not known)."""
-    import ipaddress
-
+    """The host interface a packet from ``src`` arrives on: the one whose subnet holds it (None: not known).
+    Once per node and source, the host's subnets parsed once per node (every port asks of every peer)."""
     if src is None:
         return None
+    return n.memo(("in_iface", src), lambda: _iface_of(n, src))
+
+
+def _iface_of(n: NodeCtx, src: str) -> str | None:
+    import ipaddress
+
     try:
         a = ipaddress.ip_address(src)
     except ValueError:
         return None
+    for net, f in n.memo("host_subnets", lambda: _host_subnets(n)):
+        if a in net and f.prefixlen < 32:
+            return f.iface
+    return None
+
+
+def _host_subnets(n: NodeCtx) -> list:
+    """(subnet, address fact) of the host's addresses that parse, in order."""
+    import ipaddress
+
+    out = []
     for f in node_facts(n).host.addresses:
         try:
-            if a in ipaddress.ip_network(f"{f.address}/{f.prefixlen}", strict=False) and f.prefixlen < 32:
-                return f.iface
+            out.append((ipaddress.ip_network(f"{f.address}/{f.prefixlen}", strict=False), f))
         except ValueError:
             continue
-    return None
+    return out
 
 
 def swarm_ports(ctx: Ctx, n: NodeCtx) -> list[tuple[str, int | None, str]]:

@@ -41,16 +41,35 @@ class Ctx:
     _hops: dict = field(default_factory=dict, repr=False, compare=False)
     _by_status: dict = field(default_factory=dict, repr=False, compare=False)
     _backends: dict | None = field(default=None, repr=False, compare=False)
+    _by_node: dict = field(default_factory=dict, repr=False, compare=False)
 
     def backends_in(self, state: BackendState) -> list[tuple[ServicePath, str, str | None, NodePath, Any]]:
         """(service path, kind, label, node path, backend) for every real server in ``state``, in
-        node-path and backend order (indexed by state once)."""
+        node-path and backend order (indexed by state once; the ok ones, nearly all, only if asked for)."""
         if self._backends is None:
             self._backends = {}
             for sp, kind, label, np in self.node_paths():
                 for b in np.backends:
-                    self._backends.setdefault(b.status, []).append((sp, kind, label, np, b))
+                    if b.status != BackendState.OK:
+                        self._backends.setdefault(b.status, []).append((sp, kind, label, np, b))
+        if state == BackendState.OK and state not in self._backends:
+            self._backends[state] = [
+                (sp, kind, label, np, b)
+                for sp, kind, label, np in self.node_paths()
+                for b in np.backends
+                if b.status == BackendState.OK
+            ]
         return self._backends.get(state, [])
+
+    def paths_on(self, node: str, which: str = "all") -> list[tuple[ServicePath, str, str | None, NodePath]]:
+        """``node_paths(which)`` of one node (its name), in the same order: grouped by node once, so that a
+        check asking it of every node does not walk every node's paths for each."""
+        by = self._by_node.get(which)
+        if by is None:
+            by = self._by_node[which] = {}
+            for e in self.node_paths(which):
+                by.setdefault(e[3].node, []).append(e)
+        return by.get(node, [])
 
     def hops_in(
         self, which: str, keys: tuple[str, ...], statuses: Iterable[HopStatus]
@@ -58,13 +77,20 @@ class Ctx:
         """(service path, kind, label, node path, hop) for every node path of ``which`` whose first hop of
         ``keys`` (the first key the path has) is in one of ``statuses``, in node-path order: through an
         index of the paths' hops by key and status built once per ``which`` (a healthy swarm's paths are
-        then not walked by every check)."""
-        idx = self._by_status.get(which)
+        then not walked by every check). The ok hops, most of them, are indexed only if asked for."""
+        statuses = tuple(statuses)
+        full = HopStatus.OK in statuses
+        idx = self._by_status.get((which, full))
         if idx is None:
-            idx = self._by_status[which] = {}
+            idx = self._by_status[(which, full)] = {}
             for seq, (sp, kind, label, np) in enumerate(self.node_paths(which)):
-                for key, h in self.hops_by_key(np).items():
-                    idx.setdefault((key, h.status), []).append((seq, sp, kind, label, np, h))
+                hops = np.hops
+                for i, h in enumerate(hops):
+                    if h.status == HopStatus.OK and not full:
+                        continue
+                    if any(x.key == h.key for x in hops[:i]):
+                        continue  # the first hop of a key is the one judged (as hops_by_key)
+                    idx.setdefault((h.key, h.status), []).append((seq, sp, kind, label, np, h))
         found = []
         for i, key in enumerate(keys):
             for st in dict.fromkeys(statuses):

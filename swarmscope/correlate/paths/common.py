@@ -483,6 +483,52 @@ def vtep_hop(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> Hop | No
     return Hop(VTEP_HOP, VTEP_LABEL, HopStatus.OK, f"VXLAN to {detail}", ev)
 
 
+def backends_key(
+    cl: Cluster, svc: Service, network_id: str, ipvs_svc: FwmService | None, ipvs_hop: Hop, n: NodeCtx
+) -> tuple:
+    """Everything ``backends_for`` depends on, so that nodes with equal input share its real servers (a
+    cluster memo; the Backends are never changed once built): the service, the network, the real servers
+    (address, port, weight, forwarding: their marks and evidence are not read), whether there is an IPVS
+    service and whether IPVS was read; the node's time only where a task changed state recently enough at it
+    for ``lifecycle`` to tell (else it decides nothing); the node itself only without a manager, where its
+    DNS answers decide about tasks known from service discovery alone (``_disabled``)."""
+    dests = tuple((d.address, d.port, d.weight, d.forward) for d in ipvs_svc.dests) if ipvs_svc is not None else None
+    return (
+        "backends",
+        id(svc),
+        network_id,
+        dests,
+        ipvs_hop.status == HopStatus.UNKNOWN,
+        _time_key(cl, n),
+        id(n) if cl.uncertain else None,
+    )
+
+
+def _time_key(cl: Cluster, n: NodeCtx) -> datetime | None:
+    """The node's time where it decides whether some task is ``lifecycle.recent``: None where no task's state
+    changed less than SETTLE_SECONDS before it (or the times are unknown), so that every settled node is alike."""
+    now = n.now
+    if now is None:
+        return None
+    latest = cl.memo(
+        "latest_state_since",
+        lambda: max(
+            (s for t in cl.tasks if (s := lifecycle.parse_time(t.state_since)) is not None),
+            default=None,
+        ),
+    )
+    if latest is None or (now - latest).total_seconds() >= lifecycle.SETTLE_SECONDS:
+        return None
+    return now
+
+
+def node_hop(n: NodeCtx, key: tuple, make: Callable[[], Hop]) -> Hop:
+    """A hop whose inputs are the node's alone (its links, its SNAT): judged once per node and ``key``, and
+    each path given a copy of its own (the checks tag hops, probes add evidence)."""
+    h = n.memo(("hop",) + key, make)
+    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), list(h.findings), h.aux, h.root_cause)
+
+
 def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop) -> Hop:
     if ipvs_svc is None:
         if ipvs_hop.status == HopStatus.UNKNOWN:
@@ -516,10 +562,12 @@ def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
     ``breaks``: once findings are known, whether a bad hop stops traffic (checks.hop_breaks); a bad
     hop that does not (only warnings: a rule order, a drained backend) makes the path degraded.
     """
-    degraded = None
+    degraded = unknown = None
     for h in np.hops:
-        if h.aux:
+        if h.aux or h.status is HopStatus.OK:  # most hops: nothing below applies to them
             continue
+        if unknown is None and h.status == HopStatus.UNKNOWN:
+            unknown = h
         if (
             h.status == HopStatus.MISMATCH
             and h.key.endswith(".backends")
@@ -546,8 +594,7 @@ def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:
             "no running backend has its REDIRECT rule",
         )
         return
-    if any(h.status == HopStatus.UNKNOWN for h in np.hops if not h.aux):
-        h = next(h for h in np.hops if h.status == HopStatus.UNKNOWN and not h.aux)
-        np.verdict, np.reason = Verdict.UNKNOWN, f"{h.label}: {h.detail}"
+    if unknown is not None:  # the first hop not known
+        np.verdict, np.reason = Verdict.UNKNOWN, f"{unknown.label}: {unknown.detail}"
         return
     np.verdict, np.reason = Verdict.OK, "every hop ok"

@@ -10,12 +10,14 @@ from swarmscope.correlate.paths.common import (
     alias_hop,
     backends_for,
     backends_hop,
+    backends_key,
     in_subnet,
     ipvs_service_hop,
     kernel_hop,
     links_hop,
     mark_hop,
     node_facts,
+    node_hop,
     ns_addresses,
     ns_facts,
     ns_hop,
@@ -96,14 +98,14 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         gw = n.memo("host_gwbridge", lambda: _host_gwbridge(n))
         br = n.memo(("bridge", id(ov)), lambda: _bridge(ov)) if ov else None
         hops.append(
-            links_hop(
+            node_hop(n, ("ingress.links",), lambda: links_hop(
                 "ingress.links",
                 "ingress_sbox links",
                 sbox,
                 [("host", n.snap.host.interfaces)] + ([(ov.name, ov.interfaces)] if ov else []),
                 [("host", gw)] + ([(ov.name, br)] if ov else []),
                 n,
-            )
+            ))
         )
     expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
     sbox_rules = ns_facts(n, sbox).netfilter if sbox is not None else None
@@ -126,15 +128,24 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     h, ipvs_svc = ipvs_service_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
     hops.append(h)
     if ingress is not None:
-        np.backends = backends_for(cl, svc, ingress.id, ipvs_svc, h, n)
-        for b in np.backends:
-            _redirect(cl, b, svc, port)
+        net_id = ingress.id
+
+        def made() -> list[Backend]:
+            backends = backends_for(cl, svc, net_id, ipvs_svc, h, n)
+            for b in backends:
+                _redirect(cl, b, svc, port)
+            return backends
+
+        # the same real servers judged once for every node with the same input (the Backends are shared)
+        key = backends_key(cl, svc, net_id, ipvs_svc, h, n) + (proto, P, port.target_port)
+        np.backends = list(cl.memo(key, made))
     hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     vh = vtep_hop(cl, svc, ingress.id, n) if ingress is not None else None
     if vh is not None:
         hops.append(vh)
     sbox_ip = next(iter(subnet_addresses(n, sbox, ingress.subnets)), None) if ingress else None
-    hops.append(snat_hop("ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip))
+    hops.append(node_hop(n, ("ingress.snat", sbox_ip), lambda: snat_hop(
+        "ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip)))
     vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
     hops.append(alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True, n=n))
     if sbox_rules is not None and sbox_rules.read and vip:

@@ -9,10 +9,12 @@ from swarmscope.correlate.paths.common import (
     alias_hop,
     backends_for,
     backends_hop,
+    backends_key,
     ipvs_service_hop,
     kernel_hop,
     links_hop,
     mark_hop,
+    node_hop,
     ns_facts,
     ns_hop,
     snat_hop,
@@ -121,14 +123,14 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         ov = n.overlay_ns(network_id)
         br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
         hops.append(
-            links_hop(
+            node_hop(n, ("lb.links", network_id), lambda: links_hop(
                 "lb.links",
                 "lb_ links",
                 lb,
                 [(ov.name, ov.interfaces)] if ov else [],
                 [(ov.name, br)] if ov else [],
                 n,
-            )
+            ))
         )
     hops.append(alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip, n=n))
     expected = n.local_lb_index(network_id, svc.name)
@@ -147,13 +149,16 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(h)
     h, ipvs_svc = ipvs_service_hop("lb.ipvs", f"IPVS in {lb.name if lb else 'lb_'}", n, lb, mark)
     hops.append(h)
-    np.backends = backends_for(cl, svc, network_id, ipvs_svc, h, n)
+    # the same real servers judged once for every node with the same input (the Backends are shared)
+    key = backends_key(cl, svc, network_id, ipvs_svc, h, n)
+    np.backends = list(cl.memo(key, lambda: backends_for(cl, svc, network_id, ipvs_svc, h, n)))
     hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     vh = vtep_hop(cl, svc, network_id, n)
     if vh is not None:
         hops.append(vh)
     lb_ip = next((a for a in subnet_addresses(n, lb, net.subnets) if a != vip), None) if net else None
-    hops.append(snat_hop("lb.snat", "lb_ SNAT", n, lb, net.subnets if net else [], lb_ip))
+    hops.append(node_hop(n, ("lb.snat", network_id, lb_ip), lambda: snat_hop(
+        "lb.snat", "lb_ SNAT", n, lb, net.subnets if net else [], lb_ip)))
     if _idle(cl, svc, network_id):
         # libnetwork removes a VIP's load balancing (its alias on lb_, MARK, IPVS service) with the service's last
         # backend on the network, and adds it back with the next: with no task running nothing is there to reach
