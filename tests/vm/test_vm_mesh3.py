@@ -272,7 +272,7 @@ def test_underlay_fault_only_the_probes_see(vm_out):
 
 
 def test_mtu_black_hole_only_the_vtep_probes_see(vm_out):
-    """Frames toward worker1 above 1400 bytes die on the underlay switch: no rule of any node shows it, every
+    """Frames to and from worker1 above 1400 bytes die on the underlay switch: no rule of any node shows it, every
     TCP probe connects (a handshake and a status line fit in small packets), and the only probes that fail
     are the manager's full-size echoes to worker1's tasks, whose small echoes came back: the VTEP hop toward
     worker1 is suspect on each of the manager's paths that cross to it, and nothing else."""
@@ -294,4 +294,4 @@ def test_mtu_black_hole_only_the_vtep_probes_see(vm_out):
                if h["status"] == "suspect"]
     suspect += [(np["node"], h["key"]) for v in doc["services"][0]["vip_paths"] for np in v["nodes"]
                 for h in np["hops"] if h["status"] == "suspect"]
-    assert sorted(suspect) == [(manager, "overlay.vtep"), (manager, "overlay.vtep")], suspect
+    assert suspect and set(suspect) == {(manager, "overlay.vtep")}, suspect

@@ -63,6 +63,10 @@ FAULT_NODE = {"u-vxlan-dropped": "worker1", "v-vxlan-dropped-nft": "worker1", "w
               # the switch's port toward worker1 takes frames of 1400 bytes at most: small packets pass, VXLAN
               # carrying full-size overlay packets (1450 + 50) dies silently both ways; --probe's vtep echoes find it
               "r-underlay-mtu-blackhole": "manager"}
+#: IPv4 total lengths of 1408 bytes and more, as (value, mask) of the u16 at offset 2: 1408-1535, 1536-2047,
+#: 2048-4095, 4096-8191, 8192-16383, 16384-32767, 32768-65535 (fault r)
+BIG_IP_LENGTHS = (("0x0580", "0xff80"), ("0x0600", "0xfe00"), ("0x0800", "0xf800"), ("0x1000", "0xf000"),
+                  ("0x2000", "0xe000"), ("0x4000", "0xc000"), ("0x8000", "0x8000"))
 #: the faults only traffic shows: their phase collects with --probe too (on the manager; a worker has no services)
 PROBE_FAULTS = ("t-underlay-vxlan-dropped", "r-underlay-mtu-blackhole")
 
@@ -294,9 +298,18 @@ class Run:
                 do(sh([*ns, "nft", "-f", "-"], input=rules),
                    f"switch: nft: bridge forward: ip daddr {w1.addr} udp dport 4789 drop")
         elif fault == "r-underlay-mtu-blackhole":
-            ns = ["ip", "netns", "exec", self.lab.switch_netns]
-            do(sh([*ns, "ip", "link", "set", w1.switch_port, "mtu", "1400"]),
-               f"switch: ip link set {w1.switch_port} mtu 1400   # the port toward worker1")
+            # a link of 1400 bytes between the switch and worker1: frames over it are dropped both ways, silently.
+            # Lowering the port's MTU alone is not that: a veth hands a GSO packet (a TCP burst, segmented only
+            # when it leaves a real device) to the bridge whole, and the MTU check lets it through; so what is
+            # over 1407 bytes at the IP layer is dropped by tc on the port too (each IP length range in a u32 mask)
+            port, ns = w1.switch_port, ["ip", "netns", "exec", self.lab.switch_netns]
+            do(sh([*ns, "ip", "link", "set", port, "mtu", "1400"]), f"switch: ip link set {port} mtu 1400")
+            do(sh([*ns, "tc", "qdisc", "add", "dev", port, "clsact"]), f"switch: tc qdisc add dev {port} clsact")
+            for way in ("egress", "ingress"):
+                for value, mask in BIG_IP_LENGTHS:
+                    argv = [*ns, "tc", "filter", "add", "dev", port, way, "protocol", "ip", "u32", "match", "u16",
+                            value, mask, "at", "2", "action", "drop"]
+                    do(sh(argv), "switch: " + " ".join(argv[4:]))
         elif fault == "s-worker-stopped":
             pid = w2.dockerd_pid()
             say.append(f"worker2: kill -TERM {pid} (dockerd; it does not leave the swarm)")
@@ -344,7 +357,9 @@ class Run:
         elif fault == "s-worker-stopped":
             w2.start_engine()
         elif fault == "r-underlay-mtu-blackhole":
-            sh(["ip", "netns", "exec", self.lab.switch_netns, "ip", "link", "set", w1.switch_port, "mtu", "1500"])
+            ns = ["ip", "netns", "exec", self.lab.switch_netns]
+            sh([*ns, "tc", "qdisc", "del", "dev", w1.switch_port, "clsact"])
+            sh([*ns, "ip", "link", "set", w1.switch_port, "mtu", "1500"])
         elif fault == "t-underlay-vxlan-dropped":
             ns = ["ip", "netns", "exec", self.lab.switch_netns]
             sh([*ns, "tc", "qdisc", "del", "dev", w1.switch_port, "clsact"])
