@@ -244,20 +244,15 @@ def test_fault_what_wget_proves(vm_out, fault):
         assert set(ext["worker2"]) == {None}
         assert None not in ext["manager"] and None not in ext["worker1"], ext
     elif fault == "r-underlay-mtu-blackhole":
-        # small answers cross everywhere; a 6 KB answer from worker1's task never arrives through the other
-        # nodes (its full-size packets die on the switch's port), while theirs from the manager's task do; the
-        # healthy mesh gave them all. (Through worker1 itself the manager's answers arrived whole: the lab's
-        # veth hands a TCP burst toward worker1 to the port as one GSO packet, which slips past both the MTU
-        # check and tc's length match; single full-size packets, as the probes' echoes, die both ways.)
-        where = meta(d)["whoami"]
+        # small answers cross everywhere, as the healthy mesh's 6 KB answers did. What large traffic does here is
+        # not held: the lab's veths hand a TCP burst to the switch as one GSO packet, which passed the port's MTU
+        # check and at times its tc length match too (6 KB answers from worker1's task died through the other
+        # nodes in one VM run and arrived whole in another); single full-size packets are what die reliably,
+        # and those are the vtep probes' echoes (test_mtu_black_hole_only_the_vtep_probes_see)
         for n in NODES:
             assert None not in ext[n], (n, answers(d / f"wget-external-{n}.txt"))
             healthy = answers(phase(vm_out, "healthy") / f"wget-big-{n}.txt")
             assert healthy and all(a.endswith(" 6000 bytes") for a in healthy), (n, healthy)
-        for n in ("manager", "worker2"):
-            big = answers(d / f"wget-big-{n}.txt")
-            whole = [where.get(a.split()[0]) for a in big if not a.startswith("FAILED")]
-            assert any(a.startswith("FAILED") for a in big) and "worker1" not in whole, (n, big)
 
 
 def test_underlay_fault_only_the_probes_see(vm_out):
