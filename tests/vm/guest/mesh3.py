@@ -161,7 +161,7 @@ class Run:
         (d / "collect.rc").write_text(f"{cp.returncode}\n")
         (d / "collect.seconds").write_text(f"{time.monotonic() - t0:.1f}\n")
 
-    def capture(self, d: Path, probe: bool = False) -> None:
+    def capture(self, d: Path, probe: bool = False, big: bool = False) -> None:
         d.mkdir(parents=True, exist_ok=True)
         nodes = [{"name": n.name, "hostname": n.hostname, "addr": n.addr, "role": n.role,
                   "running": n.dockerd_pid() is not None} for n in self.lab.nodes]
@@ -170,20 +170,20 @@ class Run:
         threads = [threading.Thread(target=self.collect, args=(n, d / n.name, probe)) for n in self.lab.nodes]
         for t in threads:
             t.start()
-        self.proofs(d)
+        self.proofs(d, big)
         for t in threads:
             t.join()
 
-    def proofs(self, d: Path) -> None:
+    def proofs(self, d: Path, big: bool = False) -> None:
         sw = ["ip", "netns", "exec", self.lab.switch_netns]
         for n in self.lab.nodes:
             url = f"http://{n.addr}:{PORT}/"
             (d / f"wget-external-{n.name}.txt").write_text(wget(sw, url))
             (d / f"wget-local-{n.name}.txt").write_text(wget(["nsenter", f"--net={n.netns_path}"], url, tries=2))
-            # an answer larger than a packet: the first line (the container) and how many bytes came
-            big = wget(sw, url + "big", timeout=8).splitlines()
-            (d / f"wget-big-{n.name}.txt").write_text("".join(
-                ln + "\n" if ln.startswith("FAILED") else f"{ln[:12]} {len(ln) - 12} bytes\n" for ln in big))
+            if big:  # an answer larger than a packet (healthy and fault r): the container and how many bytes came
+                got = wget(sw, url + "big", timeout=8).splitlines()
+                (d / f"wget-big-{n.name}.txt").write_text("".join(
+                    ln + "\n" if ln.startswith("FAILED") else f"{ln[:12]} {len(ln) - 12} bytes\n" for ln in got))
         client = self.client()
         if client:
             w2 = self.by_name["worker2"]
@@ -375,7 +375,8 @@ class Run:
             (d / "fault.txt").write_text("\n".join(self.apply(fault)) + "\n")
             time.sleep(20 if fault.startswith("w-") else 2)  # gossip: let memberlist notice
         # --probe in the healthy phase (every probe must connect) and where only traffic shows the fault
-        self.capture(d, probe=fault is None or fault in PROBE_FAULTS)
+        self.capture(d, probe=fault is None or fault in PROBE_FAULTS,
+                     big=fault is None or fault == "r-underlay-mtu-blackhole")
         outcome = "ok"
         if fault:
             self.undo(fault)
