@@ -30,9 +30,10 @@ runner (run.py) asks it again before every connection.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from swarmscope.model import Namespace, NsKind, Service, Snapshot, Task
+from swarmscope.model import Namespace, Network, NsKind, Service, Snapshot, Task
 
 HOST = "host"  # the source of probes made from this process's own (the node's host) namespace
 LOCALHOST = "127.0.0.1"
@@ -201,6 +202,47 @@ def _mtu_toward(ns: Namespace | None, subnets: list[str]) -> int | None:
     return None
 
 
+def _echo_targets(snap: Snapshot, node: str, nets: dict[str, Network],
+                  source_on: Callable[[Network], tuple[str, str] | None],
+                  probed: set[tuple[str | None, str]]) -> list[Target]:
+    """The vtep probes: for each overlay network with a source namespace here, and each other node with a
+    running task on it, one task of that node (one a TCP task probe goes to, where there is one)."""
+    me = snap.node.node_id
+    vteps = {n.id: _bare(n.address) for n in snap.docker.nodes}
+    names = {n.id: n.hostname for n in snap.docker.nodes}
+    by_name = {ns.name: ns for ns in snap.namespaces}
+    remote: dict[str, dict[str, tuple[Service, Task, str]]] = {}  # network id -> node id -> a task there
+    for svc in sorted(snap.docker.services, key=lambda s: s.name):
+        for t in _running(snap, svc):
+            if not me or not t.node_id or t.node_id == me:
+                continue
+            for att in t.attachments:
+                net, a = nets.get(att.network_id), _task_address(t, att.network_id)
+                if net is None or a is None or not (net.ingress or net.driver == "overlay"):
+                    continue
+                per = remote.setdefault(net.id, {})
+                old = per.get(t.node_id)
+                if old is None or ((net.name, a) in probed and (net.name, old[2]) not in probed):
+                    per[t.node_id] = (svc, t, a)
+    out: list[Target] = []
+    for network_id in sorted(remote, key=lambda i: nets[i].name):
+        net = nets[network_id]
+        src = source_on(net)
+        if src is None:
+            continue
+        size = _mtu_toward(by_name.get(src[0]), net.subnets)
+        for node_id, (svc, t, a) in sorted(remote[network_id].items(), key=lambda kv: names.get(kv[0], kv[0])):
+            vtep = vteps.get(node_id)
+            why = None
+            if vtep is None:
+                why = "not probed: the other node's address (its VTEP) is not in the snapshot"
+            elif size is None:
+                why = f"not probed: the MTU of {src[0]} toward {net.name} is not in the snapshot"
+            out.append(Target("vtep", src[0], src[1], a, 0, HOPS["vtep"], node, svc.name, ICMP, network=net.name,
+                              task=_task_name(svc, t), skip=why, vtep=vtep, size=size))
+    return out
+
+
 def plan(snap: Snapshot) -> list[Target]:
     """Every probe this node's snapshot calls for, published-port probes first; each one the
     allow-list permits (``skip`` says why one is not made)."""
@@ -220,24 +262,12 @@ def plan(snap: Snapshot) -> list[Target]:
     addr = own_address(snap)
     me = snap.node.node_id
     vteps = {n.id: _bare(n.address) for n in snap.docker.nodes}
-    names = {n.id: n.hostname for n in snap.docker.nodes}
     ends: list[Target] = []
     vips: list[Target] = []
     tasks: list[Target] = []
-    # network id -> other node id -> (service, task name, address, whether a TCP task probe goes to it)
-    remote: dict[str, dict[str, tuple[str, str, str, bool]]] = {}
-    sources: dict[str, tuple[str, str]] = {}  # network id -> the namespace its task probes come from
 
     def vtep_of(t: Task) -> str | None:
         return vteps.get(t.node_id or "") if t.node_id and me and t.node_id != me else None
-
-    def seen_remote(t: Task, network_id: str, a: str, svc: Service, probed: bool) -> None:
-        if not t.node_id or not me or t.node_id == me:
-            return
-        per = remote.setdefault(network_id, {})
-        old = per.get(t.node_id)
-        if old is None or (probed and not old[3]):
-            per[t.node_id] = (svc.name, _task_name(svc, t), a, probed)
 
     def lb_of(network_id: str) -> tuple[str, str] | None:
         for nid, ns in lbs.items():
@@ -270,8 +300,6 @@ def plan(snap: Snapshot) -> list[Target]:
             ingress = next((n for n in nets.values() if n.ingress), None)
             if ingress is None:
                 continue
-            if sbox is not None:
-                sources.setdefault(ingress.id, (sbox.name, sbox.path))
             for t in running:
                 a = _task_address(t, ingress.id)
                 if a is None:
@@ -281,7 +309,6 @@ def plan(snap: Snapshot) -> list[Target]:
                                     p.target_port, HOPS["task-ingress"], node, svc.name, p.protocol,
                                     network=ingress.name, published=p.published_port, task=_task_name(svc, t),
                                     skip=why, vtep=vtep_of(t)))
-                seen_remote(t, ingress.id, a, svc, why is None)
         if svc.endpoint_mode != "vip":
             continue
         for v in svc.vips:
@@ -306,49 +333,21 @@ def plan(snap: Snapshot) -> list[Target]:
                 vips.append(Target("vip", client[0], client[1], vip, port, HOPS["vip"], node, svc.name, proto,
                                    network=net.name, skip=skip))
                 fwd = lb or (here[0] if here else None)
-                if fwd is not None:
-                    sources.setdefault(net.id, fwd)
                 for t in running:
                     a = _task_address(t, net.id)
                     if a is None or fwd is None:
                         continue
                     tasks.append(Target("task", fwd[0], fwd[1], a, port, HOPS["task"], node, svc.name, proto,
                                         network=net.name, task=_task_name(svc, t), skip=skip, vtep=vtep_of(t)))
-                    seen_remote(t, net.id, a, svc, skip is None)
-    for svc in snap.docker.services:  # every other node with a task on a network, ports or not
-        for t in _running(snap, svc):
-            for att in t.attachments:
-                onto = nets.get(att.network_id)
-                addr_on = _task_address(t, att.network_id)
-                if onto is None or addr_on is None or not (onto.ingress or onto.driver == "overlay"):
-                    continue
-                if onto.id not in sources:
-                    here_ = sandboxes.get(onto.id)
-                    src = ((sbox.name, sbox.path) if sbox is not None else None) if onto.ingress else \
-                        (lb_of(onto.id) or (here_[0] if here_ else None))
-                    if src is None:
-                        continue
-                    sources[onto.id] = src
-                seen_remote(t, onto.id, addr_on, svc, False)
-    by_name_ns = {ns.name: ns for ns in snap.namespaces}
-    echoes: list[Target] = []
-    for network_id in sorted(remote, key=lambda i: nets[i].name if i in nets else i):
-        source = sources.get(network_id)
-        onto = nets.get(network_id)
-        if source is None or onto is None:
-            continue
-        src, net = source, onto
-        size = _mtu_toward(by_name_ns.get(src[0]), net.subnets)
-        for node_id, (svc_name, task, a, _) in sorted(remote[network_id].items(),
-                                                       key=lambda kv: names.get(kv[0], kv[0])):
-            vtep = vteps.get(node_id)
-            why = None
-            if vtep is None:
-                why = "not probed: the other node's address (its VTEP) is not in the snapshot"
-            elif size is None:
-                why = f"not probed: the MTU of {src[0]} toward {net.name} is not in the snapshot"
-            echoes.append(Target("vtep", src[0], src[1], a, 0, HOPS["vtep"], node, svc_name, ICMP,
-                                 network=net.name, task=task, skip=why, vtep=vtep, size=size))
+    probed = {(t.network, t.address) for t in tasks if t.skip is None}
+
+    def source_on(net: Network) -> tuple[str, str] | None:  # where the network's task probes come from
+        if net.ingress:
+            return (sbox.name, sbox.path) if sbox is not None else None
+        here = sandboxes.get(net.id)
+        return lb_of(net.id) or (here[0] if here else None)
+
+    echoes = _echo_targets(snap, node, nets, source_on, probed)
     seen: set[tuple] = set()
     out: list[Target] = []
     for tg in ends + vips + tasks + echoes:

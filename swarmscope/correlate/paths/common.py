@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from swarmscope.correlate import lifecycle
-from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, task_addresses
+from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix, task_addresses
 from swarmscope.correlate.types import Backend, Hop, NodePath
 from swarmscope.facts import FwmService, NodeFacts, NsFacts
 from swarmscope.facts.netfilter import NAT, POSTROUTING, Mark
@@ -443,7 +443,7 @@ def node_vteps(cl: Cluster) -> dict[str, str]:
                     if p.name and p.ip:
                         by_host.setdefault(p.name, p.ip)
             for sn in n.snap.docker.nodes:
-                a = (sn.address or "").split("/", 1)[0]
+                a = strip_prefix(sn.address)
                 if sn.id and a and a != "0.0.0.0":
                     out.setdefault(sn.id, a)
         for node_id, host in cl.node_names.items():
