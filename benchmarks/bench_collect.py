@@ -13,7 +13,7 @@ down at the end unless --keep.
 
 `--versus REPLICAS` scales whoami to REPLICAS and alternates, `--pairs` times,
 `collect --json` with what an operator would run instead (`--against`):
-`support.sh`, moby's own support script (benchmarks/moby_support/, unmodified,
+`support.sh`, moby's own support script (tests/fixtures/pasted/support.sh, unmodified,
 run on the lab node with the engine's netns directory bind-mounted where the
 script looks for it; a run counts only if it printed its SUMMARY with the
 node's overlay-sandbox and running-container counts and no command failed but
@@ -122,8 +122,8 @@ def support_run(lab) -> tuple[float, int]:
     return wall, rss
 
 
-# moby's own support.sh, vendored unmodified (see benchmarks/moby_support/SOURCE.md)
-SCRIPT = REPO / "benchmarks" / "moby_support" / "support.sh"
+# moby's own support.sh, unmodified: the copy the pasted-output fixtures were made with (its README says where from)
+SCRIPT = REPO / "tests" / "fixtures" / "pasted" / "support.sh"
 SCRIPT_BLOB = "fdd1ff6e7dd8501602892a7779ea2cd2df428f86"  # docker-v29.7.2:daemon/libnetwork/support/support.sh
 # the script hard-codes NSDIR=/var/run/docker/netns: in a private mount namespace of its own (nothing
 # leaves it), the lab engine's netns directory is bind-mounted there; $1 that directory, $2 the script
