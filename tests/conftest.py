@@ -32,18 +32,28 @@ def lab():
     _sweep_dead_session_labs(swarmlab)
     the_lab = swarmlab.Lab(name)
     owner = the_lab.dir.parent / f"{name}.owner"
+    owner.parent.mkdir(parents=True, exist_ok=True)
+    owner.write_text(str(os.getpid()))
     try:
-        owner.parent.mkdir(parents=True, exist_ok=True)
-        owner.write_text(str(os.getpid()))
-        the_lab.down()  # whatever an interrupted earlier session left
-        the_lab.up()  # tears itself down when it fails
+        yield from lab_session(the_lab, "lab swarm")
+    finally:
+        owner.unlink(missing_ok=True)
+
+
+def lab_session(the_lab, what: str):
+    """Bring ``the_lab`` up (after taking down whatever an interrupted earlier session left of it), yield it,
+    take it down; skip, naming ``what``, where its engine does not start (``up`` tears itself down)."""
+    import swarmlab
+
+    try:
+        the_lab.down()
+        the_lab.up()
     except swarmlab.EngineStartError as exc:
-        pytest.skip(f"lab swarm unavailable: {exc}")
+        pytest.skip(f"{what} unavailable: {exc}")
     try:
         yield the_lab
     finally:
         the_lab.down()
-        owner.unlink(missing_ok=True)
 
 
 def _sweep_dead_session_labs(swarmlab) -> None:
@@ -78,16 +88,7 @@ def three_node_lab(name: str):
     reason = swarmlab.Lab.preflight()
     if reason:
         pytest.skip(f"multi-node lab unavailable: {reason}")
-    the_lab = swarmlab.Lab(name, nodes=3)
-    try:
-        the_lab.down()
-        the_lab.up()
-    except swarmlab.EngineStartError as exc:
-        pytest.skip(f"multi-node lab unavailable: {exc}")
-    try:
-        yield the_lab
-    finally:
-        the_lab.down()
+    yield from lab_session(swarmlab.Lab(name, nodes=3), "multi-node lab")
 
 
 @pytest.fixture(scope="session")
