@@ -467,17 +467,38 @@ def vtep_hop(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> Hop | No
     """The service's running tasks on the network that live on other nodes: traffic to them crosses VXLAN to
     those nodes' VTEPs, a part of the path no rule of this node shows (the underlay). Judged ok from the
     rules (the overlay's FDB and neighbour entries are overlay.*'s checks); ``--probe`` proves it (vtep
-    probes). None when every task is local, or none runs."""
-    remote: dict[str, list[str]] = {}
+    probes). None when every task is local, or none runs.
+
+    The tasks' lines are found once per service and network; the hop is judged once for every node without
+    a task of the service (they see the same remote tasks) and once for each node with one, and each path
+    is given a copy of its own (the checks tag hops, probes add evidence)."""
+    remote = cl.memo(("vtep.remote", id(svc), network_id), lambda: _remote_tasks(cl, svc, network_id))
+    if not n.node_id or not remote:
+        return None
+    own = n.node_id if n.node_id in remote else None
+    h = cl.memo(("vtep.hop", id(svc), network_id, own), lambda: _vtep_hop(cl, remote, own))
+    if h is None:
+        return None
+    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), list(h.findings), h.aux, h.root_cause)
+
+
+def _remote_tasks(cl: Cluster, svc: Service, network_id: str) -> dict[str, list[str]]:
+    """Node id -> "task address" of the service's running tasks on the network, of tasks placed on a node."""
+    out: dict[str, list[str]] = {}
     for t in cl.running_tasks(svc):
-        if t.node_id and n.node_id and t.node_id != n.node_id:
+        if t.node_id:
             addrs = task_addresses(t, network_id)
             if addrs:
-                remote.setdefault(t.node_id, []).append(f"{cl.task_name(t)} {addrs[0]}")
-    if not remote:
+                out.setdefault(t.node_id, []).append(f"{cl.task_name(t)} {addrs[0]}")
+    return out
+
+
+def _vtep_hop(cl: Cluster, remote: dict[str, list[str]], own: str | None) -> Hop | None:
+    others = [i for i in remote if i != own]
+    if not others:
         return None
     vteps = node_vteps(cl)
-    order = sorted(remote, key=cl.node_name)
+    order = sorted(others, key=cl.node_name)
     ev = [vtep_evidence(vteps.get(i), cl.node_name(i), sorted(remote[i])) for i in order]
     detail = ", ".join(f"{cl.node_name(i)} {vteps.get(i) or '?'}" for i in order)
     return Hop(VTEP_HOP, VTEP_LABEL, HopStatus.OK, f"VXLAN to {detail}", ev)
