@@ -456,6 +456,16 @@ class NetfilterFacts:
 
         return self._once("stoppers", make)
 
+    def reads_source(self) -> bool:
+        """Whether a rule on the way to a local socket (LOCAL_IN_CHAINS and what they jump to) tests the
+        source address (``walk.reads_source``): where none does, ``drop_to_local`` ends alike for packets
+        that differ only by their source."""
+        def make() -> bool:
+            return any(_walk.reads_source(t, chain) for table, chain in LOCAL_IN_CHAINS
+                       if (t := self._table(table)) is not None)
+
+        return self._once("reads_source", make)
+
     def drop_to_local(self, packet: Packet) -> tuple[str, Walked] | None:
         """(table, walk) of the first built-in chain on the way to a local socket (LOCAL_IN_CHAINS) that
         certainly drops ``packet`` (``Walked.drops``); None where none does."""

@@ -140,6 +140,15 @@ class NftFacts:
 
         return self._once(("walk", hook, packet), make)
 
+    def reads_source(self) -> bool:
+        """Whether a rule on the way to a local socket (the base chains of LOCAL_IN_HOOKS and what they jump
+        to) tests the source address (``walk.reads_source``)."""
+        def make() -> bool:
+            return any(_walk.reads_source(self._once(("table", id(t)), lambda t=t: _as_table(t)), c.name)
+                       for hook in LOCAL_IN_HOOKS for t, c in self.base_chains(hook))
+
+        return self._once("reads_source", make)
+
     def drop(self, hook: str, packet: Packet) -> NftWalked | None:
         """The first native base chain on ``hook`` that certainly drops ``packet``, or None."""
         return next((w for w in self.walk(hook, packet) if w.drops), None)

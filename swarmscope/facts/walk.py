@@ -168,6 +168,22 @@ def _compile(r: Rule) -> list:
     return first + rest
 
 
+def reads_source(t: Table, start: str) -> bool:
+    """Whether a rule of ``t`` that a packet entering chain ``start`` can reach (through its jumps and gotos)
+    tests the packet's source address (``-s``): the only condition of ``_compile`` that reads ``Packet.src``.
+    Where none does, a walk from ``start`` ends the same for every source."""
+    seen, todo = {start}, [start]
+    while todo:
+        c = t.chains.get(todo.pop())
+        for r in c.rules if c is not None else ():
+            if any(o.opt == "-s" for o in r.params):
+                return True
+            if r.target and r.target in t.chains and r.target not in seen:
+                seen.add(r.target)
+                todo.append(r.target)
+    return False
+
+
 def matches(r: Rule, p: Packet, compiled: dict | None = None) -> bool | None:
     """True, False, or None where the rule's conditions cannot be decided from the packet.
 

@@ -243,6 +243,77 @@ def test_swarm_ports_blocked(scenario, node, count, evidence, ports):
     assert all(v == [] for k, v in alone.items() if k != node)
 
 
+SCENARIOS = sorted(p.name for p in FW.iterdir() if p.is_dir())
+
+
+def _blocked_one_walk_per_peer(ctx, n):
+    """node.swarm-ports-blocked as it was before it walked once per interface: one packet per peer, so that
+    the grouping of peers whose packets end alike is held to the plain walk."""
+    from swarmscope.correlate.checks.node import _in_iface, _peers, swarm_ports
+    from swarmscope.correlate.paths.common import node_facts
+
+    nf = node_facts(n)
+    blocked: dict = {}
+    for proto, port, what in swarm_ports(ctx, n):
+        label = f"{port}/{proto} ({what})" if port is not None else what
+        for src in list(_peers(ctx, n)) or [None]:
+            pkt = Packet(proto, port, in_iface=_in_iface(n, src), dst=n.snap.node.node_addr, dst_local=True, src=src)
+            for rules in (nf.host.netfilter, nf.host.other_netfilter):
+                found = rules.drop_to_local(pkt) if rules.read else None
+                if found is not None:
+                    blocked.setdefault((rules.backend, found[0], found[1].evidence), {}).setdefault(label, []).append(src)
+            d = nf.nft.drop_to_local(pkt)
+            if d is not None:
+                blocked.setdefault((d.where, d.evidence), {}).setdefault(label, []).append(src)
+    return [(f", ".join(ports), "; ".join(f"{lb} from {', '.join(s or 'any node' for s in srcs)}" for lb, srcs in ports.items()))
+            for ports in blocked.values()]
+
+
+def _drop_from_one_peer() -> list[Snapshot]:
+    """ipt-4789-drop with worker1's DROP made to test the source: `-s <the manager>/32` (a source-specific
+    rule, as an operator writes to shut one node out; made from the real capture, not captured)."""
+    out = []
+    for n in NODES:
+        d = json.loads((FW / "ipt-4789-drop" / f"{n}.json").read_text())
+        if n == "worker1":
+            (r,) = d["host"]["iptables"]["tables"]["filter"]["chains"]["INPUT"]["rules"]
+            r["line"] = "-A INPUT -s 10.213.0.11/32 -p udp -m udp --dport 4789 -j DROP"
+            r["params"].insert(0, {"opt": "-s", "value": "10.213.0.11/32", "negated": False})
+        out.append(Snapshot.from_dict(d))
+    return out
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS + ["drop-from-one-peer"])
+def test_swarm_ports_blocked_walks_once_per_interface_and_says_what_one_walk_per_peer_says(scenario):
+    from swarmscope.correlate.checks.node import check_swarm_ports_blocked
+    from swarmscope.correlate.checks.registry import Ctx
+    from swarmscope.correlate.cluster import build_cluster
+
+    made = _drop_from_one_peer() if scenario == "drop-from-one-peer" else snaps(scenario)
+    together = None
+    for group in [made] + [[s] for s in made]:  # together and each node alone
+        ctx = Ctx(build_cluster(group), [])
+        got = {}
+        for h in check_swarm_ports_blocked.hits(ctx):
+            got.setdefault(h.nodes[0], []).append((h.detail.rsplit(" drops ", 1)[1], h.evidence[1][len("drops: "):]))
+        want = {n.name: r for n in ctx.cluster.nodes if (r := _blocked_one_walk_per_peer(ctx, n))}
+        assert got == want
+        together = got if together is None else together
+    if scenario == "drop-from-one-peer":  # from the manager only
+        assert together == {"fw-worker1": [("4789/udp (VXLAN data)", "4789/udp (VXLAN data) from 10.213.0.11")]}
+
+
+def test_which_rulesets_read_the_source_address():
+    for scenario in SCENARIOS:
+        for s in snaps(scenario):
+            f = facts_for(s)
+            reads = f.host.netfilter.reads_source() or f.host.other_netfilter.reads_source() or f.nft.reads_source()
+            # only the capture with `ip saddr 10.213.0.0/24 ... accept` on worker1 tests a source on the way in
+            assert reads == (scenario == "nft-accept-then-drop" and s.node.hostname == "fw-worker1"), (scenario, s.node.hostname)
+    f = facts_for(_drop_from_one_peer()[1]).host.netfilter
+    assert f.reads_source()
+
+
 def test_policy_drop_names_both_udp_ports_and_not_the_tcp_ones():
     a = analyze(snaps("nft-policy-drop"))
     (f,) = [f for f in a.findings if f.id == "node.swarm-ports-blocked"]

@@ -264,8 +264,13 @@ ESP: tuple[str, int | None, str] = ("esp", None, "ESP (encrypted overlay)")
 def _peers(ctx: Ctx, n: NodeCtx) -> list[str]:
     """The other nodes' addresses: the swarm's node list (a manager's API view), every snapshot's own
     address, and the overlays' gossip peers (what a worker knows); never one of the node's own addresses
-    (its peer list names itself too, and an older snapshot may not know its node address)."""
+    (its peer list names itself too, and an older snapshot may not know its node address). The swarm's
+    addresses are gathered once per cluster (every node asks)."""
     own = {n.snap.node.node_addr} | {a.address for a in node_facts(n).host.addresses}  # its own, by any name
+    return [a for a in ctx.cluster.memo("swarm_addresses", lambda: _swarm_addresses(ctx)) if a not in own]
+
+
+def _swarm_addresses(ctx: Ctx) -> list[str]:
     found: dict[str, None] = {}
     for m in ctx.cluster.nodes:
         for sn in m.snap.docker.nodes:
@@ -277,7 +282,7 @@ def _peers(ctx: Ctx, n: NodeCtx) -> list[str]:
             for p in net.peers:
                 if p.ip:
                     found[p.ip] = None
-    return [a for a in found if a and a not in own and a != "0.0.0.0"]
+    return [a for a in found if a and a != "0.0.0.0"]
 
 
 def _in_iface(n: NodeCtx, src: str | None) -> str | None:
@@ -344,25 +349,39 @@ def check_swarm_ports_blocked(ctx: Ctx) -> Iterator[Hit]:
         nf = node_facts(n)
         own = n.snap.node.node_addr
         peers: list[str | None] = list(_peers(ctx, n)) or [None]
-        blocked: dict[tuple[str, str], dict[str, list[str]]] = {}  # (where, rule) -> port -> sources
+        rulesets = [r for r in (nf.host.netfilter, nf.host.other_netfilter) if r.read]
+        # where no rule tests the source, every peer whose packets arrive on the same interface ends alike:
+        # one walk per interface, not per peer (a swarm of N nodes: N walks per node, not N x N)
+        by_source = any(r.reads_source() for r in rulesets) or nf.nft.reads_source()
+        groups: dict[tuple, list[str | None]] = {}
+        for src in peers:
+            iface = _in_iface(n, src)
+            groups.setdefault((iface, src) if by_source else (iface,), []).append(src)
+        blocked: dict[tuple[str, str], dict[str, list[str | None]]] = {}  # (where, rule) -> port -> sources
         for proto, port, what in swarm_ports(ctx, n):
             label = f"{port}/{proto} ({what})" if port is not None else what
-            for src in peers:
-                pkt = Packet(proto, port, in_iface=_in_iface(n, src), dst=own, dst_local=True, src=src)
-                for rules in (nf.host.netfilter, nf.host.other_netfilter):
-                    found = rules.drop_to_local(pkt) if rules.read else None
+            for key_, srcs in groups.items():
+                src = srcs[0] if by_source else None
+                pkt = Packet(proto, port, in_iface=key_[0], dst=own, dst_local=True, src=src)
+                for rules in rulesets:
+                    found = rules.drop_to_local(pkt)
                     if found is not None:
                         table, w = found
                         rule = w.evidence if w.evidence is not None else f"policy drop ({' -> '.join(w.trail)})"
                         key = (f"iptables ({rules.backend}) {table} {w.chain}", rule)
-                        blocked.setdefault(key, {}).setdefault(label, []).append(src or "any node")
+                        blocked.setdefault(key, {}).setdefault(label, []).extend(srcs)
                 d = nf.nft.drop_to_local(pkt)
                 if d is not None:
                     rule = d.evidence if d.evidence is not None else f"policy drop ({' -> '.join(d.trail)})"
                     key = (d.where + (f" chain {d.decided_in}" if d.decided_in != d.chain else ""), rule)
-                    blocked.setdefault(key, {}).setdefault(label, []).append(src or "any node")
+                    blocked.setdefault(key, {}).setdefault(label, []).extend(srcs)
+        order = {src: i for i, src in enumerate(peers)}  # the sources in peer order, as one walk each gave them
+        for ports in blocked.values():
+            for srcs in ports.values():
+                srcs.sort(key=order.__getitem__)
         for (where, rule), ports in blocked.items():
-            stops = "; ".join(f"{label} from {', '.join(dict.fromkeys(srcs))}" for label, srcs in ports.items())
+            stops = "; ".join(f"{label} from {', '.join(dict.fromkeys(s or 'any node' for s in srcs))}"
+                              for label, srcs in ports.items())
             yield Hit(
                 [n.name],
                 detail=f"{where}: '{rule}' drops {', '.join(ports)}",
