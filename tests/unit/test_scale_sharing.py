@@ -206,6 +206,23 @@ def test_nodes_with_the_same_rules_share_their_netfilter_facts(gen_dump):
     assert cl2.nodes[0].facts().host.netfilter is not cl2.nodes[1].facts().host.netfilter
 
 
+def test_dumps_whose_keys_meet_are_told_apart_by_their_rules(gen_dump, monkeypatch):
+    """The pool's key is a hash of the rules' identities: where two different dumps' keys are equal (forced
+    here), each still gets the facts of its own rules, and equal dumps still share theirs."""
+    from swarmscope import facts
+
+    want = analyze(load(str(gen_dump))).findings  # the fixture's one fault (delete-real-server:1)
+    assert [f.id for f in want] == ["ipvs.backend-missing"]
+    monkeypatch.setattr(facts, "_dump_key", lambda d: "one key for all")
+    cl = build_cluster(load(str(gen_dump)))
+    f = [n.facts() for n in cl.nodes]
+    assert f[0].host.netfilter is f[1].host.netfilter  # the same host rules: shared
+    nf = [fx.ns(n.ingress_sbox).netfilter for fx, n in zip(f, cl.nodes, strict=True)]
+    assert nf[0] is not nf[1] and nf[0].dump is cl.nodes[0].ingress_sbox.iptables
+    assert nf[1].dump is cl.nodes[1].ingress_sbox.iptables
+    assert analyze(load(str(gen_dump))).findings == want
+
+
 def _unshared(path: Path) -> list[Snapshot]:
     import orjson
 
