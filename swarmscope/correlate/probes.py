@@ -210,7 +210,7 @@ def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
     new: list[Finding] = []
     for sp, net, np, h, probes in suspect.values():
         if FINDING not in h.findings:
-            h.findings.append(FINDING)
+            h.findings += (FINDING,)
         lines = [probe_line(p) for p in probes]
         kinds = sorted({p.kind for p in probes}, key=list(HINTS).index)
         new.append(Finding(

@@ -14,7 +14,9 @@ class Hop:
     status: HopStatus
     detail: str = ""
     evidence: list[str] = field(default_factory=list)  # exact rule lines, IPVS entries, addresses, answers
-    findings: list[str] = field(default_factory=list)  # ids of findings about this hop
+    # ids of findings about this hop: a tuple, replaced (not appended to) when a finding is added (most hops
+    # have none, and an empty list each was 84 MB at 100 nodes)
+    findings: tuple[str, ...] = ()
     aux: bool = False  # shown, but not part of the verdict
     root_cause: str | None = None  # id of the root-cause finding that explains this hop's findings
 

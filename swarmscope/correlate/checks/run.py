@@ -39,7 +39,7 @@ def run_checks(ctx: Ctx, only: set[str] | None = None) -> list[Finding]:
                     f.evidence.append(e)
             for h in hit.hops:
                 if spec.id not in h.findings:
-                    h.findings.append(spec.id)
+                    h.findings += (spec.id,)
                 hops_of.setdefault(key, []).append(h)
     findings = list(merged.values())
     top = group(findings, _task_nodes(ctx))

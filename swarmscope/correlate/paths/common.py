@@ -479,7 +479,7 @@ def vtep_hop(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> Hop | No
     h = cl.memo(("vtep.hop", id(svc), network_id, own), lambda: _vtep_hop(cl, remote, own))
     if h is None:
         return None
-    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), list(h.findings), h.aux, h.root_cause)
+    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), h.findings, h.aux, h.root_cause)
 
 
 def _remote_tasks(cl: Cluster, svc: Service, network_id: str) -> dict[str, list[str]]:
@@ -547,7 +547,7 @@ def node_hop(n: NodeCtx, key: tuple, make: Callable[[], Hop]) -> Hop:
     """A hop whose inputs are the node's alone (its links, its SNAT): judged once per node and ``key``, and
     each path given a copy of its own (the checks tag hops, probes add evidence)."""
     h = n.memo(("hop",) + key, make)
-    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), list(h.findings), h.aux, h.root_cause)
+    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), h.findings, h.aux, h.root_cause)
 
 
 def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop) -> Hop:

@@ -306,7 +306,7 @@ def _host_hops(n: NodeCtx, host: NetfilterFacts, proto: str, P: int) -> list[Hop
 
 def _copy(h: Hop) -> Hop:
     """A hop of a node's own (the checks tag hops, probes add evidence): from a shared judgement."""
-    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), list(h.findings), h.aux, h.root_cause)
+    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), h.findings, h.aux, h.root_cause)
 
 
 def _forward_packets(n: NodeCtx, proto: str, P: int) -> tuple[tuple[str, Packet], ...]:
