@@ -188,7 +188,7 @@ def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
             for vsp, vnet, vnp in _vtep_paths(analysis.services, p, ingress):
                 vh = vnp.hop(VTEP_HOP)
                 assert vh is not None
-                vh.evidence.append(probe_line(p))
+                vh.evidence = [*vh.evidence, probe_line(p)]  # a new list: a hop's may be shared (paths.common)
                 if fails:
                     mark(vsp, vnet, vnp, vh, p)
             continue
@@ -201,7 +201,7 @@ def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
         h = np.hop(p.hop)
         if h is None:
             continue
-        h.evidence.append(probe_line(p))
+        h.evidence = [*h.evidence, probe_line(p)]  # a new list: a hop's may be shared (paths.common)
         if p.result not in FAILED or _explained(p, np, before, tasks_failed):
             continue
         if p.kind == "task" and (p.node, p.network, p.vtep) in dead:

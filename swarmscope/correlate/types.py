@@ -13,7 +13,9 @@ class Hop:
     label: str  # what a user reads, e.g. "host DNAT 8000 -> 172.18.0.2:8000"
     status: HopStatus
     detail: str = ""
-    evidence: list[str] = field(default_factory=list)  # exact rule lines, IPVS entries, addresses, answers
+    # exact rule lines, IPVS entries, addresses, answers; never changed in place (hops judged once and copied
+    # into many paths share theirs): a line is added by replacing the list
+    evidence: list[str] = field(default_factory=list)
     # ids of findings about this hop: a tuple, replaced (not appended to) when a finding is added (most hops
     # have none, and an empty list each was 84 MB at 100 nodes)
     findings: tuple[str, ...] = ()

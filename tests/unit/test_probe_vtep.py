@@ -168,6 +168,21 @@ def test_healthy_every_path_crossing_to_another_node_has_a_vtep_hop_and_no_findi
             assert node not in h.detail  # the other nodes only
 
 
+def test_a_probe_s_line_is_on_the_prober_s_paths_only(mesh):
+    """Hops judged once are copied into many paths with their evidence list shared (paths.common.hop_copy):
+    the probes of one node add their lines to that node's hops and to no other node's."""
+    a = pipeline.analyze_snapshots(mesh)
+    prober = mesh[0].node.hostname
+    assert mesh[0].probes and not mesh[1].probes and not mesh[2].probes
+    lines: dict[str, int] = {}
+    for sp in a.services:
+        for np in [np for pp in sp.ports for np in pp.nodes] + [np for vp in sp.vip_paths for np in vp.nodes]:
+            n = sum(e.startswith("probe ") for h in np.hops for e in h.evidence)
+            lines[np.node] = lines.get(np.node, 0) + n
+    others = {k: v for k, v in lines.items() if k != prober}
+    assert lines[prober] > 0 and set(others.values()) == {0}, lines
+
+
 def test_an_mtu_black_hole_makes_exactly_the_hops_crossing_to_that_vtep_suspect(mesh):
     w1 = _node_addr(mesh[0], _hostname(mesh, "worker1"))
     w2 = _node_addr(mesh[0], _hostname(mesh, "worker2"))

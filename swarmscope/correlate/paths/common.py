@@ -471,15 +471,13 @@ def vtep_hop(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> Hop | No
 
     The tasks' lines are found once per service and network; the hop is judged once for every node without
     a task of the service (they see the same remote tasks) and once for each node with one, and each path
-    is given a copy of its own (the checks tag hops, probes add evidence)."""
+    is given a copy of its own (``hop_copy``)."""
     remote = cl.memo(("vtep.remote", id(svc), network_id), lambda: _remote_tasks(cl, svc, network_id))
     if not n.node_id or not remote:
         return None
     own = n.node_id if n.node_id in remote else None
     h = cl.memo(("vtep.hop", id(svc), network_id, own), lambda: _vtep_hop(cl, remote, own))
-    if h is None:
-        return None
-    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), h.findings, h.aux, h.root_cause)
+    return hop_copy(h) if h is not None else None
 
 
 def _remote_tasks(cl: Cluster, svc: Service, network_id: str) -> dict[str, list[str]]:
@@ -545,9 +543,14 @@ def _time_key(cl: Cluster, n: NodeCtx) -> datetime | None:
 
 def node_hop(n: NodeCtx, key: tuple, make: Callable[[], Hop]) -> Hop:
     """A hop whose inputs are the node's alone (its links, its SNAT): judged once per node and ``key``, and
-    each path given a copy of its own (the checks tag hops, probes add evidence)."""
-    h = n.memo(("hop",) + key, make)
-    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), h.findings, h.aux, h.root_cause)
+    each path given a copy of its own (``hop_copy``)."""
+    return hop_copy(n.memo(("hop",) + key, make))
+
+
+def hop_copy(h: Hop) -> Hop:
+    """A path's own hop from one judged once for many paths: its status and findings are its own (the checks
+    tag hops, probes mark them suspect); its evidence list is shared (never changed in place: Hop.evidence)."""
+    return Hop(h.key, h.label, h.status, h.detail, h.evidence, h.findings, h.aux, h.root_cause)
 
 
 def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop) -> Hop:

@@ -11,6 +11,7 @@ from swarmscope.correlate.paths.common import (
     backends_for,
     backends_hop,
     backends_key,
+    hop_copy,
     in_subnet,
     ipvs_service_hop,
     kernel_hop,
@@ -87,7 +88,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     gw_ip, gw_ev = gwbridge_sbox_ip(n)
     # the host's part is the same on every node with the same rules and ingress_sbox address: judged once
     made = cl.memo(("ingress.host", id(host), proto, P, gw_ip, tuple(gw_ev)), lambda: _host_hops(n, host, proto, P))
-    hops.extend(_copy(h) for h in made)
+    hops.extend(hop_copy(h) for h in made)
 
     sbox = n.ingress_sbox
     hops.append(ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
@@ -302,11 +303,6 @@ def _host_hops(n: NodeCtx, host: NetfilterFacts, proto: str, P: int) -> list[Hop
                 hops.append(dropped)
 
     return hops
-
-
-def _copy(h: Hop) -> Hop:
-    """A hop of a node's own (the checks tag hops, probes add evidence): from a shared judgement."""
-    return Hop(h.key, h.label, h.status, h.detail, list(h.evidence), h.findings, h.aux, h.root_cause)
 
 
 def _forward_packets(n: NodeCtx, proto: str, P: int) -> tuple[tuple[str, Packet], ...]:
