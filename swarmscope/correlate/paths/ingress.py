@@ -81,8 +81,10 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     assert P is not None  # analyze() maps published ports only
     ingress = cl.ingress
     hops = np.hops
-    hops.append(kernel_hop(n))
-    hops.append(sysctl_hop("host.ip_forward", "host ip_forward", n.snap.node.sysctls, "net.ipv4.ip_forward"))
+    # the node's own hops, the same in each of its paths: judged once per node (node_hop)
+    hops.append(node_hop(n, ("kernel.ipvs",), lambda: kernel_hop(n)))
+    hops.append(node_hop(n, ("host.ip_forward",), lambda: sysctl_hop(
+        "host.ip_forward", "host ip_forward", n.snap.node.sysctls, "net.ipv4.ip_forward")))
 
     host = node_facts(n).host.netfilter
     gw_ip, gw_ev = gwbridge_sbox_ip(n)
@@ -91,9 +93,10 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     hops.extend(hop_copy(h) for h in made)
 
     sbox = n.ingress_sbox
-    hops.append(ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))
+    hops.append(node_hop(n, ("ingress.sbox",), lambda: ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n)))
     if sbox is not None and sbox.sysctls:  # DNATed traffic is routed through the sandbox to the tasks
-        hops.append(sysctl_hop("ingress.ip_forward", "ingress_sbox ip_forward", sbox.sysctls, "net.ipv4.ip_forward"))
+        hops.append(node_hop(n, ("ingress.ip_forward",), lambda: sysctl_hop(
+            "ingress.ip_forward", "ingress_sbox ip_forward", sbox.sysctls, "net.ipv4.ip_forward")))
     if sbox is not None:
         ov = n.overlay_ns(ingress.id) if ingress else None
         gw = n.memo("host_gwbridge", lambda: _host_gwbridge(n))

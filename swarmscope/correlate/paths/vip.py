@@ -53,7 +53,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     np = NodePath(node=n.name, node_id=n.node_id)
     hops = np.hops
     net = cl.networks.get(network_id)
-    hops.append(kernel_hop(n))
+    hops.append(node_hop(n, ("kernel.ipvs",), lambda: kernel_hop(n)))  # the node's own: judged once per node
     a = dns_answer(n, network_id, svc.name)
     if a is None:
         hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.UNKNOWN, "not asked on this node"))
@@ -113,12 +113,14 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         verdict(np)
         return np
     lb = n.lb_ns(network_id)
-    hops.append(ns_hop("lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_", n))
-    hops.append(
+    # the network's load balancer on the node, the same in each of its paths there: judged once per node and network
+    hops.append(node_hop(n, ("lb.ns", network_id), lambda: ns_hop(
+        "lb.ns", f"lb_ namespace of {cl.network_name(network_id)}", lb, "lb_", n)))
+    hops.append(node_hop(n, ("lb.ip_forward", network_id), lambda: (
         sysctl_hop("lb.ip_forward", "lb_ ip_forward", lb.sysctls if lb else {}, "net.ipv4.ip_forward")
         if lb
         else Hop("lb.ip_forward", "lb_ ip_forward", HopStatus.MISSING, "no lb_ namespace")
-    )
+    )))
     if lb is not None:
         ov = n.overlay_ns(network_id)
         br = next((i for i in ov.interfaces if i.kind == "bridge" or i.name == "br0"), None) if ov else None
