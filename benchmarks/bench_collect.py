@@ -125,9 +125,9 @@ def support_run(lab) -> tuple[float, int]:
 # moby's own support.sh, unmodified: the copy the pasted-output fixtures were made with (its README says where from)
 SCRIPT = REPO / "tests" / "fixtures" / "pasted" / "support.sh"
 SCRIPT_BLOB = "fdd1ff6e7dd8501602892a7779ea2cd2df428f86"  # docker-v29.7.2:daemon/libnetwork/support/support.sh
-# the script hard-codes NSDIR=/var/run/docker/netns: in a private mount namespace of its own (nothing
-# leaves it), the lab engine's netns directory is bind-mounted there; $1 that directory, $2 the script
-SCRIPT_WRAP = 'mount --rbind "$1" /var/run/docker/netns && exec bash "$2"'
+# the script hard-codes NSDIR=/var/run/docker/netns: run as the pasted-output fixtures ran it (run-support.sh:
+# in a private mount namespace of its own, the lab engine's netns directory bind-mounted there)
+SCRIPT_WRAP = SCRIPT.parent / "run-support.sh"
 # the only stderr a healthy run may print: ipvsadm per namespace on a kernel without ip_vs
 IPVS_ABSENT = ("Can't initialize ipvs: Protocol not available",
                "Are you sure that IP Virtual Server is built in the kernel or as module?")
@@ -157,9 +157,10 @@ def script_run(lab, expected: tuple[int, int]) -> tuple[float, int]:
 
     A run that did not finish its work is an error, never a fast figure: it must exit 0, print its
     SUMMARY with the node's counts, and nothing on stderr but ipvsadm's complaint about ip_vs."""
-    env = dict(os.environ, DOCKER_HOST=lab.docker_host)
+    env = dict(os.environ, DOCKER_HOST=lab.docker_host, SWARMSCOPE_LAB_NETNS_DIR=str(lab.netns_dir),
+               SWARMSCOPE_SUPPORT_SH=str(SCRIPT))
     argv = ["nsenter", f"--net={lab.netns_path}", "unshare", "--mount", "--propagation", "private",
-            "sh", "-c", SCRIPT_WRAP, "sh", str(lab.netns_dir), str(SCRIPT)]
+            "sh", str(SCRIPT_WRAP)]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         cp, wall, rss = run_tree(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=REPO)
         rc = cp.returncode
