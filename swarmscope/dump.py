@@ -621,6 +621,7 @@ def split_nodes(raw: Any) -> dict | None:
     line = raw[raw.rfind(b"\n", 0, j) + 1 : j]
     close = b"\n" + line[: len(line) - len(line.lstrip(b" \t"))] + b"}"
     spans = []
+    mapped = raw if isinstance(raw, mmap.mmap) else None
     while True:
         if raw[j : j + 1] != b"{":
             return None
@@ -628,6 +629,7 @@ def split_nodes(raw: Any) -> dict | None:
         if k < 0:
             return None
         spans.append((j, k + len(close)))
+        _let_go(mapped, j, k)  # searched: its pages leave the process now, not all at once after
         j = _skip_ws(raw, k + len(close))
         if raw[j : j + 1] == b",":
             j = _skip_ws(raw, j + 1)
@@ -642,7 +644,6 @@ def split_nodes(raw: Any) -> dict | None:
     if type(doc) is not dict or doc.get("nodes") != []:  # e.g. a second "nodes" key
         return None
     text = memoryview(raw)
-    mapped = raw if isinstance(raw, mmap.mmap) else None
     doc["nodes"] = [_NodeText(text[a:b], mapped, a, b) for a, b in spans]
     _let_go(mapped, 0, len(raw))  # the search read every page: they come back from the page cache
     return doc
