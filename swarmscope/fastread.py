@@ -5,15 +5,15 @@ decodes such a slice with msgspec (C: parsing, type checks and building the data
 no parsed tree in between). It returns None wherever the result could differ from the reading it
 replaces (orjson, then ``model._decoder``, then ``dump.check_snapshot_data`` where that refuses): the
 caller then reads the node that way, so what is accepted, what is refused and every error's words
-are as before. msgspec refuses all the current reading refuses except three things, handled here:
+are as before. msgspec refuses all the current reading refuses except two things, handled here:
 
 * integers outside [-2**63, 2**63] (msgspec takes integers of any size): the model's integer fields
   are ``model.I64``, bounds msgspec applies (to 2**63 - 1: 2**63 itself is left to the old reading);
 * ``schema`` and ``version`` are fields with defaults, but a node without them is not a snapshot: the
   node is decoded as a copy of ``Snapshot`` where both are required, and their values are checked;
-* nothing else: a wrong type, null where it is not allowed, a missing required field, a non-finite or
-  malformed number, bad UTF-8 or an unpaired surrogate, trailing text make msgspec raise (-> None).
-  Unknown keys are ignored by both; of a key given twice both keep the last.
+Nothing else differs: a wrong type, null where it is not allowed, a missing required field, a non-finite or
+malformed number, bad UTF-8 or an unpaired surrogate, trailing text make msgspec raise (-> None); a
+shared record's text is checked so when it is first met (a text met again was read before). Unknown keys are ignored by both; of a key given twice both keep the last.
 
 Sharing (``model.SHARED_RECORDS``): equal rules, real servers, network task endpoints and peers of
 different nodes are one object, as ``model.sharing`` makes them. The node is decoded into copies of
@@ -24,8 +24,8 @@ before are decoded (in one call per list) and their own shared records (a rule's
 looked up by value (their JSON as msgspec encodes it), so a new rule's options are other rules'. Unlike
 ``model.sharing``, a record is not looked up by value itself: two equal rules written differently (not
 seen in a dump: one writer writes a record at the same depth the same way) would be two objects. Both
-ways cost time and, through the keys held while reading, memory (at 50 nodes: 0.15 s and 25 MB more
-after reading for looking every new rule up by value; 0.25 s less and 50 MB more for no sharing below
+ways cost time and, through the keys held while reading, memory (at 50 nodes: 0.15 s and 25 MiB more
+once read for looking every new rule up by value; 0.25 s less and 47 MiB more for no sharing below
 the record).
 """
 
