@@ -11,9 +11,10 @@ are as before. msgspec refuses all the current reading refuses except two things
   are ``model.I64``, bounds msgspec applies (to 2**63 - 1: 2**63 itself is left to the old reading);
 * ``schema`` and ``version`` are fields with defaults, but a node without them is not a snapshot: the
   node is decoded as a copy of ``Snapshot`` where both are required, and their values are checked;
-Nothing else differs: a wrong type, null where it is not allowed, a missing required field, a non-finite or
-malformed number, bad UTF-8 or an unpaired surrogate, trailing text make msgspec raise (-> None); a
-shared record's text is checked so when it is first met (a text met again was read before). Unknown keys are ignored by both; of a key given twice both keep the last.
+Nothing else differs: a wrong type, null where it is not allowed, a missing required field, a
+non-finite or malformed number, bad UTF-8 or an unpaired surrogate, trailing text make msgspec raise
+(-> None); a shared record's text is checked so when it is first met (a text met again was read
+before). Unknown keys are ignored by both; of a key given twice both keep the last.
 
 Sharing (``model.SHARED_RECORDS``): equal rules, real servers, network task endpoints and peers of
 different nodes are one object, as ``model.sharing`` makes them. The node is decoded into copies of
