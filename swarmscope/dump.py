@@ -303,6 +303,22 @@ def _read_snapshot(data: Any, where: str) -> Snapshot:
     return snap
 
 
+_FASTREAD: Any = None
+
+
+def _fastread() -> Any:
+    """swarmscope.fastread (msgspec), or None where msgspec is not installed (the model's reading only)."""
+    global _FASTREAD
+    if _FASTREAD is None:
+        try:
+            from swarmscope import fastread
+
+            _FASTREAD = fastread
+        except ImportError:  # pragma: no cover - a dependency
+            _FASTREAD = False
+    return _FASTREAD or None
+
+
 def _snapshot_decoder():
     return _decoder(Snapshot)
 
@@ -372,10 +388,21 @@ def _snapshots_from_data(data: Any, source: str, release: bool) -> list[Snapshot
             if not isinstance(nodes, list) or not nodes:
                 raise InputError(f"{source} is a dump with no node snapshots in it")
             out = []
+            tables = None
             for i, n in enumerate(nodes):
-                n = _node_data(n)  # a node left as text by split_nodes is parsed now, alone
-                _snapshot_header(n, f"{source}: nodes[{i}]")
-                out.append(_read_snapshot(n, f"{source} is damaged: nodes[{i}]"))
+                snap = None
+                if type(n) is _NodeText and _fastread() is not None:  # straight from its text (fastread.py)
+                    if tables is None:
+                        tables = _fastread().new_tables()
+                    snap = _fastread().read_node(n.text, tables)
+                    if snap is not None:
+                        snap.version = SNAPSHOT_VERSION  # as _read_snapshot
+                        _let_go(n.mapped, n.start, n.end)
+                if snap is None:  # the model's reading: it names the damage, if any
+                    n = _node_data(n)  # a node left as text by split_nodes is parsed now, alone
+                    _snapshot_header(n, f"{source}: nodes[{i}]")
+                    snap = _read_snapshot(n, f"{source} is damaged: nodes[{i}]")
+                out.append(snap)
                 if release:
                     nodes[i] = None
             check_failed_nodes(data.get("failed_nodes"), f"{source} is damaged: failed_nodes")
@@ -594,6 +621,7 @@ def split_nodes(raw: Any) -> dict | None:
     line = raw[raw.rfind(b"\n", 0, j) + 1 : j]
     close = b"\n" + line[: len(line) - len(line.lstrip(b" \t"))] + b"}"
     spans = []
+    mapped = raw if isinstance(raw, mmap.mmap) else None
     while True:
         if raw[j : j + 1] != b"{":
             return None
@@ -601,6 +629,7 @@ def split_nodes(raw: Any) -> dict | None:
         if k < 0:
             return None
         spans.append((j, k + len(close)))
+        _let_go(mapped, j, k)  # searched: its pages leave the process now, not all at once after
         j = _skip_ws(raw, k + len(close))
         if raw[j : j + 1] == b",":
             j = _skip_ws(raw, j + 1)
@@ -615,7 +644,6 @@ def split_nodes(raw: Any) -> dict | None:
     if type(doc) is not dict or doc.get("nodes") != []:  # e.g. a second "nodes" key
         return None
     text = memoryview(raw)
-    mapped = raw if isinstance(raw, mmap.mmap) else None
     doc["nodes"] = [_NodeText(text[a:b], mapped, a, b) for a, b in spans]
     _let_go(mapped, 0, len(raw))  # the search read every page: they come back from the page cache
     return doc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import keyword
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -223,7 +224,7 @@ def _decoder(cls: type) -> Callable[[Any], Any]:
     cached = _DECODERS.get(cls)
     if cached is not None:
         return cached
-    if getattr(cls, "__post_init__", None) is not None or not hasattr(object.__new__(cls), "__dict__"):
+    if getattr(cls, "__post_init__", None) is not None:
 
         def slow(data: Any) -> Any:
             return _from_dict_checked(cls, data)
@@ -268,7 +269,8 @@ def _generate(cls: type) -> Callable[[Any], Any]:
         lines += [f"    if {key} in d:", f"        {v} = d[{key}]"]
         lines += ["        " + x for x in _convert_code(hints[f.name], v, env)]
         lines += ["    else:", f"        {v} = {otherwise}"]
-    attrs = ", ".join(f"{n!r}: {v}" for n, v in names)
+    # the records have __slots__ (``record``): each field set in turn on an object made without __init__
+    sets = [f"o.{n} = {v}" if not keyword.iskeyword(n) else f"setattr(o, {n!r}, {v})" for n, v in names]
     if cls.__name__ in SHARED_RECORDS:  # one object for equal records while sharing() is on (below)
         key = ", ".join(_key_code(hints[n], v) for n, v in names)
         env["_SH"] = _SHARING
@@ -278,12 +280,12 @@ def _generate(cls: type) -> Callable[[Any], Any]:
                           "        if rd is not None:", "            rk = rd(d)", "            o = t.get(rk)",
                           "            if o is not None:", "                return o"]
         lines += ["    if _SH:", "        t = _SH[-1].setdefault(_cls, {})", f"        k = ({key},)",
-                  "        o = t.get(k)", "        if o is None:", "            o = t[k] = _new(_cls)",
-                  "            o.__dict__ = {" + attrs + "}"]
+                  "        o = t.get(k)", "        if o is None:", "            o = t[k] = _new(_cls)"]
+        lines += ["            " + x for x in sets]
         lines += ["        if rd is not None:", "            t[rk] = o"] if raw else []
-        lines += ["        return o", "    o = _new(_cls)", "    o.__dict__ = {" + attrs + "}", "    return o"]
+        lines += ["        return o", "    o = _new(_cls)"] + ["    " + x for x in sets] + ["    return o"]
     else:
-        lines += ["    o = _new(_cls)", "    o.__dict__ = {" + attrs + "}", "    return o"]
+        lines += ["    o = _new(_cls)"] + ["    " + x for x in sets] + ["    return o"]
     exec("\n".join(lines), env)  # noqa: S102 - code made here from the dataclass fields, no input in it
     return typing.cast(Callable[[Any], Any], env["dec"])
 
@@ -403,12 +405,24 @@ def _item_converter(tp: Any, mapping: bool = False) -> Callable[[Any], Any]:
 
 RECORDS: list[type] = []
 
+#: an integer field: as the checks here (dump.check_snapshot_data, ``_decoder``), in [-2**63, 2**63] where it is
+#: read back; the bounds are for msgspec (swarmscope/fastread.py), everything else sees ``int``
+#: (``typing.get_type_hints`` drops ``Annotated`` unless asked)
+try:
+    import msgspec as _msgspec
+
+    I64 = typing.Annotated[int, _msgspec.Meta(ge=-_INT_LIMIT, le=_INT_LIMIT - 1)]  # 2**63 itself: the slow reading
+except ImportError:  # pragma: no cover - a dependency; then nothing reads with msgspec
+    I64 = int  # type: ignore[misc]
+
 
 @typing.dataclass_transform(field_specifiers=(field, redact_as))
 def record(cls: type[T]) -> type[T]:
-    """A snapshot record: ``dataclass(cls)``, registered for the redaction check."""
-    RECORDS.append(cls)
-    return dataclass(cls)
+    """A snapshot record: ``dataclass(cls, slots=True)``, registered for the redaction check. Slots: a large
+    swarm's snapshots are millions of records, each a third of the size it would be with a ``__dict__``."""
+    made = dataclass(cls, slots=True)
+    RECORDS.append(made)
+    return made
 
 
 # --------------------------------------------------------------------------
@@ -421,7 +435,7 @@ class Provenance:
     namespace: str = redact_as(TEXT)  # "host", or the namespace file name
     status: str = redact_as(KEEP)  # ok | failed | skipped | timeout | vanished
     argv: list[str] = redact_as(TEXT, default_factory=list)  # command run; empty for netlink/API
-    exit_code: int | None = None
+    exit_code: I64 | None = None
     duration_ms: float = 0.0
     reason: str | None = redact_as(TEXT, default=None)  # why it failed or was skipped
     truncated: bool = False
@@ -457,7 +471,7 @@ class Rule:
     target: str | None = redact_as(KEEP, default=None)  # -j / -g target; None for a rule with no target
     goto: bool = False  # True for -g
     target_options: list[RuleOption] = field(default_factory=list)
-    counters: list[int] | None = None  # [packets, bytes] when saved with -c
+    counters: list[I64] | None = None  # [packets, bytes] when saved with -c
     comment: str | None = redact_as(TEXT, default=None)  # the text of -m comment --comment, unquoted
 
     def option(self, opt: str) -> RuleOption | None:
@@ -489,7 +503,7 @@ class Rule:
 class Chain:
     name: str = redact_as(NONAME)
     policy: str | None = redact_as(KEEP, default=None)  # ACCEPT/DROP for built-in chains, None for user chains
-    counters: list[int] | None = None
+    counters: list[I64] | None = None
     rules: list[Rule] = field(default_factory=list)
 
 
@@ -531,7 +545,7 @@ class NftRule:
     tests in the iptables model's terms (``params``/``matches``, as ``Rule``'s), so one walker (facts/walk.py)
     walks both; an expression that has no such form is a match of module ``nft`` (never decided)."""
 
-    handle: int | None = None
+    handle: I64 | None = None
     expr: str = redact_as(RAW, default="")  # in nft's syntax, e.g. 'iifname "eth0" udp dport 4789 drop'
     verdict: str | None = redact_as(KEEP, default=None)  # accept | drop | reject | jump | goto | return | queue | None
     target: str | None = redact_as(NONAME, default=None)  # the chain of a jump/goto
@@ -544,10 +558,10 @@ class NftRule:
 @record
 class NftChain:
     name: str = redact_as(NONAME)
-    handle: int | None = None
+    handle: I64 | None = None
     type: str | None = redact_as(KEEP, default=None)  # filter | nat | route; None for a regular chain
     hook: str | None = redact_as(KEEP, default=None)  # prerouting | input | forward | output | postrouting | ingress
-    priority: int | None = None  # a base chain's priority (lower runs first; iptables' filter is 0)
+    priority: I64 | None = None  # a base chain's priority (lower runs first; iptables' filter is 0)
     policy: str | None = redact_as(KEEP, default=None)  # accept | drop (base chains)
     rules: list[NftRule] = field(default_factory=list)
 
@@ -556,7 +570,7 @@ class NftChain:
 class NftTable:
     family: str = redact_as(KEEP)  # ip | ip6 | inet | arp | bridge | netdev
     name: str = redact_as(NONAME)
-    handle: int | None = None
+    handle: I64 | None = None
     iptables: bool = False  # made by iptables-nft (seen through iptables-nft-save: not judged again here)
     chains: list[NftChain] = field(default_factory=list)
 
@@ -582,20 +596,20 @@ class NftRuleset:
 @record
 class IpvsDest:
     address: str = redact_as(NONAME)
-    port: int
+    port: I64
     forward: str = redact_as(KEEP)  # Masq | Route | Tunnel | Local ("" where the listing does not say: ipvsadm --stats)
-    weight: int | None  # None where the listing does not say (ipvsadm --stats/--rate)
-    active: int = 0
-    inactive: int = 0
+    weight: I64 | None  # None where the listing does not say (ipvsadm --stats/--rate)
+    active: I64 = 0
+    inactive: I64 = 0
 
 
 @record
 class IpvsService:
     protocol: str = redact_as(KEEP)  # "fwm", "tcp", "udp", "sctp"
     scheduler: str = redact_as(KEEP)
-    fwmark: int | None = None  # for protocol == "fwm"
+    fwmark: I64 | None = None  # for protocol == "fwm"
     address: str | None = redact_as(NONAME, default=None)  # for address:port services
-    port: int | None = None
+    port: I64 | None = None
     flags: list[str] = redact_as(NONAME, default_factory=list)  # e.g. ["persistent 360"]
     dests: list[IpvsDest] = field(default_factory=list)
 
@@ -610,9 +624,9 @@ class IpvsService:
 class IpvsTimeouts:
     """The namespace's IPVS connection timeouts in seconds (ipvsadm -L --timeout)."""
 
-    tcp: int | None = None
-    tcpfin: int | None = None
-    udp: int | None = None
+    tcp: I64 | None = None
+    tcpfin: I64 | None = None
+    udp: I64 | None = None
     source: str | None = redact_as(KEEP, default=None)  # ipvsadm
 
 
@@ -623,12 +637,12 @@ class IpvsConnGroup:
 
     protocol: str = redact_as(KEEP)  # TCP | UDP | SCTP ...
     vaddr: str = redact_as(NONAME)
-    vport: int
+    vport: I64
     daddr: str = redact_as(NONAME)
-    dport: int
+    dport: I64
     state: str = redact_as(KEEP)  # ESTABLISHED, TIME_WAIT, UDP, ...
-    count: int = 0
-    min_expires: int | None = None
+    count: I64 = 0
+    min_expires: I64 | None = None
 
 
 @record
@@ -640,7 +654,7 @@ class IpvsTable:
     raw: str | None = redact_as(RAW, default=None)  # text output when read from /proc or ipvsadm
     timeouts: IpvsTimeouts | None = None  # None where not read (older snapshots, ipvsadm missing)
     conns: list[IpvsConnGroup] | None = None  # None where the connection table was not read
-    conns_total: int = 0  # entries in the connection table (the groups may be capped)
+    conns_total: I64 = 0  # entries in the connection table (the groups may be capped)
     conns_reason: str | None = redact_as(TEXT, default=None)  # why the connection table could not be read
 
     def service_for_mark(self, mark: int) -> IpvsService | None:
@@ -657,8 +671,8 @@ class IpvsTable:
 @record
 class Address:
     address: str = redact_as(NONAME)
-    prefixlen: int
-    family: int = 4  # 4 or 6
+    prefixlen: I64
+    family: I64 = 4  # 4 or 6
 
     @property
     def cidr(self) -> str:
@@ -668,23 +682,23 @@ class Address:
 @record
 class Interface:
     name: str = redact_as(NONAME)
-    index: int
+    index: I64
     kind: str | None = redact_as(KEEP, default=None)  # veth, bridge, vxlan, dummy, None for plain devices
     state: str = redact_as(KEEP, default="unknown")  # up | down | unknown (operstate, lower-cased)
     admin_up: bool = False
-    mtu: int | None = None
+    mtu: I64 | None = None
     mac: str | None = redact_as(NONAME, default=None)
     master: str | None = redact_as(NONAME, default=None)  # name of the bridge this interface is a port of
-    master_index: int | None = None
-    peer_index: int | None = None  # veth: IFLA_LINK, the peer's index (in the peer's namespace)
-    peer_netns_id: int | None = None
-    vxlan_id: int | None = None
+    master_index: I64 | None = None
+    peer_index: I64 | None = None  # veth: IFLA_LINK, the peer's index (in the peer's namespace)
+    peer_netns_id: I64 | None = None
+    vxlan_id: I64 | None = None
     addresses: list[Address] = field(default_factory=list)
     # vxlan devices (IFLA_VXLAN_*), None where not read (text captures, older snapshots)
     vxlan_local: str | None = redact_as(NONAME, default=None)  # IFLA_VXLAN_LOCAL: the source address it is tied to
-    vxlan_port: int | None = None  # IFLA_VXLAN_PORT: the UDP destination port (4789 unless --data-path-port)
+    vxlan_port: I64 | None = None  # IFLA_VXLAN_PORT: the UDP destination port (4789 unless --data-path-port)
     vxlan_learning: bool | None = None  # IFLA_VXLAN_LEARNING
-    vxlan_link: int | None = None  # IFLA_VXLAN_LINK: the underlay device's index, where one is set
+    vxlan_link: I64 | None = None  # IFLA_VXLAN_LINK: the underlay device's index, where one is set
 
 
 # --------------------------------------------------------------------------
@@ -698,7 +712,7 @@ class FdbEntry:
     mac: str = redact_as(NONAME)
     device: str = redact_as(NONAME)  # the vxlan device
     dst: str | None = redact_as(NONAME, default=None)  # NDA_DST: the remote VTEP
-    vni: int | None = None
+    vni: I64 | None = None
     state: str = redact_as(KEEP, default="none")  # permanent | reachable | stale | noarp ... (NUD_*, lower case)
     flags: list[str] = redact_as(KEEP, default_factory=list)  # self | master | extern_learn ... (NTF_*)
 
@@ -731,8 +745,8 @@ class VtepRoute:
     device: str | None = redact_as(NONAME, default=None)  # the output (underlay) interface
     source: str | None = redact_as(NONAME, default=None)  # RTA_PREFSRC: the source address the kernel picks
     gateway: str | None = redact_as(NONAME, default=None)
-    route_mtu: int | None = None  # RTAX_MTU of the route (a route's mtu, or a learnt path MTU), where set
-    device_mtu: int | None = None  # the output interface's MTU
+    route_mtu: I64 | None = None  # RTAX_MTU of the route (a route's mtu, or a learnt path MTU), where set
+    device_mtu: I64 | None = None  # the output interface's MTU
     error: str | None = redact_as(TEXT, default=None)  # the kernel's answer where there is no route
 
     @property
@@ -793,8 +807,8 @@ class DnsAnswer:
 @record
 class PortSpec:
     protocol: str = redact_as(KEEP)
-    target_port: int
-    published_port: int | None = None
+    target_port: I64
+    published_port: I64 | None = None
     publish_mode: str = redact_as(KEEP, default="ingress")  # ingress | host
 
 
@@ -809,7 +823,7 @@ class Service:
     id: str = redact_as(TEXT)
     name: str = redact_as(TEXT)
     mode: str = redact_as(KEEP)  # replicated | global | replicated-job | global-job
-    replicas: int | None = None
+    replicas: I64 | None = None
     endpoint_mode: str = redact_as(KEEP, default="vip")  # vip | dnsrr
     ports: list[PortSpec] = field(default_factory=list)
     vips: list[ServiceVip] = field(default_factory=list)
@@ -832,7 +846,7 @@ class Task:
     id: str = redact_as(TEXT)
     service_id: str = redact_as(TEXT)
     service_name: str | None = redact_as(TEXT, default=None)
-    slot: int | None = None
+    slot: I64 | None = None
     node_id: str | None = redact_as(TEXT, default=None)
     desired_state: str | None = redact_as(KEEP, default=None)
     state: str | None = redact_as(KEEP, default=None)
@@ -855,7 +869,7 @@ class NetworkTaskEndpoint:
 class NetworkService:
     name: str = redact_as(TEXT)
     vip: str | None = redact_as(NONAME, default=None)
-    local_lb_index: int | None = None
+    local_lb_index: I64 | None = None
     ports: list[str] = redact_as(NONAME, default_factory=list)
     tasks: list[NetworkTaskEndpoint] = field(default_factory=list)
 
@@ -886,7 +900,7 @@ class Network:
     encrypted: bool = False  # Options "encrypted" (overlay traffic in IPsec ESP between the nodes)
     subnets: list[str] = redact_as(NONAME, default_factory=list)
     gateways: list[str] = redact_as(NONAME, default_factory=list)
-    vxlan_ids: list[int] = field(default_factory=list)
+    vxlan_ids: list[I64] = field(default_factory=list)
     containers: list[NetworkContainer] = field(default_factory=list)
     services: dict[str, NetworkService] = redact_as(keys=TEXT, default_factory=dict)  # verbose inspect, by service name
     peers: list[NetworkPeer] = field(default_factory=list)
@@ -898,7 +912,7 @@ class ContainerNet:
     network_id: str | None = redact_as(TEXT)
     network_name: str = redact_as(TEXT)
     ip_address: str | None = redact_as(NONAME, default=None)
-    prefixlen: int | None = None
+    prefixlen: I64 | None = None
     endpoint_id: str | None = redact_as(TEXT, default=None)
 
 
@@ -912,7 +926,7 @@ class Container:
     service_name: str | None = redact_as(TEXT, default=None)
     task_id: str | None = redact_as(TEXT, default=None)
     state: str | None = redact_as(KEEP, default=None)
-    pid: int | None = None
+    pid: I64 | None = None
     networks: list[ContainerNet] = field(default_factory=list)
     # State.StartedAt (RFC 3339): a worker's own tasks' age, without a manager
     started_at: str | None = redact_as(KEEP, default=None)
@@ -957,7 +971,7 @@ class IptablesBackend:
     engine_backend: str | None = redact_as(KEEP)  # nft | legacy | None when unknown
     method: str = redact_as(TEXT)  # how it was decided
     other_backend: str | None = redact_as(KEEP, default=None)
-    other_backend_rules: int = 0  # rules the other backend holds in the host namespace
+    other_backend_rules: I64 = 0  # rules the other backend holds in the host namespace
 
 
 @record
@@ -993,7 +1007,7 @@ class DockerdLog:
     source: str = redact_as(TEXT)  # "journalctl -u docker.service --since -2h" or the file named by --dockerd-log
     available: bool = True
     reason: str | None = redact_as(TEXT, default=None)  # why it could not be read
-    lines_read: int = 0
+    lines_read: I64 = 0
     matches: list[LogMatch] = field(default_factory=list)  # capped
     truncated: bool = False  # more matches than kept, or only the end of a file was read
 
@@ -1032,10 +1046,10 @@ class Bridge:
 class Listener:
     protocol: str = redact_as(KEEP)  # tcp | udp
     address: str = redact_as(NONAME)
-    port: int
-    pid: int | None = None
+    port: I64
+    pid: I64 | None = None
     process: str | None = redact_as(PROCESS, default=None)  # comm of the holder
-    inode: int | None = None
+    inode: I64 | None = None
 
 
 @record
@@ -1058,7 +1072,7 @@ class Probe:
     kind: str = redact_as(KEEP)  # published | localhost | vip | task | vtep
     source: str = redact_as(TEXT)  # the namespace it was made from: "host", or the namespace file name
     address: str = redact_as(NONAME)
-    port: int
+    port: I64
     protocol: str = redact_as(KEEP, default="tcp")
     result: str = redact_as(KEEP, default="not-probed")  # connected | refused | reset | timeout | error | not-probed
     reason: str | None = redact_as(TEXT, default=None)  # the error, or why it was not probed
@@ -1069,19 +1083,19 @@ class Probe:
     node: str | None = redact_as(TEXT, default=None)  # the node whose path it tests
     service: str | None = redact_as(TEXT, default=None)
     network: str | None = redact_as(TEXT, default=None)  # network name (vip and task probes)
-    published: int | None = None  # the published port whose path it tests (published, localhost, ingress task)
+    published: I64 | None = None  # the published port whose path it tests (published, localhost, ingress task)
     task: str | None = redact_as(TEXT, default=None)  # service.slot of a task probe
     #: the remote node's VTEP the probe crosses (vtep probes, and task probes to a task on another node)
     vtep: str | None = redact_as(NONAME, default=None)
-    size: int | None = None  # vtep probes: the full-size packet sent (the source's MTU toward the network, DF set)
-    answered: int | None = None  # vtep probes: the largest packet that came back (None: none did)
+    size: I64 | None = None  # vtep probes: the full-size packet sent (the source's MTU toward the network, DF set)
+    answered: I64 | None = None  # vtep probes: the largest packet that came back (None: none did)
 
 
 @record
 class Snapshot:
     node: NodeInfo
     schema: str = redact_as(KEEP, default=SNAPSHOT_SCHEMA)
-    version: int = SNAPSHOT_VERSION
+    version: I64 = SNAPSHOT_VERSION
     tool_version: str = redact_as(KEEP, default="")
     collected_at: str = redact_as(KEEP, default="")  # RFC 3339 UTC
     duration_ms: float = 0.0

@@ -242,8 +242,12 @@ def test_a_dump_file_is_mapped_and_each_node_s_text_let_go_once_parsed(gen_dump,
     monkeypatch.setattr(dump, "_let_go", let_go)
     snaps = load(str(gen_dump))
     size = gen_dump.stat().st_size
-    assert calls[0] == (True, 0, size)  # after the search for where nodes end
-    nodes = calls[1:]
-    assert len(nodes) == SIZE["nodes"] and all(m for m, _, _ in nodes)
+    n = SIZE["nodes"]
+    searched, nodes = calls[:n], calls[n + 1 :]
+    assert calls[n] == (True, 0, size)  # after the search for where nodes end
+    # while searching: each node's pages as soon as its end is found, in order, before the whole file
+    assert all(m for m, _, _ in searched) and [a for _, a, _ in searched] == sorted(a for _, a, _ in searched)
+    assert len(nodes) == n and all(m for m, _, _ in nodes)
     assert [a for _, a, _ in nodes] == sorted(a for _, a, _ in nodes) and nodes[-1][2] < size
+    assert [a for _, a, _ in searched] == [a for _, a, _ in nodes]  # the same nodes
     _same(snaps, _whole(gen_dump))
