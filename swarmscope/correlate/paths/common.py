@@ -13,6 +13,7 @@ import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from sys import intern  # a text every node's path to a service repeats: one string (100 nodes: not 100)
 
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix, task_addresses
@@ -135,7 +136,8 @@ def alias_hop(
     if found is not None:
         iface, addr, plen = found
         st = HopStatus.OK if plen == 32 else HopStatus.MISMATCH
-        return Hop(key, label, st, f"{vip}/{plen} on {iface}", [f"{ns.name}: {iface} inet {addr}/{plen}"], aux=aux)
+        ev = [intern(f"{ns.name}: {iface} inet {addr}/{plen}")]
+        return Hop(key, label, st, intern(f"{vip}/{plen} on {iface}"), ev, aux=aux)
     if not ns.interfaces:
         return Hop(key, label, HopStatus.UNKNOWN, f"interfaces of {ns.name} not read", aux=aux)
     have = ", ".join(f"{i}:{a}/{p}" for i, a, p in ns_addresses(ns)) or "none"
@@ -577,7 +579,7 @@ def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmSer
         return Hop(key, label, HopStatus.MISSING, f"no usable real server ({summary})", ev)
     if bad:
         return Hop(key, label, HopStatus.MISMATCH, summary, ev)
-    return Hop(key, label, HopStatus.OK, f"{len(good)} real servers = running tasks", ev)
+    return Hop(key, label, HopStatus.OK, intern(f"{len(good)} real servers = running tasks"), ev)
 
 
 def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:

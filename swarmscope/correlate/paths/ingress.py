@@ -5,6 +5,8 @@ the VIP), the real servers and the tasks' own REDIRECT.
 
 from __future__ import annotations
 
+from sys import intern  # a text every node's path to a service repeats: one string (100 nodes: not 100)
+
 from swarmscope.correlate.cluster import Cluster, NodeCtx, strip_prefix
 from swarmscope.correlate.paths.common import (
     alias_hop,
@@ -114,15 +116,16 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
     sbox_rules = ns_facts(n, sbox).netfilter if sbox is not None else None
     if sbox is None:
-        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.MISSING, "no ingress_sbox"))
+        hops.append(Hop("ingress.mark", intern(f"ingress_sbox MARK :{P}"), HopStatus.MISSING, "no ingress_sbox"))
         mark = expected
     elif sbox_rules is None or not sbox_rules.read:
-        hops.append(Hop("ingress.mark", f"ingress_sbox MARK :{P}", HopStatus.UNKNOWN, "ingress_sbox iptables not read"))
+        hops.append(Hop("ingress.mark", intern(f"ingress_sbox MARK :{P}"), HopStatus.UNKNOWN,
+                        "ingress_sbox iptables not read"))
         mark = expected
     else:
         h, mark = mark_hop(
             "ingress.mark",
-            f"ingress_sbox MARK :{P}",
+            intern(f"ingress_sbox MARK :{P}"),
             sbox_rules.port_marks(proto, P, PREROUTING),
             expected,
             f"ingress_sbox {MANGLE} {PREROUTING}",
@@ -151,11 +154,11 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     hops.append(node_hop(n, ("ingress.snat", sbox_ip), lambda: snat_hop(
         "ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip)))
     vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
-    hops.append(alias_hop("ingress.vip_alias", f"ingress VIP {vip} on ingress_sbox", sbox, vip, aux=True, n=n))
+    hops.append(alias_hop("ingress.vip_alias", intern(f"ingress VIP {vip} on ingress_sbox"), sbox, vip, aux=True, n=n))
     if sbox_rules is not None and sbox_rules.read and vip:
         h, _ = mark_hop(
             "ingress.vip_mark",
-            f"ingress VIP {vip} {INPUT} MARK",
+            intern(f"ingress VIP {vip} {INPUT} MARK"),
             sbox_rules.dst_marks(vip, INPUT),
             expected,
             f"ingress_sbox {MANGLE} {INPUT}",

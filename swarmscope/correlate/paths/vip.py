@@ -4,6 +4,8 @@ IPVS, SNAT, ip_forward, links) and the real servers; which nodes are on a networ
 
 from __future__ import annotations
 
+from sys import intern  # a text every node's path to a service repeats: one string (100 nodes: not 100)
+
 from swarmscope.correlate.cluster import Cluster, NodeCtx, task_addresses
 from swarmscope.correlate.paths.common import (
     alias_hop,
@@ -56,7 +58,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     hops.append(node_hop(n, ("kernel.ipvs",), lambda: kernel_hop(n)))  # the node's own: judged once per node
     a = dns_answer(n, network_id, svc.name)
     if a is None:
-        hops.append(Hop("dns.vip", f"DNS {svc.name} -> {vip}", HopStatus.UNKNOWN, "not asked on this node"))
+        hops.append(Hop("dns.vip", intern(f"DNS {svc.name} -> {vip}"), HopStatus.UNKNOWN, "not asked on this node"))
     elif a.status != "ok" and not any(task_addresses(t, network_id) for t in cl.running_tasks(svc)):
         # the engine withdraws a VIP's name with the service's last backend on the network (libnetwork
         # rmServiceBinding: no backends left -> rmService -> deleteSvcRecords of the VIP); the resolver then
@@ -64,7 +66,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(
             Hop(
                 "dns.vip",
-                f"DNS {svc.name} -> {vip}",
+                intern(f"DNS {svc.name} -> {vip}"),
                 HopStatus.OK,
                 f"{a.status}: no task runs, so the engine has withdrawn the name",
                 [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"],
@@ -74,7 +76,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(
             Hop(
                 "dns.vip",
-                f"DNS {svc.name} -> {vip}",
+                intern(f"DNS {svc.name} -> {vip}"),
                 HopStatus.MISSING,
                 f"{a.status}{': ' + a.reason if a.reason else ''}",
                 [f"{a.query} @127.0.0.11 from {a.namespace}: {a.status}"],
@@ -84,7 +86,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(
             Hop(
                 "dns.vip",
-                f"DNS {svc.name} -> {vip}",
+                intern(f"DNS {svc.name} -> {vip}"),
                 HopStatus.OK,
                 vip,
                 [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"],
@@ -94,7 +96,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
         hops.append(
             Hop(
                 "dns.vip",
-                f"DNS {svc.name} -> {vip}",
+                intern(f"DNS {svc.name} -> {vip}"),
                 HopStatus.MISMATCH,
                 f"answers {' '.join(a.answers)}",
                 [f"{a.query} -> {' '.join(a.answers)} (from {a.namespace})"],
@@ -134,22 +136,23 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
                 n,
             ))
         )
-    hops.append(alias_hop("lb.vip_alias", f"VIP {vip}/32 on lb_", lb, vip, n=n))
+    hops.append(alias_hop("lb.vip_alias", intern(f"VIP {vip}/32 on lb_"), lb, vip, n=n))
     expected = n.local_lb_index(network_id, svc.name)
     lb_rules = ns_facts(n, lb).netfilter if lb is not None else None
     if lb is None:
-        hops.append(Hop("lb.mark", f"MARK for {vip}", HopStatus.MISSING, "no lb_ namespace"))
+        hops.append(Hop("lb.mark", intern(f"MARK for {vip}"), HopStatus.MISSING, "no lb_ namespace"))
         mark = expected
     elif lb_rules is None or not lb_rules.read:
-        hops.append(Hop("lb.mark", f"MARK for {vip}", HopStatus.UNKNOWN, f"iptables of {lb.name} not read"))
+        hops.append(Hop("lb.mark", intern(f"MARK for {vip}"), HopStatus.UNKNOWN, f"iptables of {lb.name} not read"))
         mark = expected
     else:
         h, mark = mark_hop(
-            "lb.mark", f"MARK for {vip}", lb_rules.dst_marks(vip, INPUT), expected, f"{lb.name} {MANGLE} {INPUT}",
+            "lb.mark", intern(f"MARK for {vip}"), lb_rules.dst_marks(vip, INPUT), expected,
+            f"{lb.name} {MANGLE} {INPUT}",
             chain=lb_rules.lines(MANGLE, INPUT),
         )
         hops.append(h)
-    h, ipvs_svc = ipvs_service_hop("lb.ipvs", f"IPVS in {lb.name if lb else 'lb_'}", n, lb, mark)
+    h, ipvs_svc = ipvs_service_hop("lb.ipvs", intern(f"IPVS in {lb.name if lb else 'lb_'}"), n, lb, mark)
     hops.append(h)
     # the same real servers judged once for every node with the same input (the Backends are shared)
     key = backends_key(cl, svc, network_id, ipvs_svc, h, n)
