@@ -47,7 +47,7 @@ class NodePath:
     node: str
     node_id: str | None
     hops: list[Hop] = field(default_factory=list)
-    backends: list[Backend] = field(default_factory=list)
+    backends: list[Backend] = field(default_factory=list)  # never changed in place: paths may share the list
     verdict: Verdict = Verdict.UNKNOWN
     broken_at: str | None = None  # label of the first broken (or, when degraded, the degraded) hop
     reason: str = ""

@@ -23,7 +23,7 @@ from swarmscope.facts.overlay import OverlayFacts, overlay_facts
 from swarmscope.model import IptablesDump, Namespace, Snapshot
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Address:
     """IPv4 ``address/prefixlen`` is on interface ``iface``."""
 

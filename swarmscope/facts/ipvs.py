@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from swarmscope.model import IpvsDest, IpvsService, IpvsTable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RealServer:
     """A real server of an IPVS service."""
 
@@ -24,7 +24,7 @@ class RealServer:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FwmService:
     """IPVS service ``FWM mark`` with its scheduler and real servers."""
 

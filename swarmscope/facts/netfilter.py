@@ -58,7 +58,7 @@ _NAT_REWRITES = frozenset({"DNAT", "SNAT", "REDIRECT", "MASQUERADE"})
 # the facts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Jump:
     """``table chain`` jumps to ``target``; ``docker`` when it is Docker's own form of the jump
     (`-m addrtype --dst-type LOCAL -j DOCKER-INGRESS`, nothing else restricting it)."""
@@ -70,7 +70,7 @@ class Jump:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Dnat:
     """``proto/port`` is DNATed to ``to_addr:to_port`` in ``table chain`` (to_port None: the same port or
     a range; to_addr "" when only a port is given, None when the rule names no destination)."""
@@ -83,7 +83,7 @@ class Dnat:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Accept:
     """filter ``chain`` accepts ``proto`` with ``--dport`` (``direction`` "dport": new connections to the
     port) or ``--sport`` ("sport": the port's replies)."""
@@ -95,7 +95,7 @@ class Accept:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     """mangle ``chain`` sets firewall mark ``mark`` (None: a MARK rule whose mark does not read as a set
     mark) for ``proto/port``, or for destination ``dst``."""
@@ -108,7 +108,7 @@ class Mark:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snat:
     """nat POSTROUTING SNATs packets IPVS forwarded (`-m ipvs --ipvs`) to ``dst`` from ``to_source``."""
 
@@ -117,7 +117,7 @@ class Snat:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Redirect:
     """nat PREROUTING REDIRECTs ``proto/port`` to ``dst`` onto ``to_ports`` (as printed; None if absent)."""
 
@@ -128,7 +128,7 @@ class Redirect:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shadow:
     """A rule in nat ``chain`` before Docker's jump to DOCKER-INGRESS that ends ``proto/port``'s packets
     there (an ACCEPT/RETURN, or an operator's own DNAT/REDIRECT of the port)."""
@@ -139,7 +139,7 @@ class Shadow:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stopper:
     """A DROP/REJECT rule in ``table chain``, with the protocol and destination ports it is restricted to
     (interface and address conditions are not judged: they count as matching)."""
@@ -158,7 +158,7 @@ class Stopper:
         return all((port in ports) != negated for ports, negated in self.ports)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Walked:
     """Where a packet entering a built-in chain ends, walked as the kernel does (facts.walk): ``verdict``
     accept | drop | policy-accept | policy-drop | unknown; ``evidence`` the deciding rule's line (None
@@ -342,8 +342,10 @@ class NetfilterFacts:
         return [Accept(proto, port, direction, chain, r.line) for r in rules]
 
     def port_marks(self, proto: str, port: int, chain: str = PREROUTING) -> list[Mark]:
-        """The marks mangle ``chain`` sets for ``proto`` with ``--dport port`` (ingress_sbox: per published port)."""
-        return self._once(("port_marks", proto, port, chain), lambda: self._port_marks(proto, port, chain))
+        """The marks mangle ``chain`` sets for ``proto`` with ``--dport port`` (ingress_sbox: per published port).
+        Made at each call from the index of the chain's rules by port (made once): each node's path of a port
+        asks once, and keeping the answers was a list per node path."""
+        return self._port_marks(proto, port, chain)
 
     def _port_marks(self, proto: str, port: int, chain: str) -> list[Mark]:
         rules = self._by_port(MANGLE, chain, "MARK", "--dport").get((proto, str(port)), [])

@@ -30,7 +30,7 @@ IPV4_FAMILIES = ("ip", "inet")
 _TARGETS = {"accept": "ACCEPT", "drop": "DROP", "reject": "REJECT", "return": "RETURN", "queue": "QUEUE"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftWalked:
     """Where a packet entering native base chain ``table`` ``chain`` (on ``hook``, at ``priority``) ends:
     ``verdict`` accept | drop | policy-accept | policy-drop | unknown (facts.walk), ``evidence`` the deciding

@@ -22,7 +22,7 @@ from swarmscope.model import FdbEntry, Namespace, Neighbour, NsKind, Snapshot, V
 VXLAN_OVERHEAD_V4 = 50
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VxlanDevice:
     """A vxlan device of an overlay namespace."""
 
@@ -37,7 +37,7 @@ class VxlanDevice:
     evidence: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Peer:
     """A remote endpoint as programmed on a vxlan device: the neighbour entry for ``address`` (its MAC, whether
     permanent) and the FDB entry for that MAC (its ``vtep``, whether permanent). ``address`` is None for an FDB
@@ -101,7 +101,7 @@ class OverlayNet:
         return list(dict.fromkeys(p.vtep for p in self.peers if p.vtep and p.fdb_permanent))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteToVtep:
     """The host's route toward a peer VTEP."""
 

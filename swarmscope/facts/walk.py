@@ -28,7 +28,7 @@ EPHEMERAL = range(32768, 61000)
 MAX_DEPTH = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Packet:
     proto: str  # tcp | udp
     dport: int | None

@@ -143,9 +143,10 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
                 _redirect(cl, b, svc, port)
             return backends
 
-        # the same real servers judged once for every node with the same input (the Backends are shared)
+        # the same real servers judged once for every node with the same input (the Backends, and the list
+        # of them, are shared: never changed once built)
         key = backends_key(cl, svc, net_id, ipvs_svc, h, n) + (proto, P, port.target_port)
-        np.backends = list(cl.memo(key, made))
+        np.backends = cl.memo(key, made)
     hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     vh = vtep_hop(cl, svc, ingress.id, n) if ingress is not None else None
     if vh is not None:

@@ -156,7 +156,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     hops.append(h)
     # the same real servers judged once for every node with the same input (the Backends are shared)
     key = backends_key(cl, svc, network_id, ipvs_svc, h, n)
-    np.backends = list(cl.memo(key, lambda: backends_for(cl, svc, network_id, ipvs_svc, h, n)))
+    np.backends = cl.memo(key, lambda: backends_for(cl, svc, network_id, ipvs_svc, h, n))  # shared, never changed
     hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
     vh = vtep_hop(cl, svc, network_id, n)
     if vh is not None:
