@@ -1,7 +1,8 @@
 """IPVS facts of one network namespace (pure): firewall-mark services and their real servers.
 
-Each fact carries its ``evidence``: the entry as swarmscope shows it ("IPVS FWM 259 rr (2 real servers)",
-"IPVS FWM 259 -> 10.0.0.5:0 Masq weight 1 active 0 inactive 0"). Services are indexed by mark once.
+Each fact carries its ``evidence``: the entry as swarmscope shows it ("IPVS FWM 259 rr (2 real servers)"; its
+real servers' lines "IPVS FWM 259 -> 10.0.0.5:0 Masq weight 1 active 0 inactive 0"). Services are indexed by
+mark once.
 """
 
 from __future__ import annotations
@@ -10,40 +11,28 @@ from dataclasses import dataclass, field
 
 from swarmscope.model import IpvsDest, IpvsService, IpvsTable
 
+#: a real server of an IPVS service is the snapshot's own entry (``model.IpvsDest``: address, port, forward,
+#: weight, active, inactive), one object for every node that has it (``model.sharing``); its evidence line, which
+#: names the node's mark, is ``FwmService.lines`` (a fact object per real server per node was a tenth of the
+#: path maps' memory at 100 nodes)
+RealServer = IpvsDest
 
-@dataclass(frozen=True, slots=True)
-class RealServer:
-    """A real server of an IPVS service."""
 
-    address: str
-    port: int
-    forward: str
-    weight: int | None
-    active: int
-    inactive: int
-    evidence: str
+def real_server_line(s: IpvsService, d: IpvsDest) -> str:
+    """A real server as evidence: "IPVS FWM 259 -> 10.0.0.5:0 Masq weight 1 active 0 inactive 0"."""
+    return f"IPVS {s.key} -> {d.address}:{d.port} {d.forward} weight {d.weight} active {d.active} inactive {d.inactive}"
 
 
 @dataclass(frozen=True, slots=True)
 class FwmService:
-    """IPVS service ``FWM mark`` with its scheduler and real servers."""
+    """IPVS service ``FWM mark`` with its scheduler and real servers (``dests``; ``lines``: each one's evidence,
+    in the same order)."""
 
     mark: int
     scheduler: str
     dests: tuple[RealServer, ...]
     evidence: str
-
-
-def _real(s: IpvsService, d: IpvsDest) -> RealServer:
-    return RealServer(
-        d.address,
-        d.port,
-        d.forward,
-        d.weight,
-        d.active,
-        d.inactive,
-        f"IPVS {s.key} -> {d.address}:{d.port} {d.forward} weight {d.weight} active {d.active} inactive {d.inactive}",
-    )
+    lines: tuple[str, ...]
 
 
 def _fwm(s: IpvsService) -> FwmService:
@@ -51,8 +40,9 @@ def _fwm(s: IpvsService) -> FwmService:
     return FwmService(
         s.fwmark,
         s.scheduler,
-        tuple(_real(s, d) for d in s.dests),
+        tuple(s.dests),
         f"IPVS {s.key} {s.scheduler} ({len(s.dests)} real servers)",
+        tuple(real_server_line(s, d) for d in s.dests),
     )
 
 

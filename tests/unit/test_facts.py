@@ -198,10 +198,11 @@ def test_ipvs_fwm_service_and_real_servers(healthy):
     assert isinstance(s, FwmService)
     assert (s.mark, s.scheduler, s.evidence) == (260, "rr", "IPVS FWM 260 rr (2 real servers)")
     assert sorted(d.address for d in s.dests) == ["10.0.0.4", "10.0.0.5"]
-    d = next(d for d in s.dests if d.address == "10.0.0.4")
-    assert d == RealServer(
-        "10.0.0.4", 0, "Masq", 1, 0, 2, "IPVS FWM 260 -> 10.0.0.4:0 Masq weight 1 active 0 inactive 2"
-    )
+    i, d = next((i, d) for i, d in enumerate(s.dests) if d.address == "10.0.0.4")
+    assert isinstance(d, RealServer) and (d.address, d.port, d.forward, d.weight, d.active, d.inactive) == (
+        "10.0.0.4", 0, "Masq", 1, 0, 2)
+    assert s.lines[i] == "IPVS FWM 260 -> 10.0.0.4:0 Masq weight 1 active 0 inactive 2"
+    assert len(s.lines) == len(s.dests)
     assert ipvs.fwm(261) is None
 
 
@@ -215,7 +216,9 @@ def test_task_sandbox_redirects_published_to_target_port(healthy):
 
 
 def test_facts_are_frozen_and_carry_evidence():
-    kinds = [Jump, Dnat, Accept, Mark, Snat, Redirect, nfm.Shadow, nfm.Stopper, Walked, RealServer, FwmService, Address]
+    # (a real server is the snapshot's own IpvsDest, shared by the nodes that have it; its evidence line is
+    # FwmService.lines: test_ipvs_fwm_service_and_real_servers)
+    kinds = [Jump, Dnat, Accept, Mark, Snat, Redirect, nfm.Shadow, nfm.Stopper, Walked, FwmService, Address]
     for k in kinds:
         assert dataclasses.is_dataclass(k) and k.__dataclass_params__.frozen, k  # type: ignore[attr-defined]
         assert "evidence" in {f.name for f in dataclasses.fields(k)}, k

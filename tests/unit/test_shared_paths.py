@@ -83,7 +83,7 @@ def test_time_decides_only_where_a_task_changed_recently(monkeypatch):
     other = _ingress_backends(a, "svc0001")
     assert all(x is y for x, y in zip(other["node-000"], other["node-002"], strict=True))
     assert not any(x is y for x, y in zip(other["node-000"], other["node-001"], strict=True))
-    assert other["node-000"] is not other["node-002"]  # each path's list is its own
+    assert other["node-000"] is other["node-002"]  # the list too (never changed in place: NodePath.backends)
     # settled everywhere (no recent task): the time no longer matters, every node shares
     settled = _ingress_backends(analyze(_snaps()), "svc0001")
     assert all(x is y for x, y in zip(settled["node-000"], settled["node-001"], strict=True))

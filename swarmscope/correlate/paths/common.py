@@ -567,7 +567,7 @@ def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmSer
         for b in backends
         if b.status not in (BackendState.OK, BackendState.UNKNOWN, BackendState.DRAINING, BackendState.STARTING)
     ]
-    ev = [d.evidence for d in ipvs_svc.dests]
+    ev = list(ipvs_svc.lines)
     summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
     if not good and any(b.status == BackendState.UNKNOWN for b in backends) and not bad:
         return Hop(
