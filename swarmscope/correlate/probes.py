@@ -179,6 +179,7 @@ def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
 
     def mark(sp: ServicePath, net: str | None, np: NodePath, h: Hop, p: Probe) -> None:
         if h.status == HopStatus.OK or (h.status == HopStatus.SUSPECT and (id(np), h.key) in suspect):
+            h = np.own(h)  # the path's own hop (its status is this path's)
             h.status = HopStatus.SUSPECT
             suspect.setdefault((id(np), h.key), (sp, net, np, h, []))[4].append(p)
 
@@ -188,7 +189,8 @@ def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
             for vsp, vnet, vnp in _vtep_paths(analysis.services, p, ingress):
                 vh = vnp.hop(VTEP_HOP)
                 assert vh is not None
-                vh.evidence = [*vh.evidence, probe_line(p)]  # a new list: a hop's may be shared (paths.common)
+                vh = vnp.own(vh)  # the path's own hop: other nodes' paths share the judgement
+                vh.evidence = [*vh.evidence, probe_line(p)]  # a new list: the copy shares the judgement's
                 if fails:
                     mark(vsp, vnet, vnp, vh, p)
             continue
@@ -201,7 +203,8 @@ def join_probes(analysis: Analysis, snapshots: list[Snapshot]) -> list[Finding]:
         h = np.hop(p.hop)
         if h is None:
             continue
-        h.evidence = [*h.evidence, probe_line(p)]  # a new list: a hop's may be shared (paths.common)
+        h = np.own(h)  # the path's own hop: other paths may share the judgement
+        h.evidence = [*h.evidence, probe_line(p)]  # a new list: the copy shares the judgement's
         if p.result not in FAILED or _explained(p, np, before, tasks_failed):
             continue
         if p.kind == "task" and (p.node, p.network, p.vtep) in dead:

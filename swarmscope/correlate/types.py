@@ -13,14 +13,47 @@ class Hop:
     label: str  # what a user reads, e.g. "host DNAT 8000 -> 172.18.0.2:8000"
     status: HopStatus
     detail: str = ""
-    # exact rule lines, IPVS entries, addresses, answers; never changed in place (hops judged once and copied
-    # into many paths share theirs): a line is added by replacing the list
+    # exact rule lines, IPVS entries, addresses, answers; never changed in place (a path's own copy of a
+    # SharedHop shares its list): a line is added by replacing the list
     evidence: list[str] = field(default_factory=list)
     # ids of findings about this hop: a tuple, replaced (not appended to) when a finding is added (most hops
     # have none, and an empty list each was 84 MB at 100 nodes)
     findings: tuple[str, ...] = ()
     aux: bool = False  # shown, but not part of the verdict
     root_cause: str | None = None  # id of the root-cause finding that explains this hop's findings
+
+
+class SharedHop(Hop):
+    """A hop judged once and placed, the same object, in many node paths (a node's own hops in each of its
+    paths, the host's hops of a port on every node with the same rules: ``paths.common.node_hop``). Never
+    changed: whoever tags a hop, marks it or adds to its evidence takes the path's own copy first
+    (``NodePath.own``); changing one raises, so no path's finding can show on another's."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, h: Hop) -> SharedHop:
+        if isinstance(h, SharedHop):
+            return h
+        new = object.__new__(cls)
+        for f in ("key", "label", "status", "detail", "evidence", "findings", "aux", "root_cause"):
+            object.__setattr__(new, f, getattr(h, f))
+        return new
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise TypeError(f"hop {self.key} is shared by several paths: change the path's own (NodePath.own) instead")
+
+    def copy(self) -> Hop:
+        """A path's own hop with this one's judgement (the evidence list shared: never changed in place)."""
+        return Hop(self.key, self.label, self.status, self.detail, self.evidence, self.findings, self.aux,
+                   self.root_cause)
+
+    def __copy__(self) -> Hop:
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict) -> Hop:
+        return Hop(self.key, self.label, self.status, self.detail, list(self.evidence), self.findings, self.aux,
+                   self.root_cause)
 
 
 @dataclass
@@ -57,6 +90,23 @@ class NodePath:
             if h.key == key:
                 return h
         return None
+
+    def own(self, h: Hop, owned: dict | None = None) -> Hop:
+        """This path's own hop for ``h``, to change: ``h`` itself unless it is shared (SharedHop), else a copy
+        put in its place. ``owned`` (id(path), id(shared hop)) -> copy, for callers that still hold the shared
+        hop after its path took its copy (the checks' indexes)."""
+        if not isinstance(h, SharedHop):
+            return h
+        k = (id(self), id(h))
+        if owned is not None and k in owned:
+            return owned[k]
+        for i, x in enumerate(self.hops):
+            if x is h:
+                c = self.hops[i] = h.copy()
+                if owned is not None:
+                    owned[k] = c
+                return c
+        raise ValueError(f"hop {h.key} is not on this path")
 
 
 @dataclass

@@ -30,13 +30,14 @@ def check_chain_missing(ctx: Ctx) -> Iterator[Hit]:
         host = node_facts(n).host.netfilter
         if host.read and not host.has_chain(NAT, DOCKER_INGRESS):
             hops = [
-                np.hop("host.jump") for _, k, _, np in ctx.paths_on(n.name, "ports") if k == "ingress"
+                (np, h) for _, k, _, np in ctx.paths_on(n.name, "ports")
+                if k == "ingress" and (h := np.hop("host.jump")) is not None
             ]
             yield Hit(
                 [n.name],
                 detail=f"no {DOCKER_INGRESS} chain in the host {NAT} table",
                 evidence=[f"host {NAT} chains: {', '.join(host.chain_names(NAT))}"],
-                hops=[h for h in hops if h],
+                hops=hops,
             )
 
 

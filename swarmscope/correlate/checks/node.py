@@ -20,10 +20,8 @@ def check_no_ipvs(ctx: Ctx) -> Iterator[Hit]:
     for n in ctx.cluster.nodes:
         v = n.snap.node.ip_vs
         if v is not None and v.available is False:
-            hops = [np.hop("kernel.ipvs") for _, _, _, np in ctx.paths_on(n.name)]
-            yield Hit(
-                [n.name], detail=v.detail or "", evidence=[f"{v.method}: {v.detail}"], hops=[h for h in hops if h]
-            )
+            hops = [(np, h) for _, _, _, np in ctx.paths_on(n.name) if (h := np.hop("kernel.ipvs")) is not None]
+            yield Hit([n.name], detail=v.detail or "", evidence=[f"{v.method}: {v.detail}"], hops=hops)
 
 
 @check(

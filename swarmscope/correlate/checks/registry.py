@@ -31,7 +31,7 @@ class Hit:
     network: str | None = None
     detail: str = ""
     evidence: list[str] = field(default_factory=list)
-    hops: list[Hop] = field(default_factory=list)
+    hops: list[tuple[NodePath, Hop]] = field(default_factory=list)  # the hops it is about, each with its path
 
 
 @dataclass
@@ -178,7 +178,7 @@ class HopCheck(CheckSpec):
             net = label if kind == "vip" else None
             where = f"{label}: " if kind != "vip" and self.per_service else ""
             yield Hit(
-                [np.node], sp.name if self.per_service else None, net, f"{where}{h.detail}", list(h.evidence), [h]
+                [np.node], sp.name if self.per_service else None, net, f"{where}{h.detail}", list(h.evidence), [(np, h)]
             )
 
 
@@ -200,7 +200,7 @@ class BackendCheck(CheckSpec):
                 label if kind == "vip" else None,
                 f"{where}: {b.address}{owner}",
                 [e for e in (h.evidence if h else []) if b.address in e] or [f"{b.address} {self.state}"],
-                [h] if h else [],
+                [(np, h)] if h else [],
             )
 
 

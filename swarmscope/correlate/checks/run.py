@@ -15,6 +15,7 @@ from swarmscope.model import Verdict
 def run_checks(ctx: Ctx, only: set[str] | None = None) -> list[Finding]:
     merged: dict[tuple, Finding] = {}
     hops_of: dict[tuple, list[Hop]] = {}
+    owned: dict = {}  # (path, shared hop) -> the path's own copy (NodePath.own)
     for spec in REGISTRY:
         if only is not None and spec.id not in only:
             continue
@@ -37,7 +38,8 @@ def run_checks(ctx: Ctx, only: set[str] | None = None) -> list[Finding]:
             for e in hit.evidence:
                 if e not in f.evidence:
                     f.evidence.append(e)
-            for h in hit.hops:
+            for np, h in hit.hops:
+                h = np.own(h, owned)  # a hop shared by several paths: this path's own copy is tagged
                 if spec.id not in h.findings:
                     h.findings += (spec.id,)
                 hops_of.setdefault(key, []).append(h)

@@ -24,7 +24,7 @@ def check_lb_missing(ctx: Ctx) -> Iterator[Hit]:
         h = np.hop("lb.ns")
         if h is not None and h.status == HopStatus.MISSING and (np.node, net) not in seen:
             seen.add((np.node, net))
-            yield Hit([np.node], network=net, detail=f"network {net}", evidence=list(h.evidence), hops=[h])
+            yield Hit([np.node], network=net, detail=f"network {net}", evidence=list(h.evidence), hops=[(np, h)])
 
 
 @check(
@@ -48,4 +48,5 @@ def check_no_usable_backend(ctx: Ctx) -> Iterator[Hit]:
             continue
         if not any(b.weight is not None for b in np.backends):  # no IPVS entry at all: the other checks say why
             continue
-        yield Hit([np.node], sp.name, label if kind == "vip" else None, f"{label}: {h.detail}", list(h.evidence), [h])
+        yield Hit([np.node], sp.name, label if kind == "vip" else None, f"{label}: {h.detail}", list(h.evidence),
+                  [(np, h)])

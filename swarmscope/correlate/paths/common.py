@@ -17,7 +17,7 @@ from sys import intern  # a text every node's path to a service repeats: one str
 
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, strip_prefix, task_addresses
-from swarmscope.correlate.types import Backend, Hop, NodePath
+from swarmscope.correlate.types import Backend, Hop, NodePath, SharedHop
 from swarmscope.facts import FwmService, NodeFacts, NsFacts
 from swarmscope.facts.netfilter import NAT, POSTROUTING, Mark
 from swarmscope.model import (
@@ -472,14 +472,13 @@ def vtep_hop(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> Hop | No
     probes). None when every task is local, or none runs.
 
     The tasks' lines are found once per service and network; the hop is judged once for every node without
-    a task of the service (they see the same remote tasks) and once for each node with one, and each path
-    is given a copy of its own (``hop_copy``)."""
+    a task of the service (they see the same remote tasks) and once for each node with one: the same object
+    in each of those paths (a SharedHop)."""
     remote = cl.memo(("vtep.remote", id(svc), network_id), lambda: _remote_tasks(cl, svc, network_id))
     if not n.node_id or not remote:
         return None
     own = n.node_id if n.node_id in remote else None
-    h = cl.memo(("vtep.hop", id(svc), network_id, own), lambda: _vtep_hop(cl, remote, own))
-    return hop_copy(h) if h is not None else None
+    return cl.memo(("vtep.hop", id(svc), network_id, own), lambda: _vtep_hop(cl, remote, own))
 
 
 def _remote_tasks(cl: Cluster, svc: Service, network_id: str) -> dict[str, list[str]]:
@@ -501,7 +500,7 @@ def _vtep_hop(cl: Cluster, remote: dict[str, list[str]], own: str | None) -> Hop
     order = sorted(others, key=cl.node_name)
     ev = [vtep_evidence(vteps.get(i), cl.node_name(i), sorted(remote[i])) for i in order]
     detail = ", ".join(f"{cl.node_name(i)} {vteps.get(i) or '?'}" for i in order)
-    return Hop(VTEP_HOP, VTEP_LABEL, HopStatus.OK, f"VXLAN to {detail}", ev)
+    return SharedHop.of(Hop(VTEP_HOP, VTEP_LABEL, HopStatus.OK, f"VXLAN to {detail}", ev))
 
 
 def backends_key(
@@ -544,15 +543,9 @@ def _time_key(cl: Cluster, n: NodeCtx) -> datetime | None:
 
 
 def node_hop(n: NodeCtx, key: tuple, make: Callable[[], Hop]) -> Hop:
-    """A hop whose inputs are the node's alone (its links, its SNAT): judged once per node and ``key``, and
-    each path given a copy of its own (``hop_copy``)."""
-    return hop_copy(n.memo(("hop",) + key, make))
-
-
-def hop_copy(h: Hop) -> Hop:
-    """A path's own hop from one judged once for many paths: its status and findings are its own (the checks
-    tag hops, probes mark them suspect); its evidence list is shared (never changed in place: Hop.evidence)."""
-    return Hop(h.key, h.label, h.status, h.detail, h.evidence, h.findings, h.aux, h.root_cause)
+    """A hop whose inputs are the node's alone (its kernel, sysctls, links, SNAT): judged once per node and
+    ``key``, the same object in each of the node's paths (a SharedHop: NodePath.own before changing it)."""
+    return n.memo(("hop",) + key, lambda: SharedHop.of(make()))
 
 
 def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop) -> Hop:

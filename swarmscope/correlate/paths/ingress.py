@@ -13,7 +13,6 @@ from swarmscope.correlate.paths.common import (
     backends_for,
     backends_hop,
     backends_key,
-    hop_copy,
     in_subnet,
     ipvs_service_hop,
     kernel_hop,
@@ -30,7 +29,7 @@ from swarmscope.correlate.paths.common import (
     verdict,
     vtep_hop,
 )
-from swarmscope.correlate.types import Backend, Hop, NodePath
+from swarmscope.correlate.types import Backend, Hop, NodePath, SharedHop
 from swarmscope.facts.netfilter import (
     DOCKER_INGRESS,
     DOCKER_USER,
@@ -91,8 +90,9 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     host = node_facts(n).host.netfilter
     gw_ip, gw_ev = gwbridge_sbox_ip(n)
     # the host's part is the same on every node with the same rules and ingress_sbox address: judged once
-    made = cl.memo(("ingress.host", id(host), proto, P, gw_ip, tuple(gw_ev)), lambda: _host_hops(n, host, proto, P))
-    hops.extend(hop_copy(h) for h in made)
+    made = cl.memo(("ingress.host", id(host), proto, P, gw_ip, tuple(gw_ev)),
+                   lambda: [SharedHop.of(h) for h in _host_hops(n, host, proto, P)])
+    hops.extend(made)  # the same objects in each such node's path (SharedHop: NodePath.own before changing one)
 
     sbox = n.ingress_sbox
     hops.append(node_hop(n, ("ingress.sbox",), lambda: ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n)))

@@ -167,8 +167,9 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     if _idle(cl, svc, network_id):
         # libnetwork removes a VIP's load balancing (its alias on lb_, MARK, IPVS service) with the service's last
         # backend on the network, and adds it back with the next: with no task running nothing is there to reach
-        for h in hops:
+        for h in list(hops):
             if h.key in IDLE_HOPS and h.status in (HopStatus.MISSING, HopStatus.MISMATCH):
+                h = np.own(h)
                 h.status, h.detail = HopStatus.NA, f"{h.detail} (no task runs: removed with the last backend)"
         verdict(np)
         if np.verdict == Verdict.OK:
