@@ -127,9 +127,11 @@ class NodeCtx:
 
     def memo(self, key, make):
         """A value computed once per node (the ingress sandbox's gwbridge address, rule indexes, ...)."""
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
+        try:
+            return self._memo[key]  # most asks find it: one lookup
+        except KeyError:
+            v = self._memo[key] = make()
+            return v
 
     def facts(self) -> NodeFacts:
         """The node's data-plane facts (swarmscope.facts), built once per node."""
@@ -200,9 +202,11 @@ class Cluster:
 
     def memo(self, key, make):
         """A value computed once per cluster (a task's REDIRECT judged for every node's path to it, ...)."""
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
+        try:
+            return self._memo[key]  # most asks find it: one lookup
+        except KeyError:
+            v = self._memo[key] = make()
+            return v
 
     def node_by_id(self, node_id: str | None) -> NodeCtx | None:
         return self._node_by_id.get(node_id) if node_id else None
