@@ -10,6 +10,7 @@ fallback where orjson is missing or meets a type it does not know.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -40,11 +41,19 @@ def _ascii(b: bytes) -> bytes:
     return _NON_ASCII.sub(_escape, b.decode("utf-8")).encode("ascii")
 
 
+def _fields(obj: Any) -> dict:
+    """A dataclass orjson does not take as one (a subclass of one, e.g. correlate.types.SharedHop): its fields,
+    in order, as the dataclass itself would be written."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
 def encode(obj: Any) -> bytes:
     """``json.dumps(to_dict(obj), indent=2)`` as bytes, fast."""
     if orjson is not None:
         try:
-            return _ascii(orjson.dumps(obj, option=orjson.OPT_INDENT_2))
+            return _ascii(orjson.dumps(obj, default=_fields, option=orjson.OPT_INDENT_2))
         except (TypeError, orjson.JSONEncodeError):
             pass
     return json.dumps(to_dict(obj), indent=2).encode("ascii")
