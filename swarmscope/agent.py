@@ -810,6 +810,22 @@ def _release_memory() -> None:
 
 _malloc_trim: Any = None  # libc's malloc_trim once looked up; False where there is none
 
+#: glibc's mallopt parameter M_ARENA_MAX (malloc.h), and the arenas the standing agent allows itself
+M_ARENA_MAX = -8
+AGENT_ARENAS = 2
+
+
+def _limit_arenas() -> bool:
+    """Before the standing agent starts any thread: at most AGENT_ARENAS malloc arenas. Each collection
+    reads every namespace in a thread of its own, and glibc gives threads arenas of their own (up to 8 per
+    CPU); what is freed in them fragments, and the idle agent grew ~0.25 MB a round (98 namespaces: 55.8 ->
+    60.5 MB in 20 rounds) where with two arenas it stays flat. Whether glibc took it (False: another libc)."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, AGENT_ARENAS))
+
 
 def run_standing(opts: CollectOptions, interval: float, listen: str | None, token_file: str | None,
                  rounds: int | None = None, probe_interval: float | None = None) -> int:
@@ -817,6 +833,7 @@ def run_standing(opts: CollectOptions, interval: float, listen: str | None, toke
     from swarmscope.render.text import finding_log_line
 
     interval = _check_interval(interval)
+    _limit_arenas()  # before any thread: the namespace readers' arenas would fragment round after round
     server = None
     state = State()
     if listen:
