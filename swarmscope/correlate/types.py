@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from swarmscope.model import BackendState, HopStatus, Severity, Verdict
 
@@ -36,8 +36,8 @@ class SharedHop(Hop):
         if isinstance(h, SharedHop):
             return h
         new = object.__new__(cls)
-        for f in ("key", "label", "status", "detail", "evidence", "findings", "aux", "root_cause"):
-            object.__setattr__(new, f, getattr(h, f))
+        for f in fields(Hop):
+            object.__setattr__(new, f.name, getattr(h, f.name))
         return new
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -45,15 +45,15 @@ class SharedHop(Hop):
 
     def copy(self) -> Hop:
         """A path's own hop with this one's judgement (the evidence list shared: never changed in place)."""
-        return Hop(self.key, self.label, self.status, self.detail, self.evidence, self.findings, self.aux,
-                   self.root_cause)
+        return Hop(**{f.name: getattr(self, f.name) for f in fields(Hop)})
 
     def __copy__(self) -> Hop:
         return self.copy()
 
     def __deepcopy__(self, memo: dict) -> Hop:
-        return Hop(self.key, self.label, self.status, self.detail, list(self.evidence), self.findings, self.aux,
-                   self.root_cause)
+        c = self.copy()
+        c.evidence = list(c.evidence)
+        return c
 
 
 @dataclass
