@@ -42,3 +42,15 @@ test_underlay_fault_only_the_probes_see = vm.test_underlay_fault_only_the_probes
 def test_the_captures_are_every_fault_of_the_stage():
     ran = {ln.split()[0] for ln in (CAPTURES / "phases" / "mesh3" / "phases.txt").read_text().splitlines() if ln.strip()}
     assert ran == {"healthy", *vmlab.mesh3_module().ALL_FAULTS}
+
+
+#: fault w from a second VM run, where the node dropping gossip lost the others' tasks too (its README)
+W2 = CAPTURES.parent / "vm-mesh3-w2"
+
+
+@pytest.mark.parametrize("check", [vm.test_fault_named_on_the_right_node, vm.test_fault_leaves_the_other_nodes_alone])
+def test_gossip_dropped_where_the_node_itself_lost_the_others_tasks(check):
+    d = vm.phase(W2, "w-gossip-dropped")
+    rc, doc = vm.together(d)
+    assert "ipvs.backend-missing" in {f["id"] for f in doc["findings"] if "m3-worker1" in f["nodes"]}  # as captured
+    check(W2, "w-gossip-dropped")

@@ -132,9 +132,11 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
 #: causes on one node that explain findings about other nodes: (root id, a word its detail must hold, the ids it
 #: explains and how each is tied to the root's node: "nodes" - the finding is about that node too (among its
 #: nodes, or named in its detail: "m3-manager lacks m3-worker1"); "addresses" - every address in its detail
-#: belongs to a task running on that node). A node's firewall dropping gossip (7946,
-#: checks/node.py SWARM_PORTS) cuts it out of every network's Peers on the others: their views lack it, their DNS,
-#: load balancers and overlay FDB lose its tasks' addresses.
+#: belongs to a task running on that node, or the finding is on that node and every address belongs to a task
+#: on other nodes). A node's firewall dropping gossip (7946, checks/node.py SWARM_PORTS) cuts it out of every
+#: network's Peers on the others: their views lack it, their DNS, load balancers and overlay FDB lose its tasks'
+#: addresses; and its own view may lose theirs (the VM tier's three-node mesh, fault w, one run of five: the
+#: node dropping 7946/tcp lacked the manager's task in its DNS, IPVS and FDB).
 CROSS_NODE_CAUSES: list[tuple[str, str, dict[str, str]]] = [
     ("node.swarm-ports-blocked", "(gossip)", {
         "network.gossip-incomplete": "nodes",
@@ -176,7 +178,12 @@ def group(findings: list[Finding], task_nodes: dict[str, set[str]] | None = None
             named = any(re.search(rf"\b{re.escape(n)}\b", f.detail) for n in r.nodes)
             return named or bool(set(r.nodes) & set(f.nodes))
         addrs = _IPV4.findall(f.detail)
-        return bool(addrs) and all(owners.get(a) and owners[a] <= set(r.nodes) for a in addrs)
+        if not addrs or not all(owners.get(a) for a in addrs):
+            return False
+        cut = set(r.nodes)
+        # the others lose the cut-off node's tasks, or the cut-off node loses theirs (never its own)
+        return all(owners[a] <= cut for a in addrs) or (
+            set(f.nodes) <= cut and all(not owners[a] & cut for a in addrs))
 
     for root_id, word, ties in CROSS_NODE_CAUSES:
         roots = [f for f in findings if f.id == root_id and word in f.detail and id(f) not in parent]
