@@ -135,8 +135,8 @@ ROOT_CAUSES: list[tuple[str, set[str], bool]] = [
 #: belongs to a task running on that node, or the finding is on that node and every address belongs to a task
 #: on other nodes). A node's firewall dropping gossip (7946, checks/node.py SWARM_PORTS) cuts it out of every
 #: network's Peers on the others: their views lack it, their DNS, load balancers and overlay FDB lose its tasks'
-#: addresses; and its own view may lose theirs (the VM tier's three-node mesh, fault w, one run of five: the
-#: node dropping 7946/tcp lacked the manager's task in its DNS, IPVS and FDB).
+#: addresses; and its own view may lose theirs (the VM tier's three-node mesh, fault w, one run of six: the
+#: node dropping 7946 lacked the manager's task in its DNS, IPVS and FDB; tests/fixtures/vm-mesh3-w2).
 CROSS_NODE_CAUSES: list[tuple[str, str, dict[str, str]]] = [
     ("node.swarm-ports-blocked", "(gossip)", {
         "network.gossip-incomplete": "nodes",
