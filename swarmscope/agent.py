@@ -14,7 +14,6 @@ exactly what is missing.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as _dt
 import errno
 import gc
@@ -32,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarmscope import heap
 from swarmscope.collect.snapshot import CollectOptions
 from swarmscope.errors import SwarmscopeError, UsageError
 from swarmscope.render import prometheus
@@ -798,20 +798,10 @@ def _release_memory() -> None:
     """Between collections: hand the collection's freed heap back to the system (glibc keeps it otherwise;
     on the 98-namespace lab the idle agent held ~61-63 MB after a few rounds, ~52-55 MB with this)."""
     gc.collect()
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc (musl, another libc): nothing to trim
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
+    heap.trim()
 
 
-_malloc_trim: Any = None  # libc's malloc_trim once looked up; False where there is none
-
-#: glibc's mallopt parameter M_ARENA_MAX (malloc.h), and the arenas the standing agent allows itself
-M_ARENA_MAX = -8
+#: the malloc arenas the standing agent allows itself
 AGENT_ARENAS = 2
 
 
@@ -820,11 +810,7 @@ def _limit_arenas() -> bool:
     reads every namespace in a thread of its own, and glibc gives threads arenas of their own (up to 8 per
     CPU); what is freed in them fragments, and the idle agent grew ~0.25 MB a round (98 namespaces: 55.8 ->
     60.5 MB in 20 rounds) where with two arenas it stays flat. Whether glibc took it (False: another libc)."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, AGENT_ARENAS))
+    return heap.limit_arenas(AGENT_ARENAS)
 
 
 def run_standing(opts: CollectOptions, interval: float, listen: str | None, token_file: str | None,

@@ -346,19 +346,11 @@ def _trim_heap() -> None:
     """Hand the heap freed after reading back to the system: the JSON text of every distinct rule was kept
     while reading (model.sharing), in glibc's heap, which Python's small objects made after (the path
     maps) do not reuse (at 100 nodes a quarter of a GB more at the peak without this)."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
+    from swarmscope import heap
 
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc: nothing to trim
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
+    heap.trim()
 
 
-_malloc_trim: Any = None  # libc's malloc_trim once looked up; False where there is none
 
 
 @contextlib.contextmanager
