@@ -40,7 +40,15 @@ from typing import Any
 
 import msgspec
 
+from swarmscope import model
 from swarmscope.model import READABLE_SNAPSHOT_VERSIONS, SHARED_RECORDS, SNAPSHOT_SCHEMA, Snapshot
+
+#: the model's integer fields (``model.I64``, plain ``int`` there) with the bounds msgspec applies, in
+#: [-2**63, 2**63 - 1] (2**63 itself: the slow reading). Set in the model's namespace, where the fields'
+#: annotations are resolved by name, before any decoder is made (``model`` does not import msgspec: every
+#: collection would pay for it)
+I64 = typing.Annotated[int, msgspec.Meta(ge=-model._INT_LIMIT, le=model._INT_LIMIT - 1)]
+model.I64 = I64  # type: ignore[misc]
 
 _HINTS: dict[type, dict[str, Any]] = {}
 

@@ -406,14 +406,10 @@ def _item_converter(tp: Any, mapping: bool = False) -> Callable[[Any], Any]:
 RECORDS: list[type] = []
 
 #: an integer field: as the checks here (dump.check_snapshot_data, ``_decoder``), in [-2**63, 2**63] where it is
-#: read back; the bounds are for msgspec (swarmscope/fastread.py), everything else sees ``int``
-#: (``typing.get_type_hints`` drops ``Annotated`` unless asked)
-try:
-    import msgspec as _msgspec
-
-    I64 = typing.Annotated[int, _msgspec.Meta(ge=-_INT_LIMIT, le=_INT_LIMIT - 1)]  # 2**63 itself: the slow reading
-except ImportError:  # pragma: no cover - a dependency; then nothing reads with msgspec
-    I64 = int  # type: ignore[misc]
+#: read back. Everything here sees ``int``; swarmscope/fastread.py, which reads dumps with msgspec, gives it
+#: msgspec's bounds when it is imported (``fastread.I64``): importing msgspec here cost every collection 25 ms.
+#: The annotations are resolved by name in this module's namespace when a reader asks for them.
+I64 = int
 
 
 @typing.dataclass_transform(field_specifiers=(field, redact_as))

@@ -19,6 +19,18 @@ import socket
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
+
+
+def _loads(body: bytes) -> Any:
+    """An answer's JSON: orjson's parser (a tenth of the time: 94 container inspects are most of a collection's
+    JSON), the standard library's where orjson refuses what it takes (NaN, integers past 64 bits), so that
+    what is accepted, and each error, is as before."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
 
 class DockerAPIError(Exception):
     """An HTTP error from the engine, worded as the Docker SDK's APIError."""
@@ -87,7 +99,7 @@ class UnixAPI:
             except (ValueError, KeyError, TypeError):
                 explanation = body.decode(errors="replace").strip()
             raise DockerAPIError(resp.status, resp.reason, f"http+docker://localhost{path}", explanation)
-        return json.loads(body)
+        return _loads(body)
 
     def version(self) -> dict:
         return self._get("/version")
