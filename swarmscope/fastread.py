@@ -48,7 +48,7 @@ from swarmscope.model import READABLE_SNAPSHOT_VERSIONS, SHARED_RECORDS, SNAPSHO
 #: annotations are resolved by name, before any decoder is made (``model`` does not import msgspec: every
 #: collection would pay for it)
 I64 = typing.Annotated[int, msgspec.Meta(ge=-model._INT_LIMIT, le=model._INT_LIMIT - 1)]
-model.I64 = I64  # type: ignore[misc]
+model.I64 = I64
 
 _HINTS: dict[type, dict[str, Any]] = {}
 
