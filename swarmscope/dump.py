@@ -591,6 +591,13 @@ def split_nodes(raw: Any) -> dict | None:
     (``_Unsplit``): what is read is exactly what the whole parse reads, or the whole parse is used."""
     if _orjson is None:
         return None
+    doc = _split_indented(raw)
+    return doc if doc is not None else _split_by_lengths(raw)
+
+
+def _split_indented(raw: Any) -> dict | None:
+    """``split_nodes`` by the writers' indentation (a search for each node's closing line: the fast way)."""
+    assert _orjson is not None
     i = raw.find(b'"nodes"')
     if i < 0:
         return None
@@ -639,6 +646,102 @@ def split_nodes(raw: Any) -> dict | None:
     doc["nodes"] = [_NodeText(text[a:b], mapped, a, b) for a, b in spans]
     _let_go(mapped, 0, len(raw))  # the search read every page: they come back from the page cache
     return doc
+
+
+def _split_by_lengths(raw: Any) -> dict | None:
+    """``split_nodes`` of a dump in any layout (compact, or indented otherwise than the writers indent):
+    msgspec parses the document's structure without building it (each top-level value, then each node, as
+    ``msgspec.Raw``: its text, unparsed), and each node's place in the file is found by walking the text
+    with those lengths (needed to let its pages go). What the walk does not find exactly as msgspec read it
+    (a key given twice, text msgspec reads otherwise) is None: the whole parse."""
+    assert _orjson is not None
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    try:
+        top = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+        nodes = msgspec.json.decode(top["nodes"], type=list[msgspec.Raw]) if "nodes" in top else None
+    except (msgspec.DecodeError, RecursionError):  # the whole parse tells what is wrong, in its words
+        return None
+    if nodes is None:
+        return None
+    spans: list[tuple[int, int]] = []
+    doc: dict = {}
+    i = _skip_ws(raw, 0)
+    if raw[i : i + 1] != b"{":
+        return None
+    i = _skip_ws(raw, i + 1)
+    while raw[i : i + 1] == b'"':
+        k = _string_end(raw, i)
+        if k < 0:
+            return None
+        try:
+            key = _orjson.loads(raw[i:k])
+        except _orjson.JSONDecodeError:
+            return None
+        if key in doc or key not in top:  # a key given twice: the whole parse decides which counts
+            return None
+        i = _skip_ws(raw, k)
+        if raw[i : i + 1] != b":":
+            return None
+        i = _skip_ws(raw, i + 1)
+        value = top[key]
+        if key == "nodes":
+            if raw[i : i + 1] != b"[":
+                return None
+            i = _skip_ws(raw, i + 1)
+            for n, node in enumerate(nodes):
+                length = len(memoryview(node))
+                if raw[i : i + 1] != b"{" or raw[i + length - 1 : i + length] != b"}":
+                    return None
+                spans.append((i, i + length))
+                i = _skip_ws(raw, i + length)
+                if n < len(nodes) - 1:
+                    if raw[i : i + 1] != b",":
+                        return None
+                    i = _skip_ws(raw, i + 1)
+            if raw[i : i + 1] != b"]":
+                return None
+            doc[key] = []
+            i += 1
+        else:
+            length = len(memoryview(value))
+            text = raw[i : i + length]
+            if text != bytes(value):
+                return None
+            try:
+                doc[key] = _orjson.loads(text)
+            except _orjson.JSONDecodeError:
+                return None
+            i += length
+        i = _skip_ws(raw, i)
+        if raw[i : i + 1] == b",":
+            i = _skip_ws(raw, i + 1)
+            continue
+        break
+    if raw[i : i + 1] != b"}" or _skip_ws(raw, i + 1) != len(raw) or list(doc) != list(top):
+        return None
+    mapped = raw if isinstance(raw, mmap.mmap) else None
+    text_view = memoryview(raw)
+    doc["nodes"] = [_NodeText(text_view[a:b], mapped, a, b) for a, b in spans]
+    _let_go(mapped, 0, len(raw))  # msgspec read every page: they come back from the page cache
+    return doc
+
+
+def _string_end(raw: Any, i: int) -> int:
+    """Where the JSON string opening at ``i`` ends (after its closing quote), or -1."""
+    j = i + 1
+    while True:
+        j = raw.find(b'"', j)
+        if j < 0:
+            return -1
+        back = j
+        while raw[back - 1 : back] == b"\\":
+            back -= 1
+        if (j - back) % 2 == 0:  # the quote is not escaped
+            return j + 1
+        j += 1
 
 
 def _let_go(mapped: mmap.mmap | None, start: int, end: int) -> None:

@@ -290,7 +290,7 @@ def read_node(text: Any, tables: _Tables) -> Snapshot | None:
     r = _READER
     try:
         snap = r.decoder.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if snap.schema != SNAPSHOT_SCHEMA or snap.version not in READABLE_SNAPSHOT_VERSIONS:
         return None

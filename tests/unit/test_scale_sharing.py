@@ -86,23 +86,77 @@ def test_swarmscope_dump_json_is_read_node_by_node(tmp_path, gen_dump):
     _same(got, snaps)
 
 
-def test_compact_json_is_read_whole(tmp_path, gen_dump):
+def _compact(gen_dump: Path) -> bytes:
     import json
 
+    return json.dumps(json.loads(gen_dump.read_bytes()), separators=(",", ":")).encode()  # no newline at all
+
+
+def test_compact_json_is_read_node_by_node(tmp_path, gen_dump):
+    """No indentation to split on: msgspec reads the structure and the nodes are found by their lengths
+    (parsed whole, a 100-node compact dump took 4.5 GB)."""
     p = tmp_path / "compact.json"
-    p.write_text(json.dumps(json.loads(gen_dump.read_bytes())))  # no newlines: nothing to split on
-    assert split_nodes(p.read_bytes()) is None
+    p.write_bytes(_compact(gen_dump))
+    doc = split_nodes(p.read_bytes())
+    assert doc is not None and len(doc["nodes"]) == SIZE["nodes"]
+    assert doc["failed_nodes"] == [] and doc["schema"] == "swarmscope/dump"
+    assert all(bytes(n.text).startswith(b'{"') and bytes(n.text).endswith(b"}") for n in doc["nodes"])
     _same(load(str(p)), _whole(gen_dump))
 
 
-def test_a_brace_at_the_nodes_indent_inside_a_node_falls_back_to_the_whole_parse(tmp_path, gen_dump):
+def test_a_brace_at_the_nodes_indent_inside_a_node_is_no_node_s_end(tmp_path, gen_dump):
     raw = gen_dump.read_bytes()
     first = raw.index(b'"nodes":[{') + len(b'"nodes":[{')
     odd = raw[:first] + b'\n"extra": {\n},' + raw[first:]  # valid JSON; an unknown key, ignored
     p = tmp_path / "odd.json"
     p.write_bytes(odd)
-    assert split_nodes(odd) is None
+    doc = split_nodes(odd)  # the indentation misleads: the nodes are found by their lengths
+    assert doc is not None and len(doc["nodes"]) == SIZE["nodes"]
+    assert bytes(doc["nodes"][0].text).startswith(b'{\n"extra": {\n},')
     _same(load(str(p)), _whole(gen_dump))
+
+
+def test_odd_top_level_keys_and_layouts_are_walked(tmp_path, gen_dump):
+    """Keys with escaped quotes and whitespace anywhere between tokens: the nodes are still found exactly."""
+    body = _compact(gen_dump)
+    odd = b'{ "a\\"b" :\t[1, {"nodes": "x\\""}] ,\r\n' + body[1:].replace(b'"nodes":[', b'"nodes" :\n [ ', 1) + b"\n"
+    doc = split_nodes(odd)
+    assert doc is not None and doc['a"b'] == [1, {"nodes": 'x"'}] and len(doc["nodes"]) == SIZE["nodes"]
+    p = tmp_path / "odd.json"
+    p.write_bytes(odd)
+    _same(load(str(p)), _whole(gen_dump))
+
+
+@pytest.mark.parametrize("twice", [b'"schema":"swarmscope/dump",', b'"nodes":[],'])
+def test_a_key_given_twice_is_left_to_the_whole_parse(tmp_path, gen_dump, twice):
+    body = _compact(gen_dump)
+    odd = b"{" + twice + body[1:]
+    assert split_nodes(odd) is None
+    p = tmp_path / "twice.json"
+    p.write_bytes(odd)
+    _same(load(str(p)), _whole(gen_dump))  # the last of a key counts, as in the whole parse
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        (b'"hostname":"node-001"', b'"hostname":"node-001",,'),  # not JSON inside the second node
+        (b'"hostname":"node-001"', b'"hostname":1'),  # JSON, but not a snapshot
+        (b'"schema":"swarmscope/dump"', b'"schema":"swarmscope/dump",,'),  # not JSON before the nodes
+        (b'"hostname":"node-001"', b'"hostname":"node-001\xff"'),  # not UTF-8
+    ],
+)
+def test_damage_in_a_compact_dump_is_told_as_the_whole_parse_tells_it(tmp_path, gen_dump, damage):
+    raw = _compact(gen_dump)
+    old, new = damage
+    at = raw.index(old)
+    p = tmp_path / "damaged.json"
+    p.write_bytes(raw[:at] + new + raw[at + len(old) :])
+    with pytest.raises(InputError) as whole:
+        _whole(p)
+    with pytest.raises(InputError) as split:
+        load_with_failed(str(p))
+    assert str(split.value) == str(whole.value)
 
 
 @pytest.mark.parametrize(
@@ -250,4 +304,26 @@ def test_a_dump_file_is_mapped_and_each_node_s_text_let_go_once_parsed(gen_dump,
     assert len(nodes) == n and all(m for m, _, _ in nodes)
     assert [a for _, a, _ in nodes] == sorted(a for _, a, _ in nodes) and nodes[-1][2] < size
     assert [a for _, a, _ in searched] == [a for _, a, _ in nodes]  # the same nodes
+    _same(snaps, _whole(gen_dump))
+
+
+def test_a_compact_dump_s_node_pages_are_let_go_once_parsed(tmp_path, gen_dump, monkeypatch):
+    from swarmscope import dump
+
+    p = tmp_path / "compact.json"
+    p.write_bytes(_compact(gen_dump))
+    calls: list[tuple[bool, int, int]] = []
+    real = dump._let_go
+
+    def let_go(mapped, start, end):
+        calls.append((mapped is not None, start, end))
+        real(mapped, start, end)
+
+    monkeypatch.setattr(dump, "_let_go", let_go)
+    snaps = load(str(p))
+    size = p.stat().st_size
+    whole = [c for c in calls if c == (True, 0, size)]
+    nodes = [c for c in calls if c[1:] != (0, size)]
+    assert whole and len(nodes) == SIZE["nodes"] and all(m for m, _, _ in nodes)
+    assert [a for _, a, _ in nodes] == sorted(a for _, a, _ in nodes) and nodes[-1][2] < size
     _same(snaps, _whole(gen_dump))
