@@ -363,8 +363,8 @@ class NetfilterFacts:
             return idx
 
         idx = self._once(("dst_marks", chain), make)
-        found = idx.get(addr, []) + (idx.get(f"{addr}/32", []) if f"{addr}/32" != addr else [])
-        found.sort(key=lambda x: x[0])
+        bare, cidr = idx.get(addr), idx.get(addr + "/32")
+        found = sorted(bare + cidr, key=lambda x: x[0]) if bare and cidr else bare or cidr or []
         return [
             Mark(mark_value(r), chain, r.value("-p"), _int(r.value("--dport")), r.value("-d"), r.line)
             for _, r in found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 
@@ -48,15 +49,22 @@ def _visible(s: str) -> int:
     return len(_ANSI.sub("", s)) if "\x1b" in s else len(s)
 
 
-def _cell_lines(v, width: int | None) -> list[str]:
+def _cell_lines(v, width: int | None) -> tuple[str, ...]:
     """A cell as its lines: stripped, and wrapped to ``width`` (textwrap's defaults) where the column has one."""
-    s = "" if v is None else str(v)
+    return _text_lines("" if v is None else str(v), width)
+
+
+@functools.lru_cache(maxsize=65536)
+def _text_lines(s: str, width: int | None) -> tuple[str, ...]:
+    """``_cell_lines`` of a text, made once per text and width: most cells of ``explain --all`` repeat (a hop
+    shared by every path of a node, a port's labels on every node, "ok"); wrapping them again was half of
+    the text's time."""
     if width is not None and (len(s) > width or "\n" in s):
         w = _WRAPPERS.get(width)
         if w is None:
             w = _WRAPPERS[width] = textwrap.TextWrapper(width=width)
         s = "\n".join("\n".join(w.wrap(line)) for line in s.splitlines() if line.strip())
-    return s.strip().split("\n")
+    return tuple(s.strip().split("\n"))
 
 
 def table(
@@ -71,13 +79,27 @@ def table(
     ncols = max([len(r) for r in rows] + [len(headers or [])])
     widths = list(maxcolwidths or []) + [None] * ncols
     cells = [[_cell_lines(r[i] if i < len(r) else "", widths[i]) for i in range(ncols)] for r in rows]
-    colw = [
-        max([_visible(x) for row in cells for x in row[i]] + [len(headers[i]) + 2 if headers else 0])
-        for i in range(ncols)
-    ]
+    coloured = False  # whether any cell holds a colour's escape (else a text's width is its length)
+    colw = []
+    for i in range(ncols):
+        w = len(headers[i]) + 2 if headers else 0
+        for row in cells:
+            for x in row[i]:
+                if "\x1b" in x:
+                    coloured = True
+                    n = _visible(x)
+                else:
+                    n = len(x)
+                if n > w:
+                    w = n
+        colw.append(w)
 
-    def line(parts: list[str]) -> str:
-        return "  ".join(p + " " * (colw[i] - _visible(p)) for i, p in enumerate(parts)).rstrip()
+    if coloured:
+        def line(parts) -> str:
+            return "  ".join(p + " " * (colw[i] - _visible(p)) for i, p in enumerate(parts)).rstrip()
+    else:
+        def line(parts) -> str:
+            return "  ".join([p.ljust(w) for p, w in zip(parts, colw, strict=False)]).rstrip()
 
     out = []
     if headers:
@@ -85,6 +107,9 @@ def table(
         out.append("  ".join("-" * w for w in colw))
     for row in cells:
         height = max(len(c) for c in row)
+        if height == 1:
+            out.append(line([c[0] for c in row]))
+            continue
         for k in range(height):
             out.append(line([c[k] if k < len(c) else "" for c in row]))
     return out
@@ -137,9 +162,17 @@ def _probes_lines(np: NodePath) -> list[str]:
     return out
 
 
-def _backends_table(np: NodePath, st: Style, show_redirect: bool) -> list[str]:
+def _backends_table(np: NodePath, st: Style, show_redirect: bool, seen: dict | None = None) -> list[str]:
+    """``seen``: the tables already made for a service, by Backend list (the list is shared by every node
+    whose real servers are judged alike, and never changed: one table for all of them)."""
     if not np.backends:
         return []
+    if seen is not None:
+        key = (id(np.backends), show_redirect)
+        hit = seen.get(key)
+        if hit is None:
+            hit = seen[key] = (np.backends, _backends_table(np, st, show_redirect))  # the list kept: its id its own
+        return hit[1]
     rows = []
     for b in np.backends:
         row = [b.address, "" if b.weight is None else b.weight, st(b.status), b.task or "-", b.node or "-"]
@@ -201,6 +234,7 @@ def render_service(
     else:
         out.append("  tasks:    none running")
     out.extend(render_serving(serving or [], st, node))
+    seen: dict = {}  # _backends_table's
 
     for pp in sp.ports:
         out.append("")
@@ -210,7 +244,7 @@ def render_service(
                 continue
             out.append("  " + _verdict_line(np, st))
             out.extend(_hops_table(np, st, verbose))
-            out.extend(_backends_table(np, st, show_redirect=pp.mode == "ingress"))
+            out.extend(_backends_table(np, st, pp.mode == "ingress", seen))
     for vp in sp.vip_paths:
         out.append("")
         if vp.vip:
@@ -224,7 +258,7 @@ def render_service(
                 continue
             out.append("  " + _verdict_line(np, st))
             out.extend(_hops_table(np, st, verbose))
-            out.extend(_backends_table(np, st, show_redirect=False))
+            out.extend(_backends_table(np, st, False, seen))
     checks = [c for c in sp.dns if not node or c.node == node]
     if checks:
         out.append("")

@@ -548,11 +548,27 @@ def node_hop(n: NodeCtx, key: tuple, make: Callable[[], Hop]) -> Hop:
     return n.memo(("hop",) + key, lambda: SharedHop.of(make()))
 
 
-def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop) -> Hop:
+def backends_hop(
+    key: str, label: str, backends: list[Backend], ipvs_svc: FwmService | None, ipvs_hop: Hop, cl: Cluster | None = None
+) -> Hop:
+    """The real servers against the tasks. ``cl``: where the Backend list is one the cluster shares (never
+    changed once built), its judgement is made once for every node path that has it (each keeps its own
+    evidence: the real servers' lines name the node's mark)."""
     if ipvs_svc is None:
         if ipvs_hop.status == HopStatus.UNKNOWN:
             return Hop(key, label, HopStatus.UNKNOWN, "IPVS not read: real servers unknown")
         return Hop(key, label, HopStatus.MISSING, "no IPVS service to read real servers from")
+    if cl is None:
+        status, detail = _backends_judgement(backends)
+    else:
+        hit = cl.memo(("backends.judged", id(backends)), lambda: (backends, *_backends_judgement(backends)))
+        if hit[0] is not backends:  # not the list it was made for (that one is gone: its id reused)
+            hit = (backends, *_backends_judgement(backends))
+        _, status, detail = hit
+    return Hop(key, label, status, detail, list(ipvs_svc.lines))
+
+
+def _backends_judgement(backends: list[Backend]) -> tuple[HopStatus, str]:
     good = [b for b in backends if b.status == BackendState.OK]
     moving = [b for b in backends if b.status in (BackendState.DRAINING, BackendState.STARTING)]
     bad = [
@@ -560,19 +576,16 @@ def backends_hop(key: str, label: str, backends: list[Backend], ipvs_svc: FwmSer
         for b in backends
         if b.status not in (BackendState.OK, BackendState.UNKNOWN, BackendState.DRAINING, BackendState.STARTING)
     ]
-    ev = list(ipvs_svc.lines)
     summary = ", ".join(f"{b.address} {b.status}" for b in backends) or "none"
     if not good and any(b.status == BackendState.UNKNOWN for b in backends) and not bad:
-        return Hop(
-            key, label, HopStatus.UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})", ev
-        )
+        return HopStatus.UNKNOWN, f"real servers not known to be tasks: no manager data ({summary})"
     if not good and moving and not bad:
-        return Hop(key, label, HopStatus.UNKNOWN, f"tasks being replaced: no settled real server yet ({summary})", ev)
+        return HopStatus.UNKNOWN, f"tasks being replaced: no settled real server yet ({summary})"
     if not good:
-        return Hop(key, label, HopStatus.MISSING, f"no usable real server ({summary})", ev)
+        return HopStatus.MISSING, f"no usable real server ({summary})"
     if bad:
-        return Hop(key, label, HopStatus.MISMATCH, summary, ev)
-    return Hop(key, label, HopStatus.OK, intern(f"{len(good)} real servers = running tasks"), ev)
+        return HopStatus.MISMATCH, summary
+    return HopStatus.OK, intern(f"{len(good)} real servers = running tasks")
 
 
 def verdict(np: NodePath, breaks: Callable[[Hop], bool] | None = None) -> None:

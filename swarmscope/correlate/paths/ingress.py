@@ -147,7 +147,7 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
         # of them, are shared: never changed once built)
         key = backends_key(cl, svc, net_id, ipvs_svc, h, n) + (proto, P, port.target_port)
         np.backends = cl.memo(key, made)
-    hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
+    hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h, cl))
     vh = vtep_hop(cl, svc, ingress.id, n) if ingress is not None else None
     if vh is not None:
         hops.append(vh)

@@ -157,7 +157,7 @@ def vip_node_path(cl: Cluster, svc: Service, network_id: str, vip: str, n: NodeC
     # the same real servers judged once for every node with the same input (the Backends are shared)
     key = backends_key(cl, svc, network_id, ipvs_svc, h, n)
     np.backends = cl.memo(key, lambda: backends_for(cl, svc, network_id, ipvs_svc, h, n))  # shared, never changed
-    hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h))
+    hops.append(backends_hop("lb.backends", "real servers -> tasks", np.backends, ipvs_svc, h, cl))
     vh = vtep_hop(cl, svc, network_id, n)
     if vh is not None:
         hops.append(vh)
