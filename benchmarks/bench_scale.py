@@ -10,7 +10,8 @@ commands (explain1: `explain svc0000`, one service), as a separate `python -m sw
 `--from`, and reports the median wall time, the median CPU time of the child
 (user + system, from wait4: what a loaded machine inflates least), the peak RSS
 of the child (ru_maxrss) and, between consecutive sizes, the growth exponent
-k in time ~ size^k (size = tasks; nodes and services grow with them), of both.
+k in time ~ size^k (size = tasks; nodes and services grow with them), of both, and of the
+CPU time against the dump's size (what the judge reads grows as nodes x tasks).
 `--large` adds 50:500:2500 and 100:1000:5000 (the last: a 1.2 GB dump, minutes
 per command on 2 CPUs and several GB of memory); a size whose dump would not fit
 in the memory available (about six times the dump's size, from /proc/meminfo)
@@ -151,6 +152,12 @@ def main() -> None:
             parts = [f"{c} {exponent(r1[c][0], r2[c][0], s1[2], s2[2]):.2f} (cpu {exponent(r1[c][2], r2[c][2], s1[2], s2[2]):.2f})"
                      for c in cmds]
             print(f"  {'/'.join(map(str, s1))} -> {'/'.join(map(str, s2))}: " + ", ".join(parts))
+        # the collected state grows as nodes x tasks (every node's ingress_sbox holds a real server per task
+        # of the swarm): against its size, k = 1 is a judge that keeps pace with what it reads
+        print("growth exponent k against the dump's size (cpu time ~ dump bytes^k):")
+        for (s1, m1, _, r1), (s2, m2, _, r2) in zip(rows, rows[1:]):
+            parts = [f"{c} {exponent(r1[c][2], r2[c][2], m1, m2):.2f}" for c in cmds]
+            print(f"  {'/'.join(map(str, s1))} -> {'/'.join(map(str, s2))} (dump x{m2 / m1:.2f}): " + ", ".join(parts))
 
 
 if __name__ == "__main__":
