@@ -143,8 +143,10 @@ def _hops_table(np: NodePath, st: Style, verbose: bool) -> list[str]:
     out = ["  " + line for line in table(rows, ["hop", "status", "detail"], [30, None, 34])]
     for h in np.hops:
         # evidence of broken hops, except those a root cause explains (its own hop shows it); all with -v
+        if not (verbose or (h.status in ("missing", "mismatch") and not h.root_cause)):
+            continue
         evidence = [e for e in h.evidence if not e.startswith(PROBE_EVIDENCE)]  # --probe lines: below
-        if evidence and (verbose or (h.status in ("missing", "mismatch") and not h.root_cause)):
+        if evidence:
             out.append(f"  evidence for {h.label}:")
             for e in evidence[:8 if not verbose else None]:
                 out.extend(_wrap(e, WIDTH - 2, "    "))

@@ -5,6 +5,7 @@ the VIP), the real servers and the tasks' own REDIRECT.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from sys import intern  # a text every node's path to a service repeats: one string (100 nodes: not 100)
 
 from swarmscope.correlate.cluster import Cluster, NodeCtx, strip_prefix
@@ -43,7 +44,7 @@ from swarmscope.facts.netfilter import (
     NetfilterFacts,
     Packet,
 )
-from swarmscope.model import BackendState, HopStatus, PortSpec, Service
+from swarmscope.model import BackendState, HopStatus, Namespace, PortSpec, Service
 
 
 def gwbridge_sbox_ip(n: NodeCtx) -> tuple[str | None, list[str]]:
@@ -81,29 +82,110 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
     P, proto = port.published_port, port.protocol
     assert P is not None  # analyze() maps published ports only
     ingress = cl.ingress
+    mine = n.memo("ingress.node", lambda: _node_part(cl, n))  # the node's own hops: the same in each path
     hops = np.hops
-    # the node's own hops, the same in each of its paths: judged once per node (node_hop)
-    hops.append(node_hop(n, ("kernel.ipvs",), lambda: kernel_hop(n)))
-    hops.append(node_hop(n, ("host.ip_forward",), lambda: sysctl_hop(
-        "host.ip_forward", "host ip_forward", n.snap.node.sysctls, "net.ipv4.ip_forward")))
+    hops.extend(mine.before_host)
+    # the host's part is the same on every node with the same rules and ingress_sbox address: judged once
+    made = cl.memo(("ingress.host", id(mine.host), proto, P, mine.gw_ip, mine.gw_ev),
+                   lambda: [SharedHop.of(h) for h in _host_hops(n, mine.host, proto, P)])
+    hops.extend(made)  # the same objects in each such node's path (SharedHop: NodePath.own before changing one)
+    hops.extend(mine.sbox_hops)
 
+    sbox = mine.sbox
+    labels = cl.memo(("ingress.labels", id(svc), P), lambda: _labels(cl, svc, P))
+    expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
+    sbox_rules = mine.sbox_rules
+    if sbox is None:
+        hops.append(Hop("ingress.mark", labels.mark, HopStatus.MISSING, "no ingress_sbox"))
+        mark = expected
+    elif sbox_rules is None or not sbox_rules.read:
+        hops.append(Hop("ingress.mark", labels.mark, HopStatus.UNKNOWN, "ingress_sbox iptables not read"))
+        mark = expected
+    else:
+        h, mark = mark_hop(
+            "ingress.mark",
+            labels.mark,
+            sbox_rules.port_marks(proto, P, PREROUTING),
+            expected,
+            _PRE_WHERE,
+            chain=sbox_rules.lines(MANGLE, PREROUTING),
+        )
+        hops.append(h)
+    h, ipvs_svc = ipvs_service_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
+    hops.append(h)
+    if ingress is not None:
+        net_id = ingress.id
+
+        def made_backends() -> list[Backend]:
+            backends = backends_for(cl, svc, net_id, ipvs_svc, h, n)
+            for b in backends:
+                _redirect(cl, b, svc, port)
+            return backends
+
+        # the same real servers judged once for every node with the same input (the Backends, and the list
+        # of them, are shared: never changed once built)
+        key = backends_key(cl, svc, net_id, ipvs_svc, h, n) + (proto, P, port.target_port)
+        np.backends = cl.memo(key, made_backends)
+    hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h, cl))
+    vh = vtep_hop(cl, svc, ingress.id, n) if ingress is not None else None
+    if vh is not None:
+        hops.append(vh)
+    hops.append(mine.snat)
+    vip = labels.vip
+    hops.append(alias_hop("ingress.vip_alias", labels.alias, sbox, vip, aux=True, n=n))
+    if sbox_rules is not None and sbox_rules.read and vip:
+        h, _ = mark_hop(
+            "ingress.vip_mark",
+            labels.vip_mark,
+            sbox_rules.dst_marks(vip, INPUT),
+            expected,
+            _INPUT_WHERE,
+            aux=True,
+            chain=sbox_rules.lines(MANGLE, INPUT),
+        )
+        hops.append(h)
+    verdict(np)
+    return np
+
+
+_PRE_WHERE = f"ingress_sbox {MANGLE} {PREROUTING}"
+_INPUT_WHERE = f"ingress_sbox {MANGLE} {INPUT}"
+
+
+@dataclass(frozen=True, slots=True)
+class _NodePart:
+    """What a node's path to every published port shares: its own hops (judged once per node, SharedHops)
+    and what the rest of each path is judged from."""
+
+    before_host: tuple[Hop, ...]  # kernel ip_vs, the host's ip_forward
+    host: NetfilterFacts  # the host's rules
+    gw_ip: str | None  # ingress_sbox's docker_gwbridge address, and how it was found
+    gw_ev: tuple[str, ...]
+    sbox_hops: tuple[Hop, ...]  # ingress_sbox, its ip_forward (where its sysctls were read), its links
+    sbox: Namespace | None
+    sbox_rules: NetfilterFacts | None
+    snat: Hop
+
+
+def _node_part(cl: Cluster, n: NodeCtx) -> _NodePart:
+    ingress = cl.ingress
+    before = (
+        node_hop(n, ("kernel.ipvs",), lambda: kernel_hop(n)),
+        node_hop(n, ("host.ip_forward",), lambda: sysctl_hop(
+            "host.ip_forward", "host ip_forward", n.snap.node.sysctls, "net.ipv4.ip_forward")),
+    )
     host = node_facts(n).host.netfilter
     gw_ip, gw_ev = gwbridge_sbox_ip(n)
-    # the host's part is the same on every node with the same rules and ingress_sbox address: judged once
-    made = cl.memo(("ingress.host", id(host), proto, P, gw_ip, tuple(gw_ev)),
-                   lambda: [SharedHop.of(h) for h in _host_hops(n, host, proto, P)])
-    hops.extend(made)  # the same objects in each such node's path (SharedHop: NodePath.own before changing one)
-
     sbox = n.ingress_sbox
-    hops.append(node_hop(n, ("ingress.sbox",), lambda: ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n)))
+    mid = [node_hop(n, ("ingress.sbox",), lambda: ns_hop("ingress.sbox", "ingress_sbox", sbox, "ingress_sbox", n))]
     if sbox is not None and sbox.sysctls:  # DNATed traffic is routed through the sandbox to the tasks
-        hops.append(node_hop(n, ("ingress.ip_forward",), lambda: sysctl_hop(
+        mid.append(node_hop(n, ("ingress.ip_forward",), lambda: sysctl_hop(
             "ingress.ip_forward", "ingress_sbox ip_forward", sbox.sysctls, "net.ipv4.ip_forward")))
     if sbox is not None:
         ov = n.overlay_ns(ingress.id) if ingress else None
         gw = n.memo("host_gwbridge", lambda: _host_gwbridge(n))
         br = n.memo(("bridge", id(ov)), lambda: _bridge(ov)) if ov else None
-        hops.append(
+        mid.append(
             node_hop(n, ("ingress.links",), lambda: links_hop(
                 "ingress.links",
                 "ingress_sbox links",
@@ -113,62 +195,30 @@ def ingress_node_path(cl: Cluster, svc: Service, port: PortSpec, n: NodeCtx) -> 
                 n,
             ))
         )
-    expected = n.local_lb_index(ingress.id, svc.name) if ingress else None
-    sbox_rules = ns_facts(n, sbox).netfilter if sbox is not None else None
-    if sbox is None:
-        hops.append(Hop("ingress.mark", intern(f"ingress_sbox MARK :{P}"), HopStatus.MISSING, "no ingress_sbox"))
-        mark = expected
-    elif sbox_rules is None or not sbox_rules.read:
-        hops.append(Hop("ingress.mark", intern(f"ingress_sbox MARK :{P}"), HopStatus.UNKNOWN,
-                        "ingress_sbox iptables not read"))
-        mark = expected
-    else:
-        h, mark = mark_hop(
-            "ingress.mark",
-            intern(f"ingress_sbox MARK :{P}"),
-            sbox_rules.port_marks(proto, P, PREROUTING),
-            expected,
-            f"ingress_sbox {MANGLE} {PREROUTING}",
-            chain=sbox_rules.lines(MANGLE, PREROUTING),
-        )
-        hops.append(h)
-    h, ipvs_svc = ipvs_service_hop("ingress.ipvs", "ingress_sbox IPVS", n, sbox, mark)
-    hops.append(h)
-    if ingress is not None:
-        net_id = ingress.id
-
-        def made() -> list[Backend]:
-            backends = backends_for(cl, svc, net_id, ipvs_svc, h, n)
-            for b in backends:
-                _redirect(cl, b, svc, port)
-            return backends
-
-        # the same real servers judged once for every node with the same input (the Backends, and the list
-        # of them, are shared: never changed once built)
-        key = backends_key(cl, svc, net_id, ipvs_svc, h, n) + (proto, P, port.target_port)
-        np.backends = cl.memo(key, made)
-    hops.append(backends_hop("ingress.backends", "real servers -> tasks", np.backends, ipvs_svc, h, cl))
-    vh = vtep_hop(cl, svc, ingress.id, n) if ingress is not None else None
-    if vh is not None:
-        hops.append(vh)
     sbox_ip = next(iter(subnet_addresses(n, sbox, ingress.subnets)), None) if ingress else None
-    hops.append(node_hop(n, ("ingress.snat", sbox_ip), lambda: snat_hop(
-        "ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip)))
+    snat = node_hop(n, ("ingress.snat", sbox_ip), lambda: snat_hop(
+        "ingress.snat", "ingress_sbox SNAT", n, sbox, ingress.subnets if ingress else [], sbox_ip))
+    return _NodePart(
+        before, host, gw_ip, tuple(gw_ev), tuple(mid), sbox,
+        ns_facts(n, sbox).netfilter if sbox is not None else None, snat,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Labels:
+    """A published port's texts that every node's path repeats (one string for all of them) and its VIP."""
+
+    mark: str
+    vip: str | None
+    alias: str
+    vip_mark: str
+
+
+def _labels(cl: Cluster, svc: Service, P: int) -> _Labels:
+    ingress = cl.ingress
     vip = next((strip_prefix(v.address) for v in svc.vips if ingress and v.network_id == ingress.id), None)
-    hops.append(alias_hop("ingress.vip_alias", intern(f"ingress VIP {vip} on ingress_sbox"), sbox, vip, aux=True, n=n))
-    if sbox_rules is not None and sbox_rules.read and vip:
-        h, _ = mark_hop(
-            "ingress.vip_mark",
-            intern(f"ingress VIP {vip} {INPUT} MARK"),
-            sbox_rules.dst_marks(vip, INPUT),
-            expected,
-            f"ingress_sbox {MANGLE} {INPUT}",
-            aux=True,
-            chain=sbox_rules.lines(MANGLE, INPUT),
-        )
-        hops.append(h)
-    verdict(np)
-    return np
+    return _Labels(intern(f"ingress_sbox MARK :{P}"), vip, intern(f"ingress VIP {vip} on ingress_sbox"),
+                   intern(f"ingress VIP {vip} {INPUT} MARK"))
 
 
 def _host_hops(n: NodeCtx, host: NetfilterFacts, proto: str, P: int) -> list[Hop]:
