@@ -325,7 +325,7 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     import difflib
 
     from swarmscope import pipeline, render
-    from swarmscope.render.output import write_json, write_text
+    from swarmscope.render.output import write_chunks, write_json
 
     if not service and not all_services:
         raise click.UsageError("name a SERVICE to explain, or use --all")
@@ -351,12 +351,12 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
             raise UsageError(f"no service named {service!r}", hint)
     if node and node not in analysis.nodes:
         raise UsageError(f"no node named {node!r} in the data", f"nodes: {', '.join(analysis.nodes)}")
-    out = render.explain(fmt, analysis, services, render.View(node=node, colour=_colour(colour), verbose=verbose,
-                                                              source=_label(from_file)))
-    if isinstance(out, str):
-        write_text(out, nl=False)
-    else:
+    out = render.explain_stream(fmt, analysis, services, render.View(node=node, colour=_colour(colour),
+                                                                     verbose=verbose, source=_label(from_file)))
+    if isinstance(out, dict):
         write_json(out)
+    else:
+        write_chunks(out)
     sys.exit(pipeline.exit_status(run))
 
 

@@ -3,13 +3,16 @@
 ``explain --format NAME`` and ``check --format NAME`` take their formats from the tables below:
 a format is a module of this package with a ``for_explain(analysis, services, view)`` (or
 ``for_check(run, view)``) that returns either text (a str, written as it is) or a JSON document
-(a dict, streamed by ``render.output.write_json``). The CLI offers exactly the formats listed
+(a dict, streamed by ``render.output.write_json``); a text format may also have a
+``stream_explain(analysis, services, view)`` that yields the same text in pieces, which the CLI writes
+as they come (``explain_stream``). The CLI offers exactly the formats listed
 here and imports a renderer only when it is chosen.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +57,16 @@ def _module(formats: dict[str, tuple[str, str]], fmt: str):
 def explain(fmt: str, analysis: Any, services: list, view: View) -> str | dict:
     """The ``explain`` output of ``services`` in format ``fmt``."""
     return _module(EXPLAIN_FORMATS, fmt).for_explain(analysis, services, view)
+
+
+def explain_stream(fmt: str, analysis: Any, services: list, view: View) -> Iterator[str] | dict:
+    """``explain``'s output as the CLI writes it: text in pieces (a format's ``stream_explain`` where it has
+    one: written as made, not held whole), or the JSON document."""
+    module = _module(EXPLAIN_FORMATS, fmt)
+    if hasattr(module, "stream_explain"):
+        return module.stream_explain(analysis, services, view)
+    out = module.for_explain(analysis, services, view)
+    return iter([out]) if isinstance(out, str) else out
 
 
 def check(fmt: str, run: Any, view: View) -> str | dict:

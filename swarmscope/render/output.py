@@ -6,6 +6,7 @@ A file that cannot be written is a SwarmscopeError of one line (``cannot write F
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from swarmscope.errors import SwarmscopeError
@@ -24,11 +25,27 @@ def write_text(text: str, output: str | None = None, nl: bool = True) -> None:
     if _stdout(output):
         import click
 
-        click.echo(text, nl=nl)
+        click.echo(text, nl=nl, color=True)  # colour is decided by --color (cli._colour): never stripped here
         return
     try:
         with open(output, "w") as fh:  # type: ignore[arg-type]
             fh.write(text + ("\n" if nl else ""))
+    except OSError as exc:
+        raise _cannot(output, exc) from None  # type: ignore[arg-type]
+
+
+def write_chunks(chunks: Iterable[str], output: str | None = None) -> None:
+    """Text in pieces, each written as it comes (as ``write_text`` of their whole, without a newline)."""
+    if _stdout(output):
+        import click
+
+        for chunk in chunks:
+            click.echo(chunk, nl=False, color=True)  # as write_text
+        return
+    try:
+        with open(output, "w") as fh:  # type: ignore[arg-type]
+            for chunk in chunks:
+                fh.write(chunk)
     except OSError as exc:
         raise _cannot(output, exc) from None  # type: ignore[arg-type]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import textwrap
+from collections.abc import Iterator
 
 from swarmscope.correlate.probes import PROBE_EVIDENCE
 from swarmscope.correlate.serving import PortServing, groups, serving_table
@@ -338,24 +339,32 @@ def render_explain(
     node: str | None = None,
     verbose: bool = False,
 ) -> str:
+    return "".join(explain_chunks(analysis, services, colour, node, verbose))
+
+
+def explain_chunks(
+    analysis: Analysis,
+    services: list[ServicePath],
+    colour: bool = False,
+    node: str | None = None,
+    verbose: bool = False,
+) -> Iterator[str]:
+    """``render_explain``'s text in pieces, a service at a time: ``explain --all`` of a 100-node swarm is
+    a few hundred MB of text, written as it is made instead of held whole (and its lines) until the end."""
     st = Style(colour)
-    out: list[str] = []
     src = (
         f"; services and tasks from {analysis.api_source}"
         if analysis.api_source
         else "; no manager in the data: tasks rebuilt from the nodes' containers"
     )
-    out.append(f"nodes: {', '.join(analysis.nodes)}{src}")
+    yield f"nodes: {', '.join(analysis.nodes)}{src}"
     for sp in services:
-        out.append("")
-        out.extend(render_service(sp, st, node, verbose, serving_table(analysis, [sp])))
+        yield "\n\n" + "\n".join(render_service(sp, st, node, verbose, serving_table(analysis, [sp])))
     names = {s.name for s in services}
     relevant = [f for f in analysis.findings if f.service in names or f.service is None]
     if node:
         relevant = [f for f in relevant if not f.nodes or node in f.nodes]
-    out.append("")
-    out.extend(render_findings(relevant, st, verbose))
-    return "\n".join(out)
+    yield "\n\n" + "\n".join(render_findings(relevant, st, verbose))
 
 
 def render_check(analysis: Analysis, colour: bool = False, verbose: bool = False) -> str:
@@ -401,7 +410,13 @@ def render_catalogue(entries: list, fmt: str = "text") -> str:
 
 def for_explain(analysis: Analysis, services: list[ServicePath], view) -> str:
     """``explain --format text``."""
-    return render_explain(analysis, services, colour=view.colour, node=view.node, verbose=view.verbose) + "\n"
+    return "".join(stream_explain(analysis, services, view))
+
+
+def stream_explain(analysis: Analysis, services: list[ServicePath], view) -> Iterator[str]:
+    """``explain --format text`` in pieces, as the CLI writes it (``for_explain`` is their whole)."""
+    yield from explain_chunks(analysis, services, colour=view.colour, node=view.node, verbose=view.verbose)
+    yield "\n"
 
 
 def for_check(run, view) -> str:
