@@ -693,7 +693,7 @@ def _split_by_lengths(raw: Any) -> dict | None:
             i = _skip_ws(raw, i + 1)
             for n, node in enumerate(nodes):
                 length = len(memoryview(node))
-                if raw[i : i + 1] != b"{" or raw[i + length - 1 : i + length] != b"}":
+                if raw[i : i + 1] != b"{" or not _same_ends(raw, i, memoryview(node)):
                     return None
                 spans.append((i, i + length))
                 i = _skip_ws(raw, i + length)
@@ -706,12 +706,12 @@ def _split_by_lengths(raw: Any) -> dict | None:
             doc[key] = []
             i += 1
         else:
-            length = len(memoryview(value))
-            text = raw[i : i + length]
-            if text != bytes(value):
+            mv = memoryview(value)  # msgspec's slice of the text: parsed from there, not copied (a dump's
+            length = len(mv)  # path maps can be as large as its nodes)
+            if not _same_ends(raw, i, mv):
                 return None
             try:
-                doc[key] = _orjson.loads(text)
+                doc[key] = _orjson.loads(mv)
             except _orjson.JSONDecodeError:
                 return None
             i += length
@@ -727,6 +727,14 @@ def _split_by_lengths(raw: Any) -> dict | None:
     doc["nodes"] = [_NodeText(text_view[a:b], mapped, a, b) for a, b in spans]
     _let_go(mapped, 0, len(raw))  # msgspec read every page: they come back from the page cache
     return doc
+
+
+def _same_ends(raw: Any, i: int, value: memoryview, n: int = 64) -> bool:
+    """Whether the text at ``i`` begins and ends as ``value`` (a value msgspec read from the same text):
+    the walk is in step with msgspec's reading (each node is parsed whole later, which checks the rest)."""
+    length = len(value)
+    k = min(n, length)
+    return raw[i : i + k] == value[:k].tobytes() and raw[i + length - k : i + length] == value[length - k :].tobytes()
 
 
 def _string_end(raw: Any, i: int) -> int:

@@ -84,6 +84,18 @@ def test_swarmscope_dump_json_is_read_node_by_node(tmp_path, gen_dump):
     assert failed == [{"node": "node-009", "reason": "did not answer"}]
     _same(got, _whole(p))
     _same(got, snaps)
+    # the same dump compact, its path maps and findings beside the nodes: each read from msgspec's slice
+    import json
+
+    whole = json.loads(buf.getvalue())
+    p.write_bytes(json.dumps(whole, separators=(",", ":")).encode())
+    split = split_nodes(p.read_bytes())
+    assert split is not None and len(split["nodes"]) == SIZE["nodes"]
+    assert {k: v for k, v in split.items() if k != "nodes"} == {k: v for k, v in whole.items() if k != "nodes"}
+    assert split["services"] and split["findings"]
+    got, failed = load_with_failed(str(p))
+    assert failed == [{"node": "node-009", "reason": "did not answer"}]
+    _same(got, snaps)
 
 
 def _compact(gen_dump: Path) -> bytes:
