@@ -22,16 +22,7 @@ def _cannot(output: str, exc: OSError) -> SwarmscopeError:
 
 def write_text(text: str, output: str | None = None, nl: bool = True) -> None:
     """Text and (with ``nl``) a newline."""
-    if _stdout(output):
-        import click
-
-        click.echo(text, nl=nl, color=True)  # colour is decided by --color (cli._colour): never stripped here
-        return
-    try:
-        with open(output, "w") as fh:  # type: ignore[arg-type]
-            fh.write(text + ("\n" if nl else ""))
-    except OSError as exc:
-        raise _cannot(output, exc) from None  # type: ignore[arg-type]
+    write_chunks([text + ("\n" if nl else "")], output)
 
 
 def write_chunks(chunks: Iterable[str], output: str | None = None) -> None:
@@ -40,7 +31,7 @@ def write_chunks(chunks: Iterable[str], output: str | None = None) -> None:
         import click
 
         for chunk in chunks:
-            click.echo(chunk, nl=False, color=True)  # as write_text
+            click.echo(chunk, nl=False, color=True)  # colour is decided by --color (cli._colour): never stripped here
         return
     try:
         with open(output, "w") as fh:  # type: ignore[arg-type]

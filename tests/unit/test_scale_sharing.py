@@ -295,7 +295,8 @@ def _unshared(path: Path) -> list[Snapshot]:
     return [Snapshot.from_dict(n) for n in orjson.loads(path.read_bytes())["nodes"]]
 
 
-def test_a_dump_file_is_mapped_and_each_node_s_text_let_go_once_parsed(gen_dump, monkeypatch):
+def _let_go_calls(monkeypatch) -> list[tuple[bool, int, int]]:
+    """Every ``dump._let_go`` from now on, as (mapped, start, end); the pages are still let go."""
     from swarmscope import dump
 
     calls: list[tuple[bool, int, int]] = []
@@ -306,6 +307,11 @@ def test_a_dump_file_is_mapped_and_each_node_s_text_let_go_once_parsed(gen_dump,
         real(mapped, start, end)
 
     monkeypatch.setattr(dump, "_let_go", let_go)
+    return calls
+
+
+def test_a_dump_file_is_mapped_and_each_node_s_text_let_go_once_parsed(gen_dump, monkeypatch):
+    calls = _let_go_calls(monkeypatch)
     snaps = load(str(gen_dump))
     size = gen_dump.stat().st_size
     n = SIZE["nodes"]
@@ -320,18 +326,9 @@ def test_a_dump_file_is_mapped_and_each_node_s_text_let_go_once_parsed(gen_dump,
 
 
 def test_a_compact_dump_s_node_pages_are_let_go_once_parsed(tmp_path, gen_dump, monkeypatch):
-    from swarmscope import dump
-
     p = tmp_path / "compact.json"
     p.write_bytes(_compact(gen_dump))
-    calls: list[tuple[bool, int, int]] = []
-    real = dump._let_go
-
-    def let_go(mapped, start, end):
-        calls.append((mapped is not None, start, end))
-        real(mapped, start, end)
-
-    monkeypatch.setattr(dump, "_let_go", let_go)
+    calls = _let_go_calls(monkeypatch)
     snaps = load(str(p))
     size = p.stat().st_size
     whole = [c for c in calls if c == (True, 0, size)]

@@ -561,10 +561,10 @@ def backends_hop(
     if cl is None:
         status, detail = _backends_judgement(backends)
     else:
-        hit = cl.memo(("backends.judged", id(backends)), lambda: (backends, *_backends_judgement(backends)))
-        if hit[0] is not backends:  # not the list it was made for (that one is gone: its id reused)
-            hit = (backends, *_backends_judgement(backends))
-        _, status, detail = hit
+        # the list kept in the memo with its judgement: its id is not reused while the memo lives
+        _, status, detail = cl.memo(
+            ("backends.judged", id(backends)), lambda: (backends, *_backends_judgement(backends))
+        )
     return Hop(key, label, status, detail, list(ipvs_svc.lines))
 
 
