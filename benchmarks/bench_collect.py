@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time a full `swarmscope collect` on the lab swarm; print namespaces, wall time and peak memory.
 
-Usage (root):  python3 benchmarks/bench_collect.py [--runs 5] [--replicas 2,10,30] [--workers 8] [--keep]
+Usage (root):  python3 benchmarks/bench_collect.py [--runs 5] [--replicas 2,10,30] [--workers N] [--keep]
 
 For each replica count of `whoami` (more replicas -> more task sandboxes), it
 scales the lab, waits for convergence, then runs `python -m swarmscope collect
@@ -67,8 +67,15 @@ def wait_replicas(lab, n: int, timeout: float = 300) -> None:
     raise SystemExit(f"whoami did not reach {n} running replicas in {timeout}s")
 
 
-def one_run(lab, workers: int) -> tuple[float, int, dict]:
-    argv = [sys.executable, "-c", CHILD, "collect", "--json", "--netns-dir", str(lab.netns_dir), "--workers", str(workers)]
+def _default_workers() -> str:
+    from swarmscope.collect.snapshot import default_workers
+
+    return f"{default_workers()} (the default)"
+
+
+def one_run(lab, workers: int | None) -> tuple[float, int, dict]:
+    argv = [sys.executable, "-c", CHILD, "collect", "--json", "--netns-dir", str(lab.netns_dir)]
+    argv += ["--workers", str(workers)] if workers else []  # else collect's default (the CPUs, 2 to 8)
     env = dict(os.environ, DOCKER_HOST=lab.docker_host, PYTHONPATH=str(REPO))
     # through run_tree's small parent, so that the child's own peak is not this process's resident size
     cp, wall, _ = run_tree(["nsenter", f"--net={lab.netns_path}", *argv], capture_output=True, text=True, env=env,
@@ -181,7 +188,7 @@ def script_run(lab, expected: tuple[int, int]) -> tuple[float, int]:
     return wall, rss
 
 
-def versus(lab, pairs: int, workers: int, against: str) -> None:
+def versus(lab, pairs: int, workers: int | None, against: str) -> None:
     """Alternated runs: swarmscope collect --json, then support.sh and/or the loop, `pairs` times."""
     others: dict[str, tuple[list[float], list[int]]] = {}
     if against in ("support.sh", "both"):
@@ -204,7 +211,7 @@ def versus(lab, pairs: int, workers: int, against: str) -> None:
             line.append(f"{name} {w2:.2f}s")
         print(", ".join(line), file=sys.stderr)
     mo = statistics.median(ours)
-    print(f"{nns} namespaces, {pairs} alternated runs of each, --workers {workers}, load average "
+    print(f"{nns} namespaces, {pairs} alternated runs of each, --workers {workers or _default_workers()}, load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     if "moby support.sh" in others:
         print(f"support.sh processed {expected[0]} network sandboxes and {expected[1]} running containers each run")
@@ -220,7 +227,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--replicas", default="2,10,30", help="comma-separated whoami replica counts")
-    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=None, help="collect --workers (default: collect's own default)")
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
     ap.add_argument("--lab", default="bench", help="the lab's name (contrib/lab/swarmlab.py --name; not pt*/pytest*: the tests own those)")
     ap.add_argument("--versus", type=int, metavar="REPLICAS",
@@ -272,7 +279,7 @@ def main() -> None:
             lab.down()
         else:
             lab.docker("service", "scale", "-d", "whoami=2")
-    print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs, {args.runs} runs each, --workers {args.workers}")
+    print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs, {args.runs} runs each, --workers {args.workers or _default_workers()}")
     print(f"{'replicas':>8} {'netns':>5} {'wall median':>11} {'min':>6} {'max':>6} {'peak RSS':>9} {'snapshot':>9} {'in-process':>10} {'analyze':>8}")
     for n, ns, med, lo, hi, rss, size, inproc, corr in rows:
         print(f"{n:>8} {ns:>5} {med:>10.2f}s {lo:>5.2f}s {hi:>5.2f}s {rss:>7.1f}MB {size:>7.0f}KB {inproc:>9.2f}s {corr:>6.0f}ms")

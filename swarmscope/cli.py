@@ -55,8 +55,8 @@ def collect_options(fn):
         click.option("--dns-timeout", type=FiniteRange(0.1, 60), default=2.0, show_default=True,
                      help="Seconds allowed for each DNS question to 127.0.0.11."),
         click.option("--no-dns", is_flag=True, help="Do not ask the embedded DNS resolver."),
-        click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
-                     help="Namespaces collected at once."),
+        click.option("--workers", type=click.IntRange(1, 64), default=None,
+                     help="Namespaces collected at once (default: this machine's CPUs, 2 to 8)."),
         click.option("--dockerd-log", "dockerd_log", default=None, metavar="FILE",
                      type=click.Path(dir_okay=False),
                      help="dockerd's log file to search for known mesh errors (only its last 256 KiB is read; "

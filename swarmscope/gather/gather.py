@@ -98,7 +98,9 @@ def socket_source(docker_host: str | None) -> str:
 def agent_command(opts: CollectOptions, run: str) -> list[str]:
     c = ["swarmscope", "agent", "--once", "--run-id", run, "--netns-dir", CONTAINER_NETNS_DIR,
          "--timeout", str(opts.timeout), "--docker-timeout", str(opts.docker_timeout),
-         "--dns-timeout", str(opts.dns_timeout), "--workers", str(opts.workers)]
+         "--dns-timeout", str(opts.dns_timeout)]
+    if opts.workers is not None:  # else each node's own default (its CPUs)
+        c += ["--workers", str(opts.workers)]
     if not opts.dns:
         c.append("--no-dns")
     return c

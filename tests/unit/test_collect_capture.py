@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from swarmscope.collect.host import BY_NAME, SOURCES, CaptureHost, LiveHost, reads
 from swarmscope.collect.snapshot import CollectOptions, collect
 from swarmscope.model import NsKind
+from swarmscope.netns import NamespaceError
 from swarmscope.pipeline import analyze_snapshots
 
 VM = Path(__file__).resolve().parents[1] / "fixtures" / "vm"
@@ -144,3 +147,62 @@ def test_a_capture_without_the_docker_api_still_gives_the_namespaces(tmp_path):
     sbox = snap.namespace("ingress_sbox")
     assert sbox is not None and sbox.iptables is not None and sbox.iptables.available
     assert snap.host.iptables is not None and snap.host.iptables.available
+
+
+def test_dns_is_asked_while_the_other_namespaces_are_still_read():
+    """The embedded DNS is asked as soon as the API's view is read and the asking lb_ namespace's own reading is
+    done, not after every namespace: a container sandbox's reading here waits (up to 10 s) for the question."""
+    import threading
+
+    asked = threading.Event()
+    order: list[str] = []
+
+    class Host(CaptureHost):
+        def iptables(self, rec, namespace):
+            if namespace == last:
+                order.append("waited" if asked.wait(10) else "timed out")
+            return super().iptables(rec, namespace)
+
+        def ask_dns(self, questions, namespace, timeout):
+            order.append(f"dns in {namespace}")
+            asked.set()
+            return super().ask_dns(questions, namespace, timeout)
+
+    root = VM / "healthy"
+    last = max(p.name for p in (root / "ns").iterdir() if re.fullmatch(r"[0-9a-f]{12}", p.name))
+    snap = collect(CollectOptions(require_root=False, host=Host(root), workers=2))
+    assert "dns in lb_oqwgtnrv6" in order and order[-1] == "waited", order
+    assert {a.query: a.answers for a in snap.dns}["tasks.whoami"] == ["10.0.1.3", "10.0.1.4"]
+    assert snap.complete, snap.errors
+
+
+def test_dns_is_not_asked_in_a_namespace_that_vanished_while_read():
+    entered: list[str] = []
+
+    class Host(CaptureHost):
+        def run_in(self, path, fn, timeout):
+            entered.append(os.path.basename(path))
+            if os.path.basename(path).startswith("lb_"):
+                raise NamespaceError(path, "namespace file vanished", vanished=True)
+            return super().run_in(path, fn, timeout)
+
+    snap = collect(CollectOptions(require_root=False, host=Host(VM / "healthy")))
+    lb = snap.namespace("lb_oqwgtnrv6")
+    assert lb is not None and lb.vanished and lb.errors == ["namespace file vanished"]
+    assert entered.count("lb_oqwgtnrv6") == 1  # read once; not entered again to ask DNS
+    assert not [a for a in snap.dns if a.namespace == "lb_oqwgtnrv6"]
+
+
+def test_workers_default_to_the_cpus_and_gather_leaves_each_node_its_own(monkeypatch):
+    from swarmscope.collect import snapshot
+    from swarmscope.gather.gather import agent_command
+
+    monkeypatch.setattr(snapshot.os, "sched_getaffinity", lambda pid: set(range(32)))
+    assert snapshot.default_workers() == 8
+    monkeypatch.setattr(snapshot.os, "sched_getaffinity", lambda pid: {0})
+    assert snapshot.default_workers() == 2
+    monkeypatch.setattr(snapshot.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert snapshot.default_workers() == 4
+    assert "--workers" not in agent_command(CollectOptions(), "run1")
+    cmd = agent_command(CollectOptions(workers=3), "run1")
+    assert cmd[cmd.index("--workers") + 1] == "3"
