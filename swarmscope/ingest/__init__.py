@@ -14,7 +14,6 @@ import stat
 from dataclasses import dataclass, field
 
 from swarmscope.errors import InputError, ParseError
-from swarmscope.ingest.build import NodeText, read_section, to_snapshot
 from swarmscope.ingest.sections import KINDS, Section, looks_like_transcript, split_pasted
 from swarmscope.model import Snapshot
 
@@ -112,7 +111,10 @@ def _sections_of_file(path: str, text: str, label: str) -> tuple[list[Section], 
 
 def load_text(paths: list[str], limit_mb: float | None = None) -> tuple[list[Snapshot], TextReport]:
     """Snapshots from support.sh transcripts and/or directories of pasted output."""
+    # the parsers and the snapshot's assembly only here: `is_text_input`, asked of every --from, needs none of
+    # them (the assembly imports the collector's layout: 25 ms of a small dump's `check`)
     from swarmscope.dump import DEFAULT_MAX_INPUT_MB
+    from swarmscope.ingest.build import NodeText, read_section, to_snapshot
 
     limit = int((limit_mb or DEFAULT_MAX_INPUT_MB) * 1024 * 1024)
     rep = TextReport()

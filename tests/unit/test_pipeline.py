@@ -111,6 +111,15 @@ def test_dump_module_does_not_import_the_correlator():
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_loading_a_dump_imports_neither_the_text_parsers_nor_the_collector(dump_with_failed):
+    """--from of a JSON dump asks whether it is pasted text, and needs none of what reads text or a live node."""
+    code = ("import sys; from swarmscope import pipeline; pipeline.load(sys.argv[1]); "
+            "print(sorted(m for m in ('swarmscope.ingest.build', 'swarmscope.collect.snapshot') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(dump_with_failed)], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
 def test_every_format_is_a_renderer_in_render_and_the_cli_offers_exactly_those():
     import importlib
 
