@@ -783,6 +783,11 @@ class Namespace:
 # DNS
 
 
+#: ``DnsAnswer.status`` of an answer the resolver truncated (TC) and that could not be had whole (over TCP):
+#: its answers are a part of the whole, so what it lacks says nothing (collect/dns.py)
+DNS_TRUNCATED = "truncated"
+
+
 @record
 class DnsAnswer:
     service: str = redact_as(TEXT)
@@ -790,7 +795,7 @@ class DnsAnswer:
     network_name: str = redact_as(TEXT)
     query: str = redact_as(TEXT)  # "whoami" or "tasks.whoami"
     namespace: str = redact_as(TEXT)  # the namespace the question was asked from
-    status: str = redact_as(KEEP)  # ok | nxdomain | noanswer | timeout | error
+    status: str = redact_as(KEEP)  # ok | nxdomain | noanswer | timeout | error | truncated (DNS_TRUNCATED)
     answers: list[str] = redact_as(NONAME, default_factory=list)
     duration_ms: float = 0.0
     reason: str | None = redact_as(TEXT, default=None)

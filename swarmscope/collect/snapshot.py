@@ -26,6 +26,7 @@ from swarmscope.collect.host import Host, LiveHost, SourceUnavailable, reads
 from swarmscope.collect.runner import Recorder
 from swarmscope.errors import CollectError
 from swarmscope.model import (
+    DNS_TRUNCATED,
     Bridge,
     DockerView,
     HostNamespace,
@@ -234,7 +235,7 @@ def _ask_dns(ns: Namespace, rec: Recorder, opts: CollectOptions, questions: list
     """Inside the namespace: its questions to the embedded resolver, all at once."""
     with _soft(ns, "dns"), rec.step(f"dns {len(questions) * 2} queries to 127.0.0.11", ns.name) as step:
         answers = opts.host.ask_dns(questions, ns.name, opts.dns_timeout)
-        bad = [a for a in answers if a.status in ("timeout", "error")]
+        bad = [a for a in answers if a.status in ("timeout", "error", DNS_TRUNCATED)]
         if bad:
             step.status = "failed"
             step.reason = f"{len(bad)} of {len(answers)} queries failed: {bad[0].query}: {bad[0].reason}"

@@ -152,6 +152,27 @@ def test_rolling_update_gives_no_false_alarm(lab):
 
 
 @pytest.mark.lab_fault
+def test_many_replicas_give_no_false_alarm(lab):
+    """36 tasks of whoami (VIP) and of dnsrr: tasks.whoami's and dnsrr's answers no longer fit the resolver's
+    512-byte UDP reply, which it truncates (TC). The collector asks with a larger reply size (EDNS0), and
+    over TCP where one is still truncated: every address, and nothing but the kernel root cause."""
+    n = 36
+    for svc in ("whoami", "dnsrr"):
+        assert lab.docker("service", "scale", "-d", f"{svc}={n}").returncode == 0
+    try:
+        assert wait(lambda: converged(lab, "whoami", n) and converged(lab, "dnsrr", n), 240)
+        doc = check_json(lab)
+        assert roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
+        cp = lab.swarmscope("collect", "--json", "--netns-dir", str(lab.netns_dir), timeout=180)
+        answers = {a["query"]: a for a in json.loads(cp.stdout)["dns"]}
+        assert answers["tasks.whoami"]["status"] == "ok" and len(answers["tasks.whoami"]["answers"]) == n
+        assert answers["dnsrr"]["status"] == "ok" and len(answers["dnsrr"]["answers"]) == n
+    finally:
+        assert lab.docker("service", "scale", "-d", "whoami=2", "dnsrr=1").returncode == 0
+        assert wait(lambda: converged(lab, "whoami", 2) and converged(lab, "dnsrr", 1), 240)
+
+
+@pytest.mark.lab_fault
 def test_task_container_killed_behind_swarms_back(lab):
     """kill -9 of a task's process: swarm notices, and the restart delay keeps it down for a while."""
     assert lab.docker("service", "update", "-d", "--restart-delay", "120s", "whoami").returncode == 0

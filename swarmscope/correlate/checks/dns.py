@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from swarmscope.correlate.checks.registry import Ctx, Hit, check
 from swarmscope.correlate.cluster import ip_key
 from swarmscope.correlate.paths import settling_addresses
-from swarmscope.model import HopStatus, Severity
+from swarmscope.model import DNS_TRUNCATED, HopStatus, Severity
 
 
 @check(
@@ -78,7 +78,7 @@ def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
                     settling_addresses(cl, svc, a.network_id, n.now))
     for n in cl.nodes:
         for a in n.snap.dns:
-            if a.status in ("timeout", "error"):
+            if a.status in ("timeout", "error", DNS_TRUNCATED):  # no whole answer to compare
                 continue
             aside = settling.get((a.network_id, a.query), set())
             answers = tuple(sorted((x for x in a.answers if x not in aside), key=ip_key))

@@ -9,7 +9,7 @@ from datetime import datetime
 from swarmscope.correlate import lifecycle
 from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, task_addresses
 from swarmscope.correlate.types import DnsCheck
-from swarmscope.model import HopStatus, Service
+from swarmscope.model import DNS_TRUNCATED, HopStatus, Service
 
 
 def dns_answer(n: NodeCtx, network_id: str, query: str):
@@ -58,7 +58,13 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
             answers=a.answers,
             expected=expected,
         )
-        if a.status != "ok":
+        if a.status == DNS_TRUNCATED:
+            # a part of the answer: what it lacks says nothing; an address it holds that no running task has does
+            c.extra = [x for x in a.answers if x not in expected and x not in settling_addresses(cl, svc, network_id,
+                                                                                                n.now)]
+            c.status = HopStatus.MISMATCH if c.extra else HopStatus.UNKNOWN
+            c.detail = f"extra {' '.join(c.extra)}" if c.extra else f"{a.status}: {a.reason}"
+        elif a.status != "ok":
             c.status = HopStatus.MISSING if expected else HopStatus.OK
             c.detail = a.status + (f": {a.reason}" if a.reason else "")
             c.missing = list(expected)

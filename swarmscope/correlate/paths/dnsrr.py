@@ -8,7 +8,7 @@ from swarmscope.correlate.cluster import Cluster, NodeCtx, ip_key, task_addresse
 from swarmscope.correlate.paths.common import verdict
 from swarmscope.correlate.paths.dns import dns_agrees, dns_answer
 from swarmscope.correlate.types import Backend, Hop, NodePath
-from swarmscope.model import BackendState, HopStatus, Service
+from swarmscope.model import DNS_TRUNCATED, BackendState, HopStatus, Service
 
 
 def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> NodePath:
@@ -18,6 +18,9 @@ def dnsrr_node_path(cl: Cluster, svc: Service, network_id: str, n: NodeCtx) -> N
     label = f"DNS {svc.name} -> task addresses"
     if a is None:
         np.hops.append(Hop("dns.rr", label, HopStatus.UNKNOWN, "not asked on this node"))
+    elif a.status == DNS_TRUNCATED:  # a part of the answer: cannot be compared with the tasks
+        np.hops.append(Hop("dns.rr", label, HopStatus.UNKNOWN, f"{a.status}: {a.reason}",
+                           [f"{a.query} -> {' '.join(a.answers)} (a part: {a.reason})"]))
     elif a.status != "ok":
         np.hops.append(Hop("dns.rr", label, HopStatus.MISSING, a.status, [f"{a.query}: {a.status}"]))
     elif dns_agrees(cl, svc, network_id, a.answers, expected, n.now):
