@@ -60,8 +60,8 @@ def dns_tasks_checks(cl: Cluster, svc: Service, network_id: str) -> list[DnsChec
         )
         if a.status == DNS_TRUNCATED:
             # a part of the answer: what it lacks says nothing; an address it holds that no running task has does
-            c.extra = [x for x in a.answers if x not in expected and x not in settling_addresses(cl, svc, network_id,
-                                                                                                n.now)]
+            settling = settling_addresses(cl, svc, network_id, n.now)
+            c.extra = [x for x in a.answers if x not in expected and x not in settling]
             c.status = HopStatus.MISMATCH if c.extra else HopStatus.UNKNOWN
             c.detail = f"extra {' '.join(c.extra)}" if c.extra else f"{a.status}: {a.reason}"
         elif a.status != "ok":
