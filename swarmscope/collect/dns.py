@@ -49,7 +49,6 @@ def ask_many(
     import dns.exception
     import dns.flags
     import dns.message
-    import dns.query
     import dns.rdatatype
 
     results: list = [None] * len(names)
@@ -120,6 +119,8 @@ def ask_many(
                 truncated.append(entry)
     finally:
         sock.close()
+    if truncated:  # dnspython's TCP client only then: 15 ms of import a collection need not pay
+        import dns.query
     for i, query, sent in truncated:
         try:
             whole = dns.query.tcp(query, resolver, timeout=timeout, port=port, one_rr_per_rrset=True)
