@@ -318,9 +318,10 @@ def _redaction(kw: dict):
 def explain(service, from_file, node, fmt, colour, verbose, all_services, save, **kw):
     """Explain, hop by hop and node by node, how traffic reaches SERVICE.
 
+    Only SERVICE's paths are judged (every service's with --all or --save).
     Exit code 0 when nothing is wrong, 1 when there are findings of error
-    severity, 4 when the data is incomplete, 2 for a usage error, 3 when
-    nothing could be collected.
+    severity (about SERVICE, or about a node or network), 4 when the data is
+    incomplete, 2 for a usage error, 3 when nothing could be collected.
     """
     import difflib
 
@@ -330,7 +331,9 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     if not service and not all_services:
         raise click.UsageError("name a SERVICE to explain, or use --all")
     red = _redaction(kw)
-    run = pipeline.analyzed(_source(from_file, kw), red, _say)
+    # one service: only its paths are judged (the whole swarm's when --save writes the dump)
+    scope = service if service and not all_services and not save else None
+    run = pipeline.analyzed(_source(from_file, kw), red, _say, scope)
     if run.redactor is not None and service:
         service = run.redactor.name(service)
     _save(save, run)
@@ -340,7 +343,7 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     else:
         services = [s for s in analysis.services if s.name == service]
         if not services:
-            names = [s.name for s in analysis.services]
+            names = [s.name for s in analysis.services] + analysis.unjudged
             close = difflib.get_close_matches(service, names, n=5, cutoff=0.4)
             if close:
                 hint = f"did you mean: {', '.join(close)}?"

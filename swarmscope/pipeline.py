@@ -226,22 +226,25 @@ def redact(run: Run, red: Redaction | None, failed_nodes: str = "fields") -> Run
 # --------------------------------------------------------------------------- analyze
 
 
-def analyze_snapshots(snaps: list[Snapshot]) -> Analysis:
-    """The correlator on snapshots: the cluster view, the path map of every service, the findings."""
+def analyze_snapshots(snaps: list[Snapshot], scope: frozenset[str] | None = None) -> Analysis:
+    """The correlator on snapshots: the cluster view, the path map of every service (or, ``scope``, of
+    the services of those names: ``correlate.analyze``), the findings."""
     from swarmscope.correlate import analyze as correlate
 
-    analysis = correlate(snaps)
+    analysis = correlate(snaps, scope)
     if any(s.probes for s in snaps):  # --probe: each probe joined to the hop it tests
         from swarmscope.correlate.probes import join_probes
 
         join_probes(analysis, snaps)
+        if scope is not None:  # a probe of a service not judged has no hop here: nor its finding
+            analysis.findings = [f for f in analysis.findings if f.service is None or f.service in scope]
     return analysis
 
 
-def analyze(run: Run) -> Analysis:
-    """The run's analysis (made once)."""
+def analyze(run: Run, scope: frozenset[str] | None = None) -> Analysis:
+    """The run's analysis (made once; ``scope``, the first time: judge only the services of those names)."""
     if run.analysis is None:
-        run.analysis = analyze_snapshots(run.snapshots)
+        run.analysis = analyze_snapshots(run.snapshots, scope)
         for f in run.failed:  # nodes that failed in the gather: unknown in the serving table, and why
             name = f.get("node") or f.get("node_id")
             if name and name not in run.analysis.nodes:
@@ -249,10 +252,15 @@ def analyze(run: Run) -> Analysis:
     return run.analysis
 
 
-def analyzed(source: Source, red: Redaction | None = None, say: Say = quiet) -> Run:
-    """The whole pipeline up to rendering: collect or load, redact (failed nodes included), analyze."""
+def analyzed(source: Source, red: Redaction | None = None, say: Say = quiet, service: str | None = None) -> Run:
+    """The whole pipeline up to rendering: collect or load, redact (failed nodes included), analyze
+    (``service``: only that service's paths are judged, ``explain SERVICE``; its name as given, before
+    redaction)."""
     r = redact(obtain(source, say), red)
-    analyze(r)
+    scope = None
+    if service is not None:
+        scope = frozenset({r.redactor.name(service) if r.redactor is not None else service})
+    analyze(r, scope)
     return r
 
 

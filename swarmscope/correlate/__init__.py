@@ -12,8 +12,13 @@ from swarmscope.correlate.types import Analysis
 from swarmscope.model import Snapshot, Verdict
 
 
-def analyze(snapshots: list[Snapshot]) -> Analysis:
+def analyze(snapshots: list[Snapshot], scope: frozenset[str] | None = None) -> Analysis:
     """Path maps of every service and the findings, from one or more node snapshots.
+
+    ``scope``: judge only the services of these names (``explain SERVICE``): only their path maps are
+    built, and the findings kept are those about them or about no service in particular (a node, a
+    network), judged from every node's data as always; a root cause counts what it explains among
+    those. ``Analysis.unjudged`` names the services left out.
 
     Python's cyclic garbage collector is paused meanwhile (as dump.load pauses it while reading): the
     path maps are hundreds of thousands of new objects that live on (hops, real servers, facts) and
@@ -22,16 +27,16 @@ def analyze(snapshots: list[Snapshot]) -> Analysis:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _analyze(snapshots)
+        return _analyze(snapshots, scope)
     finally:
         if enabled:
             gc.enable()
 
 
-def _analyze(snapshots: list[Snapshot]) -> Analysis:
+def _analyze(snapshots: list[Snapshot], scope: frozenset[str] | None) -> Analysis:
     cluster = build_cluster(snapshots)
-    paths = build_paths(cluster)
-    ctx = Ctx(cluster, paths)
+    paths = build_paths(cluster, scope)
+    ctx = Ctx(cluster, paths, scope=scope)
     findings = run_checks(ctx)
     corroborate(cluster, findings)  # dockerd's own log lines, as evidence of the findings they explain
     for _, _, _, np in ctx.node_paths():  # judged again now that each bad hop's findings are known
@@ -40,6 +45,7 @@ def _analyze(snapshots: list[Snapshot]) -> Analysis:
     return Analysis(
         services=paths, findings=findings, nodes=[n.name for n in cluster.nodes], api_source=cluster.api_source,
         uncollected=_uncollected(cluster),
+        unjudged=[] if scope is None else [s.name for s in cluster.services if s.name not in scope],
     )
 
 

@@ -192,3 +192,5 @@ class Analysis:
     #: the swarm's nodes that are not in the data, and why (hostname -> why): the manager lists them (`docker
     #: node ls`) and they were not collected, or (pipeline.analyze) they failed in the gather
     uncollected: dict[str, str] = field(default_factory=dict)
+    #: the services whose paths were not judged (correlate.analyze's ``scope``: ``explain SERVICE``)
+    unjudged: list[str] = field(default_factory=list)

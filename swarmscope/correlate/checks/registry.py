@@ -38,10 +38,16 @@ class Hit:
 class Ctx:
     cluster: Cluster
     paths: list[ServicePath]
+    #: the names of the services judged (None: all); a finding about another service is not kept
+    scope: frozenset[str] | None = None
     _hops: dict = field(default_factory=dict, repr=False, compare=False)
     _by_status: dict = field(default_factory=dict, repr=False, compare=False)
     _backends: dict | None = field(default=None, repr=False, compare=False)
     _by_node: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def in_scope(self, service: str | None) -> bool:
+        """Whether a finding about ``service`` (None: about no service in particular) is kept."""
+        return self.scope is None or service is None or service in self.scope
 
     def backends_in(self, state: BackendState) -> list[tuple[ServicePath, str, str | None, NodePath, Any]]:
         """(service path, kind, label, node path, backend) for every real server in ``state``, in

@@ -20,6 +20,8 @@ def run_checks(ctx: Ctx, only: set[str] | None = None) -> list[Finding]:
         if only is not None and spec.id not in only:
             continue
         for hit in spec.hits(ctx):
+            if not ctx.in_scope(hit.service):
+                continue
             key = (spec.id, hit.service, hit.network, hit.detail)
             f = merged.get(key)
             if f is None:

@@ -72,8 +72,9 @@ def service_path(cl: Cluster, svc: Service) -> ServicePath:
     return sp
 
 
-def build_paths(cl: Cluster) -> list[ServicePath]:
-    return [service_path(cl, s) for s in cl.services]
+def build_paths(cl: Cluster, scope: frozenset[str] | None = None) -> list[ServicePath]:
+    """The path map of every service, or (``scope``) of the services of those names."""
+    return [service_path(cl, s) for s in cl.services if scope is None or s.name in scope]
 
 
 __all__ = ["build_paths", "service_path", "settling_addresses", "verdict"]
