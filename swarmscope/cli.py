@@ -318,7 +318,7 @@ def _redaction(kw: dict):
 def explain(service, from_file, node, fmt, colour, verbose, all_services, save, **kw):
     """Explain, hop by hop and node by node, how traffic reaches SERVICE.
 
-    Only SERVICE's paths are judged (every service's with --all or --save).
+    Only SERVICE's paths are judged (every service's with --all).
     Exit code 0 when nothing is wrong, 1 when there are findings of error
     severity (about SERVICE, or about a node or network), 4 when the data is
     incomplete, 2 for a usage error, 3 when nothing could be collected.
@@ -331,8 +331,8 @@ def explain(service, from_file, node, fmt, colour, verbose, all_services, save, 
     if not service and not all_services:
         raise click.UsageError("name a SERVICE to explain, or use --all")
     red = _redaction(kw)
-    # one service: only its paths are judged (the whole swarm's when --save writes the dump)
-    scope = service if service and not all_services and not save else None
+    # one service: only its paths are judged (--save judges the whole swarm for the dump it writes)
+    scope = service if service and not all_services else None
     run = pipeline.analyzed(_source(from_file, kw), red, _say, scope)
     if run.redactor is not None and service:
         service = run.redactor.name(service)

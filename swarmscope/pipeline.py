@@ -285,4 +285,7 @@ def dump_document(run: Run, plain: bool = False, raw: bool = False) -> dict:
     ipvsadm) is left out unless ``raw`` (``--raw``); the parsed rules are always in it."""
     from swarmscope.dump import make_dump
 
-    return make_dump(run.snapshots, analyze(run), run.failed, plain=plain, raw=raw)
+    analysis = analyze(run)
+    if analysis.unjudged:  # explain SERVICE judged only SERVICE: a dump holds the whole swarm's judgement
+        analysis = analyze_snapshots(run.snapshots)
+    return make_dump(run.snapshots, analysis, run.failed, plain=plain, raw=raw)

@@ -52,7 +52,8 @@ class IpvsFacts:
     where reading it failed (``reason`` says why)."""
 
     table: IpvsTable | None
-    _by_mark: dict[int, FwmService] | None = field(default=None, repr=False)
+    _by_mark: dict[int, IpvsService] | None = field(default=None, repr=False)
+    _facts: dict[int, FwmService] = field(default_factory=dict, repr=False)
 
     @property
     def read(self) -> bool:
@@ -71,13 +72,22 @@ class IpvsFacts:
         return [s.key for s in self.table.services] if self.table is not None else []
 
     def fwm(self, mark: int) -> FwmService | None:
-        """The service for firewall mark ``mark`` (the first, as the kernel has one per mark)."""
+        """The service for firewall mark ``mark`` (the first, as the kernel has one per mark). The entries are
+        indexed by mark once; a fact (its real servers' evidence lines) is made only for a mark asked for
+        (``explain SERVICE`` asks one mark of a namespace that has one per published port)."""
+        made = self._facts.get(mark)
+        if made is not None:
+            return made
         if self._by_mark is None:
             self._by_mark = {}
             for s in self.table.services if self.table is not None else []:
                 if s.protocol == "fwm" and s.fwmark is not None and s.fwmark not in self._by_mark:
-                    self._by_mark[s.fwmark] = _fwm(s)
-        return self._by_mark.get(mark)
+                    self._by_mark[s.fwmark] = s
+        entry = self._by_mark.get(mark)
+        if entry is None:
+            return None
+        made = self._facts[mark] = _fwm(entry)
+        return made
 
     def schedulers(self) -> list[str]:
         return [s.scheduler for s in self.table.services] if self.available and self.table is not None else []

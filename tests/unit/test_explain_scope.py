@@ -123,15 +123,20 @@ def test_an_unknown_service_still_gets_every_name():
     assert p.stderr.strip() == "swarmscope: error: no service named 'zzzzzz' (services: whoami)", p.stderr
 
 
-def test_save_judges_the_whole_swarm(tmp_path):
+@pytest.mark.parametrize("phase", ["healthy", "w-gossip-dropped"])
+def test_save_writes_the_whole_swarms_judgement(phase, tmp_path):
+    """explain SERVICE --save: the dump is the whole swarm's (as dump --json writes it), and what explain
+    prints is what explain SERVICE --from that dump prints."""
     from click.testing import CliRunner
 
     out = tmp_path / "saved.json"
-    files = INPUTS["vm-mesh3/healthy"]
-    args = [a for f in files for a in ("--from", f)]
-    whole = json.loads(CliRunner().invoke(cli, ["explain", "--all", "--format", "json", *args]).output)
+    args = [a for f in INPUTS[f"vm-mesh3/{phase}"] for a in ("--from", f)]
+    r = CliRunner()
+    whole = json.loads(r.invoke(cli, ["dump", "--json", *args]).output)
     assert len(whole["services"]) >= 2
-    r = CliRunner().invoke(cli, ["explain", whole["services"][0]["name"], "--save", str(out), *args])
-    assert r.exit_code == 0, r.output
+    live = r.invoke(cli, ["explain", "whoami", "--save", str(out), *args])
     saved = json.loads(out.read_text())
-    assert [s["name"] for s in saved["services"]] == [s["name"] for s in whole["services"]]
+    assert saved["services"] == whole["services"] and saved["findings"] == whole["findings"]
+    again = r.invoke(cli, ["explain", "whoami", "--from", str(out)])
+    assert again.output == live.output
+    assert again.exit_code == live.exit_code
