@@ -73,12 +73,14 @@ def check_dns_differ(ctx: Ctx) -> Iterator[Hit]:
     for n in cl.nodes:
         for a in n.snap.dns:
             svc = by_name.get(a.query.removeprefix("tasks."))
-            if svc is not None:
+            if svc is not None and ctx.in_scope(svc.name):
                 settling.setdefault((a.network_id, a.query), set()).update(
                     settling_addresses(cl, svc, a.network_id, n.now))
     for n in cl.nodes:
         for a in n.snap.dns:
             if a.status in ("timeout", "error", DNS_TRUNCATED):  # no whole answer to compare
+                continue
+            if not ctx.in_scope(a.query.removeprefix("tasks.")):  # its finding would be about a service not judged
                 continue
             aside = settling.get((a.network_id, a.query), set())
             answers = tuple(sorted((x for x in a.answers if x not in aside), key=ip_key))
