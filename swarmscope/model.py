@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from swarmscope.redaction_kinds import IMAGE, KEEP, LABELS, NONAME, OPTION, PROCESS, RAW, TEXT, redact_as, undeclared
+from swarmscope.redaction_kinds import IMAGE, KEEP, LABELS, NONAME, OPTION, PROCESS, RAW, TEXT, redact_as
 
 SNAPSHOT_SCHEMA = "swarmscope/snapshot"
 SNAPSHOT_VERSION = 2
@@ -1174,15 +1174,3 @@ def without_raw(snap: Snapshot) -> Snapshot:
     out = copy.copy(snap)
     out.host, out.namespaces = host, namespaces
     return out
-
-
-def _check_redaction_declared() -> None:
-    missing = [name for cls in RECORDS for name in undeclared(cls, _hints(cls))]
-    if missing:
-        raise TypeError(
-            "declare how these fields are redacted, with redact_as(...) (swarmscope/redaction_kinds.py): "
-            + ", ".join(missing)
-        )
-
-
-_check_redaction_declared()
