@@ -237,13 +237,15 @@ def check_conn_stale_udp(ctx: Ctx) -> Iterator[Hit]:
     cl = ctx.cluster
     memo: dict = {}
     for n in cl.nodes:
-        have = _known_addresses(cl, n.now, memo)
-        if have is None:
-            continue
+        have: set[str] | None = None  # the addresses known at this node's time: only where there are entries
         for ns in _sandboxes(n):
             t = ns.ipvs
             if t is None or not t.available or not t.conns:
                 continue
+            if have is None:
+                have = _known_addresses(cl, n.now, memo)
+                if have is None:  # nothing known about tasks at all: nothing to judge on this node
+                    break
             stale: dict[tuple[str | None, str], list] = {}
             for g in t.conns:
                 if g.protocol.upper() == "UDP" and g.daddr not in have:

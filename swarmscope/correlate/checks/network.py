@@ -136,6 +136,15 @@ def check_lb_endpoint_left_behind(ctx: Ctx) -> Iterator[Hit]:
     "non-overlapping --subnet (the ingress network: `docker network rm ingress` and create it again with --ingress).",
 )
 def check_subnet_overlap(ctx: Ctx) -> Iterator[Hit]:
+    subnets = []  # every overlay's subnets, parsed once (not once per node)
+    for o in ctx.cluster.networks.values():
+        if o.driver != "overlay":
+            continue
+        for s in o.subnets:
+            try:
+                subnets.append((o, s, ipaddress.ip_network(s, strict=False)))
+            except ValueError:
+                continue
     for n in ctx.cluster.nodes:
         routes = []
         for r in n.snap.host.routes:
@@ -145,22 +154,15 @@ def check_subnet_overlap(ctx: Ctx) -> Iterator[Hit]:
                 continue
             if net.prefixlen > 0:
                 routes.append(net)
-        for o in ctx.cluster.networks.values():
-            if o.driver != "overlay":
-                continue
-            for s in o.subnets:
-                try:
-                    sn = ipaddress.ip_network(s, strict=False)
-                except ValueError:
-                    continue
-                hits = [r for r in routes if r.version == sn.version and r.overlaps(sn)]
-                if hits:
-                    yield Hit(
-                        [n.name],
-                        network=o.name,
-                        detail=f"{o.name} {s} overlaps host route {', '.join(map(str, hits))}",
-                        evidence=[f"host route {r}" for r in hits],
-                    )
+        for o, s, sn in subnets:
+            hits = [r for r in routes if r.version == sn.version and r.overlaps(sn)]
+            if hits:
+                yield Hit(
+                    [n.name],
+                    network=o.name,
+                    detail=f"{o.name} {s} overlaps host route {', '.join(map(str, hits))}",
+                    evidence=[f"host route {r}" for r in hits],
+                )
 
 
 @check(
@@ -427,6 +429,7 @@ def _subnet_usage(cl) -> list[tuple]:
 
 def _subnet_usage_of(cl) -> list[tuple]:
     out = []
+    unplaced: list | None = None
     for nid, net in sorted(cl.networks.items()):
         if net.driver != "overlay":
             continue
@@ -449,14 +452,15 @@ def _subnet_usage_of(cl) -> list[tuple]:
                     continue
                 if inside and ip not in gws:
                     used[what] = used.get(what, 0) + 1
-            waiting = [
-                t
-                for t in cl.tasks
-                if t.desired_state == "running"
-                and (NO_IP_ERROR in (t.error or "") or t.state in ("new", "pending"))
-                and not t.attachments
-                and nid in _service_networks(cl, t.service_id)
-            ]
+            if unplaced is None:  # tasks waiting for an address, of any network (once, not per network)
+                unplaced = [
+                    t
+                    for t in cl.tasks
+                    if t.desired_state == "running"
+                    and (NO_IP_ERROR in (t.error or "") or t.state in ("new", "pending"))
+                    and not t.attachments
+                ]
+            waiting = [t for t in unplaced if nid in _service_networks(cl, t.service_id)]
             out.append((net, sn, used, sn.num_addresses - 3, gws, waiting))  # less network, broadcast, gateway
     return out
 
