@@ -173,6 +173,31 @@ def test_many_replicas_give_no_false_alarm(lab):
 
 
 @pytest.mark.lab_fault
+def test_an_answer_too_large_for_udp_is_read_over_tcp(lab):
+    """280 tasks on a /22 overlay: tasks.<service> (about 4.5 KB) no longer fits even the 4,096-byte UDP reply
+    the collector offers; the engine's resolver truncates it (TC) and the collector asks again over TCP: every
+    address, status ok, and nothing but the kernel root cause (the TCP path, live on the engine's resolver)."""
+    n = 280
+    assert lab.docker("network", "create", "-d", "overlay", "--subnet", "10.20.0.0/22", "wide").returncode == 0
+    try:
+        cp = lab.docker("service", "create", "-d", "--name", "wide", "--network", "wide", "--replicas", str(n),
+                        "--restart-delay", "5s", "swarmscope-lab/busybox:latest", "httpd", "-f", "-p", "80")
+        assert cp.returncode == 0, cp.stderr
+        assert wait(lambda: converged(lab, "wide", n), 420, 3.0)
+        snap = json.loads(lab.swarmscope("collect", "--json", "--netns-dir", str(lab.netns_dir), timeout=300).stdout)
+        answers = {a["query"]: a for a in snap["dns"] if a["network_name"] == "wide"}
+        tasks = answers["tasks.wide"]
+        assert tasks["status"] == "ok" and len(tasks["answers"]) == n, (tasks["status"], len(tasks["answers"]))
+        assert 16 * n > 4096  # an A record is 16 bytes on the wire (its name a pointer): no UDP reply holds them
+        doc = check_json(lab)
+        assert roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
+    finally:
+        lab.docker("service", "rm", "wide")
+        assert wait(lambda: not _task_containers(lab, "wide"), 300, 3.0)
+        assert wait(lambda: lab.docker("network", "rm", "wide").returncode == 0, 120, 2.0)
+
+
+@pytest.mark.lab_fault
 def test_task_container_killed_behind_swarms_back(lab):
     """kill -9 of a task's process: swarm notices, and the restart delay keeps it down for a while."""
     assert lab.docker("service", "update", "-d", "--restart-delay", "120s", "whoami").returncode == 0
