@@ -244,12 +244,17 @@ def analyze_snapshots(snaps: list[Snapshot], scope: frozenset[str] | None = None
 def analyze(run: Run, scope: frozenset[str] | None = None) -> Analysis:
     """The run's analysis (made once; ``scope``, the first time: judge only the services of those names)."""
     if run.analysis is None:
-        run.analysis = analyze_snapshots(run.snapshots, scope)
-        for f in run.failed:  # nodes that failed in the gather: unknown in the serving table, and why
-            name = f.get("node") or f.get("node_id")
-            if name and name not in run.analysis.nodes:
-                run.analysis.uncollected[name] = "failed in the gather: " + (f.get("reason") or f.get("kind") or "?")
+        run.analysis = _run_analysis(run, scope)
     return run.analysis
+
+
+def _run_analysis(run: Run, scope: frozenset[str] | None) -> Analysis:
+    analysis = analyze_snapshots(run.snapshots, scope)
+    for f in run.failed:  # nodes that failed in the gather: unknown in the serving table, and why
+        name = f.get("node") or f.get("node_id")
+        if name and name not in analysis.nodes:
+            analysis.uncollected[name] = "failed in the gather: " + (f.get("reason") or f.get("kind") or "?")
+    return analysis
 
 
 def analyzed(source: Source, red: Redaction | None = None, say: Say = quiet, service: str | None = None) -> Run:
@@ -287,5 +292,5 @@ def dump_document(run: Run, plain: bool = False, raw: bool = False) -> dict:
 
     analysis = analyze(run)
     if analysis.unjudged:  # explain SERVICE judged only SERVICE: a dump holds the whole swarm's judgement
-        analysis = analyze_snapshots(run.snapshots)
+        analysis = _run_analysis(run, None)
     return make_dump(run.snapshots, analysis, run.failed, plain=plain, raw=raw)

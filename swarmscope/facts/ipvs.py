@@ -52,8 +52,8 @@ class IpvsFacts:
     where reading it failed (``reason`` says why)."""
 
     table: IpvsTable | None
-    _by_mark: dict[int, IpvsService] | None = field(default=None, repr=False)
-    _facts: dict[int, FwmService] = field(default_factory=dict, repr=False)
+    _by_mark: dict[int, IpvsService] | None = field(default=None, repr=False, compare=False)
+    _facts: dict[int, FwmService] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def read(self) -> bool:
