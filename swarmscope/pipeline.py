@@ -235,9 +235,7 @@ def analyze_snapshots(snaps: list[Snapshot], scope: frozenset[str] | None = None
     if any(s.probes for s in snaps):  # --probe: each probe joined to the hop it tests
         from swarmscope.correlate.probes import join_probes
 
-        join_probes(analysis, snaps)
-        if scope is not None:  # a probe of a service not judged has no hop here: nor its finding
-            analysis.findings = [f for f in analysis.findings if f.service is None or f.service in scope]
+        join_probes(analysis, snaps)  # a probe of a service not judged has no path here: no finding either
     return analysis
 
 

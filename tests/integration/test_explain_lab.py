@@ -172,6 +172,19 @@ def test_many_replicas_give_no_false_alarm(lab):
         assert wait(lambda: converged(lab, "whoami", 2) and converged(lab, "dnsrr", 1), 240)
 
 
+#: asks tasks.wide of the engine's resolver over UDP offering a 4,096-byte reply (as the collector does) and
+#: prints TC when the answer came back truncated
+_UDP_TC = """
+import dns.flags, dns.message, socket
+q = dns.message.make_query("tasks.wide", "A", use_edns=0, payload=4096)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(q.to_wire(), ("127.0.0.11", 53))
+r = dns.message.from_wire(s.recvfrom(65535)[0], ignore_trailing=True, raise_on_truncation=False)
+print("TC" if r.flags & dns.flags.TC else "whole")
+"""
+
+
 @pytest.mark.lab_fault
 def test_an_answer_too_large_for_udp_is_read_over_tcp(lab):
     """280 tasks on a /22 overlay: tasks.<service> (about 4.5 KB) no longer fits even the 4,096-byte UDP reply
@@ -188,7 +201,11 @@ def test_an_answer_too_large_for_udp_is_read_over_tcp(lab):
         answers = {a["query"]: a for a in snap["dns"] if a["network_name"] == "wide"}
         tasks = answers["tasks.wide"]
         assert tasks["status"] == "ok" and len(tasks["answers"]) == n, (tasks["status"], len(tasks["answers"]))
-        assert 16 * n > 4096  # an A record is 16 bytes on the wire (its name a pointer): no UDP reply holds them
+        # the resolver did truncate it over UDP, with the 4,096-byte reply offered: the answer came over TCP
+        lb = next(ns["path"] for ns in snap["namespaces"] if ns["kind"] == "lb" and ns["network_name"] == "wide")
+        udp = subprocess.run(["nsenter", f"--net={lb}", sys.executable, "-c", _UDP_TC], capture_output=True,
+                             text=True, timeout=60)
+        assert udp.stdout.split() == ["TC"], (udp.stdout, udp.stderr)
         doc = check_json(lab)
         assert roots(doc) == {"kernel.no-ipvs"}, [(f["id"], f["detail"]) for f in doc["findings"] if f["caused_by"] is None]
     finally:

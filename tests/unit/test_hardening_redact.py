@@ -85,7 +85,7 @@ def test_every_text_field_of_the_model_declares_how_it_is_redacted():
             if d is not None:
                 assert all(x is None or isinstance(x, RedactKind) for x in (d.how, d.keys)), (cls, f.name, d)
     assert not missing, f"declare how these are redacted with redact_as(...) in swarmscope/model.py: {missing}"
-    # the check covers every class a snapshot can hold (here, not at every import: 12 ms of every collection)
+    # the check covers every class a snapshot can hold (here, not at every import: 5-6 ms of every collection)
     assert set(_model_classes()) <= set(model.RECORDS), set(_model_classes()) - set(model.RECORDS)
     assert [u for cls in model.RECORDS for u in undeclared(cls)] == []
 

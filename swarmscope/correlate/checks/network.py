@@ -429,7 +429,14 @@ def _subnet_usage(cl) -> list[tuple]:
 
 def _subnet_usage_of(cl) -> list[tuple]:
     out = []
-    unplaced: list | None = None
+    # tasks waiting for an address, of any network (found once, not once per network)
+    unplaced = [
+        t
+        for t in cl.tasks
+        if t.desired_state == "running"
+        and (NO_IP_ERROR in (t.error or "") or t.state in ("new", "pending"))
+        and not t.attachments
+    ]
     for nid, net in sorted(cl.networks.items()):
         if net.driver != "overlay":
             continue
@@ -452,14 +459,6 @@ def _subnet_usage_of(cl) -> list[tuple]:
                     continue
                 if inside and ip not in gws:
                     used[what] = used.get(what, 0) + 1
-            if unplaced is None:  # tasks waiting for an address, of any network (once, not per network)
-                unplaced = [
-                    t
-                    for t in cl.tasks
-                    if t.desired_state == "running"
-                    and (NO_IP_ERROR in (t.error or "") or t.state in ("new", "pending"))
-                    and not t.attachments
-                ]
             waiting = [t for t in unplaced if nid in _service_networks(cl, t.service_id)]
             out.append((net, sn, used, sn.num_addresses - 3, gws, waiting))  # less network, broadcast, gateway
     return out
