@@ -19,7 +19,7 @@ line without the ``swarmscope:`` prefix.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from swarmscope.errors import ExitStatus, InputError, UsageError
@@ -179,7 +179,7 @@ def probe_node(snap: Snapshot, opts: ProbeOptions, say: Say = quiet) -> None:
 
     t0 = time.monotonic()
     probe_snapshot(snap, opts)
-    say(f"node {snap.node.hostname}: {summary(snap.probes, time.monotonic() - t0)}")
+    say(f"node {snap.node.hostname}: {summary(snap.probes, time.monotonic() - t0, opts.services)}")
 
 
 def probe(run: Run, source: Source, say: Say = quiet) -> Run:
@@ -258,7 +258,10 @@ def _run_analysis(run: Run, scope: frozenset[str] | None) -> Analysis:
 def analyzed(source: Source, red: Redaction | None = None, say: Say = quiet, service: str | None = None) -> Run:
     """The whole pipeline up to rendering: collect or load, redact (failed nodes included), analyze
     (``service``: only that service's paths are judged, ``explain SERVICE``; its name as given, before
-    redaction)."""
+    redaction; with ``--probe`` only its targets are probed, so the probe cap is spent on the service
+    explained)."""
+    if service is not None and source.probe is not None:  # probed before redaction: the name as given
+        source = replace(source, probe=replace(source.probe, services=frozenset({service})))
     r = redact(obtain(source, say), red)
     scope = None
     if service is not None:

@@ -43,6 +43,9 @@ class ProbeOptions:
     max_probes: int = 64  # --probe-max: connections per run
     rate: float = 20.0  # connections per second at most
     deadline: float = 30.0  # seconds for the whole run
+    #: only these services' targets (``explain SERVICE --probe``: the cap and the time bounds are spent on the
+    #: service explained); None: every service's
+    services: frozenset[str] | None = None
 
 
 @dataclass
@@ -302,12 +305,15 @@ def run_targets(targets: list[Target], allow: AllowList, opts: ProbeOptions, con
 
 def probe_snapshot(snap: Snapshot, opts: ProbeOptions, **kw) -> list[Probe]:
     """The probes this node's snapshot calls for, made now; they are also stored in ``snap.probes``."""
-    snap.probes = run_targets(plan(snap), allow_list(snap), opts, **kw)
+    snap.probes = run_targets(plan(snap, opts.services), allow_list(snap), opts, **kw)
     return snap.probes
 
 
-def summary(probes: list[Probe], seconds: float | None = None) -> str:
-    """One line: how many were made and how they went."""
+def summary(probes: list[Probe], seconds: float | None = None, services: frozenset[str] | None = None) -> str:
+    """One line: how many were made and how they went (``services``: the probes were only those services')."""
+    if not probes and services is not None:
+        return (f"nothing to probe for {', '.join(sorted(services))}: this node's snapshot shows no published port, "
+                "VIP or task of it (a worker's API lists no services: run on a manager)")
     if not probes:
         return ("nothing to probe: the snapshot shows no service with a published port, a VIP or a task "
                 "(a worker's API lists no services: run on a manager)")

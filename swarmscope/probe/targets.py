@@ -202,17 +202,23 @@ def _mtu_toward(ns: Namespace | None, subnets: list[str]) -> int | None:
     return None
 
 
+def _chosen(snap: Snapshot, services: frozenset[str] | None) -> list[Service]:
+    """The services probed, by name: every one, or (``services``) those of these names."""
+    return sorted((s for s in snap.docker.services if services is None or s.name in services), key=lambda s: s.name)
+
+
 def _echo_targets(snap: Snapshot, node: str, nets: dict[str, Network],
                   source_on: Callable[[Network], tuple[str, str] | None],
-                  probed: set[tuple[str | None, str]]) -> list[Target]:
+                  probed: set[tuple[str | None, str]], chosen: list[Service]) -> list[Target]:
     """The vtep probes: for each overlay network with a source namespace here, and each other node with a
-    running task on it, one task of that node (one a TCP task probe goes to, where there is one)."""
+    running task on it (of the services ``chosen``), one task of that node (one a TCP task probe goes to,
+    where there is one)."""
     me = snap.node.node_id
     vteps = {n.id: _bare(n.address) for n in snap.docker.nodes}
     names = {n.id: n.hostname for n in snap.docker.nodes}
     by_name = {ns.name: ns for ns in snap.namespaces}
     remote: dict[str, dict[str, tuple[Service, Task, str]]] = {}  # network id -> node id -> a task there
-    for svc in sorted(snap.docker.services, key=lambda s: s.name):
+    for svc in chosen:
         for t in _running(snap, svc):
             if not me or not t.node_id or t.node_id == me:
                 continue
@@ -243,9 +249,10 @@ def _echo_targets(snap: Snapshot, node: str, nets: dict[str, Network],
     return out
 
 
-def plan(snap: Snapshot) -> list[Target]:
+def plan(snap: Snapshot, services: frozenset[str] | None = None) -> list[Target]:
     """Every probe this node's snapshot calls for, published-port probes first; each one the
-    allow-list permits (``skip`` says why one is not made)."""
+    allow-list permits (``skip`` says why one is not made). ``services``: only the probes of the services
+    of these names (a vtep probe goes to a task of theirs, across the VXLAN their own paths cross)."""
     node = snap.node.hostname
     nets = {n.id: n for n in snap.docker.networks}
     by_name = {ns.name: ns for ns in snap.namespaces if not ns.stale and not ns.vanished}
@@ -275,7 +282,8 @@ def plan(snap: Snapshot) -> list[Target]:
                 return ns.name, ns.path
         return None
 
-    for svc in sorted(snap.docker.services, key=lambda s: s.name):
+    chosen = _chosen(snap, services)
+    for svc in chosen:
         running = _running(snap, svc)
         for p in svc.ports:
             if p.published_port is None:
@@ -347,7 +355,7 @@ def plan(snap: Snapshot) -> list[Target]:
         here = sandboxes.get(net.id)
         return lb_of(net.id) or (here[0] if here else None)
 
-    echoes = _echo_targets(snap, node, nets, source_on, probed)
+    echoes = _echo_targets(snap, node, nets, source_on, probed, chosen)
     seen: set[tuple] = set()
     out: list[Target] = []
     for tg in ends + vips + tasks + echoes:

@@ -67,11 +67,18 @@ def test_probes_fail_where_the_kernel_explains_it_and_tasks_answer(lab):
                for e in hops["ingress.backends"]["evidence"])
 
 
-def test_explain_with_probe_shows_them_next_to_the_hop_and_plain_explain_has_none(lab):
+def test_explain_with_probe_shows_them_next_to_the_hop_and_plain_explain_has_none(lab, tmp_path):
+    saved = tmp_path / "explain-probe.json"
     cp = lab.swarmscope("explain", "--netns-dir", str(lab.netns_dir), "whoami", "--probe", "--probe-http",
-                        timeout=240)
+                        "--save", str(saved), timeout=240)
     _keep("explain.txt", cp)
     assert cp.returncode == 1, cp.stderr
+    # only whoami's targets are probed (the cap is spent on the service explained): the host-mode port of
+    # `hostport`, which check --probe connects to, is not
+    [node] = json.loads(saved.read_text())["nodes"]
+    assert node["probes"] and {p["service"] for p in node["probes"]} == {"whoami"}, node["probes"]
+    made = sum(p["result"] != "not-probed" for p in node["probes"])
+    assert f"probed {made} target(s)" in cp.stderr, cp.stderr
     assert "probes of host DNAT :8000" in cp.stdout and "probes of real servers -> tasks:" in cp.stdout
     assert "probe.hop-suspect" not in cp.stdout
     assert max(len(line) for line in cp.stdout.splitlines()) <= 80
@@ -80,4 +87,5 @@ def test_explain_with_probe_shows_them_next_to_the_hop_and_plain_explain_has_non
     check = lab.swarmscope("check", "--netns-dir", str(lab.netns_dir), "--probe", timeout=240)
     _keep("check.txt", check)
     assert check.returncode == 1 and "probe.hop-suspect" not in check.stdout, check.stdout
+    assert f"probed {made} target(s)" not in check.stderr, check.stderr  # every service's: more than whoami's
     assert plain.returncode == 1 and "probes of" not in plain.stdout and "probed" not in plain.stderr

@@ -490,3 +490,99 @@ def test_a_redacted_bundle_holds_the_probes_and_none_of_their_real_values(tmp_pa
     assert any("probe.hop-suspect" in text for text in files.values())
     assert leakscan.scan_bundle(bundle, real) == {}
     assert "lb_odns2ld5k" not in json.dumps(dump["nodes"][0]["probes"])
+
+
+# --------------------------------------------------------------------------- explain SERVICE --probe: its targets only
+
+
+def _mesh3(node="manager"):
+    from test_probe_vtep import _load
+
+    return _load(node)
+
+
+def _vtep_of(snap: Snapshot) -> dict[str, str]:
+    return {n.id: n.address.split("/")[0] for n in snap.docker.nodes if n.address}
+
+
+@pytest.mark.parametrize("service", ["client", "glob", "whoami"])
+def test_a_scoped_plan_is_the_service_s_own_targets_and_echoes_to_its_own_tasks(service):
+    snap = _mesh3()
+    whole, mine = plan(snap), plan(snap, frozenset({service}))
+    assert mine and {t.service for t in mine} == {service}
+    # the published, localhost, VIP and task probes are the whole plan's of that service, in the same order
+    assert [t for t in mine if t.kind != "vtep"] == [t for t in whole if t.service == service and t.kind != "vtep"]
+    # an echo crosses to each other node where the service itself runs, on each network its tasks are on there:
+    # the VXLAN its own paths cross (the whole plan may pick another service's task on that node)
+    nets = {n.id: n for n in snap.docker.networks}
+    svc = next(s for s in snap.docker.services if s.name == service)
+    vteps = _vtep_of(snap)
+    expected = {
+        (nets[a.network_id].name, vteps[t.node_id])
+        for t in snap.docker.tasks
+        if t.service_id == svc.id and t.state == "running" and t.node_id != snap.node.node_id
+        for a in t.attachments
+        if a.network_id in nets and (nets[a.network_id].ingress or nets[a.network_id].driver == "overlay")
+    }
+    echoes = [t for t in mine if t.kind == "vtep"]
+    assert expected and {(t.network, t.vtep) for t in echoes} == expected
+    assert all(t.task and t.task.startswith(service + ".") for t in echoes)
+    allow = allow_list(snap)
+    for t in mine:
+        if not t.skip:
+            guard(t, allow)
+
+
+def test_an_unknown_service_plans_nothing_and_the_summary_says_so():
+    snap = _mesh3()
+    assert plan(snap, frozenset({"nosuch"})) == []
+    line = pipeline_summary([], frozenset({"nosuch"}))
+    assert line.startswith("nothing to probe for nosuch:"), line
+
+
+def pipeline_summary(probes, services):
+    from swarmscope.probe import summary
+
+    return summary(probes, 0.1, services)
+
+
+@pytest.mark.parametrize("redacted", [False, True])
+def test_explain_service_probe_spends_the_cap_on_that_service(monkeypatch, no_sockets, redacted):
+    """`explain glob --probe --probe-max 2` on the three-node mesh's manager: every probe made and recorded is
+    glob's (before, client's and whoami's took the cap, glob's were "over the cap"). Nothing is sent: the
+    connections, echoes and namespace entries are stand-ins that answer at once."""
+    import swarmscope.probe as probe_pkg
+    from swarmscope.collect.snapshot import CollectOptions
+    from swarmscope.probe.run import probe_snapshot
+
+    made: list[tuple] = []
+
+    def connect(address, port, timeout, http=False):
+        made.append(("connect", address, port))
+        return Outcome("connected")
+
+    def echo(address, size, timeout):
+        made.append(("echo", address, size))
+        return Outcome("connected", answered=size)
+
+    def fake(snap, opts):
+        return probe_snapshot(snap, opts, connect=connect, echo=echo, enter=lambda path, fn, timeout: fn(),
+                              sleep=lambda s: None)
+
+    said: list[str] = []
+    monkeypatch.setattr(probe_pkg, "probe_snapshot", fake)
+    monkeypatch.setattr(pipeline, "collect", lambda source, say=None: pipeline.Run([_mesh3()], True))
+    red = pipeline.Redaction(redact=True) if redacted else None
+    run = pipeline.analyzed(pipeline.Source(collect=CollectOptions(), probe=ProbeOptions(max_probes=2)), red,
+                            said.append, "glob")
+    [snap] = run.snapshots
+    name = run.redactor.name("glob") if run.redactor is not None else "glob"
+    assert snap.probes and {p.service for p in snap.probes} == {name}
+    assert len(made) == 2 and sum(p.result != "not-probed" for p in snap.probes) == 2
+    assert any("probed 2 target(s)" in s for s in said), said
+    assert [s.name for s in run.analysis.services] == [name]
+    assert FINDING not in {f.id for f in run.analysis.findings}
+    # the whole swarm's run (check --probe) still plans every service's probes
+    whole = pipeline.analyzed(pipeline.Source(collect=CollectOptions(), probe=ProbeOptions(max_probes=2)), None,
+                              said.append)
+    assert {p.service for p in whole.snapshots[0].probes} == {"client", "glob", "whoami"}
