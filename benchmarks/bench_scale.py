@@ -2,11 +2,12 @@
 """Time `check`, `explain --all` and `dump --json` on generated swarms of growing size.
 
 Usage:  python3 benchmarks/bench_scale.py [--runs 3] [--sizes 3:50:250,10:100:500,25:250:1250] [--large]
-        [--commands check,explain,explain1,dump] [--repo PATH] [--keep DIR] [--raw-dumps]
+        [--commands check,explain,explain1,dump,written] [--repo PATH] [--keep DIR] [--raw-dumps]
 
 For each size (nodes:services:tasks) it writes a healthy synthetic dump with
 benchmarks/gen_swarm.py, then runs each command `--runs` times, alternating the
-commands (explain1: `explain svc0000`, one service), as a separate `python -m swarmscope` process reading it with
+commands (explain1: `explain svc0000`, one service; written: `check` of the dump `dump --json` wrote from the
+generated one, its path maps and findings included, as an operator's saved dump is), as a separate `python -m swarmscope` process reading it with
 `--from`, and reports the median wall time, the median CPU time of the child
 (user + system, from wait4: what a loaded machine inflates least), the peak RSS
 of the child (ru_maxrss) and, between consecutive sizes, the growth exponent
@@ -47,6 +48,9 @@ COMMANDS = {
     "explain": ["explain", "--all", "--from", "{dump}", "--color", "never"],
     "explain1": ["explain", "svc0000", "--from", "{dump}", "--color", "never"],  # one service (gen_swarm's first)
     "dump": ["dump", "--from", "{dump}", "--json", "-o", "{out}"],
+    # `check` of the dump `dump --json` wrote from the generated one: what an operator judges later, its path
+    # maps and findings after the nodes (written once per size by this checkout's swarmscope, and kept with --keep)
+    "written": ["check", "--from", "{written}"],
 }
 
 
@@ -119,10 +123,15 @@ def main() -> None:
                   f"needs about {need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available", file=sys.stderr)
             continue
         out = work / "out.json"
+        written = work / f"written-{dump.name}"
+        if "written" in cmds and not written.exists():
+            wall, _, _, cpu = run_child(["dump", "--from", str(dump), "--json", "-o", str(written)] + extra, REPO)
+            print(f"wrote {written.name} with dump --json ({written.stat().st_size / 1e6:.0f} MB) in {wall:.1f}s "
+                  f"(cpu {cpu:.1f}s)", file=sys.stderr)
         res: dict[str, list[tuple[float, int, float]]] = {c: [] for c in cmds}
         for r in range(args.runs):
             for c in cmds:  # alternated: one run of each command per round
-                argv = [a.format(dump=dump, out=out) for a in COMMANDS[c]] + extra
+                argv = [a.format(dump=dump, out=out, written=written) for a in COMMANDS[c]] + extra
                 wall, rss, _, cpu = run_child(argv, repo)
                 res[c].append((wall, rss, cpu))
                 print(f"  {nodes}/{services}/{tasks} {c} run {r + 1}: {wall:.2f}s (cpu {cpu:.2f}s) {rss / 1024:.0f} MiB",
@@ -133,6 +142,7 @@ def main() -> None:
                           statistics.median(u for _, _, u in v)) for c, v in res.items()}))
         if not args.keep:
             dump.unlink()
+            written.unlink(missing_ok=True)
         out.unlink(missing_ok=True)
 
     print(f"swarmscope from {repo}; {os.cpu_count()} CPUs; median of {args.runs} runs; peak RSS of the child (max); "
