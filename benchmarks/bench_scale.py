@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated nodes:services:tasks")
     ap.add_argument("--large", action="store_true", help=f"add {LARGE_SIZES}")
-    ap.add_argument("--commands", default="check,explain,dump")
+    ap.add_argument("--commands", default="check,explain,dump,written")
     ap.add_argument("--repo", default=str(REPO), help="the checkout whose swarmscope is run (default: this one)")
     ap.add_argument("--keep", metavar="DIR", help="write (and reuse) the generated dumps in DIR")
     ap.add_argument("--raw-dumps", action="store_true", help="dumps with the raw iptables-save text (as before #17)")
