@@ -318,7 +318,8 @@ def _redaction(kw: dict):
 def explain(service, from_file, node, fmt, colour, verbose, all_services, save, **kw):
     """Explain, hop by hop and node by node, how traffic reaches SERVICE.
 
-    Only SERVICE's paths are judged (every service's with --all).
+    Only SERVICE's paths are judged (every service's with --all), and with
+    --probe only its targets are probed.
     Exit code 0 when nothing is wrong, 1 when there are findings of error
     severity (about SERVICE, or about a node or network), 4 when the data is
     incomplete, 2 for a usage error, 3 when nothing could be collected.
