@@ -534,16 +534,12 @@ def test_a_scoped_plan_is_the_service_s_own_targets_and_echoes_to_its_own_tasks(
 
 
 def test_an_unknown_service_plans_nothing_and_the_summary_says_so():
-    snap = _mesh3()
-    assert plan(snap, frozenset({"nosuch"})) == []
-    line = pipeline_summary([], frozenset({"nosuch"}))
-    assert line.startswith("nothing to probe for nosuch:"), line
-
-
-def pipeline_summary(probes, services):
     from swarmscope.probe import summary
 
-    return summary(probes, 0.1, services)
+    snap = _mesh3()
+    assert plan(snap, frozenset({"nosuch"})) == []
+    line = summary([], 0.1, frozenset({"nosuch"}))
+    assert line.startswith("nothing to probe for nosuch:"), line
 
 
 @pytest.mark.parametrize("redacted", [False, True])
