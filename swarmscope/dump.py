@@ -714,19 +714,11 @@ def _read_tail(raw: Any, p: int, indent: bytes, doc: dict, mapped: mmap.mmap | N
     p = _skip_ws(raw, p)
     while raw[p : p + 1] == b",":
         p = _skip_ws(raw, p + 1)
-        if raw[p : p + 1] != b'"' or raw[raw.rfind(b"\n", 0, p) + 1 : p] != indent:
+        if raw[raw.rfind(b"\n", 0, p) + 1 : p] != indent:
             return False
-        k = _string_end(raw, p)
-        if k < 0:
+        key, v = _key_at(raw, p)
+        if key is None or key in doc:  # a key given twice: the whole parse decides which counts
             return False
-        try:
-            key = _orjson.loads(raw[p:k])
-        except _orjson.JSONDecodeError:
-            return False
-        v = _skip_ws(raw, k)
-        if type(key) is not str or key in doc or raw[v : v + 1] != b":":
-            return False  # a key given twice: the whole parse decides which counts
-        v = _skip_ws(raw, v + 1)
         e = _search(next_key, raw, v, mapped)  # the next key's line, or none: the document's end
         p = _last_non_ws(raw, v, len(raw) if e < 0 else e)  # the comma before the next key, or the closing brace
         last = _last_non_ws(raw, v, p)  # the value's last character
@@ -742,6 +734,25 @@ def _read_tail(raw: Any, p: int, indent: bytes, doc: dict, mapped: mmap.mmap | N
         except _orjson.JSONDecodeError:
             return False
     return raw[p : p + 1] == b"}" and _skip_ws(raw, p + 1) == len(raw)
+
+
+def _key_at(raw: Any, i: int) -> tuple[str | None, int]:
+    """The object key whose string opens at ``i``, and where its value starts (after the colon); (None, i)
+    where the text there is not ``"key":``."""
+    assert _orjson is not None
+    if raw[i : i + 1] != b'"':
+        return None, i
+    k = _string_end(raw, i)
+    if k < 0:
+        return None, i
+    try:
+        key = _orjson.loads(raw[i:k])
+    except _orjson.JSONDecodeError:
+        return None, i
+    v = _skip_ws(raw, k)
+    if type(key) is not str or raw[v : v + 1] != b":":
+        return None, i
+    return key, _skip_ws(raw, v + 1)
 
 
 def _last_non_ws(raw: Any, start: int, end: int) -> int:
@@ -777,19 +788,9 @@ def _split_by_lengths(raw: Any) -> dict | None:
         return None
     i = _skip_ws(raw, i + 1)
     while raw[i : i + 1] == b'"':
-        k = _string_end(raw, i)
-        if k < 0:
+        key, i = _key_at(raw, i)
+        if key is None or key in doc or key not in top:  # a key given twice: the whole parse decides which counts
             return None
-        try:
-            key = _orjson.loads(raw[i:k])
-        except _orjson.JSONDecodeError:
-            return None
-        if key in doc or key not in top:  # a key given twice: the whole parse decides which counts
-            return None
-        i = _skip_ws(raw, k)
-        if raw[i : i + 1] != b":":
-            return None
-        i = _skip_ws(raw, i + 1)
         value = top[key]
         if key == "nodes":
             if raw[i : i + 1] != b"[":
