@@ -11,7 +11,8 @@ generated one, its path maps and findings included, as an operator's saved dump 
 `--from`, and reports the median wall time, the median CPU time of the child
 (user + system, from wait4: what a loaded machine inflates least), the peak RSS
 of the child (ru_maxrss) and, between consecutive sizes, the growth exponent
-k in time ~ size^k (size = tasks; nodes and services grow with them), of both, and of the
+k in time ~ size^k (size = tasks; nodes and services grow with them; where the tasks stay the same,
+the nodes or the services, whichever grew: one axis at a time), of both, and of the
 CPU time against the dump's size (what the judge reads grows as nodes x tasks).
 `--large` adds 50:500:2500 and 100:1000:5000 (the last: a 1.2 GB dump, minutes
 per command on 2 CPUs and several GB of memory); a size whose dump would not fit
@@ -92,6 +93,15 @@ def exponent(t1: float, t2: float, s1: float, s2: float) -> float:
     return math.log(t2 / t1) / math.log(s2 / s1) if t1 > 0 and t2 > 0 and s1 != s2 else float("nan")
 
 
+def grown(s1: tuple[int, ...], s2: tuple[int, ...]) -> tuple[str, int, int]:
+    """What the growth between two sizes is stated against: the tasks where they changed (with the nodes and
+    services or alone), else the nodes (one axis: --sizes 25:250:1250,50:250:1250), else the services."""
+    for i, name in ((2, "tasks"), (0, "nodes"), (1, "services")):
+        if s1[i] != s2[i]:
+            return name, s1[i], s2[i]
+    return "tasks", s1[2], s2[2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -157,11 +167,15 @@ def main() -> None:
             line += f" {r[c][0]:>10.2f} {r[c][2]:>10.2f} {r[c][1]:>10.0f}"
         print(line)
     if len(rows) > 1:
-        print("growth exponent k (time ~ tasks^k) between consecutive sizes:")
+        print("growth exponent k (time ~ X^k; X: the tasks, else the nodes, else the services, whichever grew; "
+              "2^k: the time per doubling of X) between consecutive sizes:")
         for (s1, _, _, r1), (s2, _, _, r2) in zip(rows, rows[1:]):
-            parts = [f"{c} {exponent(r1[c][0], r2[c][0], s1[2], s2[2]):.2f} (cpu {exponent(r1[c][2], r2[c][2], s1[2], s2[2]):.2f})"
-                     for c in cmds]
-            print(f"  {'/'.join(map(str, s1))} -> {'/'.join(map(str, s2))}: " + ", ".join(parts))
+            what, x1, x2 = grown(s1, s2)
+            parts = []
+            for c in cmds:
+                k, kc = exponent(r1[c][0], r2[c][0], x1, x2), exponent(r1[c][2], r2[c][2], x1, x2)
+                parts.append(f"{c} {k:.2f} (cpu {kc:.2f}, x{2 ** kc:.2f} per doubling)")
+            print(f"  {'/'.join(map(str, s1))} -> {'/'.join(map(str, s2))} ({what} x{x2 / x1:g}): " + ", ".join(parts))
         # the collected state grows as nodes x tasks (every node's ingress_sbox holds a real server per task
         # of the swarm): against its size, k = 1 is a judge that keeps pace with what it reads
         print("growth exponent k against the dump's size (cpu time ~ dump bytes^k):")

@@ -81,3 +81,15 @@ def test_written_dump_reads_back(tmp_path):
     gen_swarm.write_dump(str(p), **SIZE)
     snaps = load(str(p))
     assert len(snaps) == 3 and analyze(snaps).findings == []
+
+
+def test_bench_scale_states_growth_against_the_axis_that_grew():
+    """One axis at a time (only the nodes doubled) is stated against the nodes, not as a 0/0 against the tasks."""
+    import bench_scale
+
+    assert bench_scale.grown((25, 250, 1250), (50, 250, 1250)) == ("nodes", 25, 50)
+    assert bench_scale.grown((25, 250, 1250), (25, 500, 2500)) == ("tasks", 1250, 2500)
+    assert bench_scale.grown((10, 100, 500), (25, 250, 1250)) == ("tasks", 500, 1250)
+    assert bench_scale.grown((10, 100, 500), (10, 200, 500)) == ("services", 100, 200)
+    x = bench_scale.grown((25, 250, 1250), (50, 250, 1250))
+    assert bench_scale.exponent(1.0, 2.0, x[1], x[2]) == pytest.approx(1.0)
